@@ -1,0 +1,52 @@
+# modelship developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Component makefiles (e.g. serving-image/serving.mk) add to these:
+INSTALL_DEPS :=   # files whose change re-runs the install
+INSTALL_HOOKS :=  # targets run after the base install, inside the venv
+TEST_DEPS :=      # targets `make test` runs before pytest (e.g. Dockerfile lint)
+-include serving-image/serving.mk
+
+.PHONY: help venv cluster-bins lint typecheck test test-unit cluster-up clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+# Reinstalls only when the project's dependency files change.
+$(STAMP): pyproject.toml $(INSTALL_DEPS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(foreach h,$(INSTALL_HOOKS),$(MAKE) --no-print-directory $(h);)
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install modelship with its dev tools
+
+cluster-bins: $(STAMP)  ## build (or find cached) the local control plane binaries
+	$(PY) hack/devcluster/build.py
+
+lint: $(STAMP)  ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)  ## mypy --strict
+	$(VENV)/bin/mypy
+
+test-unit: $(STAMP)  ## only the tests that need no cluster
+	$(VENV)/bin/pytest -m unit
+
+test: lint typecheck $(TEST_DEPS) cluster-bins  ## everything CI runs: lint, types, unit + integration + e2e
+	$(VENV)/bin/pytest
+
+cluster-up: cluster-bins  ## start a local cluster in the foreground (Ctrl-C tears it down)
+	PYTHONPATH=hack $(PY) -m devcluster up
+
+clean:  ## remove the venv and caches in the repo (the binary cache outside stays)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,68 @@
+"""Command line for the local control plane.
+
+PYTHONPATH=hack python -m devcluster up [--cpu-nodes 3] [--coral-nodes 1]
+PYTHONPATH=hack python -m devcluster down STATE_DIR
+PYTHONPATH=hack python -m devcluster build
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devcluster import build, nodes
+from devcluster.cluster import ClusterError, LocalCluster, kill_from_pidfile
+
+
+def up(args: argparse.Namespace) -> int:
+    cluster = LocalCluster.create(
+        fake_nodes=nodes.default_nodes(cpu=args.cpu_nodes, coral=args.coral_nodes),
+        keep_state=args.keep,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        cluster.start()
+    except ClusterError as err:
+        print(f"devcluster: could not start the cluster: {err}", file=sys.stderr)
+        return 1
+    print(f"cluster up: {cluster.server}")
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    print(f"export PATH={cluster.bin_dir}:$PATH")
+    print(f"state and logs: {cluster.state_dir}  (tear down from elsewhere: python -m devcluster down DIR)")
+    print("Ctrl-C tears it down.", flush=True)
+    stop.wait()
+    cluster.stop()
+    print("cluster stopped")
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    killed = kill_from_pidfile(Path(args.state_dir))
+    print(f"sent SIGTERM to {len(killed)} process(es)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devcluster", description="modelship's local control plane")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start a cluster and keep it up until Ctrl-C")
+    p_up.add_argument("--cpu-nodes", type=int, default=3)
+    p_up.add_argument("--coral-nodes", type=int, default=1)
+    p_up.add_argument("--keep", action="store_true", help="keep the state dir (logs, certs) after stopping")
+    p_up.set_defaults(func=up)
+    p_down = sub.add_parser("down", help="stop a cluster started by `up`, by its process ids")
+    p_down.add_argument("state_dir")
+    p_down.set_defaults(func=down)
+    p_build = sub.add_parser("build", help="build or find the cached binaries; print their dir")
+    p_build.set_defaults(func=lambda _: print(build.build()) or 0)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

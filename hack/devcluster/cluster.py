@@ -1,0 +1,352 @@
+"""A real Kubernetes control plane on loopback, with KWOK fake nodes.
+
+`LocalCluster` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+and the KWOK controller from the cached build (build.py), each on a free port, with
+certificates made on the fly; creates the fake nodes; installs the Gateway API CRDs;
+writes an admin kubeconfig; and waits until the API server is ready, the nodes are
+Ready and the controllers are working. `stop()` ends every process by its id.
+
+`ExistingCluster` is the same interface over a cluster named by a kubeconfig
+(kind, k3d, a cloud cluster), started and stopped by someone else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devcluster import build, nodes, pki
+
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started; the message names the step and where the logs are."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "modelship-dev", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "contexts": [{"name": "modelship-dev", "context": {"cluster": "modelship-dev", "user": user}}],
+        "current-context": "modelship-dev",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class ExistingCluster:
+    """A cluster someone else runs, reached through a kubeconfig."""
+
+    kubeconfig: Path
+    bin_dir: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for subprocesses (kubectl, helm, the operator) talking to this cluster."""
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        done = subprocess.run(
+            [str(self.bin_dir / "kubectl"), *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+        return done.stdout
+
+    def start(self) -> None:
+        """Nothing to start: the cluster is already there."""
+
+    def stop(self) -> None:
+        """Nothing to stop: the cluster belongs to someone else."""
+
+
+@dataclass
+class LocalCluster(ExistingCluster):
+    """A control plane of our own on loopback. Use as a context manager or call start()/stop()."""
+
+    state_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="modelship-cluster-")))
+    fake_nodes: Sequence[nodes.FakeNode] = field(default_factory=nodes.default_nodes)
+    artifacts: Path = field(default_factory=lambda: build.cache_dir())
+    keep_state: bool = False
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> LocalCluster:
+        """Build (or find cached) binaries and return a cluster ready to start()."""
+        artifacts = build.build()
+        state = Path(tempfile.mkdtemp(prefix="modelship-cluster-"))
+        return cls(
+            kubeconfig=state / "admin.kubeconfig",
+            bin_dir=artifacts / "bin",
+            state_dir=state,
+            artifacts=artifacts,
+            **kwargs,
+        )
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"):
+            self.ports[name] = free_port()
+        keys = pki.generate(self.state_dir / "pki", SERVICE_IP)
+        for stem, _, _ in pki.CLIENTS:
+            path = self.kubeconfig if stem == "admin" else self.state_dir / f"{stem}.kubeconfig"
+            write_kubeconfig(path, self.server, keys.ca, keys.cert(stem), keys.key(stem), stem)
+        try:
+            self._start_etcd()
+            self._start_apiserver(keys)
+            self._start_controllers(keys)
+            self._create_nodes()
+            self._install_gateway_api()
+            self._wait_ready()
+        except Exception as err:
+            self.stop(keep=True)
+            raise ClusterError(f"{err}\n{self.describe_failure()}") from err
+        (self.state_dir / "pids.json").write_text(
+            json.dumps({n: p.pid for n, p in self.processes.items()}, indent=2)
+        )
+
+    def stop(self, keep: bool | None = None) -> None:
+        """SIGTERM every component (newest first), SIGKILL what is left after 10 s."""
+        for proc in reversed(list(self.processes.values())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+        if not (self.keep_state if keep is None else keep):
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def describe_failure(self) -> str:
+        lines = [f"component logs: {self.log_dir}"]
+        for name in COMPONENTS:
+            log = self.log_dir / f"{name}.log"
+            if log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                lines += [f"--- {name} (last lines)", *tail]
+        return "\n".join(lines)
+
+    # -- components ----------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        # A session of its own: a Ctrl-C at the terminal reaches our launcher, which
+        # then stops the components in order, instead of killing them all at once.
+        self.processes[name] = subprocess.Popen(
+            [str(self.bin_dir / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _alive(self, name: str) -> None:
+        if self.processes[name].poll() is not None:
+            raise ClusterError(f"{name} exited with code {self.processes[name].returncode}")
+
+    def _start_etcd(self) -> None:
+        client, peer = f"http://127.0.0.1:{self.ports['etcd']}", f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        self._spawn(
+            "etcd",
+            [
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                "--unsafe-no-fsync",  # throwaway data: speed over durability
+                "--log-level=warn",
+            ],
+        )
+
+        def healthy() -> bool:
+            self._alive("etcd")
+            try:
+                with urllib.request.urlopen(f"{client}/health", timeout=1) as r:
+                    return bool(json.load(r).get("health") == "true")
+            except OSError:
+                return False
+
+        wait_for("etcd /health", healthy, 30)
+
+    def _start_apiserver(self, keys: pki.Pki) -> None:
+        self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+                f"--secure-port={self.ports['apiserver']}",
+                "--bind-address=127.0.0.1",
+                # With no default route the API server cannot pick an address by itself.
+                "--advertise-address=127.0.0.1",
+                # No kube-proxy here, and 127.0.0.1 endpoints for `kubernetes` fail validation.
+                "--endpoint-reconciler-type=none",
+                f"--tls-cert-file={keys.cert('apiserver')}",
+                f"--tls-private-key-file={keys.key('apiserver')}",
+                f"--client-ca-file={keys.ca}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={keys.dir / 'service-account.pub'}",
+                f"--service-account-signing-key-file={keys.key('service-account')}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+
+        ctx = ssl.create_default_context(cafile=str(keys.ca))
+        ctx.load_cert_chain(str(keys.cert("admin")), str(keys.key("admin")))
+
+        def ready() -> bool:
+            self._alive("kube-apiserver")
+            try:
+                with urllib.request.urlopen(f"{self.server}/readyz", context=ctx, timeout=2) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        wait_for("kube-apiserver /readyz", ready, 90)
+
+    def _start_controllers(self, keys: pki.Pki) -> None:
+        def common(stem: str, port: int) -> list[str]:
+            kc = self.state_dir / f"{stem}.kubeconfig"
+            return [
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                f"--secure-port={port}",
+                "--bind-address=127.0.0.1",
+                "--leader-elect=false",
+            ]
+
+        self._spawn(
+            "kube-controller-manager",
+            [
+                *common("controller-manager", self.ports["controller-manager"]),
+                # Each controller acts as its own service account, with the rights
+                # bootstrap RBAC gives it (Deployments, ReplicaSets, EndpointSlices, GC ...).
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={keys.key('service-account')}",
+                f"--root-ca-file={keys.ca}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--v=1",
+            ],
+        )
+        self._spawn("kube-scheduler", [*common("scheduler", self.ports["scheduler"]), "--v=1"])
+        stages = sorted((self.artifacts / "kwok-stages").glob("*.yaml"))
+        self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={self.state_dir / 'kwok.kubeconfig'}",
+                *(f"--config={s}" for s in stages),
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+                "--node-ip=127.0.0.1",
+            ],
+        )
+
+    def _create_nodes(self) -> None:
+        items = [n.manifest() for n in self.fake_nodes]
+        self.kubectl(
+            "create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        )
+
+    def _install_gateway_api(self) -> None:
+        crds = str(self.artifacts / "gateway-api")
+        self.kubectl("apply", "--server-side", "--field-manager=modelship-devcluster", "-f", crds)
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+
+    def _wait_ready(self) -> None:
+        if self.fake_nodes:
+            self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=90s")
+
+        def controllers_working() -> bool:
+            for name in COMPONENTS:
+                self._alive(name)
+            # The service-account controller creating `default` proves the
+            # controller-manager is up and authorized.
+            return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False) != ""
+
+        wait_for("the controller-manager to create the default ServiceAccount", controllers_working, 60)
+
+
+def kill_from_pidfile(state_dir: Path) -> list[int]:
+    """Tear down a cluster started by another process, from its pids.json."""
+    pids: dict[str, int] = json.loads((state_dir / "pids.json").read_text())
+    killed = []
+    for pid in reversed(list(pids.values())):
+        try:
+            os.kill(pid, signal.SIGTERM)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed
