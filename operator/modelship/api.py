@@ -1,0 +1,509 @@
+"""The ModelDeployment API (`modelship.io/v1alpha1`): the one source of truth.
+
+These pydantic models define `spec` and `status`. `modelship.crd` turns them into the
+CustomResourceDefinition, so the API server enforces the same shapes, defaults and
+rules. Simple formats are OpenAPI constraints; formats that deserve a clear message
+and every cross-field rule are CEL `x-kubernetes-validations` attached here with
+`Rule` or `cel(...)`. Regex rules are also checked in Python; cross-field CEL rules
+are enforced by the API server only (the operator only ever sees admitted objects).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+GROUP = "modelship.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["md", "mdep"]
+
+# Object names derived from a ModelDeployment: `<name>-stable`, `<name>-preview`,
+# `<name>-<10 hex>` (a revision, also a label value, max 63) must stay DNS labels.
+MAX_NAME_LENGTH = 45
+
+# Environment variables the operator sets from the spec; users may not override them.
+RESERVED_ENV = ("MODEL_NAME", "MODEL_VERSION", "MODEL_SHA256", "PORT", "HOST")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A CEL rule for `x-kubernetes-validations`; `message` should name the field."""
+
+    rule: str
+    message: str
+    field_path: str | None = None
+
+    def as_schema(self) -> dict[str, str]:
+        out = {"rule": self.rule, "message": self.message}
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        return out
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.setdefault("x-kubernetes-validations", []).append(self.as_schema())
+        return schema
+
+
+def rules(*items: Rule) -> dict[str, Any]:
+    """Model-level rules, for `model_config = ConfigDict(json_schema_extra=rules(...))`."""
+    return {"x-kubernetes-validations": [r.as_schema() for r in items]}
+
+
+def matches(regex: str, message: str) -> tuple[AfterValidator, Rule]:
+    """A regex checked by pydantic and by the API server (CEL), with one message."""
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check), Rule(f"self.matches('^{regex}$')", message)
+
+
+DIGEST_RE = r"[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?@sha256:[a-f0-9]{64}"
+SHA256_RE = r"[a-f0-9]{64}"
+DURATION_RE = r"([0-9]+(ms|s|m|h))+"
+QUANTITY_RE = (  # the pattern of core's resource.Quantity
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+DNS_LABEL_RE = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+Image = Annotated[
+    str,
+    Field(max_length=512, description="The serving image, pinned by digest: `<repository>@sha256:<64 hex>`."),
+    *matches(
+        DIGEST_RE,
+        "spec.image must pin the image by digest, as <repository>@sha256:<64 lowercase hex digits>; "
+        "tags are mutable and are refused",
+    ),
+]
+Sha256 = Annotated[
+    str,
+    Field(max_length=64, description="The model artifact's sha256 checksum: 64 lowercase hex digits."),
+    *matches(SHA256_RE, "spec.model.sha256 must be exactly 64 lowercase hex digits"),
+]
+
+
+# A Go-style duration; the API server's error names the field, e.g. `spec.analysis.interval: ...`.
+Duration = Annotated[
+    str,
+    Field(max_length=32, description="A duration such as `30s`, `5m` or `1h30m`."),
+    *matches(DURATION_RE, "must be a duration such as 30s, 5m or 1h30m"),
+]
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`1h30m` -> timedelta; the format `Duration` admits."""
+    if not re.fullmatch(DURATION_RE, text):
+        raise ValueError(f"not a duration: {text!r}")
+    seconds = sum(int(n) * _UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h)", text))
+    return timedelta(seconds=seconds)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class _Quantity:
+    """Schema of a Kubernetes quantity: int-or-string, like core ResourceRequirements."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_RE,
+            "x-kubernetes-int-or-string": True,
+        }
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.fullmatch(QUANTITY_RE, value):
+        raise ValueError(f"not a Kubernetes quantity: {value!r}")
+    return value
+
+
+Quantity = Annotated[int | str, AfterValidator(_check_quantity), _Quantity]
+ResourceList = Annotated[
+    dict[Annotated[str, Field(max_length=253)], Quantity],
+    Field(max_length=16),
+    Rule(
+        "self.all(k, k.matches('^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$'))",
+        "resource names must be like cpu, memory or vendor.example/device",
+    ),
+]
+
+
+class ModelRef(_Model):
+    """The model artifact the image serves; passed to the pods as MODEL_NAME, MODEL_VERSION, MODEL_SHA256."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    version: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    sha256: Sha256
+
+
+class Resources(_Model):
+    """Compute resources of the model container, as in a core ResourceRequirements."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+                "quantity(string(self.limits[k])).compareTo(quantity(string(self.requests[k]))) >= 0)",
+                "spec.resources.limits must not be lower than spec.resources.requests for the same resource",
+                ".limits",
+            )
+        )
+    )
+    requests: ResourceList | None = None
+    limits: ResourceList | None = None
+
+
+class EnvVar(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    value: Annotated[str, Field(max_length=4096)] = ""
+
+
+class Pause(_Model):
+    """Hold the rollout: for `duration`, or until resumed when empty."""
+
+    duration: Duration | None = None
+
+
+class CanaryScale(_Model):
+    """Scale the canary independently of its traffic weight."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "[has(self.replicas), has(self.weight), has(self.matchTrafficWeight)]"
+                ".filter(x, x).size() == 1",
+                "setCanaryScale: set exactly one of replicas, weight or matchTrafficWeight",
+            )
+        )
+    )
+    replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+    weight: Annotated[int, Field(ge=0, le=100)] | None = None
+    match_traffic_weight: bool | None = None
+
+
+class StepAnalysis(_Model):
+    """Run `spec.analysis` and continue only when it succeeds."""
+
+
+_EXACTLY_ONE_ACTION = Rule(
+    "[has(self.setWeight), has(self.pause), has(self.setCanaryScale), has(self.analysis)]"
+    ".filter(x, x).size() == 1",
+    "each spec.strategy.canary.steps[] item must set exactly one of setWeight, pause, setCanaryScale "
+    "or analysis",
+)
+
+
+class CanaryStep(_Model):
+    model_config = ConfigDict(json_schema_extra=rules(_EXACTLY_ONE_ACTION))
+    set_weight: (
+        Annotated[int, Field(ge=0, le=100, description="Percent of traffic for the canary.")] | None
+    ) = None
+    pause: Pause | None = None
+    set_canary_scale: CanaryScale | None = None
+    analysis: StepAnalysis | None = None
+
+
+# A weight may drop only after a checkpoint: a drop with no pause or analysis between
+# means the higher weight was served without anyone observing it (pure risk), and in
+# practice it is a typo (50 for 5).
+_NO_UNOBSERVED_DROP = Rule(
+    "self.steps.all(i, s, !has(s.setWeight) || self.steps.all(j, t, j >= i || !has(t.setWeight) || "
+    "t.setWeight <= s.setWeight || "
+    "self.steps.exists(k, u, k > j && k < i && (has(u.pause) || has(u.analysis)))))",
+    "spec.strategy.canary.steps: a setWeight may be lower than an earlier setWeight only with a pause or "
+    "analysis step between them",
+    ".steps",
+)
+
+
+class Canary(_Model):
+    """Shift traffic to the new revision in steps."""
+
+    model_config = ConfigDict(json_schema_extra=rules(_NO_UNOBSERVED_DROP))
+    steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=32)]
+
+
+class BlueGreen(_Model):
+    """Run the new revision beside the stable one (`<name>-preview`), then switch all traffic at once."""
+
+    auto_promote: bool = True
+    preview_replicas: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        default=None, description="Replicas of the preview revision; default: spec.replicas."
+    )
+    scale_down_delay: Duration = "30s"
+
+
+class Strategy(_Model):
+    """How a new revision replaces the stable one: exactly one of `canary` or `blueGreen`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "has(self.canary) != has(self.blueGreen)",
+                "spec.strategy must set exactly one of canary or blueGreen",
+            )
+        )
+    )
+    canary: Canary | None = None
+    blue_green: BlueGreen | None = None
+
+
+class Traffic(_Model):
+    """How traffic reaches revisions: `service` (replica ratio) or `gatewayAPI` (HTTPRoute weights)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "(self.router == 'gatewayAPI') == has(self.httpRoute)",
+                "spec.traffic.httpRoute is required when router is gatewayAPI, and only then",
+                ".httpRoute",
+            )
+        )
+    )
+    router: Literal["service", "gatewayAPI"] = "service"
+    http_route: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_RE)] | None = None
+
+
+Vector = Annotated[list[float], Field(min_length=1, max_length=1024)]
+
+
+class SmokeTest(_Model):
+    """Requests sent to the new revision before it gets any traffic; each output must match."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "size(self.inputs) == size(self.expected)",
+                "spec.smokeTest.inputs and spec.smokeTest.expected must have the same length",
+                ".expected",
+            )
+        )
+    )
+    inputs: Annotated[list[Vector], Field(min_length=1, max_length=32)]
+    expected: Annotated[list[Vector], Field(min_length=1, max_length=32)]
+    tolerance: Annotated[float, Field(ge=0)] = 1e-6
+
+
+MetricTemplate = Literal[
+    "error-rate", "latency-p99", "latency-p95", "latency-p50", "accuracy", "confidence-mean"
+]
+
+
+class Metric(_Model):
+    """One measurement: a builtin `template` or a custom PromQL `query`, judged by min/max."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "has(self.template) != has(self.query)",
+                "spec.analysis.metrics[]: set exactly one of template or query",
+            ),
+            Rule(
+                "has(self.min) || has(self.max)",
+                "spec.analysis.metrics[]: set min or max "
+                "(relative limits alone would pass a canary as bad as stable)",
+            ),
+            Rule(
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "spec.analysis.metrics[]: min must not be greater than max",
+                ".min",
+            ),
+        )
+    )
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_RE)]
+    template: MetricTemplate | None = None
+    query: (
+        Annotated[
+            str, Field(min_length=1, max_length=4096, description="PromQL; `{{revision}}` is replaced.")
+        ]
+        | None
+    ) = None
+    min: float | None = None
+    max: float | None = None
+    max_drop_vs_stable: Annotated[float, Field(ge=0)] | None = None
+    max_increase_vs_stable: Annotated[float, Field(ge=0)] | None = None
+    dry_run: bool = False
+
+
+class Analysis(_Model):
+    """Prometheus checks run by `analysis` steps (and by blue/green before promotion)."""
+
+    interval: Duration = "30s"
+    failure_limit: Annotated[int, Field(ge=0, le=100)] = 0
+    inconclusive_limit: Annotated[int, Field(ge=0, le=100)] = 0
+    no_data: Literal["inconclusive", "fail", "pass"] = "inconclusive"
+    min_requests: Annotated[int, Field(ge=0)] = 50
+    metrics: Annotated[
+        list[Metric],
+        Field(
+            min_length=1,
+            max_length=16,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        ),
+    ]
+
+
+class Toleration(_Model):
+    key: Annotated[str, Field(max_length=253)] | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: Annotated[str, Field(max_length=63)] | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class AcceleratorResource(_Model):
+    name: Annotated[str, Field(max_length=253)] = "squat.ai/coral"
+    count: Annotated[int, Field(ge=1, le=8)] = 1
+
+
+class Accelerator(_Model):
+    """Run on an accelerator node: the device-plugin resource is requested and its taint tolerated."""
+
+    type: Literal["coral"]
+    interface: Literal["usb", "pcie"] = "usb"
+    resource: AcceleratorResource = AcceleratorResource()
+    tolerations: Annotated[list[Toleration], Field(max_length=16)] | None = None
+    fallback: Literal["none", "cpu"] = "none"
+    host_path: bool = Field(default=False, description="Opt in to mounting the device from the host.")
+
+
+_ANALYSIS_NEEDED = Rule(
+    "!has(self.strategy.canary) || !self.strategy.canary.steps.exists(s, has(s.analysis)) || "
+    "has(self.analysis)",
+    "spec.analysis is required when a canary step is an analysis step",
+    ".analysis",
+)
+_NO_RESERVED_ENV = Rule(
+    "!has(self.env) || self.env.all(e, !(e.name in " + str(list(RESERVED_ENV)) + "))",
+    "spec.env may not set " + ", ".join(RESERVED_ENV) + ": modelship sets them from spec.model and spec.port",
+    ".env",
+)
+
+
+class ModelDeploymentSpec(_Model):
+    """A model served from an image digest, and how new revisions roll out."""
+
+    model_config = ConfigDict(json_schema_extra=rules(_ANALYSIS_NEEDED, _NO_RESERVED_ENV))
+    model: ModelRef
+    image: Image
+    replicas: Annotated[int, Field(ge=0, le=1000)] = 1
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    resources: Resources | None = None
+    env: (
+        Annotated[
+            list[EnvVar],
+            Field(
+                max_length=64,
+                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+            ),
+        ]
+        | None
+    ) = None
+    strategy: Strategy
+    traffic: Traffic = Traffic()
+    analysis: Analysis | None = None
+    smoke_test: SmokeTest | None = None
+    accelerator: Accelerator | None = None
+    progress_deadline: Duration = "10m"
+    paused: bool = False
+
+
+# ---- status ----------------------------------------------------------------------------
+
+Phase = Literal["Pending", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"]
+
+
+class Condition(_Model):
+    type: Annotated[str, Field(max_length=64)]
+    status: Literal["True", "False", "Unknown"]
+    reason: Annotated[str, Field(max_length=64)]
+    message: Annotated[str, Field(max_length=1024)] = ""
+    last_transition_time: datetime
+    observed_generation: int
+
+
+class MetricResult(_Model):
+    """The last measurement of one analysis metric."""
+
+    name: Annotated[str, Field(max_length=63)]
+    verdict: Literal["Successful", "Failed", "Inconclusive", "Error"]
+    value: float | None = None
+    message: Annotated[str, Field(max_length=1024)] = ""
+    measured_at: datetime
+
+
+class RevisionTemplate(_Model):
+    """What makes a revision: the fields of the spec that end up in its pods (hashed into its name)."""
+
+    image: Image
+    model: ModelRef
+    port: int
+    resources: Resources | None = None
+    env: Annotated[list[EnvVar], Field(max_length=64)] | None = None
+    accelerator: Accelerator | None = None
+
+
+class ModelDeploymentStatus(_Model):
+    """What modelship observed and decided; everything it needs to resume after a restart."""
+
+    model_config = ConfigDict(extra="ignore")
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    stable_revision: Annotated[str, Field(max_length=63)] | None = None
+    stable_template: RevisionTemplate | None = Field(
+        default=None,
+        description="The stable revision's pod-defining fields, to re-create it after spec changes.",
+    )
+    pending_revision: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None, description="A revision the spec asks for that has not started rolling out."
+    )
+    canary_revision: Annotated[str, Field(max_length=63)] | None = None
+    current_step: int | None = None
+    canary_weight: Annotated[int, Field(ge=0, le=100)] | None = None
+    pause_start_time: datetime | None = None
+    replicas: int | None = None
+    available_replicas: int | None = None
+    selector: Annotated[str, Field(max_length=512)] | None = None
+    conditions: (
+        Annotated[
+            list[Condition],
+            Field(
+                max_length=16,
+                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+            ),
+        ]
+        | None
+    ) = None
+    analysis: Annotated[list[MetricResult], Field(max_length=16)] | None = None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """The Kubernetes form of a model: camelCase, no unset optionals."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)

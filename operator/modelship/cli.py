@@ -1,0 +1,83 @@
+"""`modelship` command line.
+
+modelship run [--namespace NS]... [--liveness URL] [--resync-seconds N] [--log-format json|text]
+modelship crd [--check] [--output PATH]
+modelship version
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from modelship import __version__, crd, logs
+
+DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelship", description="Safe rollouts of ML model-serving images."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator (kopf) against the current kubeconfig or in-cluster")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument(
+        "--liveness", default=DEFAULT_LIVENESS, help="liveness endpoint URL (default: %(default)s)"
+    )
+    run.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=30.0,
+        help="reconcile every ModelDeployment at least this often (default: %(default)s)",
+    )
+    run.add_argument("--log-format", choices=["json", "text"], default="json")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    gen = sub.add_parser("crd", help="write (or --check) crds/ from the API models")
+    gen.add_argument("--check", action="store_true")
+    gen.add_argument("--output")
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def run(namespaces: list[str], liveness: str, resync_seconds: float) -> None:
+    # Imported here: `modelship crd` and `version` should not pay for kopf and the client.
+    import kopf
+
+    from modelship import handlers
+    from modelship.kube.client import Kube, load_api_client
+
+    handlers.install(Kube(load_api_client()), namespaces, resync_seconds)
+    kopf.run(
+        standalone=True,  # no peering objects: one operator replica (the chart uses Recreate)
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness or None,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    if args.command == "crd":
+        extra = ["--check"] if args.check else []
+        return crd.main([*extra, *(["--output", args.output] if args.output else [])])
+    logs.setup(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
+    run(args.namespace, args.liveness, args.resync_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

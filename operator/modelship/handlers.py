@@ -1,0 +1,133 @@
+"""kopf wiring, kept thin: every trigger ends in `Reconciler.reconcile(namespace, name)`.
+
+Triggers (level-triggered reconciliation):
+- watch events of ModelDeployments, and of the Deployments and Services they own
+  (so a deleted or edited child is restored within seconds);
+- a resync loop that reconciles every ModelDeployment every `resync_seconds`.
+
+Why not `@kopf.timer` for the resync: kopf puts a finalizer on every object a timer
+serves, so a ModelDeployment (and its namespace) could not be deleted while the
+operator is down. Deletion needs no handler at all: ownerReferences let the garbage
+collector remove the children. Handlers return nothing, so kopf writes nothing into
+`status`; its bookkeeping goes to annotations and it posts no events of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from modelship import api, logs, manifests
+from modelship.kube.client import Kube
+from modelship.kube.reconciler import Reconciler
+
+log = logging.getLogger("modelship")
+
+
+@dataclass
+class Runtime:
+    """Set by `modelship run` before kopf starts."""
+
+    reconciler: Reconciler | None = None
+    namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
+    resync_seconds: float = 30.0
+    last_resync: float = field(default_factory=time.monotonic)
+
+    def get(self) -> Reconciler:
+        if self.reconciler is None:
+            raise RuntimeError("modelship.handlers used before `modelship run` configured it")
+        return self.reconciler
+
+
+RUNTIME = Runtime()
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=api.GROUP)
+    settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+    settings.persistence.consistency_timeout = 10
+    settings.posting.enabled = False  # the engine's events are the ones users should read
+    settings.execution.max_workers = 8
+    memo["resync"] = asyncio.create_task(_resync_forever())
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("resync")
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+
+
+@kopf.on.probe(id="resync")
+def resync_probe(**_: Any) -> float:
+    """Liveness: fails when the resync loop has stopped making passes."""
+    age = time.monotonic() - RUNTIME.last_resync
+    if age > max(3 * RUNTIME.resync_seconds, 60):
+        raise kopf.PermanentError(f"no resync pass for {age:.0f}s")
+    return round(age, 1)
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+def modeldeployment_event(type: str, namespace: str | None, name: str, logger: kopf.Logger, **_: Any) -> None:
+    namespace = namespace or ""
+    if type == "DELETED":
+        RUNTIME.get().forget(namespace, name)
+        return
+    RUNTIME.get().reconcile(namespace, name, logger)
+
+
+def _reconcile_owner(body: kopf.Body) -> None:
+    for ref in body.metadata.get("ownerReferences", []):
+        if ref.get("kind") == api.KIND and ref.get("apiVersion") == api.API_VERSION:
+            namespace = body.metadata.namespace or ""
+            RUNTIME.get().reconcile(namespace, ref["name"], logs.object_logger(namespace, ref["name"]))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={manifests.MODEL_LABEL: kopf.PRESENT})
+def deployment_event(body: kopf.Body, **_: Any) -> None:
+    _reconcile_owner(body)
+
+
+@kopf.on.event("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT})
+def service_event(body: kopf.Body, **_: Any) -> None:
+    _reconcile_owner(body)
+
+
+def _resync_once() -> None:
+    reconciler = RUNTIME.get()
+    paths = (
+        [f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{ns}/{api.PLURAL}" for ns in RUNTIME.namespaces]
+        if RUNTIME.namespaces
+        else [f"/apis/{api.GROUP}/{api.VERSION}/{api.PLURAL}"]
+    )
+    for path in paths:
+        for item in reconciler.kube.request("GET", path).get("items", []):
+            namespace, name = item["metadata"]["namespace"], item["metadata"]["name"]
+            logger = logs.object_logger(namespace, name)
+            try:
+                reconciler.reconcile(namespace, name, logger)
+            except Exception:  # one broken object must not stop the others' resync
+                logger.exception("resync failed")
+
+
+async def _resync_forever() -> None:
+    while True:
+        try:
+            await asyncio.to_thread(_resync_once)
+            RUNTIME.last_resync = time.monotonic()
+        except Exception:
+            log.exception("resync pass failed")
+        await asyncio.sleep(RUNTIME.resync_seconds)
+
+
+def install(kube: Kube, namespaces: list[str], resync_seconds: float) -> None:
+    RUNTIME.reconciler = Reconciler(kube)
+    RUNTIME.namespaces = namespaces
+    RUNTIME.resync_seconds = resync_seconds

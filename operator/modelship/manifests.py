@@ -1,0 +1,152 @@
+"""Pure rendering of the objects a ModelDeployment owns: revision Deployments and Services.
+
+Everything here is a function of its arguments; the engine decides *which* objects
+to want, this module says what they look like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelship import api
+
+MODEL_LABEL = "modelship.io/model"
+REVISION_LABEL = "modelship.io/revision"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "modelship"}
+CONTAINER = "model"
+PORT_NAME = "http"
+SERVICE_PORT = 80
+# The serving image's health endpoints (serving-image/): live and ready.
+LIVENESS_PATH = "/healthz"
+READINESS_PATH = "/readyz"
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment that owns everything rendered here."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 1
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": {**MANAGED_BY, **labels},
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def revision_selector(owner: Owner, revision: str) -> dict[str, str]:
+    return {MODEL_LABEL: owner.name, REVISION_LABEL: revision}
+
+
+def selector_string(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _env(template: api.RevisionTemplate) -> list[dict[str, str]]:
+    managed = [
+        {"name": "MODEL_NAME", "value": template.model.name},
+        {"name": "MODEL_VERSION", "value": template.model.version},
+        {"name": "MODEL_SHA256", "value": template.model.sha256},
+        {"name": "PORT", "value": str(template.port)},
+        {"name": "HOST", "value": "0.0.0.0"},  # the server's default (loopback) is unreachable in a pod
+    ]
+    if template.accelerator is not None:
+        managed.append({"name": "ACCELERATOR", "value": template.accelerator.type})
+    user = [{"name": e.name, "value": e.value} for e in template.env or []]
+    return managed + user
+
+
+def _resources(template: api.RevisionTemplate) -> dict[str, Any]:
+    out: dict[str, dict[str, Any]] = {}
+    if template.resources is not None:
+        for kind in ("requests", "limits"):
+            values = getattr(template.resources, kind)
+            if values:
+                out[kind] = {k: str(v) for k, v in values.items()}
+    if template.accelerator is not None:
+        # Extended resources must be requested in limits (requests default to them).
+        res = template.accelerator.resource
+        out.setdefault("limits", {})[res.name] = str(res.count)
+    return out
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }
+
+
+def deployment(owner: Owner, revision: str, template: api.RevisionTemplate, replicas: int) -> Manifest:
+    labels = revision_selector(owner, revision)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": template.image,
+        "ports": [{"name": PORT_NAME, "containerPort": template.port, "protocol": "TCP"}],
+        "env": _env(template),
+        "resources": _resources(template),
+        # Loading a model can take a while: the startup probe holds liveness off for up to 5 minutes.
+        "startupProbe": _probe(LIVENESS_PATH, period=5, failures=60),
+        "livenessProbe": _probe(LIVENESS_PATH, period=10, failures=3),
+        "readinessProbe": _probe(READINESS_PATH, period=5, failures=3),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # the model server never talks to the API server
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],  # writable scratch under a read-only root
+    }
+    if template.accelerator is not None and template.accelerator.tolerations:
+        pod_spec["tolerations"] = [api.dump(t) for t in template.accelerator.tolerations]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, revision, labels),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": {**MANAGED_BY, **labels}}, "spec": pod_spec},
+        },
+    }
+
+
+def service(owner: Owner, name: str, selector: dict[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, name, {MODEL_LABEL: owner.name}),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
