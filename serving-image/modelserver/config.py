@@ -1,0 +1,171 @@
+"""Configuration, read only from environment variables (every one is documented in README.md)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Framework = Literal["sklearn", "onnx", "tflite"]
+Accelerator = Literal["cpu", "coral"]
+
+_SUFFIX_FRAMEWORK: dict[str, Framework] = {
+    ".joblib": "sklearn",
+    ".pkl": "sklearn",
+    ".onnx": "onnx",
+    ".tflite": "tflite",
+}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What the image says about itself (set from build args / by the operator)."""
+
+    image: str
+    image_digest: str
+    git_revision: str
+    build_time: str
+    image_version: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: Path
+    model_sha256: str | None
+    model_cpu_sha256: str | None
+    allow_unverified: bool
+    model_name: str
+    model_version: str
+    framework: Framework
+    accelerator: Accelerator
+    host: str
+    port: int
+    max_body_bytes: int
+    max_batch_rows: int
+    feedback_cache_size: int
+    graceful_timeout_s: int
+    inference_threads: int
+    sklearn_fast_path: bool
+    edgetpu_device: str
+    log_level: str
+    build: BuildInfo
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.model_path.parent
+
+
+def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{key}={value} must be at least {minimum}")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str) -> bool:
+    raw = env.get(key, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{key}={raw!r} must be true or false")
+
+
+def _sha(env: Mapping[str, str], key: str) -> str | None:
+    raw = env.get(key, "").strip().lower()
+    if not raw:
+        return None
+    raw = raw.removeprefix("sha256:")
+    if not _SHA256.match(raw):
+        raise ConfigError(f"{key} must be 64 hex digits (optionally prefixed 'sha256:'), got {raw!r}")
+    return raw
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    raw_path = env.get("MODEL_PATH", "").strip()
+    if not raw_path:
+        raise ConfigError("MODEL_PATH is required: the path of the model file (.joblib, .onnx or .tflite)")
+    model_path = Path(raw_path)
+
+    raw_fw = env.get("MODEL_FRAMEWORK", "auto").strip().lower() or "auto"
+    framework: Framework
+    if raw_fw == "auto":
+        guessed = _SUFFIX_FRAMEWORK.get(model_path.suffix.lower())
+        if guessed is None:
+            raise ConfigError(
+                f"MODEL_FRAMEWORK=auto cannot tell the framework of {model_path.name!r}; "
+                f"use a {sorted(_SUFFIX_FRAMEWORK)} file or set MODEL_FRAMEWORK to sklearn, onnx or tflite"
+            )
+        framework = guessed
+    elif raw_fw in ("sklearn", "onnx", "tflite"):
+        framework = raw_fw  # type: ignore[assignment]  # narrowed by the membership test
+    else:
+        raise ConfigError(f"MODEL_FRAMEWORK={raw_fw!r} must be auto, sklearn, onnx or tflite")
+
+    raw_acc = env.get("ACCELERATOR", "cpu").strip().lower() or "cpu"
+    if raw_acc not in ("cpu", "coral"):
+        raise ConfigError(f"ACCELERATOR={raw_acc!r} must be cpu or coral")
+    if raw_acc == "coral" and framework != "tflite":
+        raise ConfigError(f"ACCELERATOR=coral needs a TFLite model, but the model is {framework}")
+    accelerator: Accelerator = "coral" if raw_acc == "coral" else "cpu"
+
+    sha = _sha(env, "MODEL_SHA256")
+    allow_unverified = _bool(env, "MODEL_ALLOW_UNVERIFIED")
+    if sha is None and not allow_unverified:
+        raise ConfigError(
+            "MODEL_SHA256 is required (the artifact's sha256); "
+            "set MODEL_ALLOW_UNVERIFIED=true only for local experiments"
+        )
+
+    name = env.get("MODEL_NAME", "").strip() or model_path.stem.removesuffix("_edgetpu")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+        raise ConfigError(f"MODEL_NAME={name!r} must be 1-128 of letters, digits, '.', '_' or '-'")
+
+    build = BuildInfo(
+        image=env.get("IMAGE", "").strip(),
+        image_digest=env.get("IMAGE_DIGEST", "").strip(),
+        git_revision=env.get("GIT_REVISION", "").strip(),
+        build_time=env.get("BUILD_TIME", "").strip(),
+        image_version=env.get("IMAGE_VERSION", "").strip(),
+    )
+    return Settings(
+        model_path=model_path,
+        model_sha256=sha,
+        model_cpu_sha256=_sha(env, "MODEL_CPU_SHA256"),
+        allow_unverified=allow_unverified,
+        model_name=name,
+        model_version=env.get("MODEL_VERSION", "").strip() or "unversioned",
+        framework=framework,
+        accelerator=accelerator,
+        host=env.get("HOST", "").strip() or "127.0.0.1",
+        port=_int(env, "PORT", 8080, 0),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576, 64),
+        max_batch_rows=_int(env, "MAX_BATCH_ROWS", 1024, 1),
+        feedback_cache_size=_int(env, "FEEDBACK_CACHE_SIZE", 10_000, 0),
+        graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT_SECONDS", 10, 0),
+        inference_threads=_int(env, "INFERENCE_THREADS", 1, 1),
+        sklearn_fast_path=_bool(env, "SKLEARN_FAST_PATH")
+        if env.get("SKLEARN_FAST_PATH", "").strip()
+        else True,
+        edgetpu_device=env.get("EDGETPU_DEVICE", "").strip(),
+        log_level=(env.get("LOG_LEVEL", "").strip() or "info").lower(),
+        build=build,
+    )

@@ -1,0 +1,81 @@
+"""Prometheus metrics, built from the contract so the names exist in exactly one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from . import metrics_contract as mc
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """The server's metrics, with the model name/version labels bound once."""
+
+    def __init__(self, model_name: str, model_version: str) -> None:
+        contract = mc.load()
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
+        made: dict[str, Any] = {}
+        for spec in contract.metrics:
+            kwargs: dict[str, Any] = {"labelnames": spec.labels, "registry": self.registry}
+            if spec.type == "counter":
+                made[spec.name] = Counter(spec.name, spec.help, **kwargs)
+            elif spec.type == "gauge":
+                made[spec.name] = Gauge(spec.name, spec.help, **kwargs)
+            else:
+                made[spec.name] = Histogram(spec.name, spec.help, buckets=spec.buckets, **kwargs)
+        base = (model_name, model_version)
+        self._base = base
+        self._requests: Counter = made[mc.REQUESTS_TOTAL]
+        self._request_duration: Histogram = made[mc.REQUEST_DURATION]
+        self._inference = made[mc.INFERENCE_DURATION].labels(*base)
+        self._confidence = made[mc.PREDICTION_CONFIDENCE].labels(*base)
+        feedback: Counter = made[mc.FEEDBACK_TOTAL]
+        self._correct = feedback.labels(*base, "correct")
+        self._incorrect = feedback.labels(*base, "incorrect")
+        self._info: Gauge = made[mc.MODEL_INFO]
+        # labels() takes a lock and hashes strings; cache the children the hot path uses.
+        self._req_children: dict[tuple[str, str, int], Any] = {}
+        self._dur_children: dict[str, Any] = {}
+        # Export zeros from the start so rate() and "no data" checks see the series before traffic.
+        self._correct.inc(0)
+        self._incorrect.inc(0)
+
+    def set_info(self, framework: str, sha256: str, accelerator: str, accelerator_requested: str) -> None:
+        self._info.labels(*self._base, framework, sha256, accelerator, accelerator_requested).set(1)
+
+    def observe_request(self, route: str, method: str, code: int, seconds: float) -> None:
+        key = (route, method, code)
+        child = self._req_children.get(key)
+        if child is None:
+            child = self._requests.labels(*self._base, route, method, str(code))
+            self._req_children[key] = child
+        child.inc()
+        dur = self._dur_children.get(route)
+        if dur is None:
+            dur = self._request_duration.labels(*self._base, route)
+            self._dur_children[route] = dur
+        dur.observe(seconds)
+
+    def observe_inference(self, seconds: float) -> None:
+        self._inference.observe(seconds)
+
+    def observe_confidence(self, confidence: npt.NDArray[np.float64]) -> None:
+        observe = self._confidence.observe
+        for value in confidence.tolist():
+            observe(value)
+
+    def observe_feedback(self, correct: int, incorrect: int) -> None:
+        if correct:
+            self._correct.inc(correct)
+        if incorrect:
+            self._incorrect.inc(incorrect)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
