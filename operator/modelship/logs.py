@@ -1,8 +1,8 @@
 """Structured logs: one JSON object per line, with the ModelDeployment's namespace/name.
 
 kopf's per-object loggers attach the object as `record.k8s_ref`; our own lines
-outside kopf handlers (the resync loop) use `object_logger()`. Both end up as
-top-level `namespace` and `name` keys, so `jq 'select(.name=="fraud-detector")'` works.
+outside kopf handlers (the resync loop) use `object_logger()`, which does the same.
+Both end up as top-level `namespace` and `name` keys, so `jq 'select(.name=="fraud-detector")'` works.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ class JsonFormatter(logging.Formatter):
             line["namespace"] = ref.get("namespace")
             line["name"] = ref.get("name")
             line["kind"] = ref.get("kind")
-        for key in ("namespace", "name", "kind"):
-            value = getattr(record, key, None)
-            if isinstance(value, str):
-                line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line)
@@ -50,5 +46,6 @@ def setup(level: int = logging.INFO, fmt: str = "json") -> None:
 
 def object_logger(namespace: str, name: str) -> logging.LoggerAdapter[logging.Logger]:
     return logging.LoggerAdapter(
-        logging.getLogger("modelship"), {"namespace": namespace, "name": name, "kind": "ModelDeployment"}
+        logging.getLogger("modelship"),
+        {"k8s_ref": {"kind": "ModelDeployment", "namespace": namespace, "name": name}},
     )
