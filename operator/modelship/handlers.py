@@ -37,6 +37,7 @@ class Runtime:
     namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
     resync_seconds: float = 30.0
     last_resync: float = field(default_factory=time.monotonic)
+    resync_passes: int = 0
 
     def get(self) -> Reconciler:
         if self.reconciler is None:
@@ -66,12 +67,12 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="resync")
-def resync_probe(**_: Any) -> float:
-    """Liveness: fails when the resync loop has stopped making passes."""
+def resync_probe(**_: Any) -> dict[str, float]:
+    """Liveness: fails (HTTP 500) when the resync loop has stopped making passes."""
     age = time.monotonic() - RUNTIME.last_resync
     if age > max(3 * RUNTIME.resync_seconds, 60):
         raise kopf.PermanentError(f"no resync pass for {age:.0f}s")
-    return round(age, 1)
+    return {"passes": RUNTIME.resync_passes, "secondsSinceLastPass": round(age, 1)}
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
@@ -100,28 +101,33 @@ def service_event(body: kopf.Body, **_: Any) -> None:
     _reconcile_owner(body)
 
 
-def _resync_once() -> None:
+def _resync_once() -> int:
     reconciler = RUNTIME.get()
     paths = (
         [f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{ns}/{api.PLURAL}" for ns in RUNTIME.namespaces]
         if RUNTIME.namespaces
         else [f"/apis/{api.GROUP}/{api.VERSION}/{api.PLURAL}"]
     )
+    count = 0
     for path in paths:
         for item in reconciler.kube.request("GET", path).get("items", []):
+            count += 1
             namespace, name = item["metadata"]["namespace"], item["metadata"]["name"]
             logger = logs.object_logger(namespace, name)
             try:
                 reconciler.reconcile(namespace, name, logger)
             except Exception:  # one broken object must not stop the others' resync
                 logger.exception("resync failed")
+    return count
 
 
 async def _resync_forever() -> None:
     while True:
         try:
-            await asyncio.to_thread(_resync_once)
+            count = await asyncio.to_thread(_resync_once)
             RUNTIME.last_resync = time.monotonic()
+            RUNTIME.resync_passes += 1
+            log.info("resync pass %d: %d ModelDeployments", RUNTIME.resync_passes, count)
         except Exception:
             log.exception("resync pass failed")
         await asyncio.sleep(RUNTIME.resync_seconds)

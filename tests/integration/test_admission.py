@@ -1,0 +1,272 @@
+"""The API server itself refuses bad ModelDeployments, naming the field; the examples are accepted."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modelship.kube.client import Kube
+
+from .mdhelpers import EXAMPLES, crd_installed, create_md, example, kube, md_path, refusal
+
+__all__ = ["crd_installed", "kube"]  # fixtures used by this module
+pytestmark = pytest.mark.integration
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+Edit = Callable[[dict[str, Any]], None]
+
+
+def canary(*steps: dict[str, Any]) -> Edit:
+    def edit(md: dict[str, Any]) -> None:
+        md["spec"]["strategy"] = {"canary": {"steps": list(steps)}}
+
+    return edit
+
+
+def put(path: str, value: Any) -> Edit:
+    """Set a dotted path under the manifest (`spec.image`), creating objects as needed."""
+
+    def edit(md: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = md
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return edit
+
+
+def analysis(*metrics: dict[str, Any]) -> Edit:
+    return put("spec.analysis", {"metrics": list(metrics)})
+
+
+def drop(path: str) -> Edit:
+    def edit(md: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = md
+        for key in parents:
+            node = node[key]
+        del node[last]
+
+    return edit
+
+
+# (id, edit of examples/basic.yaml, the field the refusal must name, a fragment of the reason)
+INVALID: list[tuple[str, Edit, str, str]] = [
+    ("image-tag", put("spec.image", "registry.example/fraud:1.0"), "spec.image", "pin the image by digest"),
+    ("image-no-repo", put("spec.image", "@" + DIGEST), "spec.image", "pin the image by digest"),
+    (
+        "digest-uppercase",
+        put("spec.image", "r.example/f@" + DIGEST.upper().replace("SHA", "sha")),
+        "spec.image",
+        "64 lowercase hex",
+    ),
+    ("digest-short", put("spec.image", "r.example/f@sha256:abc123"), "spec.image", "pin the image by digest"),
+    ("model-sha256-short", put("spec.model.sha256", "abc"), "spec.model.sha256", "64 lowercase hex"),
+    ("model-sha256-uppercase", put("spec.model.sha256", "A" * 64), "spec.model.sha256", "64 lowercase hex"),
+    ("model-missing", drop("spec.model"), "spec.model", "Required value"),
+    (
+        "both-strategies",
+        put("spec.strategy", {"canary": {"steps": [{"setWeight": 5}]}, "blueGreen": {}}),
+        "spec.strategy",
+        "exactly one of canary or blueGreen",
+    ),
+    ("neither-strategy", put("spec.strategy", {}), "spec.strategy", "exactly one of canary or blueGreen"),
+    ("no-strategy", drop("spec.strategy"), "spec.strategy", "Required value"),
+    ("no-steps", canary(), "spec.strategy.canary.steps", "at least 1 items"),
+    (
+        "weight-101",
+        canary({"setWeight": 101}),
+        "spec.strategy.canary.steps[0].setWeight",
+        "less than or equal to 100",
+    ),
+    (
+        "weight-negative",
+        canary({"setWeight": -1}),
+        "spec.strategy.canary.steps[0].setWeight",
+        "greater than or equal to 0",
+    ),
+    (
+        "weight-drops-unobserved",
+        canary({"setWeight": 50}, {"setWeight": 10}),
+        "spec.strategy.canary.steps",
+        "may be lower than an earlier setWeight only with a pause or analysis step between",
+    ),
+    (
+        "weight-drops-after-scale-only",
+        canary({"setWeight": 40}, {"setCanaryScale": {"replicas": 2}}, {"setWeight": 20}),
+        "spec.strategy.canary.steps",
+        "may be lower",
+    ),
+    (
+        "step-two-actions",
+        canary({"setWeight": 10, "pause": {}}),
+        "spec.strategy.canary.steps[0]",
+        "exactly one of setWeight, pause, setCanaryScale",
+    ),
+    ("step-empty", canary({}), "spec.strategy.canary.steps[0]", "exactly one of setWeight"),
+    (
+        "canary-scale-two",
+        canary({"setCanaryScale": {"replicas": 1, "weight": 5}}),
+        "spec.strategy.canary.steps[0].setCanaryScale",
+        "exactly one of replicas, weight",
+    ),
+    (
+        "pause-duration-words",
+        canary({"setWeight": 5}, {"pause": {"duration": "ten minutes"}}),
+        "spec.strategy.canary.steps[1].pause.duration",
+        "must be a duration",
+    ),
+    (
+        "progress-deadline-days",
+        put("spec.progressDeadline", "1d"),
+        "spec.progressDeadline",
+        "must be a duration",
+    ),
+    (
+        "bluegreen-delay-float",
+        put("spec.strategy", {"blueGreen": {"scaleDownDelay": "1.5m"}}),
+        "spec.strategy.blueGreen.scaleDownDelay",
+        "must be a duration",
+    ),
+    ("replicas-negative", put("spec.replicas", -1), "spec.replicas", "greater than or equal to 0"),
+    ("port-too-high", put("spec.port", 70000), "spec.port", "less than or equal to 65535"),
+    (
+        "metric-unknown-template",
+        analysis({"name": "x", "template": "latency-p42", "max": 1}),
+        "spec.analysis.metrics[0].template",
+        "Unsupported value",
+    ),
+    (
+        "metric-no-min-or-max",
+        analysis({"name": "x", "template": "error-rate"}),
+        "spec.analysis.metrics[0]",
+        "set min or max",
+    ),
+    (
+        "metric-template-and-query",
+        analysis({"name": "x", "template": "error-rate", "query": "up", "max": 1}),
+        "spec.analysis.metrics[0]",
+        "exactly one of template or query",
+    ),
+    (
+        "metric-min-above-max",
+        analysis({"name": "x", "template": "accuracy", "min": 0.9, "max": 0.5}),
+        "spec.analysis.metrics[0].min",
+        "min must not be greater than max",
+    ),
+    (
+        "metric-duplicate-name",
+        analysis(
+            {"name": "x", "template": "accuracy", "min": 0.9},
+            {"name": "x", "template": "error-rate", "max": 0.1},
+        ),
+        "spec.analysis.metrics[1]",
+        "Duplicate value",
+    ),
+    (
+        "no-data-unknown",
+        put("spec.analysis", {"noData": "ignore", "metrics": [{"name": "x", "query": "up", "max": 1}]}),
+        "spec.analysis.noData",
+        "Unsupported value",
+    ),
+    (
+        "analysis-step-without-analysis",
+        canary({"setWeight": 10}, {"analysis": {}}),
+        "spec.analysis",
+        "required when a canary step is an analysis step",
+    ),
+    (
+        "accelerator-unknown",
+        put("spec.accelerator", {"type": "tpu-v5"}),
+        "spec.accelerator.type",
+        "Unsupported value",
+    ),
+    (
+        "accelerator-interface",
+        put("spec.accelerator", {"type": "coral", "interface": "m2"}),
+        "spec.accelerator.interface",
+        "Unsupported value",
+    ),
+    (
+        "smoke-test-lengths",
+        put("spec.smokeTest", {"inputs": [[1.0], [2.0]], "expected": [[1.0]]}),
+        "spec.smokeTest.expected",
+        "same length",
+    ),
+    (
+        "gateway-without-route",
+        put("spec.traffic", {"router": "gatewayAPI"}),
+        "spec.traffic.httpRoute",
+        "required when router is gatewayAPI",
+    ),
+    ("router-unknown", put("spec.traffic", {"router": "istio"}), "spec.traffic.router", "Unsupported value"),
+    (
+        "env-reserved",
+        put("spec.env", [{"name": "MODEL_SHA256", "value": "x"}]),
+        "spec.env",
+        "may not set MODEL_NAME",
+    ),
+    (
+        "env-duplicate",
+        put("spec.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.env[1]",
+        "Duplicate value",
+    ),
+    (
+        "limits-below-requests",
+        put("spec.resources", {"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}),
+        "spec.resources.limits",
+        "must not be lower than spec.resources.requests",
+    ),
+    (
+        "quantity-malformed",
+        put("spec.resources", {"requests": {"memory": "lots"}}),
+        "spec.resources.requests.memory",
+        "should match",
+    ),
+    ("unknown-field", put("spec.replica", 3), "spec.replica", "unknown field"),
+    ("name-too-long", put("metadata.name", "a" * 46), "metadata.name", "at most 45 characters"),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "reason"), [case[1:] for case in INVALID], ids=[c[0] for c in INVALID]
+)
+def test_invalid_model_deployment_is_refused_naming_the_field(
+    kube: Kube, namespace: str, crd_installed: None, edit: Edit, field: str, reason: str
+) -> None:
+    manifest = copy.deepcopy(example("basic.yaml"))
+    edit(manifest)
+    message = refusal(kube, namespace, manifest)
+    assert field in message, message
+    assert reason in message, message
+
+
+def test_there_are_at_least_twenty_refusal_cases() -> None:
+    assert len(INVALID) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_example_is_accepted_and_defaulted(
+    kube: Kube, namespace: str, crd_installed: None, name: str
+) -> None:
+    created = create_md(kube, namespace, example(name))
+    stored = kube.get(md_path(namespace, created["metadata"]["name"]))
+    assert stored is not None
+    assert stored["spec"]["port"] == example(name)["spec"].get("port", 8080)
+    assert stored["spec"]["progressDeadline"]
+    assert stored["spec"]["traffic"]["router"] in ("service", "gatewayAPI")
+
+
+def test_weights_may_drop_after_a_pause_or_an_analysis(
+    kube: Kube, namespace: str, crd_installed: None
+) -> None:
+    manifest = example("basic.yaml")
+    manifest["spec"]["strategy"] = {
+        "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1m"}}, {"setWeight": 10}]}
+    }
+    create_md(kube, namespace, manifest)

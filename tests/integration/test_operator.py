@@ -1,0 +1,236 @@
+"""The operator against the real API server: deploy, keep healthy, restore drift, survive restarts, clean up.
+
+Each test runs `python -m modelship run --namespace <its namespace>` as a real
+subprocess. Pods on the local cluster are KWOK pods: Running and Ready soon after
+scheduling, with no container really running.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import pytest
+
+from devcluster.cluster import ExistingCluster
+from modelship import revisions
+from modelship.api import ModelDeploymentSpec
+from modelship.kube.client import Kube
+
+from .mdhelpers import Operator, crd_installed, create_md, example, kube, md_path, operator, wait_until
+
+__all__ = ["crd_installed", "kube", "operator"]  # fixtures used by this module
+pytestmark = pytest.mark.integration
+
+NAME = "fraud-detector"  # examples/basic.yaml
+
+
+def expected_revision(manifest: dict[str, Any]) -> str:
+    spec = ModelDeploymentSpec.model_validate(manifest["spec"])
+    return revisions.revision_name(manifest["metadata"]["name"], revisions.template_of(spec))
+
+
+def md(kube: Kube, namespace: str) -> dict[str, Any]:
+    obj = kube.get(md_path(namespace, NAME))
+    assert obj is not None
+    return obj
+
+
+def deployments(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kube.request(
+        "GET",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        query={"labelSelector": "modelship.io/model"},
+    )["items"]
+    return items
+
+
+def deployment_path(namespace: str, name: str) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+
+
+def running_pods(kube: Kube, namespace: str, revision: str) -> list[dict[str, Any]]:
+    pods = kube.request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/pods",
+        query={"labelSelector": f"modelship.io/revision={revision}"},
+    )["items"]
+    return [
+        p
+        for p in pods
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def events(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kube.request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/events",
+        query={"fieldSelector": f"involvedObject.name={NAME}"},
+    )["items"]
+    return items
+
+
+def healthy(kube: Kube, namespace: str) -> dict[str, Any] | None:
+    obj = md(kube, namespace)
+    status = obj.get("status", {})
+    return obj if status.get("phase") == "Healthy" and status.get("stableRevision") else None
+
+
+def deploy_basic(kube: Kube, namespace: str) -> tuple[dict[str, Any], str]:
+    manifest = example("basic.yaml")
+    create_md(kube, namespace, manifest)
+    obj = wait_until("phase Healthy with a stable revision", lambda: healthy(kube, namespace), timeout=90)
+    return obj, expected_revision(manifest)
+
+
+def test_basic_example_becomes_healthy_with_its_deployment_services_and_pods(
+    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
+) -> None:
+    obj, revision = deploy_basic(kube, namespace)
+    status = obj["status"]
+    assert status["stableRevision"] == revision
+    assert status["availableReplicas"] == 2
+
+    uid = obj["metadata"]["uid"]
+    (deployment,) = deployments(kube, namespace)
+    assert deployment["metadata"]["name"] == revision
+    assert deployment["metadata"]["labels"]["modelship.io/revision"] == revision
+    assert [r["uid"] for r in deployment["metadata"]["ownerReferences"]] == [uid]
+    assert "modelship" in {m["manager"] for m in deployment["metadata"]["managedFields"]}
+    for svc_name in (NAME, f"{NAME}-stable"):
+        svc = kube.get(f"/api/v1/namespaces/{namespace}/services/{svc_name}")
+        assert svc is not None, svc_name
+        assert [r["uid"] for r in svc["metadata"]["ownerReferences"]] == [uid]
+    assert len(wait_until("2 running pods", lambda: running_pods(kube, namespace, revision) or None)) >= 1
+    wait_until("2 running pods", lambda: len(running_pods(kube, namespace, revision)) == 2)
+
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Available"]["status"] == "True"
+    assert conditions["Progressing"]["reason"] == "RolloutComplete"
+    for c in conditions.values():
+        assert c["observedGeneration"] == obj["metadata"]["generation"]
+        assert c["lastTransitionTime"] and c["message"]
+    assert "kopf" not in status  # kopf's bookkeeping stays out of our status
+
+    reasons = {e["reason"] for e in events(kube, namespace)}
+    assert {"Pending", "StableRevision", "Healthy"} <= reasons
+
+    table = cluster.kubectl("get", "modeldeployments", "-n", namespace)
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "AGE"]
+    assert row.split()[:3] == [NAME, "Healthy", revision]
+
+    health = wait_until("the liveness endpoint", operator.health)
+    assert "resync" in health
+    object_lines = [line for line in operator.log_lines() if line.get("name") == NAME]
+    assert object_lines and all(line["namespace"] == namespace for line in object_lines)
+
+
+def test_deleted_or_edited_children_are_restored(kube: Kube, namespace: str, operator: Operator) -> None:
+    _, revision = deploy_basic(kube, namespace)
+    path = deployment_path(namespace, revision)
+    old_uid = (kube.get(path) or {})["metadata"]["uid"]
+
+    kube.delete(path)
+    wait_until(
+        "the deleted Deployment to be recreated",
+        lambda: (kube.get(path) or {}).get("metadata", {}).get("uid") not in (None, old_uid),
+    )
+    wait_until("phase Healthy again", lambda: healthy(kube, namespace), timeout=90)
+
+    kube.request("PATCH", path, body={"spec": {"replicas": 5}}, content_type="application/merge-patch+json")
+    wait_until("replicas reverted to the spec's 2", lambda: (kube.get(path) or {})["spec"]["replicas"] == 2)
+
+    svc_path = f"/api/v1/namespaces/{namespace}/services/{NAME}-stable"
+    kube.delete(svc_path)
+    wait_until("the deleted Service to be recreated", lambda: kube.get(svc_path))
+    assert len(deployments(kube, namespace)) == 1
+
+
+def test_replicas_scale_in_place_and_a_new_image_is_only_recorded_as_pending(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    _, revision = deploy_basic(kube, namespace)
+    path = md_path(namespace, NAME)
+    merge = "application/merge-patch+json"
+
+    kube.request("PATCH", path, body={"spec": {"replicas": 3}}, content_type=merge)
+    wait_until(
+        "3 running pods of the same revision", lambda: len(running_pods(kube, namespace, revision)) == 3
+    )
+    wait_until(
+        "phase Healthy at 3 replicas", lambda: md(kube, namespace)["status"].get("availableReplicas") == 3
+    )
+    assert [d["metadata"]["name"] for d in deployments(kube, namespace)] == [revision]
+
+    new_image = "registry.example/modelship/fraud-detector@sha256:" + "e" * 64
+    kube.request("PATCH", path, body={"spec": {"image": new_image}}, content_type=merge)
+    status = wait_until(
+        "a pending revision",
+        lambda: (
+            md(kube, namespace)["status"] if md(kube, namespace)["status"].get("pendingRevision") else None
+        ),
+    )
+    assert status["stableRevision"] == revision
+    assert status["pendingRevision"] != revision
+    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
+    assert progressing["reason"] == "RevisionPending"
+    wait_until(
+        "a RevisionPending event",
+        lambda: any(e["reason"] == "RevisionPending" for e in events(kube, namespace)),
+    )
+    (deployment,) = deployments(kube, namespace)
+    assert deployment["metadata"]["name"] == revision
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        == example("basic.yaml")["spec"]["image"]
+    )
+
+
+def test_killing_and_restarting_the_operator_changes_nothing(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    _, revision = deploy_basic(kube, namespace)
+    wait_until("a resync pass after Healthy", lambda: operator.resync_passes() >= 2)
+    children = [
+        deployment_path(namespace, revision),
+        f"/api/v1/namespaces/{namespace}/services/{NAME}",
+        f"/api/v1/namespaces/{namespace}/services/{NAME}-stable",
+    ]
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "md": md(kube, namespace)["metadata"]["resourceVersion"],
+            "status": md(kube, namespace)["status"],
+            "children": [(kube.get(p) or {})["metadata"]["resourceVersion"] for p in children],
+            "deployments": sorted(d["metadata"]["name"] for d in deployments(kube, namespace)),
+            "events": len(events(kube, namespace)),
+        }
+
+    before = snapshot()
+    operator.stop(signal.SIGKILL)
+    operator.start()
+    wait_until(
+        "two resync passes of the restarted operator", lambda: operator.resync_passes() >= 4, timeout=60
+    )
+    assert snapshot() == before
+
+
+def test_deleting_the_model_deployment_removes_everything_it_created(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    deploy_basic(kube, namespace)
+    kube.delete(md_path(namespace, NAME))
+
+    def all_gone() -> bool:
+        svcs = kube.request(
+            "GET", f"/api/v1/namespaces/{namespace}/services", query={"labelSelector": "modelship.io/model"}
+        )["items"]
+        pods = kube.request(
+            "GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": "modelship.io/model"}
+        )["items"]
+        return not deployments(kube, namespace) and not svcs and not pods
+
+    wait_until("the garbage collector to remove Deployments, Services and pods", all_gone, timeout=90)
+    assert kube.get(md_path(namespace, NAME)) is None
