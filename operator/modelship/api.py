@@ -395,7 +395,8 @@ class Accelerator(_Model):
 
 
 _ANALYSIS_NEEDED = Rule(
-    "!has(self.strategy.canary) || !self.strategy.canary.steps.exists(s, has(s.analysis)) || "
+    "!has(self.strategy) || !has(self.strategy.canary) || "
+    "!self.strategy.canary.steps.exists(s, has(s.analysis)) || "
     "has(self.analysis)",
     "spec.analysis is required when a canary step is an analysis step",
     ".analysis",

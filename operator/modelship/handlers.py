@@ -76,12 +76,12 @@ def resync_probe(**_: Any) -> dict[str, float]:
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-def modeldeployment_event(type: str, namespace: str | None, name: str, logger: kopf.Logger, **_: Any) -> None:
+def modeldeployment_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
     namespace = namespace or ""
     if type == "DELETED":
         RUNTIME.get().forget(namespace, name)
         return
-    RUNTIME.get().reconcile(namespace, name, logger)
+    RUNTIME.get().reconcile(namespace, name, logs.object_logger(namespace, name))
 
 
 def _reconcile_owner(body: kopf.Body) -> None:

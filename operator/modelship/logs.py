@@ -40,8 +40,11 @@ def setup(level: int = logging.INFO, fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The watch streams' HTTP chatter is noise at INFO.
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    # The watch streams' HTTP chatter, and kopf's "Handler ... succeeded." on every watch
+    # event, are noise at INFO; their warnings and errors still show.
+    if level > logging.DEBUG:
+        for name in ("aiohttp", "kopf.objects"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def object_logger(namespace: str, name: str) -> logging.LoggerAdapter[logging.Logger]:
