@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import StartupError
+from .errors import ChecksumError, StartupError
 
 _CHUNK = 1 << 20
 
@@ -34,7 +34,7 @@ def verify(path: Path, expected: str | None, variable: str) -> str:
         raise StartupError(f"model file {str(path)!r} does not exist or is not a file")
     actual = sha256_of(path)
     if expected is not None and actual != expected:
-        raise StartupError(
+        raise ChecksumError(
             f"checksum mismatch for {str(path)!r}: {variable}={expected} but the file's sha256 is {actual}; "
             "refusing to serve a model that is not the one that was approved"
         )

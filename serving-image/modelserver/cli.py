@@ -7,14 +7,17 @@ Exit codes: 0 clean shutdown (or ``--check`` passed), 2 bad configuration, 3 che
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from . import config
-from .errors import StartupError
+from .errors import ChecksumError, StartupError
 
 if TYPE_CHECKING:
     from .service import Service
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from .service import ChecksumError, Service  # heavy imports after the cheap checks
+    from .service import Service  # heavy imports after the cheap checks
 
     try:
         service = Service.start(settings)
@@ -87,6 +90,17 @@ def _serve(service: Service) -> None:
             service.ready = False
             log.info("signal %d: draining and shutting down", sig)
             super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises the signal after a graceful shutdown, so the process dies "killed by
+            # SIGTERM"; SIGTERM is how a pod is asked to stop, so a drained shutdown exits 0 instead.
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
 
     cfg = uvicorn.Config(
         App(service),

@@ -20,3 +20,7 @@ def bad_input(reason: str, field: str | None = None) -> HTTPError:
 
 class StartupError(Exception):
     """The server must not start (bad checksum, unloadable model, failed self-test)."""
+
+
+class ChecksumError(StartupError):
+    """The artifact on disk is not the approved one (its sha256 differs)."""

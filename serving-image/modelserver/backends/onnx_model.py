@@ -11,7 +11,11 @@ import numpy.typing as npt
 from ..errors import StartupError
 from .base import Model, Prediction
 
-_ORT_FLOAT: dict[str, type[np.floating[Any]]] = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
+_ORT_FLOAT: dict[str, type[np.floating[Any]]] = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+}
 
 
 class OnnxModel(Model):
