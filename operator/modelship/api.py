@@ -134,6 +134,7 @@ class _Quantity:
         return {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY_RE,
+            "maxLength": 64,
             "x-kubernetes-int-or-string": True,
         }
 

@@ -91,6 +91,14 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+def _without_rules(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_rules(v) for k, v in node.items() if k != "x-kubernetes-validations"}
+    if isinstance(node, list):
+        return [_without_rules(v) for v in node]
+    return node
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """`extra`'s keys win, except rule lists, which concatenate."""
     merged = {**base, **extra}
@@ -117,7 +125,8 @@ def generate() -> dict[str, Any]:
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": _schema_of(api.ModelDeploymentSpec),
-            "status": _schema_of(api.ModelDeploymentStatus),
+            # Only modelship writes status, from admitted specs: no CEL cost to pay there.
+            "status": _without_rules(_schema_of(api.ModelDeploymentStatus)),
         },
         "x-kubernetes-validations": [NAME_RULE],
     }

@@ -63,7 +63,7 @@ def crd_installed(kube: Kube) -> None:
 
     def established() -> bool:
         obj = kube.get(path) or {}
-        conditions = obj.get("status", {}).get("conditions", [])
+        conditions = obj.get("status", {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     wait_until("the ModelDeployment CRD to be established", established, timeout=30)
