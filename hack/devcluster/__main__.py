@@ -8,6 +8,7 @@ PYTHONPATH=hack python -m devcluster build
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -30,6 +31,8 @@ def up(args: argparse.Namespace) -> int:
     except ClusterError as err:
         print(f"devcluster: could not start the cluster: {err}", file=sys.stderr)
         return 1
+    # `down` signals this process, so components stop in order and this one exits too.
+    (cluster.state_dir / "launcher.pid").write_text(str(os.getpid()))
     print(f"cluster up: {cluster.server}")
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     print(f"export PATH={cluster.bin_dir}:$PATH")
@@ -42,7 +45,17 @@ def up(args: argparse.Namespace) -> int:
 
 
 def down(args: argparse.Namespace) -> int:
-    killed = kill_from_pidfile(Path(args.state_dir))
+    state = Path(args.state_dir)
+    launcher = state / "launcher.pid"
+    if launcher.exists():
+        pid = int(launcher.read_text())
+        try:
+            os.kill(pid, signal.SIGTERM)
+            print(f"asked the launcher (pid {pid}) to stop the cluster")
+            return 0
+        except ProcessLookupError:
+            pass  # the launcher died; stop its components directly
+    killed = kill_from_pidfile(state)
     print(f"sent SIGTERM to {len(killed)} process(es)")
     return 0
 

@@ -29,19 +29,27 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 VERSIONS_FILE = HERE / "versions.env"
 # Bump when the build recipe changes in a way that changes the output.
-RECIPE = "1"
+RECIPE = "2"
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 BINARIES = (*KUBE_COMMANDS, "etcd", "kwok", "helm", "kubeconform")
 
-# Stage files passed to `kwok --config`: nodes become Ready and keep a lease,
-# pods become Ready, complete, and are removed when deleted.
+# Stage files passed to `kwok --config`: nodes become Ready and keep a lease; pods
+# get an IP and are initialized, become Ready, complete, and go away when deleted.
 KWOK_STAGES = (
     "kustomize/stage/node/fast/node-initialize.yaml",
     "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
-    "kustomize/stage/pod/general/pod-ready.yaml",
-    "kustomize/stage/pod/general/pod-complete.yaml",
-    "kustomize/stage/pod/general/pod-delete.yaml",
+    *(
+        f"kustomize/stage/pod/general/pod-{stage}.yaml"
+        for stage in (
+            "create",
+            "init-container-running",
+            "init-container-completed",
+            "ready",
+            "complete",
+            "delete",
+        )
+    ),
 )
 
 
@@ -123,13 +131,16 @@ def wrapper_gomod(
     return "\n".join(lines) + "\n"
 
 
-def _build_in_wrapper(workdir: Path, gomod: str, packages: list[str], ldflags: str, bindir: Path) -> None:
+def _build_in_wrapper(workdir: Path, gomod: str, packages: list[str], ldflags: str, output: str) -> None:
+    """`go build` packages of a dependency inside a generated wrapper module.
+
+    `output` is a directory ending in "/" (one binary per command) or a file path."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "go.mod").write_text(gomod)
     _run(["go", "mod", "download"], cwd=workdir)
     # One `go build` for all commands of the module, so they share compiled packages.
     _run(
-        ["go", "build", "-mod=mod", "-trimpath", "-ldflags", ldflags, "-o", str(bindir) + "/", *packages],
+        ["go", "build", "-mod=mod", "-trimpath", "-ldflags", ldflags, "-o", output, *packages],
         cwd=workdir,
     )
 
@@ -161,7 +172,7 @@ def build_kubernetes(versions: dict[str, str], work: Path, bindir: Path) -> None
         ),
         [f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS],
         ldflags,
-        bindir,
+        f"{bindir}/",
     )
 
 
@@ -181,9 +192,8 @@ def build_etcd(versions: dict[str, str], work: Path, bindir: Path) -> None:
         ),
         ["go.etcd.io/etcd/server/v3"],
         "-s -w",
-        bindir,
+        str(bindir / "etcd"),
     )
-    (bindir / "v3").rename(bindir / "etcd")
 
 
 def go_install(package_at_version: str, bindir: Path, ldflags: str = "-s -w") -> None:

@@ -40,6 +40,10 @@ class ClusterError(RuntimeError):
     """The cluster could not be started; the message names the step and where the logs are."""
 
 
+class KubectlError(RuntimeError):
+    """A kubectl command failed; the message carries its stderr."""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -95,7 +99,7 @@ class ExistingCluster:
             timeout=120,
         )
         if check and done.returncode != 0:
-            raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+            raise KubectlError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
         return done.stdout
 
     def start(self) -> None:
@@ -216,12 +220,13 @@ class LocalCluster(ExistingCluster):
         self._spawn(
             "etcd",
             [
+                "--name=devcluster",
                 f"--data-dir={self.state_dir / 'etcd'}",
                 f"--listen-client-urls={client}",
                 f"--advertise-client-urls={client}",
                 f"--listen-peer-urls={peer}",
                 f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=default={peer}",
+                f"--initial-cluster=devcluster={peer}",
                 "--unsafe-no-fsync",  # throwaway data: speed over durability
                 "--log-level=warn",
             ],
@@ -323,7 +328,8 @@ class LocalCluster(ExistingCluster):
     def _install_gateway_api(self) -> None:
         crds = str(self.artifacts / "gateway-api")
         self.kubectl("apply", "--server-side", "--field-manager=modelship-devcluster", "-f", crds)
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+        # The bundle also holds a ValidatingAdmissionPolicy, which has no Established condition.
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
     def _wait_ready(self) -> None:
         if self.fake_nodes:

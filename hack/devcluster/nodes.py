@@ -47,7 +47,6 @@ class FakeNode:
             "status": {
                 "capacity": capacity,
                 "allocatable": dict(capacity),
-                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake"},
             },
         }
 
