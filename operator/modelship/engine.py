@@ -13,8 +13,10 @@ This version deploys the first revision and keeps it healthy:
   that, the unproven revision is simply replaced: it never served as stable.
 - A stable revision: keep its Deployment at `spec.replicas` (scaling in place), and
   restore it and the Services if they drift or disappear. Healthy when all replicas
-  are available; Progressing while the Deployment still meets its minimum
-  availability (a scale-up); otherwise Degraded.
+  are available; Progressing while pods come up (a scale-up, replaced pods);
+  Degraded when its Deployment is missing or has exceeded its progress deadline
+  (`spec.progressDeadline`), as Kubernetes itself reports it. The `Available`
+  condition says how many replicas serve in every case.
 - The spec asks for a different revision: rolling out is the strategies' job (not in
   this version), so nothing is deployed; the revision is recorded in
   `status.pendingRevision` and the stable revision keeps serving.
@@ -46,6 +48,7 @@ class ObservedDeployment:
     updated_replicas: int = 0
     available_replicas: int = 0
     minimum_available: bool = False  # the Deployment's own `Available` condition
+    deadline_exceeded: bool = False  # its `Progressing` condition says ProgressDeadlineExceeded
 
 
 @dataclass(frozen=True)
@@ -92,15 +95,17 @@ def decide(
 
     phase: api.Phase
     if stable is None:
-        phase = "Pending" if observed is None else ("Healthy" if health == "Ready" else "Progressing")
+        phase = _PHASES[health] if observed is not None else "Pending"
         if phase == "Healthy":
             stable, stable_template = target, template
     else:
-        phase = {"Ready": "Healthy", "Scaling": "Progressing"}.get(health, "Degraded")  # type: ignore[assignment]
+        phase = _PHASES[health]
     pending = target if stable is not None and target != stable else None
 
     selector = manifests.revision_selector(owner, serving)
-    conditions = _conditions(status, owner.generation, now, serving, health, observed, spec.replicas, pending)
+    conditions = _conditions(
+        status, owner.generation, now, serving, health, observed, spec.replicas, pending, stable is not None
+    )
     new_status = status.model_copy(
         update={
             "observed_generation": owner.generation,
@@ -114,8 +119,9 @@ def decide(
             "conditions": conditions,
         }
     )
+    deadline = int(api.parse_duration(spec.progress_deadline).total_seconds())
     desired = (
-        manifests.deployment(owner, serving, serving_template, spec.replicas),
+        manifests.deployment(owner, serving, serving_template, spec.replicas, max(deadline, 1)),
         manifests.service(owner, owner.name, {manifests.MODEL_LABEL: owner.name}),
         manifests.service(owner, f"{owner.name}-stable", selector),
     )
@@ -123,7 +129,13 @@ def decide(
     return Decision(new_status, desired, delete, _events(status, new_status, target))
 
 
-Health = Literal["Missing", "Ready", "Scaling", "Unavailable"]
+Health = Literal["Missing", "Ready", "Starting", "Stuck"]
+_PHASES: dict[Health, api.Phase] = {
+    "Missing": "Degraded",
+    "Ready": "Healthy",
+    "Starting": "Progressing",
+    "Stuck": "Degraded",
+}
 
 
 def _health(observed: ObservedDeployment | None, replicas: int) -> Health:
@@ -132,7 +144,7 @@ def _health(observed: ObservedDeployment | None, replicas: int) -> Health:
     settled = observed.observed_generation >= observed.generation and observed.spec_replicas == replicas
     if settled and observed.updated_replicas >= replicas and observed.available_replicas >= replicas:
         return "Ready"
-    return "Scaling" if observed.minimum_available else "Unavailable"
+    return "Stuck" if observed.deadline_exceeded else "Starting"
 
 
 def _conditions(
@@ -144,18 +156,27 @@ def _conditions(
     observed: ObservedDeployment | None,
     replicas: int,
     pending: str | None,
+    serving_is_stable: bool,
 ) -> list[api.Condition]:
     available = observed.available_replicas if observed else 0
     counts = f"revision {serving}: {available}/{replicas} replicas available"
     if health == "Missing":
         avail = ("False", "DeploymentMissing", f"revision {serving} has no Deployment yet; creating it")
-    elif health == "Unavailable":
-        avail = ("False", "ReplicasUnavailable", counts)
+    elif health == "Ready":
+        avail = ("True", "ReplicasAvailable", counts)
+    elif observed is not None and observed.minimum_available:
+        avail = ("True", "MinimumReplicasAvailable", counts)
     else:
-        avail = ("True", "ReplicasAvailable" if health == "Ready" else "MinimumReplicasAvailable", counts)
+        avail = ("False", "ReplicasUnavailable", counts)
 
-    if health != "Ready":
-        progressing = ("True", "Scaling" if health == "Scaling" else "DeployingRevision", counts)
+    if health == "Stuck":
+        progressing = (
+            "False",
+            "ProgressDeadlineExceeded",
+            f"{counts}; no progress within spec.progressDeadline",
+        )
+    elif health != "Ready":
+        progressing = ("True", "ReplicasStarting" if serving_is_stable else "DeployingRevision", counts)
     elif pending is not None:
         progressing = (
             "False",

@@ -99,7 +99,13 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def deployment(owner: Owner, revision: str, template: api.RevisionTemplate, replicas: int) -> Manifest:
+def deployment(
+    owner: Owner,
+    revision: str,
+    template: api.RevisionTemplate,
+    replicas: int,
+    progress_deadline_seconds: int = 600,
+) -> Manifest:
     labels = revision_selector(owner, revision)
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -133,6 +139,7 @@ def deployment(owner: Owner, revision: str, template: api.RevisionTemplate, repl
         "metadata": _metadata(owner, revision, labels),
         "spec": {
             "replicas": replicas,
+            "progressDeadlineSeconds": progress_deadline_seconds,
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": {**MANAGED_BY, **labels}}, "spec": pod_spec},
         },

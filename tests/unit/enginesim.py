@@ -75,6 +75,7 @@ class World:
                 updated_replicas=d.spec_replicas,
                 available_replicas=d.spec_replicas,
                 minimum_available=True,
+                deadline_exceeded=False,
             )
 
     def tick(self, seconds: int = 5) -> None:

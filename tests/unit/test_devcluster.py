@@ -82,6 +82,7 @@ def test_versions_file_pins_every_component() -> None:
         "HELM_VERSION",
         "KUBECONFORM_VERSION",
         "GATEWAY_API_VERSION",
+        "PROMETHEUS_OPERATOR_VERSION",
     }
     assert all(v.startswith("v") for v in versions.values())
 

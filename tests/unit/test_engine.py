@@ -69,9 +69,10 @@ def test_changing_replicas_scales_the_stable_revision_in_place() -> None:
     assert decision.apply[0]["metadata"]["name"] == stable
     assert decision.apply[0]["spec"]["replicas"] == 5
     assert decision.delete == ()
-    # The Deployment still meets its minimum availability: a scale-up, not an outage.
+    # Pods coming up is progress, not an outage; the old replicas keep serving.
     assert decision.status.phase == "Progressing"
-    assert condition(decision.status, "Progressing").reason == "Scaling"
+    assert condition(decision.status, "Progressing").reason == "ReplicasStarting"
+    assert condition(decision.status, "Available").reason == "MinimumReplicasAvailable"
 
 
 def test_deleted_stable_deployment_is_recreated_and_reported_degraded() -> None:
@@ -143,7 +144,7 @@ def test_scaling_to_zero_is_healthy_with_no_pods() -> None:
     assert decision.apply[0]["spec"]["replicas"] == 0
 
 
-def test_lost_pods_without_minimum_availability_are_degraded() -> None:
+def test_lost_pods_are_progressing_and_reported_unavailable_until_replaced() -> None:
     s = spec(replicas=4)
     world = healthy_world(s)
     name = target(s)
@@ -151,8 +152,32 @@ def test_lost_pods_without_minimum_availability_are_degraded() -> None:
         world.deployments[name], available_replicas=1, minimum_available=False
     )
     decision = world.decide(s)
+    assert decision.status.phase == "Progressing"
+    available = condition(decision.status, "Available")
+    assert (available.status, available.reason) == ("False", "ReplicasUnavailable")
+    assert available.message == f"revision {name}: 1/4 replicas available"
+
+
+@pytest.mark.parametrize("stable", [True, False], ids=["stable", "first-revision"])
+def test_a_revision_past_its_progress_deadline_is_degraded(stable: bool) -> None:
+    s = spec(replicas=3)
+    world = healthy_world(s) if stable else World()
+    if not stable:
+        world.reconcile(s)
+    name = target(s)
+    world.deployments[name] = dataclasses.replace(
+        world.deployments[name], available_replicas=1, deadline_exceeded=True
+    )
+    decision = world.decide(s)
     assert decision.status.phase == "Degraded"
-    assert condition(decision.status, "Available").message == f"revision {name}: 1/4 replicas available"
+    progressing = condition(decision.status, "Progressing")
+    assert (progressing.status, progressing.reason) == ("False", "ProgressDeadlineExceeded")
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "Degraded")]
+
+
+def test_the_revision_deployment_gets_the_progress_deadline() -> None:
+    decision = World().decide(spec(progressDeadline="2m30s"))
+    assert decision.apply[0]["spec"]["progressDeadlineSeconds"] == 150
 
 
 def test_last_transition_time_moves_only_when_the_condition_status_flips() -> None:

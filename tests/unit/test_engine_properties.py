@@ -24,7 +24,9 @@ IMAGES = ["registry.example/fraud@sha256:" + c * 64 for c in "abc"]
 Action = tuple[str, int]
 actions = st.lists(
     st.tuples(
-        st.sampled_from(["reconcile", "settle", "delete", "drift", "replicas", "image", "generation"]),
+        st.sampled_from(
+            ["reconcile", "settle", "delete", "drift", "stuck", "replicas", "image", "generation"]
+        ),
         st.integers(min_value=0, max_value=5),
     ),
     max_size=25,
@@ -44,6 +46,9 @@ def play(history: list[Action]) -> tuple[World, api.ModelDeploymentSpec]:
             name = sorted(world.deployments)[n % len(world.deployments)]
             d = world.deployments[name]
             world.deployments[name] = dataclasses.replace(d, spec_replicas=n + 7, generation=d.generation + 1)
+        elif action == "stuck" and world.deployments:
+            name = sorted(world.deployments)[n % len(world.deployments)]
+            world.deployments[name] = dataclasses.replace(world.deployments[name], deadline_exceeded=True)
         elif action == "replicas":
             s = s.model_copy(update={"replicas": n})
         elif action == "image":

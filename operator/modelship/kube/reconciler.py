@@ -40,7 +40,7 @@ def utcnow() -> datetime:
 
 def observe_deployment(obj: dict[str, Any]) -> engine.ObservedDeployment:
     spec, status = obj.get("spec", {}), obj.get("status", {})
-    conditions = {c.get("type"): c.get("status") for c in status.get("conditions", [])}
+    conditions = {c.get("type"): c for c in status.get("conditions", [])}
     return engine.ObservedDeployment(
         name=obj["metadata"]["name"],
         spec_replicas=spec.get("replicas", 1),
@@ -49,7 +49,8 @@ def observe_deployment(obj: dict[str, Any]) -> engine.ObservedDeployment:
         replicas=status.get("replicas", 0),
         updated_replicas=status.get("updatedReplicas", 0),
         available_replicas=status.get("availableReplicas", 0),
-        minimum_available=conditions.get("Available") == "True",
+        minimum_available=conditions.get("Available", {}).get("status") == "True",
+        deadline_exceeded=conditions.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded",
     )
 
 
