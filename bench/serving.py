@@ -177,11 +177,13 @@ def _load(server: Server, rows: list[list[float]], args: argparse.Namespace, tmp
     return result
 
 
-def _servers(bench_python: Path, model_path: Path, sha256: str, tmp: Path) -> list[Server]:
-    mls_dir = tmp / "mlserver"
-    (mls_dir / "risk").mkdir(parents=True)
-    (mls_dir / "risk" / "model.joblib").write_bytes(model_path.read_bytes())
-    (mls_dir / "risk" / "model-settings.json").write_text(
+def _mlserver(
+    name: str, description: str, bench_python: Path, model_path: Path, tmp: Path, extra: dict[str, Any]
+) -> Server:
+    root = tmp / name
+    (root / "risk").mkdir(parents=True)
+    (root / "risk" / "model.joblib").write_bytes(model_path.read_bytes())
+    (root / "risk" / "model-settings.json").write_text(
         json.dumps(
             {
                 "name": "risk",
@@ -190,18 +192,30 @@ def _servers(bench_python: Path, model_path: Path, sha256: str, tmp: Path) -> li
             }
         )
     )
-    mls_port = _free_port()
-    (mls_dir / "settings.json").write_text(
+    port = _free_port()
+    (root / "settings.json").write_text(
         json.dumps(
             {
-                "http_port": mls_port,
+                "http_port": port,
                 "grpc_port": _free_port(),
                 "metrics_port": _free_port(),
+                **extra,
             }
         )
     )
-    mlserver_bin = bench_python.parent / "mlserver"
+    return Server(
+        name,
+        description,
+        [str(bench_python.parent / "mlserver"), "start", str(root)],
+        {},
+        port,
+        "/v2/models/risk/infer",
+        _v2_body,
+        cwd=root,
+    )
 
+
+def _servers(bench_python: Path, model_path: Path, sha256: str, tmp: Path) -> list[Server]:
     def modelserver(
         name: str,
         description: str,
@@ -238,15 +252,22 @@ def _servers(bench_python: Path, model_path: Path, sha256: str, tmp: Path) -> li
             _predict_body,
             {"SKLEARN_FAST_PATH": "false"},
         ),
-        Server(
+        _mlserver(
             "mlserver",
-            "Seldon MLServer + mlserver-sklearn, defaults, POST /v2/models/risk/infer",
-            [str(mlserver_bin), "start", str(mls_dir)],
+            "Seldon MLServer + mlserver-sklearn, default settings (inference in a worker "
+            "process), POST /v2/models/risk/infer",
+            bench_python,
+            model_path,
+            tmp,
             {},
-            mls_port,
-            "/v2/models/risk/infer",
-            _v2_body,
-            cwd=mls_dir,
+        ),
+        _mlserver(
+            "mlserver_inprocess",
+            "the same with parallel_workers=0 (inference in the server process)",
+            bench_python,
+            model_path,
+            tmp,
+            {"parallel_workers": 0},
         ),
         Server(
             "flask",
@@ -297,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--start-timeout", type=float, default=180.0)
     args = p.parse_args(argv)
+    # Absolute (servers run in other directories) but not resolved: the venv's python is a symlink.
+    args.bench_python = Path(os.path.abspath(args.bench_python))
 
     from modelserver.sample_models import dataset, sklearn_bundle
 
@@ -340,19 +363,24 @@ def main(argv: list[str] | None = None) -> int:
                 results[server.name] = per_size
             finally:
                 _stop(server)
+    # MLServer is compared in its faster configuration of the two, per request size.
+    best_mls = {
+        size: max((results[n][size] for n in ("mlserver", "mlserver_inprocess")), key=lambda r: r["rps"])
+        for size in results["mlserver"]
+    }
     for by_size in results.values():
         for size, r in by_size.items():
-            r["ratio_vs_mlserver"] = round(r["rps"] / results["mlserver"][size]["rps"], 2)
+            r["ratio_vs_mlserver"] = round(r["rps"] / best_mls[size]["rps"], 2)
             r["ratio_vs_flask"] = round(r["rps"] / results["flask"][size]["rps"], 2)
-    ms, mls = results["modelserver"], results["mlserver"]
+    ms = results["modelserver"]
     targets = {
         f"{size}_rows": {
             "rps_vs_mlserver": ms[size]["ratio_vs_mlserver"],
             "rps_vs_flask": ms[size]["ratio_vs_flask"],
-            "p99_lower_than_mlserver": ms[size]["p99_ms"] < mls[size]["p99_ms"],
+            "p99_lower_than_mlserver": ms[size]["p99_ms"] < best_mls[size]["p99_ms"],
             "met": ms[size]["ratio_vs_mlserver"] >= TARGET_VS_MLSERVER
             and ms[size]["ratio_vs_flask"] >= TARGET_VS_FLASK
-            and ms[size]["p99_ms"] < mls[size]["p99_ms"],
+            and ms[size]["p99_ms"] < best_mls[size]["p99_ms"],
         }
         for size in ms
     }
@@ -377,7 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         "versions": {"modelserver_venv": ours, "bench_venv": theirs},
         "servers": descriptions,
-        "targets": {"rps_vs_mlserver": TARGET_VS_MLSERVER, "rps_vs_flask": TARGET_VS_FLASK, "check": targets},
+        "targets": {
+            "rps_vs_mlserver": TARGET_VS_MLSERVER,
+            "rps_vs_flask": TARGET_VS_FLASK,
+            "ratio_base": "ratio_vs_mlserver divides by the faster of mlserver, mlserver_inprocess per size",
+            "check": targets,
+        },
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

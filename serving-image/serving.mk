@@ -8,9 +8,9 @@ UV_VERSION := 0.13.9
 
 INSTALL_DEPS += $(SERVING_DIR)/pyproject.toml $(SERVING_DIR)/requirements.lock $(SERVING_DIR)/requirements-test.txt
 INSTALL_HOOKS += serving-install
-TEST_DEPS += lint-docker
+TEST_DEPS += lint-docker serving-typecheck
 
-.PHONY: serving-install lint-docker bench-serving serving-lock serving-check
+.PHONY: serving-install lint-docker serving-typecheck bench-serving serving-lock serving-check
 
 # Into the dev venv: the image's exact, hashed runtime deps; test tools; modelserver itself (editable).
 # Separate pip calls, because hash-checking mode refuses editable installs in the same run.
@@ -21,6 +21,10 @@ serving-install:
 
 lint-docker: $(STAMP)  ## hadolint every Dockerfile of the serving image (any finding fails)
 	$(VENV)/bin/hadolint --failure-threshold info $(SERVING_DIR)/Dockerfile $(SERVING_DIR)/Dockerfile.edgetpu
+
+# The root `make typecheck` covers the operator's packages; this covers the serving image and bench.
+serving-typecheck: $(STAMP)  ## mypy --strict on modelserver and the benchmark scripts
+	$(VENV)/bin/mypy --strict $(SERVING_DIR)/modelserver bench/serving.py bench/loadgen.py
 
 $(BENCH_VENV)/.installed: bench/requirements-bench.lock
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)

@@ -6,12 +6,22 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.process_collector import ProcessCollector
 
 from . import metrics_contract as mc
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# The *_created series double the exposition for a timestamp Prometheus does not need.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 
 class Metrics:

@@ -51,9 +51,8 @@ def dataset(n: int = 600, seed: int = 0) -> tuple[npt.NDArray[np.float64], npt.N
         class_sep=1.5,
         random_state=seed,
     )
-    x = x * np.array([40.0, 10.0, 3.0, 1.0]) + np.array(
-        [100.0, 40.0, 5.0, 0.0]
-    )  # unlike scales, like real data
+    # Unlike scales, as real features have, within one int8 input range for the TFLite sample.
+    x = x * np.array([3.0, 2.0, 1.5, 1.0]) + np.array([10.0, 5.0, 2.0, 0.0])
     return x, np.array(CLASSES)[y]
 
 
