@@ -14,7 +14,7 @@ INSTALL_HOOKS :=  # targets run after the base install, inside the venv
 TEST_DEPS :=      # targets `make test` runs before pytest (e.g. Dockerfile lint)
 -include serving-image/serving.mk
 
-.PHONY: help venv cluster-bins lint typecheck test test-unit cluster-up clean
+.PHONY: help venv cluster-bins lint typecheck test test-unit cluster-up clean chart-crds operator-lock lint-operator-image
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,11 +42,23 @@ typecheck: $(STAMP)  ## mypy --strict
 test-unit: $(STAMP)  ## only the tests that need no cluster
 	$(VENV)/bin/pytest -m unit
 
-test: lint typecheck $(TEST_DEPS) cluster-bins  ## everything CI runs: lint, types, unit + integration + e2e
+test: lint typecheck lint-operator-image $(TEST_DEPS) cluster-bins  ## everything CI runs: lint, types, unit + integration + e2e
 	$(VENV)/bin/pytest
 
 cluster-up: cluster-bins  ## start a local cluster in the foreground (Ctrl-C tears it down)
 	PYTHONPATH=hack $(PY) -m devcluster up
+
+lint-operator-image: $(STAMP)  ## hadolint the operator's Dockerfile (any finding fails)
+	$(VENV)/bin/hadolint --failure-threshold info operator/Dockerfile
+
+chart-crds:  ## copy the generated CRD into the Helm chart (a test fails when they differ)
+	cp crds/modelship.io_modeldeployments.yaml charts/modelship/crds/
+
+# Regenerate the operator image's hashed lock after changing pyproject.toml's dependencies.
+operator-lock: $(STAMP)
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip compile pyproject.toml $(SERVING_LOCK_PLATFORM) \
+		--custom-compile-command "make operator-lock" -o operator/requirements.lock
 
 clean:  ## remove the venv and caches in the repo (the binary cache outside stays)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,6 +8,7 @@ so a second run finds it and returns in well under a second:
                         kubectl kwok helm kubeconform
     <cache>/kwok-stages/    the KWOK stage files (v0.8 ships no built-in stages)
     <cache>/gateway-api/    the Gateway API standard-channel CRDs
+    <cache>/prometheus-operator/  the ServiceMonitor and PodMonitor CRDs
 
 Usage: python hack/devcluster/build.py [--print-dir]
 """
@@ -229,6 +230,15 @@ def copy_module_files(versions: dict[str, str], out: Path) -> None:
     crds.mkdir(parents=True, exist_ok=True)
     for f in sorted((gw_dir / "config/crd/standard").glob("*.yaml")):
         shutil.copyfile(f, crds / f.name)
+    # ServiceMonitor/PodMonitor CRDs, so the Helm chart's optional monitors can be
+    # validated by the real API server (server-side dry-run) like everything else.
+    po = f"github.com/prometheus-operator/prometheus-operator@{versions['PROMETHEUS_OPERATOR_VERSION']}"
+    po_dir = Path(_module(po)["Dir"]) / "example/prometheus-operator-crd"
+    monitors = out / "prometheus-operator"
+    monitors.mkdir(parents=True, exist_ok=True)
+    for kind in ("servicemonitors", "podmonitors"):
+        name = f"monitoring.coreos.com_{kind}.yaml"
+        shutil.copyfile(po_dir / name, monitors / name)
 
 
 def build(out: Path | None = None) -> Path:
