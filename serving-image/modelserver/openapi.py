@@ -94,7 +94,11 @@ def document(model_name: str, schema: InputSchema, max_rows: int) -> dict[str, A
             "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1},
             "outputs": {
                 "type": "array",
-                "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+                },
             },
         },
     }

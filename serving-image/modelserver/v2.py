@@ -86,7 +86,10 @@ def parse_infer(body: Any) -> tuple[Any, str | None, set[str] | None]:
                     f"use {OUT_PREDICT!r} or {OUT_PROBA!r}",
                     f"outputs[{i}].name",
                 )
-            if o.get("parameters", {}).get("binary_data"):
+            params = o.get("parameters", {})
+            if not isinstance(params, dict):
+                raise bad_input(f"outputs[{i}].parameters must be an object", f"outputs[{i}].parameters")
+            if params.get("binary_data"):
                 raise HTTPError(400, "the binary tensor data extension is not supported", f"outputs[{i}]")
             wanted.add(o["name"])
     return inputs[0], rid, wanted

@@ -158,6 +158,19 @@ CASES = [
         "not an output of this model",
         "outputs[0].name",
     ),
+    Case(
+        "V2 output parameters not an object",
+        V2,
+        j(
+            {
+                "inputs": [json.loads(tensor())["inputs"][0]],
+                "outputs": [{"name": "predict", "parameters": [1]}],
+            }
+        ),
+        422,
+        "outputs[0].parameters must be an object",
+        "outputs[0].parameters",
+    ),
     Case("V2 unknown model", "/v2/models/nope/infer", tensor(), 404, "not served here", "name"),
     Case("feedback malformed", "/feedback", b"[", 400, "not valid JSON"),
     Case(
