@@ -113,8 +113,13 @@ def test_basic_example_becomes_healthy_with_its_deployment_services_and_pods(
         assert c["lastTransitionTime"] and c["message"]
     assert "kopf" not in status  # kopf's bookkeeping stays out of our status
 
-    reasons = {e["reason"] for e in events(kube, namespace)}
-    assert {"Pending", "StableRevision", "Healthy"} <= reasons
+    wait_until(
+        "events for each transition",
+        lambda: (
+            {"Pending", "Progressing", "StableRevision", "Healthy"}
+            <= {e["reason"] for e in events(kube, namespace)}
+        ),
+    )
 
     table = cluster.kubectl("get", "modeldeployments", "-n", namespace)
     header, row = table.splitlines()[:2]
@@ -149,13 +154,15 @@ def test_deleted_or_edited_children_are_restored(kube: Kube, namespace: str, ope
 
 
 def test_replicas_scale_in_place_and_a_new_image_is_only_recorded_as_pending(
-    kube: Kube, namespace: str, operator: Operator
+    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
     _, revision = deploy_basic(kube, namespace)
     path = md_path(namespace, NAME)
     merge = "application/merge-patch+json"
 
-    kube.request("PATCH", path, body={"spec": {"replicas": 3}}, content_type=merge)
+    cluster.kubectl(
+        "scale", "-n", namespace, f"modeldeployment/{NAME}", "--replicas=3"
+    )  # the scale subresource
     wait_until(
         "3 running pods of the same revision", lambda: len(running_pods(kube, namespace, revision)) == 3
     )
@@ -234,3 +241,14 @@ def test_deleting_the_model_deployment_removes_everything_it_created(
 
     wait_until("the garbage collector to remove Deployments, Services and pods", all_gone, timeout=90)
     assert kube.get(md_path(namespace, NAME)) is None
+
+
+def test_coral_example_runs_on_the_coral_node(kube: Kube, namespace: str, operator: Operator) -> None:
+    manifest = example("coral.yaml")
+    create_md(kube, namespace, manifest)
+    revision = expected_revision(manifest)
+    (pod,) = wait_until("the Coral pod running", lambda: running_pods(kube, namespace, revision))
+    node = kube.get(f"/api/v1/nodes/{pod['spec']['nodeName']}")
+    assert node is not None
+    assert node["metadata"]["labels"].get("modelship.io/accelerator") == "coral"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["squat.ai/coral"] == "1"

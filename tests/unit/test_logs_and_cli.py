@@ -55,3 +55,21 @@ def test_crd_check_command_passes_on_the_committed_crd() -> None:
 def test_run_requires_no_arguments_and_accepts_namespaces() -> None:
     args = cli._parser().parse_args(["run", "-n", "a", "--namespace", "b", "--resync-seconds", "5"])
     assert (args.namespace, args.resync_seconds, args.liveness) == (["a", "b"], 5.0, cli.DEFAULT_LIVENESS)
+
+
+def test_liveness_probe_reports_resync_passes_and_fails_when_the_loop_stalls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    import kopf
+
+    from modelship import handlers
+
+    monkeypatch.setattr(handlers.RUNTIME, "resync_seconds", 10.0)
+    monkeypatch.setattr(handlers.RUNTIME, "resync_passes", 7)
+    monkeypatch.setattr(handlers.RUNTIME, "last_resync", time.monotonic() - 5)
+    assert handlers.resync_probe()["passes"] == 7
+    monkeypatch.setattr(handlers.RUNTIME, "last_resync", time.monotonic() - 61)
+    with pytest.raises(kopf.PermanentError, match="no resync pass"):
+        handlers.resync_probe()
