@@ -87,3 +87,14 @@ def test_dump_is_camel_case_without_unset_fields() -> None:
     assert "progressDeadline" in out
     assert "smokeTest" not in out
     assert out["strategy"] == {"canary": {"steps": [{"setWeight": 50}]}}
+
+
+def test_model_deployments_in_the_api_reference_are_valid() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    docs = [
+        d for d in (yaml.safe_load(b) for b in blocks) if isinstance(d, dict) and d.get("kind") == api.KIND
+    ]
+    assert docs
+    for doc in docs:
+        api.ModelDeploymentSpec.model_validate(doc["spec"])
