@@ -172,4 +172,11 @@ def operator(
         yield op
     finally:
         op.stop()
+        # Shown by pytest only when the test failed: what the cluster looked like at the end.
         print(f"operator log: {op.log_path}")
+        print(
+            cluster.kubectl(
+                "get", "modeldeployments,deployments,replicasets,pods", "-o", "wide", "-n", namespace
+            )
+        )
+        print(cluster.kubectl("get", "events", "--sort-by=.lastTimestamp", "-n", namespace, check=False))
