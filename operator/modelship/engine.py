@@ -23,6 +23,12 @@ This version deploys the first revision and keeps it healthy:
 
 Events are derived from status transitions only, so deciding twice on the same
 inputs emits nothing the second time.
+
+Where rollouts plug in: the branch that sets `pending` today becomes "start or
+continue a rollout of `target`" (canaryRevision, currentStep, canaryWeight in status;
+a second Deployment and the canary/preview Services in `apply`); promotion moves
+`stableRevision`/`stableTemplate` to the canary, exactly as the first revision's
+promotion does here.
 """
 
 from __future__ import annotations

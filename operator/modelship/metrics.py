@@ -1,0 +1,86 @@
+"""The operator's own Prometheus metrics, served on `--metrics-port`.
+
+Names and labels are documented in docs/metrics.md ("The operator's metrics"); a
+test keeps the two in step. Everything is recorded from the reconciler, after each
+pass, from the status it wrote, so the metrics say what the API says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import Counter as Tally
+from typing import get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from modelship import api
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+ROLLOUTS = Gauge(
+    "modelship_rollouts",
+    "ModelDeployments by phase.",
+    ["phase"],
+    registry=REGISTRY,
+)
+CANARY_WEIGHT = Gauge(
+    "modelship_canary_weight",
+    "Share of traffic (0-100) the canary revision receives.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+ANALYSIS_VERDICTS = Counter(
+    "modelship_analysis_verdicts_total",
+    "Analysis measurements by metric and verdict (Successful, Failed, Inconclusive, Error).",
+    ["namespace", "name", "metric", "verdict"],
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "modelship_reconcile_duration_seconds",
+    "Time of one reconcile pass of one ModelDeployment.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+ROLLBACKS = Counter(
+    "modelship_rollbacks_total",
+    "Rollbacks of a canary or preview to the stable revision, by reason.",
+    ["namespace", "name", "reason"],
+    registry=REGISTRY,
+)
+
+NAMES = tuple(
+    m._name + ("_total" if isinstance(m, Counter) else "")
+    for m in (ROLLOUTS, CANARY_WEIGHT, ANALYSIS_VERDICTS, RECONCILE_SECONDS, ROLLBACKS)
+)
+
+_phases: dict[tuple[str, str], str] = {}
+_lock = threading.Lock()
+
+
+def record_status(namespace: str, name: str, status: api.ModelDeploymentStatus) -> None:
+    """Update the per-object gauges from the status a pass decided."""
+    with _lock:
+        _phases[(namespace, name)] = status.phase or "Pending"
+        _refresh_phases()
+    CANARY_WEIGHT.labels(namespace, name).set(status.canary_weight or 0)
+
+
+def forget(namespace: str, name: str) -> None:
+    """A deleted ModelDeployment leaves no series behind."""
+    with _lock:
+        _phases.pop((namespace, name), None)
+        _refresh_phases()
+    with contextlib.suppress(KeyError):
+        CANARY_WEIGHT.remove(namespace, name)
+
+
+def _refresh_phases() -> None:
+    counts = Tally(_phases.values())
+    for phase in get_args(api.Phase):
+        ROLLOUTS.labels(phase).set(counts.get(phase, 0))
+
+
+def serve(port: int, address: str = "0.0.0.0") -> None:
+    """Serve /metrics in a background thread."""
+    start_http_server(port, addr=address, registry=REGISTRY)
