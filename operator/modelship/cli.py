@@ -1,6 +1,7 @@
 """`modelship` command line.
 
 modelship run [--namespace NS]... [--liveness URL] [--resync-seconds N] [--log-format json|text]
+              [--metrics-port PORT] [--peering NAME [--priority N | --random-priority]]
 modelship crd [--check] [--output PATH]
 modelship version
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
 
 from modelship import __version__, crd, logs
@@ -39,6 +41,25 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="reconcile every ModelDeployment at least this often (default: %(default)s)",
     )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the operator's Prometheus metrics on this port (default: off; the chart uses 8080)",
+    )
+    run.add_argument(
+        "--peering",
+        default="",
+        help="HA: meet other replicas in this kopf peering object; the highest priority is active "
+        "(default: standalone, one replica)",
+    )
+    prio = run.add_mutually_exclusive_group()
+    prio.add_argument("--priority", type=int, default=0, help="HA: this replica's peering priority")
+    prio.add_argument(
+        "--random-priority",
+        action="store_true",
+        help="HA: draw the priority at random, so equal replicas never tie (equal priorities freeze)",
+    )
     run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -50,19 +71,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(namespaces: list[str], liveness: str, resync_seconds: float) -> None:
+def run(args: argparse.Namespace) -> None:
     # Imported here: `modelship crd` and `version` should not pay for kopf and the client.
     import kopf
 
-    from modelship import handlers
+    from modelship import handlers, metrics
     from modelship.kube.client import Kube, load_api_client
 
-    handlers.install(Kube(load_api_client()), namespaces, resync_seconds)
+    handlers.install(Kube(load_api_client()), args.namespace, args.resync_seconds)
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    priority = random.randint(1, 2**31) if args.random_priority else args.priority
     kopf.run(
-        standalone=True,  # no peering objects: one operator replica (the chart uses Recreate)
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=liveness or None,
+        # Without --peering: no peering objects, one replica (the chart uses Recreate).
+        standalone=not args.peering,
+        peering_name=args.peering or None,
+        priority=priority,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness or None,
     )
 
 
@@ -75,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--check"] if args.check else []
         return crd.main([*extra, *(["--output", args.output] if args.output else [])])
     logs.setup(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
-    run(args.namespace, args.liveness, args.resync_seconds)
+    run(args)
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from modelship import api, logs, manifests
+from modelship import api, logs, manifests, metrics
 from modelship.kube.client import Kube
 from modelship.kube.reconciler import Reconciler
 
@@ -56,6 +56,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.consistency_timeout = 10
     settings.posting.enabled = False  # the engine's events are the ones users should read
     settings.execution.max_workers = 8
+    # No scanning of CRDs and namespaces: it needs cluster-wide list/watch on both, and the
+    # namespaced install grants nothing cluster-scoped. The CRD must exist at start (Helm
+    # installs it first); namespaces are exact names, never globs.
+    settings.scanning.disabled = True
     memo["resync"] = asyncio.create_task(_resync_forever())
 
 
@@ -80,6 +84,7 @@ def modeldeployment_event(type: str, namespace: str | None, name: str, **_: Any)
     namespace = namespace or ""
     if type == "DELETED":
         RUNTIME.get().forget(namespace, name)
+        metrics.forget(namespace, name)
         return
     RUNTIME.get().reconcile(namespace, name, logs.object_logger(namespace, name))
 

@@ -58,8 +58,29 @@ _phases: dict[tuple[str, str], str] = {}
 _lock = threading.Lock()
 
 
+def rollback_reason(old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus) -> str | None:
+    """Why this pass rolled a canary back, or None: a canary that was there is gone, the
+    stable revision did not change, and the phase says the rollout failed."""
+    if not old.canary_revision or new.canary_revision or new.stable_revision != old.stable_revision:
+        return None
+    if new.phase not in ("Degraded", "RolledBack"):
+        return None
+    progressing = next((c for c in new.conditions or [] if c.type == "Progressing"), None)
+    return progressing.reason if progressing and progressing.reason else str(new.phase)
+
+
+def record_pass(
+    namespace: str, name: str, old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus
+) -> None:
+    """Record what one reconcile pass decided."""
+    record_status(namespace, name, new)
+    reason = rollback_reason(old, new)
+    if reason:
+        ROLLBACKS.labels(namespace, name, reason).inc()
+
+
 def record_status(namespace: str, name: str, status: api.ModelDeploymentStatus) -> None:
-    """Update the per-object gauges from the status a pass decided."""
+    """Update the per-object gauges from a status."""
     with _lock:
         _phases[(namespace, name)] = status.phase or "Pending"
         _refresh_phases()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from modelship import api, engine, manifests
+from modelship import api, engine, manifests, metrics
 from modelship.kube.client import Kube
 
 COMPONENT = "modelship"
@@ -81,7 +81,8 @@ class Reconciler:
             body = self.kube.get(md_path(namespace, name))
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return  # gone or going: the garbage collector removes what it owned
-            self._reconcile(body, logger)
+            with metrics.RECONCILE_SECONDS.time():
+                self._reconcile(body, logger)
 
     def _reconcile(self, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
         meta = body["metadata"]
@@ -101,6 +102,7 @@ class Reconciler:
         }
         now = self.clock()
         decision = engine.decide(spec, status, engine.Observations(owner, deployments), now)
+        metrics.record_pass(owner.namespace, owner.name, status, decision.status)
 
         for manifest in decision.apply:
             self.kube.apply(object_path(manifest), manifest)
