@@ -175,14 +175,14 @@ def _conditions(
     else:
         avail = ("False", "ReplicasUnavailable", counts)
 
+    # Most urgent first: a stuck revision, then a revision the spec wants but this
+    # version will not roll out (pods restarting do not hide it), then pods coming up.
     if health == "Stuck":
         progressing = (
             "False",
             "ProgressDeadlineExceeded",
             f"{counts}; no progress within spec.progressDeadline",
         )
-    elif health != "Ready":
-        progressing = ("True", "ReplicasStarting" if serving_is_stable else "DeployingRevision", counts)
     elif pending is not None:
         progressing = (
             "False",
@@ -190,6 +190,8 @@ def _conditions(
             f"spec asks for revision {pending}, but rolling out a new revision is not supported by this "
             f"modelship version; revision {serving} keeps serving",
         )
+    elif health != "Ready":
+        progressing = ("True", "ReplicasStarting" if serving_is_stable else "DeployingRevision", counts)
     else:
         progressing = ("False", "RolloutComplete", f"revision {serving} is stable and fully available")
 

@@ -115,6 +115,17 @@ def test_new_image_after_stable_is_recorded_as_pending_and_nothing_is_deployed()
     assert [(e.type, e.reason) for e in decision.events] == [("Warning", "RevisionPending")]
 
 
+def test_a_pending_revision_stays_reported_while_stable_pods_restart() -> None:
+    old = spec()
+    world = healthy_world(old)
+    name = target(old)
+    world.deployments[name] = dataclasses.replace(world.deployments[name], available_replicas=1)
+    decision = world.decide(spec(image="registry.example/fraud@sha256:" + "c" * 64))
+    assert condition(decision.status, "Progressing").reason == "RevisionPending"
+    assert condition(decision.status, "Available").message == f"revision {name}: 1/2 replicas available"
+    assert decision.status.phase == "Progressing"
+
+
 def test_reverting_the_image_clears_the_pending_revision() -> None:
     old = spec()
     world = healthy_world(old)
