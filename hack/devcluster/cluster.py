@@ -302,6 +302,9 @@ class LocalCluster(ExistingCluster):
                 f"--service-account-private-key-file={keys.key('service-account')}",
                 f"--root-ca-file={keys.ca}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # Fake nodes never really fail; a long grace keeps a CPU-starved KWOK
+                # (a loaded CI machine) from having its nodes marked NotReady mid-test.
+                "--node-monitor-grace-period=3m",
                 "--v=1",
             ],
         )

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
+import socket
 import sys
 
 from modelship import __version__, crd, logs
@@ -78,15 +80,20 @@ def run(args: argparse.Namespace) -> None:
     from modelship import handlers, metrics
     from modelship.kube.client import Kube, load_api_client
 
-    handlers.install(Kube(load_api_client()), args.namespace, args.resync_seconds)
+    priority = random.randint(1, 2**31) if args.random_priority else args.priority
+    # Our own identity, so the resync loop can find itself among kopf's peers.
+    identity = f"{socket.gethostname()}/{os.getpid()}/{random.getrandbits(32):08x}"
+    handlers.install(
+        Kube(load_api_client()), args.namespace, args.resync_seconds, args.peering or None, identity, priority
+    )
     if args.metrics_port:
         metrics.serve(args.metrics_port)
-    priority = random.randint(1, 2**31) if args.random_priority else args.priority
     kopf.run(
         # Without --peering: no peering objects, one replica (the chart uses Recreate).
         standalone=not args.peering,
         peering_name=args.peering or None,
         priority=priority,
+        identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness or None,

@@ -18,11 +18,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from modelship import api, logs, manifests, metrics
+from modelship import api, logs, manifests, metrics, peering
 from modelship.kube.client import Kube
 from modelship.kube.reconciler import Reconciler
 
@@ -38,6 +39,10 @@ class Runtime:
     resync_seconds: float = 30.0
     last_resync: float = field(default_factory=time.monotonic)
     resync_passes: int = 0
+    # HA: the kopf peering this replica takes part in (None: standalone).
+    peering: str | None = None
+    identity: str = ""
+    priority: int = 0
 
     def get(self) -> Reconciler:
         if self.reconciler is None:
@@ -106,8 +111,22 @@ def service_event(body: kopf.Body, **_: Any) -> None:
     _reconcile_owner(body)
 
 
+def _standing_by() -> bool:
+    """HA: kopf pauses its own handlers on a standby replica; this loop must pause too."""
+    if RUNTIME.peering is None:
+        return False
+    kube, now = RUNTIME.get().kube, datetime.now(UTC)
+    for path in peering.peering_paths(RUNTIME.peering, RUNTIME.namespaces):
+        peers = (kube.get(path) or {}).get("status") or {}
+        if not peering.is_active(peers, RUNTIME.identity, RUNTIME.priority, now):
+            return True
+    return False
+
+
 def _resync_once() -> int:
     reconciler = RUNTIME.get()
+    if _standing_by():
+        return 0
     paths = (
         [f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{ns}/{api.PLURAL}" for ns in RUNTIME.namespaces]
         if RUNTIME.namespaces
@@ -138,7 +157,15 @@ async def _resync_forever() -> None:
         await asyncio.sleep(RUNTIME.resync_seconds)
 
 
-def install(kube: Kube, namespaces: list[str], resync_seconds: float) -> None:
+def install(
+    kube: Kube,
+    namespaces: list[str],
+    resync_seconds: float,
+    peering_name: str | None = None,
+    identity: str = "",
+    priority: int = 0,
+) -> None:
     RUNTIME.reconciler = Reconciler(kube)
     RUNTIME.namespaces = namespaces
     RUNTIME.resync_seconds = resync_seconds
+    RUNTIME.peering, RUNTIME.identity, RUNTIME.priority = peering_name, identity, priority

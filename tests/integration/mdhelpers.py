@@ -105,6 +105,7 @@ class Operator:
     log_path: Path
     resync_seconds: float = 2.0
     port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)  # e.g. --metrics-port, --peering
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
@@ -121,6 +122,7 @@ class Operator:
                 f"http://127.0.0.1:{self.port}/healthz",
                 "--resync-seconds",
                 str(self.resync_seconds),
+                *self.extra_args,
             ],
             env=self.cluster.env,
             stdout=log,
