@@ -45,6 +45,16 @@ def helm(cluster: ExistingCluster, *args: str, check: bool = True) -> subprocess
     )
 
 
+def install(cluster: ExistingCluster, release: str, namespace: str, *values: str) -> None:
+    """`helm install` the chart (the module's `chart_crds` fixture installs the CRDs)."""
+    helm(cluster, "install", release, str(CHART), "--namespace", namespace, "--skip-crds", *values)
+
+
+def operator_account(release: str) -> str:
+    """The ServiceAccount the chart makes for a release (its full name)."""
+    return f"{release}-modelship"
+
+
 def render(cluster: ExistingCluster, namespace: str, *values: str) -> list[dict[str, Any]]:
     out = helm(cluster, "template", "ms", str(CHART), "--namespace", namespace, *values).stdout
     return [d for d in yaml.safe_load_all(out) if d]
@@ -212,18 +222,8 @@ def test_install_schedules_the_operator_under_restricted_pod_security(
 def test_cluster_rbac_allows_what_the_operator_needs_and_nothing_more(
     cluster: ExistingCluster, api_client: client.ApiClient, namespace: str, release: str, chart_crds: None
 ) -> None:
-    helm(
-        cluster,
-        "install",
-        release,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--skip-crds",
-        "--set",
-        "ha.enabled=true",
-    )
-    user = sa_user(namespace, f"{release}-modelship")
+    install(cluster, release, namespace, "--set", "ha.enabled=true")
+    user = sa_user(namespace, operator_account(release))
     elsewhere = "some-other-namespace"
     allowed = [
         ("watch", "modeldeployments", "modelship.io", elsewhere, None),
@@ -253,18 +253,8 @@ def test_cluster_rbac_allows_what_the_operator_needs_and_nothing_more(
 def test_namespaced_rbac_has_no_cluster_scope(
     cluster: ExistingCluster, api_client: client.ApiClient, namespace: str, release: str, chart_crds: None
 ) -> None:
-    helm(
-        cluster,
-        "install",
-        release,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--skip-crds",
-        "--set",
-        "namespaced=true",
-    )
-    user = sa_user(namespace, f"{release}-modelship")
+    install(cluster, release, namespace, "--set", "namespaced=true")
+    user = sa_user(namespace, operator_account(release))
     assert can(api_client, user, "watch", "modeldeployments", "modelship.io", namespace)
     assert can(api_client, user, "patch", "deployments", "apps", namespace)
     assert not can(api_client, user, "watch", "modeldeployments", "modelship.io", None)

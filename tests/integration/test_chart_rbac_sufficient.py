@@ -13,7 +13,7 @@ from devcluster.cluster import ExistingCluster
 from modelship.kube.client import Kube
 
 from .mdhelpers import Operator, kube
-from .test_chart import CHART, chart_crds, helm, release
+from .test_chart import chart_crds, install, operator_account, release
 from .test_operator import deploy_basic
 
 __all__ = ["chart_crds", "kube", "release"]  # fixtures used by this module
@@ -42,23 +42,12 @@ def test_operator_with_the_charts_service_account_deploys_the_basic_example(
     tmp_path: Path,
     mode: str,
 ) -> None:
-    helm(
-        cluster,
-        "install",
-        release,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--skip-crds",
-        "--set",
-        f"namespaced={'true' if mode == 'namespaced' else 'false'}",
-        # The in-cluster operator pod is not what runs here: scale it away so that only
-        # the process below, with the same identity, reconciles.
-        "--set",
-        "replicaCount=0",
-    )
+    # The in-cluster operator pod is not what runs here: scale it away so that only the
+    # process below, with the same identity, reconciles.
+    values = ["--set", f"namespaced={str(mode == 'namespaced').lower()}", "--set", "replicaCount=0"]
+    install(cluster, release, namespace, *values)
     kubeconfig = service_account_kubeconfig(
-        cluster, namespace, f"{release}-modelship", tmp_path / "sa.kubeconfig"
+        cluster, namespace, operator_account(release), tmp_path / "sa.kubeconfig"
     )
     as_operator = ExistingCluster(kubeconfig=kubeconfig, bin_dir=cluster.bin_dir)
     forbidden = as_operator.kubectl("get", "secrets", "-n", namespace, check=False)
@@ -77,19 +66,9 @@ def test_operator_with_the_charts_service_account_deploys_the_basic_example(
 def test_kubeconfig_for_the_service_account_is_really_that_identity(
     cluster: ExistingCluster, namespace: str, release: str, chart_crds: None, tmp_path: Path
 ) -> None:
-    helm(
-        cluster,
-        "install",
-        release,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--skip-crds",
-        "--set",
-        "namespaced=true",
-    )
+    install(cluster, release, namespace, "--set", "namespaced=true")
     kubeconfig = service_account_kubeconfig(
-        cluster, namespace, f"{release}-modelship", tmp_path / "sa.kubeconfig"
+        cluster, namespace, operator_account(release), tmp_path / "sa.kubeconfig"
     )
     whoami = subprocess.run(
         [str(cluster.bin_dir / "kubectl"), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -14,21 +12,9 @@ from kubernetes.client.rest import ApiException
 from devcluster import build, nodes
 from devcluster.cluster import ExistingCluster, LocalCluster
 
+from .mdhelpers import wait_until
+
 pytestmark = pytest.mark.integration
-
-T = TypeVar("T")
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def pod(name: str, **spec: Any) -> client.V1Pod:
@@ -82,7 +68,7 @@ def test_deployment_gets_replicaset_and_ready_pods_on_fake_nodes(
             ),
         ),
     )
-    replicasets = eventually(
+    replicasets = wait_until(
         "a ReplicaSet owned by the Deployment",
         lambda: core.api_client and apps.list_namespaced_replica_set(namespace).items,
     )
@@ -98,10 +84,10 @@ def test_deployment_gets_replicaset_and_ready_pods_on_fake_nodes(
         ]
         return ready if len(ready) == 3 else None
 
-    pods = eventually("3 Running and Ready pods", ready_pods, timeout=90)
+    pods = wait_until("3 Running and Ready pods", ready_pods, timeout=90)
     fake_cpu_nodes = {n.name for n in nodes.default_nodes() if nodes.CORAL_RESOURCE not in n.extended}
     assert {p.spec.node_name for p in pods} <= fake_cpu_nodes
-    eventually(
+    wait_until(
         "the Deployment to report 3 available replicas",
         lambda: apps.read_namespaced_deployment("web", namespace).status.available_replicas == 3,
     )
@@ -112,18 +98,18 @@ def test_coral_pods_land_on_the_coral_node_and_wait_for_taint_or_capacity(
 ) -> None:
     core = client.CoreV1Api(api_client)
     core.create_namespaced_pod(namespace, coral_pod("on-coral"))
-    placed = eventually(
+    placed = wait_until(
         "the Coral pod to be scheduled",
         lambda: core.read_namespaced_pod("on-coral", namespace).spec.node_name,
     )
     assert placed.startswith("kwok-coral-")
 
     core.create_namespaced_pod(namespace, coral_pod("no-toleration", tolerate=False))
-    reason = eventually("a scheduler reason", lambda: unschedulable_reason(core, namespace, "no-toleration"))
+    reason = wait_until("a scheduler reason", lambda: unschedulable_reason(core, namespace, "no-toleration"))
     assert "untolerated taint" in reason
 
     core.create_namespaced_pod(namespace, coral_pod("device-taken"))
-    reason = eventually("a scheduler reason", lambda: unschedulable_reason(core, namespace, "device-taken"))
+    reason = wait_until("a scheduler reason", lambda: unschedulable_reason(core, namespace, "device-taken"))
     assert f"Insufficient {nodes.CORAL_RESOURCE}" in reason
     assert core.read_namespaced_pod("device-taken", namespace).spec.node_name is None
 
@@ -151,7 +137,7 @@ def test_service_gets_endpointslice_of_ready_pod_addresses(
         ips = {p.status.pod_ip for p in pods if p.status.pod_ip}
         return ips if len(ips) == 2 else None
 
-    ips = eventually("both pods to get an IP", pod_ips)
+    ips = wait_until("both pods to get an IP", pod_ips)
 
     def ready_addresses() -> set[str] | None:
         slices = discovery.list_namespaced_endpoint_slice(
@@ -166,7 +152,7 @@ def test_service_gets_endpointslice_of_ready_pod_addresses(
         }
         return addrs if addrs == ips else None
 
-    eventually("an EndpointSlice listing both ready pod addresses", ready_addresses)
+    wait_until("an EndpointSlice listing both ready pod addresses", ready_addresses)
 
 
 def test_restricted_namespace_refuses_privileged_pod(api_client: client.ApiClient, namespace: str) -> None:
