@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from devcluster import build, nodes, pki
+from devcluster import build, nodes, pki, stages
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
@@ -309,12 +309,12 @@ class LocalCluster(ExistingCluster):
             ],
         )
         self._spawn("kube-scheduler", [*common("scheduler", self.ports["scheduler"]), "--v=1"])
-        stages = sorted((self.artifacts / "kwok-stages").glob("*.yaml"))
+        stage_files = stages.write_stage_files(self.artifacts / "kwok-stages", self.state_dir / "kwok-stages")
         self._spawn(
             "kwok",
             [
                 f"--kubeconfig={self.state_dir / 'kwok.kubeconfig'}",
-                *(f"--config={s}" for s in stages),
+                *(f"--config={s}" for s in stage_files),
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
                 f"--server-address=127.0.0.1:{self.ports['kwok']}",

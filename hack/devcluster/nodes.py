@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,10 @@ class FakeNode:
     cpu: str = "8"
     memory: str = "32Gi"
     pods: str = "110"
+    # KWOK hands out pod IPs from the node's podCIDR. It is not in 127.0.0.0/8: the API
+    # server refuses loopback addresses in EndpointSlices (docs/local-world.md), so the
+    # local world maps each pod IP onto loopback instead (localworld.addresses).
+    pod_cidr: str | None = None
 
     def manifest(self) -> dict[str, Any]:
         capacity = {"cpu": self.cpu, "memory": self.memory, "pods": self.pods, **self.extended}
@@ -42,7 +47,10 @@ class FakeNode:
                     **self.labels,
                 },
             },
-            "spec": {"taints": list(self.taints)},
+            "spec": {
+                "taints": list(self.taints),
+                **({"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]} if self.pod_cidr else {}),
+            },
             # Capacity is set at creation (later changes go through the /status subresource).
             "status": {
                 "capacity": capacity,
@@ -51,18 +59,32 @@ class FakeNode:
         }
 
 
-def cpu_node(index: int) -> FakeNode:
-    return FakeNode(name=f"kwok-cpu-{index}")
+def pod_cidr(network: int, index: int) -> str:
+    """The /24 of the `index`th node in the cluster's pod network 10.<network>.0.0/16."""
+    return f"10.{network}.{index}.0/24"
 
 
-def coral_node(index: int, units: int = 1) -> FakeNode:
+def random_pod_network() -> int:
+    # A second octet per cluster, away from the service range 10.96.0.0/16, so two
+    # clusters on one machine (parallel test sessions) get distinct loopback addresses.
+    return random.randrange(128, 255)
+
+
+def cpu_node(index: int, network: int | None = None) -> FakeNode:
+    return FakeNode(name=f"kwok-cpu-{index}", pod_cidr=None if network is None else pod_cidr(network, index))
+
+
+def coral_node(index: int, units: int = 1, network: int | None = None) -> FakeNode:
     return FakeNode(
         name=f"kwok-coral-{index}",
+        pod_cidr=None if network is None else pod_cidr(network, 100 + index),
         labels={CORAL_LABEL: CORAL_LABEL_VALUE},
         taints=({"key": CORAL_TAINT_KEY, "value": CORAL_LABEL_VALUE, "effect": "NoSchedule"},),
         extended={CORAL_RESOURCE: str(units)},
     )
 
 
-def default_nodes(cpu: int = 3, coral: int = 1) -> list[FakeNode]:
-    return [cpu_node(i) for i in range(cpu)] + [coral_node(i) for i in range(coral)]
+def default_nodes(cpu: int = 3, coral: int = 1, network: int | None = None) -> list[FakeNode]:
+    """CPU nodes get pod CIDRs 10.<network>.<i>.0/24, Coral nodes 10.<network>.<100+i>.0/24."""
+    net = random_pod_network() if network is None else network
+    return [cpu_node(i, net) for i in range(cpu)] + [coral_node(i, network=net) for i in range(coral)]

@@ -1,0 +1,45 @@
+"""The local world for e2e tests: the cluster (root conftest) plus what runs its pods.
+
+Session-scoped: one catalogue of sample images and one pod runner for the whole run,
+stopped (every process it started ended) after the last test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from devcluster.cluster import ExistingCluster, LocalCluster
+from localworld.catalogue import Catalogue, build_samples
+from localworld.podrunner import PodRunner
+
+
+@pytest.fixture(scope="session")
+def local_cluster(cluster: ExistingCluster) -> LocalCluster:
+    # The pod runner stands in for the kubelets of KWOK's fake nodes; a real cluster runs
+    # its pods itself and has no use for it.
+    if not isinstance(cluster, LocalCluster):
+        raise RuntimeError("the local world's e2e tests need the local control plane (unset KUBECONFIG)")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Catalogue:
+    return build_samples(tmp_path_factory.mktemp("localworld"))
+
+
+@pytest.fixture(scope="session")
+def pod_runner(
+    local_cluster: LocalCluster, api_client: client.ApiClient, catalogue: Catalogue
+) -> Iterator[PodRunner]:
+    runner = PodRunner(api_client, catalogue, log_dir=local_cluster.state_dir / "pods")
+    with runner:
+        yield runner
+
+
+@pytest.fixture(scope="session")
+def pod_logs(pod_runner: PodRunner) -> Path:
+    return pod_runner.log_dir

@@ -1,0 +1,128 @@
+"""The pod runner: real modelserver processes for pods of locally known images."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from localworld.addresses import loopback
+from localworld.catalogue import Catalogue
+from localworld.podrunner import PodRunner
+
+pytestmark = pytest.mark.e2e
+
+
+def serving_deployment(
+    name: str, catalogue: Catalogue, replicas: int, sha256: str | None = None
+) -> dict[str, Any]:
+    image = catalogue.by_name("sklearn")
+    labels = {"app": name, "modelship.io/model": name, "modelship.io/revision": f"{name}-r1"}
+    container = {
+        "name": "modelserver",
+        "image": image.ref,
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "env": [
+            {"name": "MODEL_SHA256", "value": sha256 or image.model_sha256},
+            {"name": "MODEL_NAME", "value": name},
+            {"name": "MODEL_VERSION", "value": "1"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
+
+
+def eventually(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.3)
+
+
+def pods(core: client.CoreV1Api, namespace: str, app: str) -> list[client.V1Pod]:
+    return list(core.list_namespaced_pod(namespace, label_selector=f"app={app}").items)
+
+
+def is_ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def test_deployment_pods_run_real_modelservers_on_their_pod_ips(
+    api_client: client.ApiClient, namespace: str, catalogue: Catalogue, pod_runner: PodRunner
+) -> None:
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(namespace, serving_deployment("risk", catalogue, replicas=3))
+    eventually(
+        "3 Ready pods",
+        lambda: len([p for p in pods(core, namespace, "risk") if is_ready(p)]) == 3,
+        timeout=90,
+    )
+    ready = pods(core, namespace, "risk")
+    assert len({p.status.pod_ip for p in ready}) == 3
+    for pod in ready:
+        run = pod_runner.process_of(namespace, pod.metadata.name)
+        assert run is not None and run.process.poll() is None
+        assert run.address == loopback(pod.status.pod_ip)
+        body = json.dumps({"instances": [[10.5, 6.1, 0.2, -1.3]]}).encode()
+        with urllib.request.urlopen(f"http://{run.address}:8080/predict", data=body, timeout=5) as r:
+            answer = json.load(r)
+        assert answer["model"] == {"name": "risk", "version": "1"}
+        assert len(answer["predictions"]) == 1
+    eventually(
+        "deployment available 3/3",
+        lambda: (
+            apps.read_namespaced_deployment(name="risk", namespace=namespace).status.available_replicas == 3
+        ),
+    )
+
+
+def test_a_process_failing_its_checksum_never_becomes_ready(
+    api_client: client.ApiClient, namespace: str, catalogue: Catalogue, pod_runner: PodRunner
+) -> None:
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(
+        namespace, serving_deployment("bad", catalogue, replicas=1, sha256="0" * 64)
+    )
+
+    def exited() -> bool:
+        found = pods(core, namespace, "bad")
+        statuses = found[0].status.container_statuses if found else None
+        return bool(statuses and statuses[0].state.terminated)
+
+    eventually("the container reported terminated", exited, timeout=90)
+    (pod,) = pods(core, namespace, "bad")
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 3  # checksum mismatch
+    # Well past KWOK's own pod-ready delay (1 s + up to 5 s jitter): still not Ready.
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        assert not is_ready(core.read_namespaced_pod(pod.metadata.name, namespace))
+        time.sleep(0.5)
+
+
+def test_deleting_a_pod_stops_its_process(
+    api_client: client.ApiClient, namespace: str, catalogue: Catalogue, pod_runner: PodRunner
+) -> None:
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(namespace, serving_deployment("gone", catalogue, replicas=1))
+    eventually("a Ready pod", lambda: any(is_ready(p) for p in pods(core, namespace, "gone")), timeout=90)
+    (pod,) = pods(core, namespace, "gone")
+    run = pod_runner.process_of(namespace, pod.metadata.name)
+    assert run is not None
+    core.delete_namespaced_pod(pod.metadata.name, namespace)
+    eventually("the process ended", lambda: run.process.poll() is not None, timeout=30)
+    assert pod_runner.process_of(namespace, pod.metadata.name) is None

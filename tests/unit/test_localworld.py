@@ -1,0 +1,99 @@
+"""The local world's pure parts: address mapping, KWOK stage adjustment, image catalogue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devcluster import nodes, stages
+from localworld import addresses
+from localworld.catalogue import Catalogue, UnknownImage, add_image, sha256_file
+
+pytestmark = pytest.mark.unit
+
+
+def test_pod_ips_map_onto_loopback_by_replacing_the_first_octet() -> None:
+    assert addresses.loopback("10.200.3.17") == "127.200.3.17"
+    assert addresses.loopback("192.168.0.1") == "127.168.0.1"
+
+
+def test_prometheus_address_rewrite_agrees_with_loopback() -> None:
+    # Prometheus uses RE2 with ${1} references; Python's re accepts the same regex.
+    replacement = addresses.ADDRESS_REPLACEMENT.replace("${1}", r"\1").replace("${2}", r"\2")
+    rewritten = re.sub(f"^{addresses.ADDRESS_REGEX}$", replacement, "10.201.2.9:8080")
+    assert rewritten == f"{addresses.loopback('10.201.2.9')}:8080"
+
+
+def test_default_nodes_get_distinct_pod_cidrs_in_one_network() -> None:
+    made = [n.manifest() for n in nodes.default_nodes(network=200)]
+    assert [m["spec"]["podCIDR"] for m in made] == [
+        "10.200.0.0/24",
+        "10.200.1.0/24",
+        "10.200.2.0/24",
+        "10.200.100.0/24",
+    ]
+    assert all(m["spec"]["podCIDRs"] == [m["spec"]["podCIDR"]] for m in made)
+    assert nodes.cpu_node(0).manifest()["spec"] == {"taints": []}  # no network: KWOK's own --cidr
+
+
+def test_pod_ready_stage_skips_pods_the_runner_claimed() -> None:
+    stage = {
+        "kind": "Stage",
+        "spec": {"selector": {"matchExpressions": [{"key": ".a", "operator": "Exists"}]}},
+    }
+    changed = stages.unclaimed_only(stage)
+    assert changed["spec"]["selector"]["matchExpressions"] == [
+        {"key": ".a", "operator": "Exists"},
+        {"key": f'.metadata.annotations["{stages.RUNNER_ANNOTATION}"]', "operator": "DoesNotExist"},
+    ]
+    assert stage["spec"]["selector"]["matchExpressions"] == [{"key": ".a", "operator": "Exists"}]
+
+
+def test_stage_files_are_copied_and_only_pod_ready_changes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    selector = {"selector": {"matchExpressions": []}}
+    (src / "pod-ready.yaml").write_text(yaml.safe_dump({"spec": selector}))
+    (src / "pod-delete.yaml").write_text("spec: {x: 1}\n")
+    out = stages.write_stage_files(src, tmp_path / "out")
+    assert [p.name for p in out] == ["pod-delete.yaml", "pod-ready.yaml"]
+    assert (tmp_path / "out" / "pod-delete.yaml").read_text() == "spec: {x: 1}\n"
+    ready = yaml.safe_load((tmp_path / "out" / "pod-ready.yaml").read_text())
+    assert ready["spec"]["selector"]["matchExpressions"][0]["operator"] == "DoesNotExist"
+
+
+def test_an_image_digest_is_the_sha256_of_its_manifest_which_names_every_file(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.joblib").write_bytes(b"weights")
+    (bundle / "schema.json").write_text("{}")
+    image = add_image(tmp_path / "world", "m", bundle, "model.joblib")
+    body = (tmp_path / "world" / "images" / f"{image.digest}.json").read_bytes()
+    assert hashlib.sha256(body).hexdigest() == image.digest
+    assert json.loads(body)["files"] == {
+        "/models/model.joblib": hashlib.sha256(b"weights").hexdigest(),
+        "/models/schema.json": sha256_file(bundle / "schema.json"),
+    }
+    assert image.model_sha256 == hashlib.sha256(b"weights").hexdigest()
+    assert image.host_path("/models/model.joblib") == bundle / "model.joblib"
+    catalogue = Catalogue(tmp_path / "world")
+    assert catalogue.resolve(f"registry.example/any/name@sha256:{image.digest}") == image
+    assert catalogue.by_name("m") == image
+    with pytest.raises(UnknownImage):
+        catalogue.resolve("registry.example/any/name:latest")
+
+
+def test_a_manifest_changed_after_cataloguing_is_refused(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.joblib").write_bytes(b"weights")
+    image = add_image(tmp_path / "world", "m", bundle, "model.joblib")
+    manifest = tmp_path / "world" / "images" / f"{image.digest}.json"
+    manifest.write_text(manifest.read_text().replace("model.joblib", "other.joblib"))
+    with pytest.raises(ValueError, match="does not match its digest"):
+        Catalogue(tmp_path / "world").images()
