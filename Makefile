@@ -13,6 +13,7 @@ INSTALL_DEPS :=   # files whose change re-runs the install
 INSTALL_HOOKS :=  # targets run after the base install, inside the venv
 TEST_DEPS :=      # targets `make test` runs before pytest (e.g. Dockerfile lint)
 -include serving-image/serving.mk
+-include hack/localworld/localworld.mk
 
 .PHONY: help venv cluster-bins lint typecheck test test-unit cluster-up clean chart-crds operator-lock lint-operator-image
 

@@ -7,7 +7,6 @@ stopped (every process it started ended) after the last test.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -15,6 +14,9 @@ from kubernetes import client
 from devcluster.cluster import ExistingCluster, LocalCluster
 from localworld.catalogue import Catalogue, build_samples
 from localworld.podrunner import PodRunner
+from localworld.prometheus import Prometheus
+
+SCRAPE_INTERVAL = "2s"
 
 
 @pytest.fixture(scope="session")
@@ -41,5 +43,9 @@ def pod_runner(
 
 
 @pytest.fixture(scope="session")
-def pod_logs(pod_runner: PodRunner) -> Path:
-    return pod_runner.log_dir
+def prometheus(
+    local_cluster: LocalCluster, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    # Fails (PrometheusMissing, with the install command) when the package is absent.
+    with Prometheus(api_client, tmp_path_factory.mktemp("prometheus"), interval=SCRAPE_INTERVAL) as prom:
+        yield prom

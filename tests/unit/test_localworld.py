@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
 from devcluster import nodes, stages
-from localworld import addresses
+from localworld import addresses, discovery, prometheus
 from localworld.catalogue import Catalogue, UnknownImage, add_image, sha256_file
 
 pytestmark = pytest.mark.unit
@@ -97,3 +98,68 @@ def test_a_manifest_changed_after_cataloguing_is_refused(tmp_path: Path) -> None
     manifest.write_text(manifest.read_text().replace("model.joblib", "other.joblib"))
     with pytest.raises(ValueError, match="does not match its digest"):
         Catalogue(tmp_path / "world").images()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_docs_scrape_config_is_the_one_the_local_world_runs() -> None:
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    section = doc[doc.index("## Scrape config") :]
+    block = section[
+        section.index("```yaml") + len("```yaml") : section.index("```\n", section.index("```yaml") + 7)
+    ]
+    assert yaml.safe_load(block) == [prometheus.recommended_job("15s")]
+
+
+def test_chart_pod_monitor_relabels_like_the_recommended_scrape_config() -> None:
+    template = (REPO / "charts" / "modelship" / "templates" / "modelpodmonitor.yaml").read_text()
+    relabelings = textwrap.dedent(template[template.index("relabelings:") :].split("{{-")[0])
+    chart = yaml.safe_load(relabelings)["relabelings"]
+    as_prometheus = [{"source_labels": r["sourceLabels"], "target_label": r["targetLabel"]} for r in chart]
+    assert as_prometheus == prometheus.RECOMMENDED_RELABELINGS
+    assert "port: http" in template and "key: modelship.io/model, operator: Exists" in template
+
+
+def test_discovery_describes_pods_like_kubernetes_sd_role_pod() -> None:
+    pod = {
+        "metadata": {
+            "name": "risk-1",
+            "namespace": "ns",
+            "uid": "u1",
+            "labels": {"modelship.io/revision": "risk-abc", "app": "risk"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "risk-abc", "controller": True}],
+        },
+        "spec": {
+            "nodeName": "kwok-cpu-0",
+            "containers": [
+                {"name": "server", "image": "img", "ports": [{"name": "http", "containerPort": 8080}]}
+            ],
+        },
+        "status": {
+            "podIP": "10.200.0.4",
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+    (group,) = discovery.target_groups(pod)
+    assert group["targets"] == ["10.200.0.4:8080"]
+    labels = group["labels"]
+    assert labels["__meta_kubernetes_pod_label_modelship_io_revision"] == "risk-abc"
+    assert labels["__meta_kubernetes_pod_labelpresent_modelship_io_revision"] == "true"
+    assert labels["__meta_kubernetes_pod_container_port_name"] == "http"
+    assert labels["__meta_kubernetes_pod_container_port_number"] == "8080"
+    assert labels["__meta_kubernetes_pod_ready"] == "true"
+    assert labels["__meta_kubernetes_pod_controller_kind"] == "ReplicaSet"
+    assert labels["__meta_kubernetes_namespace"] == "ns"
+    assert discovery.target_groups({**pod, "status": {"phase": "Pending"}}) == []
+
+
+def test_local_prometheus_config_uses_http_discovery_and_loopback_addresses() -> None:
+    config = prometheus.local_config("http://127.0.0.1:1/", "2s")
+    (job,) = config["scrape_configs"]
+    assert "kubernetes_sd_configs" not in job  # Debian's build refuses it
+    assert job["http_sd_configs"] == [{"url": "http://127.0.0.1:1/", "refresh_interval": "1s"}]
+    assert job["relabel_configs"][:-1] == prometheus.recommended_job("2s")["relabel_configs"]
+    assert job["relabel_configs"][-1] == prometheus.TO_LOOPBACK
+    assert config["global"]["scrape_interval"] == "2s"

@@ -1,0 +1,16 @@
+# The local world (hack/localworld): what its e2e tests and the demo need on the machine.
+# Included from the root Makefile.
+
+TEST_DEPS += prometheus
+
+.PHONY: prometheus
+
+# Debian's package; CI machines start fresh, so `make test` installs it (idempotent: a
+# no-op when it is there). Without root, sudo is asked for.
+prometheus:  ## install Prometheus (Debian's package) for the local world, if missing
+	if command -v prometheus >/dev/null || test -x /usr/bin/prometheus; then exit 0; fi
+	SUDO=$$(test "$$(id -u)" = 0 || echo sudo)
+	export DEBIAN_FRONTEND=noninteractive
+	$$SUDO apt-get install -y --no-install-recommends prometheus \
+		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends prometheus; }
+	/usr/bin/prometheus --version | head -1
