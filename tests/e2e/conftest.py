@@ -6,7 +6,7 @@ stopped (every process it started ended) after the last test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client
@@ -15,6 +15,7 @@ from devcluster.cluster import ExistingCluster, LocalCluster
 from localworld.catalogue import Catalogue, build_samples
 from localworld.podrunner import PodRunner
 from localworld.prometheus import Prometheus
+from localworld.router import Router
 
 SCRAPE_INTERVAL = "2s"
 
@@ -49,3 +50,21 @@ def prometheus(
     # Fails (PrometheusMissing, with the install command) when the package is absent.
     with Prometheus(api_client, tmp_path_factory.mktemp("prometheus"), interval=SCRAPE_INTERVAL) as prom:
         yield prom
+
+
+@pytest.fixture
+def make_router(
+    local_cluster: LocalCluster, api_client: client.ApiClient
+) -> Iterator[Callable[[str, str], Router]]:
+    """router(namespace, name): a started Router for that HTTPRoute or Service, stopped after the test."""
+    started: list[Router] = []
+
+    def make(namespace: str, name: str) -> Router:
+        router = Router(api_client, namespace, name)
+        router.start()
+        started.append(router)
+        return router
+
+    yield make
+    for router in started:
+        router.stop()

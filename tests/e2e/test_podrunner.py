@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -15,51 +13,9 @@ from localworld.addresses import loopback
 from localworld.catalogue import Catalogue
 from localworld.podrunner import PodRunner
 
+from .helpers import eventually, is_ready, pods, serving_deployment
+
 pytestmark = pytest.mark.e2e
-
-
-def serving_deployment(
-    name: str, catalogue: Catalogue, replicas: int, sha256: str | None = None
-) -> dict[str, Any]:
-    image = catalogue.by_name("sklearn")
-    labels = {"app": name, "modelship.io/model": name, "modelship.io/revision": f"{name}-r1"}
-    container = {
-        "name": "modelserver",
-        "image": image.ref,
-        "ports": [{"name": "http", "containerPort": 8080}],
-        "env": [
-            {"name": "MODEL_SHA256", "value": sha256 or image.model_sha256},
-            {"name": "MODEL_NAME", "value": name},
-            {"name": "MODEL_VERSION", "value": "1"},
-        ],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
-        },
-    }
-
-
-def eventually(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.3)
-
-
-def pods(core: client.CoreV1Api, namespace: str, app: str) -> list[client.V1Pod]:
-    return list(core.list_namespaced_pod(namespace, label_selector=f"app={app}").items)
-
-
-def is_ready(pod: client.V1Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def test_deployment_pods_run_real_modelservers_on_their_pod_ips(

@@ -13,7 +13,7 @@ from localworld.catalogue import Catalogue
 from localworld.podrunner import PodRunner
 from localworld.prometheus import Prometheus
 
-from .test_podrunner import eventually, is_ready, pods, serving_deployment
+from .helpers import eventually, is_ready, pods, serving_deployment
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from devcluster import nodes, stages
-from localworld import addresses, discovery, prometheus
+from localworld import addresses, discovery, load, prometheus, router
 from localworld.catalogue import Catalogue, UnknownImage, add_image, sha256_file
 
 pytestmark = pytest.mark.unit
@@ -163,3 +163,47 @@ def test_local_prometheus_config_uses_http_discovery_and_loopback_addresses() ->
     assert job["relabel_configs"][:-1] == prometheus.recommended_job("2s")["relabel_configs"]
     assert job["relabel_configs"][-1] == prometheus.TO_LOOPBACK
     assert config["global"]["scrape_interval"] == "2s"
+
+
+def test_route_backends_are_the_first_rules_service_refs_with_default_weight_1() -> None:
+    route = {
+        "spec": {
+            "rules": [
+                {"backendRefs": [{"name": "s", "weight": 80}, {"name": "c"}, {"name": "x", "kind": "Other"}]},
+                {"backendRefs": [{"name": "ignored"}]},
+            ]
+        }
+    }
+    assert router.backends_of(route, "svc") == [router.Backend("s", 80), router.Backend("c", 1)]
+    assert router.backends_of(None, "svc") == [router.Backend("svc", 1)]
+
+
+def test_ready_endpoints_are_the_services_ready_or_unknown_addresses_on_its_http_port() -> None:
+    def slice_(
+        service: str, ports: list[dict[str, object]], endpoints: list[dict[str, object]]
+    ) -> dict[str, object]:
+        return {
+            "metadata": {"labels": {router.SERVICE_NAME_LABEL: service}},
+            "ports": ports,
+            "endpoints": endpoints,
+        }
+
+    slices = [
+        slice_(
+            "a",
+            [{"name": "http", "port": 8080}, {"name": "grpc", "port": 9000}],
+            [
+                {"addresses": ["10.1.0.2"], "conditions": {"ready": True}},
+                {"addresses": ["10.1.0.3"], "conditions": {"ready": False}},
+                {"addresses": ["10.1.0.4"]},
+            ],
+        ),
+        slice_("b", [{"port": 8080}], [{"addresses": ["10.1.0.9"], "conditions": {"ready": True}}]),
+    ]
+    assert router.ready_endpoints(slices, "a") == [("10.1.0.2", 8080), ("10.1.0.4", 8080)]
+    assert router.ready_endpoints(slices, "c") == []
+
+
+def test_load_refuses_non_loopback_targets() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        load.steady("http://10.0.0.1:80/", b"", rate=1, duration=1)
