@@ -249,6 +249,9 @@ class Canary(_Model):
 
     model_config = ConfigDict(json_schema_extra=rules(_NO_UNOBSERVED_DROP))
     steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=32)]
+    scale_down_delay: Duration = Field(
+        default="30s", description="How long the old stable revision keeps running after a promotion."
+    )
 
 
 class BlueGreen(_Model):
@@ -276,6 +279,16 @@ class Strategy(_Model):
     blue_green: BlueGreen | None = None
 
 
+class ParentRef(_Model):
+    """A Gateway (or listener) the HTTPRoute modelship creates attaches to, as in Gateway API."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    namespace: Annotated[str, Field(max_length=63, pattern=DNS_LABEL_RE)] | None = None
+    section_name: Annotated[str, Field(max_length=253)] | None = None
+    group: Annotated[str, Field(max_length=253)] | None = None
+    kind: Annotated[str, Field(max_length=63)] | None = None
+
+
 class Traffic(_Model):
     """How traffic reaches revisions: `service` (replica ratio) or `gatewayAPI` (HTTPRoute weights)."""
 
@@ -290,6 +303,11 @@ class Traffic(_Model):
     )
     router: Literal["service", "gatewayAPI"] = "service"
     http_route: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_RE)] | None = None
+    parent_refs: Annotated[list[ParentRef], Field(max_length=8)] | None = Field(
+        default=None,
+        description="gatewayAPI: where the HTTPRoute attaches when modelship creates it (when it does not "
+        "exist yet); an existing route keeps its own.",
+    )
 
 
 Vector = Annotated[list[float], Field(min_length=1, max_length=1024)]
@@ -487,9 +505,25 @@ class ModelDeploymentStatus(_Model):
         default=None, description="A revision the spec asks for that has not started rolling out."
     )
     canary_revision: Annotated[str, Field(max_length=63)] | None = None
-    current_step: int | None = None
-    canary_weight: Annotated[int, Field(ge=0, le=100)] | None = None
+    current_step: int | None = Field(
+        default=None, description="Index of the canary step in progress; `promote` moves it on by one."
+    )
+    canary_weight: Annotated[int, Field(ge=0, le=100)] | None = Field(
+        default=None, description="Percent of traffic routed to the canary revision."
+    )
     pause_start_time: datetime | None = None
+    promote_full: bool | None = Field(
+        default=None, description="Set by `modelship promote --full`: skip the remaining steps."
+    )
+    aborted_revision: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None,
+        description="A revision whose rollout was aborted (by `abort` or the progress deadline); "
+        "it is not rolled out again until `retry` clears this or the spec changes.",
+    )
+    scale_down_revision: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None, description="The previous stable revision, kept running until `scaleDownAt`."
+    )
+    scale_down_at: datetime | None = None
     replicas: int | None = None
     available_replicas: int | None = None
     selector: Annotated[str, Field(max_length=512)] | None = None

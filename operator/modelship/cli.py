@@ -4,6 +4,7 @@ modelship run [--namespace NS]... [--liveness URL] [--resync-seconds N] [--log-f
               [--metrics-port PORT] [--peering NAME [--priority N | --random-priority]]
 modelship crd [--check] [--output PATH]
 modelship version
+modelship status|promote|pause|resume|abort|retry|undo NAME ...   (as `kubectl modelship`)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import socket
 import sys
 
-from modelship import __version__, crd, logs
+from modelship import __version__, crd, logs, plugin
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
 
@@ -70,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--output")
 
     sub.add_parser("version", help="print the version")
+    for verb, (help_, _) in plugin.VERB_HELP.items():
+        sub.add_parser(verb, help=help_)  # listed here; main() hands these to the plugin's parser
     return parser
 
 
@@ -101,6 +104,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in plugin.VERB_HELP:
+        return plugin.main(argv, prog="modelship")
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(__version__)

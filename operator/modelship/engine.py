@@ -2,33 +2,33 @@
 
 No I/O, no clock, no randomness: the shell observes the cluster, calls `decide`, and
 applies the Decision (server-side apply of `apply`, deletion of `delete`, the status,
-the events). Every rule lives here.
-
-This version deploys the first revision and keeps it healthy:
+the events). Every rule lives here; `modelship.traffic` turns weights into replicas.
 
 - No stable revision yet: deploy the spec's revision. Pending (its Deployment is not
   observed yet) -> Progressing -> Healthy once all its replicas are available; it then
   becomes `stableRevision` and its template is persisted in `status.stableTemplate`
   (so it can be re-created even after the spec moves on). If the spec changes before
   that, the unproven revision is simply replaced: it never served as stable.
-- A stable revision: keep its Deployment at `spec.replicas` (scaling in place), and
+- A stable revision and the spec asks for it: keep its Deployment at `spec.replicas`,
   restore it and the Services if they drift or disappear. Healthy when all replicas
-  are available; Progressing while pods come up (a scale-up, replaced pods);
-  Degraded when its Deployment is missing or has exceeded its progress deadline
-  (`spec.progressDeadline`), as Kubernetes itself reports it. The `Available`
-  condition says how many replicas serve in every case.
-- The spec asks for a different revision: rolling out is the strategies' job (not in
-  this version), so nothing is deployed; the revision is recorded in
+  are available; Progressing while pods come up; Degraded when its Deployment is
+  missing or has exceeded `spec.progressDeadline`, as Kubernetes itself reports it.
+- The spec asks for another revision (canary strategy): it becomes `canaryRevision`
+  and walks `spec.strategy.canary.steps` from `currentStep` (see `_walk`). After the
+  last step the whole canary comes up, then it is promoted: the pointers move
+  (`stableRevision`, `stableTemplate`), no pod restarts, and the old revision keeps
+  running until `scaleDownAt` (`scaleDownDelay` later) before it is deleted.
+- A new digest mid-rollout replaces the canary (its traffic returns to stable at
+  once) and starts again from step 0; the image reverted to the stable one is an
+  immediate rollback (phase RolledBack). A canary whose Deployment exceeds its
+  progress deadline is aborted (reason ProgressDeadlineExceeded), as is one named by
+  `status.abortedRevision` (`modelship abort`): stable takes all traffic, the canary
+  is scaled to 0, phase Degraded until `retry` clears the field or the spec changes.
+- Blue/green is not rolled out by this version: its revision is recorded in
   `status.pendingRevision` and the stable revision keeps serving.
 
-Events are derived from status transitions only, so deciding twice on the same
-inputs emits nothing the second time.
-
-Where rollouts plug in: the branch that sets `pending` today becomes "start or
-continue a rollout of `target`" (canaryRevision, currentStep, canaryWeight in status;
-a second Deployment and the canary/preview Services in `apply`); promotion moves
-`stableRevision`/`stableTemplate` to the canary, exactly as the first revision's
-promotion does here.
+Events are derived from what a pass changed, so deciding twice on the same inputs
+emits nothing the second time.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from modelship import api, manifests, revisions
+from modelship import api, manifests, revisions, traffic
 from modelship.manifests import Manifest, Owner
 
 
@@ -76,6 +76,7 @@ class Decision:
     apply: tuple[Manifest, ...]
     delete: tuple[str, ...]  # names of revision Deployments to delete
     events: tuple[Event, ...]
+    wake_at: datetime | None = None  # decide again then: a timed pause or a scale-down delay ends
 
 
 def decide(
@@ -84,55 +85,343 @@ def decide(
     observations: Observations,
     now: datetime,
 ) -> Decision:
-    owner = observations.owner
     template = revisions.template_of(spec)
-    target = revisions.revision_name(owner.name, template)
-
-    stable, stable_template = status.stable_revision, status.stable_template
-    if stable is not None and stable_template is None:
+    target = revisions.revision_name(observations.owner.name, template)
+    if status.stable_revision is None or status.stable_template is None:
         # A stable pointer without its template cannot be re-rendered (status edited
         # by hand); treat it as unset rather than guess what the stable pods were.
-        stable = None
-    serving, serving_template = (
-        (stable, stable_template) if stable is not None and stable_template else (target, template)
-    )
-    observed = observations.deployments.get(serving)
-    health = _health(observed, spec.replicas)
-
-    phase: api.Phase
-    if stable is None:
-        phase = _PHASES[health] if observed is not None else "Pending"
-        if phase == "Healthy":
-            stable, stable_template = target, template
+        plan = _Plan(target, template, target=target, mode="first", stable_replicas=spec.replicas)
     else:
-        phase = _PHASES[health]
-    pending = target if stable is not None and target != stable else None
+        plan = _Plan(status.stable_revision, status.stable_template, target=target)
+        _roll(plan, spec, status, observations, now, template)
+    return _finish(plan, spec, status, observations, now, template)
 
-    selector = manifests.revision_selector(owner, serving)
-    conditions = _conditions(
-        status, owner.generation, now, serving, health, observed, spec.replicas, pending, stable is not None
+
+Mode = Literal["first", "steady", "pending", "canary", "aborted"]
+
+
+@dataclass
+class _Plan:
+    """What one pass decided, before it is rendered into a Decision."""
+
+    stable: str
+    stable_template: api.RevisionTemplate
+    target: str
+    mode: Mode = "steady"
+    stable_replicas: int = 0
+    canary: str | None = None
+    canary_replicas: int = 0
+    step: int | None = None
+    weight: int | None = None
+    pause_start: datetime | None = None
+    promote_full: bool | None = None
+    aborted: str | None = None
+    abort_reason: str | None = None
+    scale_down: str | None = None
+    scale_down_at: datetime | None = None
+    paused: tuple[str, str] | None = None  # (reason, message)
+    promoted: bool = False
+    rolled_back: bool = False
+    promote_waiting: bool = False
+    events: list[Event] = field(default_factory=list)
+
+
+def _roll(
+    plan: _Plan,
+    spec: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    observations: Observations,
+    now: datetime,
+    template: api.RevisionTemplate,
+) -> None:
+    """Fill `plan` for a ModelDeployment with a stable revision: steady, canary or aborted."""
+    plan.stable_replicas = spec.replicas
+    plan.aborted = status.aborted_revision
+    plan.scale_down, plan.scale_down_at = status.scale_down_revision, status.scale_down_at
+    canary = status.canary_revision
+    steps = spec.strategy.canary.steps if spec.strategy.canary else None
+
+    if plan.target == plan.stable:
+        plan.aborted = None
+        if canary is not None:
+            plan.rolled_back = True
+            plan.events.append(
+                Event(
+                    "Warning",
+                    "RolledBack",
+                    f"spec reverted to the stable revision {plan.stable}: canary {canary} removed, "
+                    "all traffic to stable",
+                )
+            )
+    elif steps is None:
+        plan.mode = "pending"
+    elif plan.aborted == plan.target:
+        plan.mode = "aborted"
+        if canary is not None:
+            plan.abort_reason = "Aborted"
+            plan.events.append(
+                Event(
+                    "Warning",
+                    "Aborted",
+                    f"rollout of revision {canary} aborted: all traffic back to {plan.stable}, canary "
+                    "scaled to 0",
+                )
+            )
+    else:
+        plan.mode, plan.aborted = "canary", None
+        if canary == plan.target:
+            plan.step, plan.weight = status.current_step or 0, status.canary_weight or 0
+            plan.pause_start, plan.promote_full = status.pause_start_time, status.promote_full
+        else:
+            if canary is not None:
+                plan.events.append(
+                    Event(
+                        "Warning",
+                        "CanaryReplaced",
+                        f"spec asks for revision {plan.target}: canary {canary} removed (its traffic back "
+                        "to stable first); the rollout restarts from step 0",
+                    )
+                )
+            plan.events.append(
+                Event(
+                    "Normal",
+                    "RolloutStarted",
+                    f"rolling out revision {plan.target} in {len(steps or [])} canary steps; revision "
+                    f"{plan.stable} stays stable",
+                )
+            )
+            plan.step, plan.weight = 0, 0
+        plan.canary = plan.target
+        observed = observations.deployments.get(plan.target)
+        if observed is not None and observed.deadline_exceeded and _current(observed):
+            plan.mode, plan.aborted, plan.abort_reason = "aborted", plan.target, "ProgressDeadlineExceeded"
+            plan.events.append(
+                Event(
+                    "Warning",
+                    "ProgressDeadlineExceeded",
+                    f"canary {plan.target} made no progress within spec.progressDeadline "
+                    f"({spec.progress_deadline}); rollout aborted, all traffic back to {plan.stable}",
+                )
+            )
+        else:
+            _walk(plan, spec, steps or [], observations, now, template)
+
+    if plan.mode != "canary":
+        plan.canary = plan.step = plan.weight = plan.pause_start = plan.promote_full = None
+    if plan.scale_down is not None and (
+        plan.scale_down in (plan.stable, plan.canary) or (plan.scale_down_at and now >= plan.scale_down_at)
+    ):
+        if plan.scale_down not in (plan.stable, plan.canary):
+            plan.events.append(
+                Event("Normal", "ScaledDown", f"previous stable revision {plan.scale_down} scaled down")
+            )
+        plan.scale_down = plan.scale_down_at = None
+
+
+def _walk(
+    plan: _Plan,
+    spec: api.ModelDeploymentSpec,
+    steps: list[api.CanaryStep],
+    observations: Observations,
+    now: datetime,
+    template: api.RevisionTemplate,
+) -> None:
+    """Advance the canary through as many steps as the observations allow, then promote it."""
+    assert plan.canary is not None and plan.step is not None and plan.weight is not None
+    router = traffic.router_for(spec)
+    observed = observations.deployments.get(plan.canary)
+    n = len(steps)
+    step, weight = min(plan.step, n), plan.weight
+    if plan.promote_full:
+        step = n
+    if spec.paused:
+        plan.paused = ("PausedBySpec", "spec.paused is true; `modelship resume` continues")
+    while plan.paused is None and step < n:
+        current, label = steps[step], f"step {step + 1}/{n}"
+        if current.set_weight is not None:
+            wanted = current.set_weight
+            replicas = router.replicas(spec.replicas, weight, wanted, _scale(steps, step), False)
+            if not _ready(observed, replicas.canary):
+                break
+            if wanted != weight:
+                plan.events.append(
+                    Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%")
+                )
+            weight, step = wanted, step + 1
+        elif current.pause is not None:
+            duration = current.pause.duration
+            if plan.pause_start is None:
+                plan.pause_start = now
+                until = f"for {duration}" if duration else "until promoted"
+                plan.events.append(Event("Normal", "PauseStarted", f"{label}: paused {until}"))
+            if duration is None:
+                plan.paused = ("CanaryPauseStep", f"{label}: paused until `modelship promote` is run")
+                break
+            ends = plan.pause_start + api.parse_duration(duration)
+            if now < ends:
+                plan.paused = ("CanaryPauseStep", f"{label}: paused until {ends:%Y-%m-%dT%H:%M:%SZ}")
+                break
+            plan.pause_start, step = None, step + 1
+        elif current.set_canary_scale is not None:
+            step += 1  # applies through _scale from the next step on
+        else:
+            # Analysis runs come with the analysis feature; until then, a person decides.
+            if plan.pause_start is None:
+                plan.pause_start = now
+                plan.events.append(Event("Normal", "PauseStarted", f"{label}: analysis step, paused"))
+            plan.paused = (
+                "AnalysisPending",
+                f"{label}: analysis steps are not run by this modelship version; `modelship promote` "
+                "continues",
+            )
+            break
+    plan.step, plan.weight = step, weight
+
+    promoting = plan.paused is None and step >= n
+    in_step = steps[step] if step < n else None
+    wanted = in_step.set_weight if in_step and in_step.set_weight is not None and not plan.paused else weight
+    replicas = router.replicas(spec.replicas, weight, wanted or 0, _scale(steps, step), promoting)
+    plan.stable_replicas, plan.canary_replicas = replicas.stable, replicas.canary
+    if not promoting:
+        return
+    if not _ready(observed, replicas.canary):
+        plan.promote_waiting = True
+        return
+    delay = spec.strategy.canary.scale_down_delay if spec.strategy.canary else "0s"
+    old = plan.stable
+    plan.scale_down, plan.scale_down_at = old, now + api.parse_duration(delay)
+    plan.stable, plan.stable_template = plan.canary, template
+    plan.mode, plan.promoted, plan.stable_replicas = "steady", True, spec.replicas
+    plan.events.append(
+        Event(
+            "Normal",
+            "Promoted",
+            f"revision {plan.stable} promoted to stable; previous revision {old} scales down after {delay}",
+        )
     )
+
+
+def _scale(steps: list[api.CanaryStep], step: int) -> api.CanaryScale | None:
+    """The `setCanaryScale` in effect at `step` (the last one before it), if any."""
+    for earlier in reversed(steps[:step]):
+        if earlier.set_canary_scale is not None:
+            return None if earlier.set_canary_scale.match_traffic_weight else earlier.set_canary_scale
+    return None
+
+
+def _current(observed: ObservedDeployment) -> bool:
+    """The Deployment's status describes its current spec (not a scale we just asked for)."""
+    return observed.observed_generation >= observed.generation
+
+
+def _ready(observed: ObservedDeployment | None, replicas: int) -> bool:
+    return observed is not None and _health(observed, replicas) == "Ready"
+
+
+def _finish(
+    plan: _Plan,
+    spec: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    observations: Observations,
+    now: datetime,
+    template: api.RevisionTemplate,
+) -> Decision:
+    owner = observations.owner
+    observed = observations.deployments.get(plan.stable)
+    health = _health(observed, plan.stable_replicas)
+    old_progressing = next((c for c in status.conditions or [] if c.type == "Progressing"), None)
+
+    # A rollback is remembered by the Progressing condition until the next rollout or promotion.
+    plan.rolled_back = plan.rolled_back or (
+        plan.mode == "steady"
+        and not plan.promoted
+        and old_progressing is not None
+        and old_progressing.reason in ("RolledBack", "RollingBack")
+    )
+    stable: str | None = plan.stable
+    stable_template: api.RevisionTemplate | None = plan.stable_template
+    phase: api.Phase
+    if plan.mode == "first":
+        phase = _PHASES[health] if observed is not None else "Pending"
+        if phase != "Healthy":
+            stable = stable_template = None
+    elif health in ("Missing", "Stuck") or plan.mode == "aborted":
+        phase = "Degraded"
+    elif plan.mode == "canary":
+        phase = "Paused" if plan.paused else "Progressing"
+    elif health != "Ready":
+        phase = "Progressing"
+    else:
+        phase = "RolledBack" if plan.rolled_back else "Healthy"
+
+    available = observed.available_replicas if observed else 0
+    counts = f"revision {plan.stable}: {available}/{plan.stable_replicas} replicas available"
+    progressing = _progressing(plan, spec, health, counts, phase, stable is not None, old_progressing)
+    paused = ("True", plan.paused[0], plan.paused[1]) if plan.paused else ("False", "NotPaused", "not paused")
+    conditions = _conditions(
+        status,
+        owner.generation,
+        now,
+        {"Available": _available(health, observed, plan.stable, counts), "Progressing": progressing}
+        | ({"Paused": paused} if plan.mode == "canary" or _has(status, "Paused") else {}),
+    )
+    stable_selector = manifests.revision_selector(owner, plan.stable)
+    canary_selector = manifests.revision_selector(owner, plan.canary) if plan.canary else stable_selector
+    # With the service router the canary joins `<name>` only once it is given a weight.
+    shared = bool(plan.canary and plan.weight and traffic.router_for(spec).shares_one_service)
     new_status = status.model_copy(
         update={
             "observed_generation": owner.generation,
             "phase": phase,
             "stable_revision": stable,
             "stable_template": stable_template,
-            "pending_revision": pending,
+            "pending_revision": plan.target if plan.mode == "pending" else None,
+            "canary_revision": plan.canary,
+            "current_step": plan.step,
+            "canary_weight": plan.weight,
+            "pause_start_time": plan.pause_start,
+            "promote_full": plan.promote_full or None,
+            "aborted_revision": plan.aborted,
+            "scale_down_revision": plan.scale_down,
+            "scale_down_at": plan.scale_down_at,
             "replicas": observed.replicas if observed else 0,
-            "available_replicas": observed.available_replicas if observed else 0,
-            "selector": manifests.selector_string(selector),
+            "available_replicas": available,
+            "selector": manifests.selector_string(stable_selector),
             "conditions": conditions,
         }
     )
-    deadline = int(api.parse_duration(spec.progress_deadline).total_seconds())
-    desired = (
-        manifests.deployment(owner, serving, serving_template, spec.replicas, max(deadline, 1)),
-        manifests.service(owner, owner.name, {manifests.MODEL_LABEL: owner.name}),
-        manifests.service(owner, f"{owner.name}-stable", selector),
-    )
-    delete = tuple(sorted(name for name in observations.deployments if name != serving))
-    return Decision(new_status, desired, delete, _events(status, new_status, target))
+    deadline = max(int(api.parse_duration(spec.progress_deadline).total_seconds()), 1)
+    wanted = [(plan.stable, plan.stable_template, plan.stable_replicas)]
+    if plan.mode == "canary" and plan.canary:
+        wanted.append((plan.canary, template, plan.canary_replicas))
+    elif plan.mode == "aborted":
+        wanted.append((plan.target, template, 0))  # kept at 0 so `retry` only has to scale it up
+    desired = [manifests.deployment(owner, name, t, n, deadline) for name, t, n in wanted]
+    desired += [
+        manifests.service(
+            owner, owner.name, {manifests.MODEL_LABEL: owner.name} if shared else stable_selector
+        ),
+        manifests.service(owner, f"{owner.name}-stable", stable_selector),
+        manifests.service(owner, f"{owner.name}-canary", canary_selector),
+    ]
+    keep = {name for name, _, _ in wanted} | ({plan.scale_down} if plan.scale_down else set())
+    delete = tuple(sorted(name for name in observations.deployments if name not in keep))
+    events = tuple(plan.events) + _events(status, new_status, plan.target)
+    return Decision(new_status, tuple(desired), delete, events, _wake_at(plan, spec))
+
+
+def _wake_at(plan: _Plan, spec: api.ModelDeploymentSpec) -> datetime | None:
+    times = [plan.scale_down_at] if plan.scale_down_at else []
+    steps = spec.strategy.canary.steps if spec.strategy.canary else []
+    if plan.mode == "canary" and plan.pause_start and plan.step is not None and plan.step < len(steps):
+        pause = steps[plan.step].pause
+        if pause is not None and pause.duration:
+            times.append(plan.pause_start + api.parse_duration(pause.duration))
+    return min(times, default=None)
+
+
+def _has(status: api.ModelDeploymentStatus, type_: str) -> bool:
+    return any(c.type == type_ for c in status.conditions or [])
 
 
 Health = Literal["Missing", "Ready", "Starting", "Stuck"]
@@ -147,57 +436,82 @@ _PHASES: dict[Health, api.Phase] = {
 def _health(observed: ObservedDeployment | None, replicas: int) -> Health:
     if observed is None:
         return "Missing"
-    settled = observed.observed_generation >= observed.generation and observed.spec_replicas == replicas
+    settled = _current(observed) and observed.spec_replicas == replicas
     if settled and observed.updated_replicas >= replicas and observed.available_replicas >= replicas:
         return "Ready"
     return "Stuck" if observed.deadline_exceeded else "Starting"
+
+
+ConditionValue = tuple[str, str, str]  # (status, reason, message)
+
+
+def _available(
+    health: Health, observed: ObservedDeployment | None, serving: str, counts: str
+) -> ConditionValue:
+    if health == "Missing":
+        return ("False", "DeploymentMissing", f"revision {serving} has no Deployment yet; creating it")
+    if health == "Ready":
+        return ("True", "ReplicasAvailable", counts)
+    if observed is not None and observed.minimum_available:
+        return ("True", "MinimumReplicasAvailable", counts)
+    return ("False", "ReplicasUnavailable", counts)
+
+
+def _progressing(
+    plan: _Plan,
+    spec: api.ModelDeploymentSpec,
+    health: Health,
+    counts: str,
+    phase: api.Phase,
+    has_stable: bool,
+    old: api.Condition | None,
+) -> ConditionValue:
+    # Most urgent first: a stuck stable revision, then the rollout's own state, then pods coming up.
+    if health == "Stuck":
+        return ("False", "ProgressDeadlineExceeded", f"{counts}; no progress within spec.progressDeadline")
+    if plan.mode == "aborted":
+        reason = plan.abort_reason or (
+            old.reason if old and old.reason in ("Aborted", "ProgressDeadlineExceeded") else "Aborted"
+        )
+        return (
+            "False",
+            reason,
+            f"rollout of revision {plan.target} aborted; revision {plan.stable} serves all traffic. "
+            "`modelship retry` or a spec change starts again",
+        )
+    if plan.mode == "pending":
+        return (
+            "False",
+            "RevisionPending",
+            f"spec asks for revision {plan.target}, but blue/green rollouts are not supported by this "
+            f"modelship version; revision {plan.stable} keeps serving",
+        )
+    if plan.mode == "canary":
+        n = len(spec.strategy.canary.steps) if spec.strategy.canary else 0
+        where = f"canary {plan.canary}: weight {plan.weight}%, step {min((plan.step or 0) + 1, n)}/{n}"
+        if plan.paused:
+            return ("True", "RolloutPaused", f"{where}; {plan.paused[1]}")
+        if plan.promote_waiting:
+            return ("True", "Promoting", f"canary {plan.canary}: all steps done, waiting for its replicas")
+        return ("True", "Canarying", where)
+    if plan.rolled_back:
+        if health != "Ready":
+            return ("True", "RollingBack", f"rolling back to revision {plan.stable}: {counts}")
+        return ("False", "RolledBack", f"rolled back to revision {plan.stable}; the canary was removed")
+    if health != "Ready":
+        return ("True", "ReplicasStarting" if has_stable else "DeployingRevision", counts)
+    return ("False", "RolloutComplete", f"revision {plan.stable} is stable and fully available")
 
 
 def _conditions(
     old: api.ModelDeploymentStatus,
     generation: int,
     now: datetime,
-    serving: str,
-    health: Health,
-    observed: ObservedDeployment | None,
-    replicas: int,
-    pending: str | None,
-    serving_is_stable: bool,
+    values: dict[str, ConditionValue],
 ) -> list[api.Condition]:
-    available = observed.available_replicas if observed else 0
-    counts = f"revision {serving}: {available}/{replicas} replicas available"
-    if health == "Missing":
-        avail = ("False", "DeploymentMissing", f"revision {serving} has no Deployment yet; creating it")
-    elif health == "Ready":
-        avail = ("True", "ReplicasAvailable", counts)
-    elif observed is not None and observed.minimum_available:
-        avail = ("True", "MinimumReplicasAvailable", counts)
-    else:
-        avail = ("False", "ReplicasUnavailable", counts)
-
-    # Most urgent first: a stuck revision, then a revision the spec wants but this
-    # version will not roll out (pods restarting do not hide it), then pods coming up.
-    if health == "Stuck":
-        progressing = (
-            "False",
-            "ProgressDeadlineExceeded",
-            f"{counts}; no progress within spec.progressDeadline",
-        )
-    elif pending is not None:
-        progressing = (
-            "False",
-            "RevisionPending",
-            f"spec asks for revision {pending}, but rolling out a new revision is not supported by this "
-            f"modelship version; revision {serving} keeps serving",
-        )
-    elif health != "Ready":
-        progressing = ("True", "ReplicasStarting" if serving_is_stable else "DeployingRevision", counts)
-    else:
-        progressing = ("False", "RolloutComplete", f"revision {serving} is stable and fully available")
-
     previous = {c.type: c for c in old.conditions or []}
     out = []
-    for type_, (state, reason, message) in (("Available", avail), ("Progressing", progressing)):
+    for type_, (state, reason, message) in values.items():
         before = previous.get(type_)
         changed = before is None or before.status != state
         out.append(
@@ -210,9 +524,20 @@ def _conditions(
                 observed_generation=generation,
             )
         )
-    # Conditions owned by later features (Paused, AnalysisFailed, ...) are kept as they are.
-    out.extend(c for c in old.conditions or [] if c.type not in ("Available", "Progressing"))
+    # Conditions owned by later features (AnalysisFailed, ...) are kept as they are.
+    out.extend(c for c in old.conditions or [] if c.type not in values)
     return out
+
+
+def set_condition(
+    status: api.ModelDeploymentStatus, type_: str, value: ConditionValue, now: datetime, generation: int
+) -> api.ModelDeploymentStatus:
+    """`status` with one condition set (for what only the shell can observe, e.g. a router's read-back)."""
+    mine = _conditions(status, generation, now, {type_: value})[0]
+    conditions = [mine if c.type == type_ else c for c in status.conditions or []]
+    if all(c.type != type_ for c in conditions):
+        conditions.append(mine)
+    return status.model_copy(update={"conditions": conditions})
 
 
 def _events(old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus, target: str) -> tuple[Event, ...]:
@@ -226,11 +551,11 @@ def _events(old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus, targ
             Event(
                 "Warning",
                 "RevisionPending",
-                f"spec asks for revision {target}; rollouts between revisions are not supported by this "
+                f"spec asks for revision {target}; blue/green rollouts are not supported by this "
                 f"modelship version, so revision {new.stable_revision} keeps serving",
             )
         )
     if new.phase != old.phase:
-        message = next((c.message for c in new.conditions or [] if c.type == "Available"), "")
+        message = next((c.message for c in new.conditions or [] if c.type == "Progressing"), "")
         events.append(Event("Warning" if new.phase == "Degraded" else "Normal", str(new.phase), message))
     return tuple(events)

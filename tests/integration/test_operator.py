@@ -153,7 +153,7 @@ def test_deleted_or_edited_children_are_restored(kube: Kube, namespace: str, ope
     assert len(deployments(kube, namespace)) == 1
 
 
-def test_replicas_scale_in_place_and_a_new_image_is_only_recorded_as_pending(
+def test_replicas_scale_in_place_and_a_new_image_starts_a_canary_beside_stable(
     kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
     _, revision = deploy_basic(kube, namespace)
@@ -174,24 +174,22 @@ def test_replicas_scale_in_place_and_a_new_image_is_only_recorded_as_pending(
     new_image = "registry.example/modelship/fraud-detector@sha256:" + "e" * 64
     kube.request("PATCH", path, body={"spec": {"image": new_image}}, content_type=merge)
     status = wait_until(
-        "a pending revision",
+        "a canary revision",
         lambda: (
-            md(kube, namespace)["status"] if md(kube, namespace)["status"].get("pendingRevision") else None
+            md(kube, namespace)["status"] if md(kube, namespace)["status"].get("canaryRevision") else None
         ),
     )
     assert status["stableRevision"] == revision
-    assert status["pendingRevision"] != revision
-    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
-    assert progressing["reason"] == "RevisionPending"
+    assert status["canaryRevision"] != revision
     wait_until(
-        "a RevisionPending event",
-        lambda: any(e["reason"] == "RevisionPending" for e in events(kube, namespace)),
+        "a RolloutStarted event",
+        lambda: any(e["reason"] == "RolloutStarted" for e in events(kube, namespace)),
     )
-    (deployment,) = deployments(kube, namespace)
-    assert deployment["metadata"]["name"] == revision
+    names = sorted(d["metadata"]["name"] for d in deployments(kube, namespace))
+    assert names == sorted([revision, status["canaryRevision"]])
+    stable = next(d for d in deployments(kube, namespace) if d["metadata"]["name"] == revision)
     assert (
-        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-        == example("basic.yaml")["spec"]["image"]
+        stable["spec"]["template"]["spec"]["containers"][0]["image"] == example("basic.yaml")["spec"]["image"]
     )
 
 

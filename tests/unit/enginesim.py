@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from modelship import api, engine
+from modelship import api, control, engine
 from modelship.manifests import Owner
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -80,3 +80,17 @@ class World:
 
     def tick(self, seconds: int = 5) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def command(
+    verb: str, s: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, full: bool = False
+) -> tuple[api.ModelDeploymentSpec, api.ModelDeploymentStatus]:
+    """What `modelship <verb>` does to the CR: a merge patch of spec or status."""
+    patch = control.patch_for(verb, s, status, full)
+    if patch.target == "spec":
+        merged = {**api.dump(s), **patch.body}
+        return api.ModelDeploymentSpec.model_validate(
+            {k: v for k, v in merged.items() if v is not None}
+        ), status
+    merged = {**api.dump(status), **patch.body}
+    return s, api.ModelDeploymentStatus.model_validate({k: v for k, v in merged.items() if v is not None})

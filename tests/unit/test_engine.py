@@ -1,4 +1,7 @@
-"""engine.decide: scenarios for the first revision, scaling, drift and a pending new revision."""
+"""engine.decide: scenarios for the first revision, scaling, drift and a pending (blue/green) revision.
+
+Canary rollouts are in test_canary.py.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +38,12 @@ def test_new_model_deployment_is_pending_and_creates_its_revision_and_services()
     assert decision.status.phase == "Pending"
     assert decision.status.stable_revision is None
     kinds = [(m["kind"], m["metadata"]["name"]) for m in decision.apply]
-    assert kinds == [("Deployment", target(s)), ("Service", "fraud"), ("Service", "fraud-stable")]
+    assert kinds == [
+        ("Deployment", target(s)),
+        ("Service", "fraud"),
+        ("Service", "fraud-stable"),
+        ("Service", "fraud-canary"),
+    ]
     assert decision.apply[0]["spec"]["replicas"] == 2
     assert condition(decision.status, "Available").status == "False"
     assert condition(decision.status, "Progressing").status == "True"
@@ -97,10 +105,13 @@ def test_replicas_edited_behind_our_back_are_reverted() -> None:
     assert decision.apply[0]["spec"]["replicas"] == 2
 
 
-def test_new_image_after_stable_is_recorded_as_pending_and_nothing_is_deployed() -> None:
-    old = spec()
+BLUE_GREEN = {"blueGreen": {}}
+
+
+def test_new_image_with_blue_green_is_recorded_as_pending_and_nothing_is_deployed() -> None:
+    old = spec(strategy=BLUE_GREEN)
     world = healthy_world(old)
-    new = spec(image="registry.example/fraud@sha256:" + "c" * 64)
+    new = spec(strategy=BLUE_GREEN, image="registry.example/fraud@sha256:" + "c" * 64)
     decision = world.decide(new)
     assert decision.status.stable_revision == target(old)
     assert decision.status.pending_revision == target(new)
@@ -116,20 +127,20 @@ def test_new_image_after_stable_is_recorded_as_pending_and_nothing_is_deployed()
 
 
 def test_a_pending_revision_stays_reported_while_stable_pods_restart() -> None:
-    old = spec()
+    old = spec(strategy=BLUE_GREEN)
     world = healthy_world(old)
     name = target(old)
     world.deployments[name] = dataclasses.replace(world.deployments[name], available_replicas=1)
-    decision = world.decide(spec(image="registry.example/fraud@sha256:" + "c" * 64))
+    decision = world.decide(spec(strategy=BLUE_GREEN, image="registry.example/fraud@sha256:" + "c" * 64))
     assert condition(decision.status, "Progressing").reason == "RevisionPending"
     assert condition(decision.status, "Available").message == f"revision {name}: 1/2 replicas available"
     assert decision.status.phase == "Progressing"
 
 
 def test_reverting_the_image_clears_the_pending_revision() -> None:
-    old = spec()
+    old = spec(strategy=BLUE_GREEN)
     world = healthy_world(old)
-    world.reconcile(spec(image="registry.example/fraud@sha256:" + "c" * 64))
+    world.reconcile(spec(strategy=BLUE_GREEN, image="registry.example/fraud@sha256:" + "c" * 64))
     decision = world.reconcile(old)
     assert decision.status.pending_revision is None
     assert condition(decision.status, "Progressing").reason == "RolloutComplete"
@@ -212,12 +223,12 @@ def test_conditions_track_the_generation_the_decision_was_made_for() -> None:
 
 
 def test_conditions_of_later_features_are_kept() -> None:
-    paused = api.Condition(
-        type="Paused", status="True", reason="UserPaused", last_transition_time=T0, observed_generation=1
+    later = api.Condition(
+        type="AnalysisFailed", status="True", reason="Later", last_transition_time=T0, observed_generation=1
     )
-    world = World(status=api.ModelDeploymentStatus(conditions=[paused]))
+    world = World(status=api.ModelDeploymentStatus(conditions=[later]))
     decision = world.decide(spec())
-    assert paused in (decision.status.conditions or [])
+    assert later in (decision.status.conditions or [])
 
 
 def test_a_stable_pointer_without_its_template_is_treated_as_unset() -> None:

@@ -11,14 +11,36 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from modelship import api, engine, manifests, metrics
-from modelship.kube.client import Kube
+from modelship.kube import routes
+from modelship.kube.client import FIELD_MANAGER, Kube, KubeError
 
 COMPONENT = "modelship"
+MERGE = "application/merge-patch+json"
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) from `old` to `new`: null removes a key, lists are replaced.
+
+    The operator writes status this way, not by server-side apply: fields a person set
+    with `modelship abort` (another field manager) must go away when the operator drops them.
+    """
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {}
+    for key in old.keys() | new.keys():
+        if key not in new:
+            patch[key] = None
+        elif key not in old:
+            patch[key] = new[key]
+        elif old[key] != new[key]:
+            patch[key] = merge_patch(old[key], new[key]) if isinstance(new[key], dict) else new[key]
+    return patch
 
 
 def md_path(namespace: str, name: str = "") -> str:
@@ -63,6 +85,7 @@ class Reconciler:
         self.kube = kube
         self.clock = clock
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._timers: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self._guard = threading.Lock()
         self._instance = socket.gethostname()
 
@@ -73,6 +96,9 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:
             self._locks.pop((namespace, name), None)
+            timer = self._timers.pop((namespace, name), None)
+        if timer is not None:
+            timer[1].cancel()
 
     def reconcile(
         self, namespace: str, name: str, logger: logging.Logger | logging.LoggerAdapter[Any]
@@ -102,24 +128,34 @@ class Reconciler:
         }
         now = self.clock()
         decision = engine.decide(spec, status, engine.Observations(owner, deployments), now)
-        metrics.record_pass(owner.namespace, owner.name, status, decision.status)
 
+        # Status first, with the resourceVersion we decided on: a manual command
+        # (`modelship promote`, ...) that patched the status meanwhile wins, and this
+        # pass is dropped before it applies anything; the command's own watch event
+        # triggers the next pass.
+        patch = merge_patch(api.dump(status), api.dump(decision.status))
+        version = meta["resourceVersion"]
+        if patch:
+            try:
+                version = self.kube.request(
+                    "PATCH",
+                    md_path(owner.namespace, owner.name) + "/status",
+                    query={"fieldManager": FIELD_MANAGER},
+                    body={"metadata": {"resourceVersion": version}, "status": patch},
+                    content_type=MERGE,
+                )["metadata"]["resourceVersion"]
+            except KubeError as err:
+                if err.status != 409:
+                    raise
+                logger.info("the ModelDeployment changed during this pass; deciding again on the next one")
+                return
+        metrics.record_pass(owner.namespace, owner.name, status, decision.status)
         for manifest in decision.apply:
             self.kube.apply(object_path(manifest), manifest)
         for name in decision.delete:
             logger.info("deleting revision Deployment %s", name)
             self.kube.delete(f"/apis/apps/v1/namespaces/{owner.namespace}/deployments/{name}")
-        new_status = api.dump(decision.status)
-        if new_status != api.dump(status):
-            self.kube.apply(
-                md_path(owner.namespace, owner.name) + "/status",
-                {
-                    "apiVersion": api.API_VERSION,
-                    "kind": api.KIND,
-                    "metadata": {"name": owner.name, "namespace": owner.namespace},
-                    "status": new_status,
-                },
-            )
+        self._route(owner, spec, decision.status, version, now)
         for event in decision.events:
             logger.log(
                 logging.WARNING if event.type == "Warning" else logging.INFO,
@@ -128,6 +164,60 @@ class Reconciler:
                 event.message,
             )
             self.post_event(owner, event, now)
+        if decision.wake_at is not None:
+            self._wake(owner.namespace, owner.name, (decision.wake_at - now).total_seconds(), logger)
+
+    def _route(
+        self,
+        owner: manifests.Owner,
+        spec: api.ModelDeploymentSpec,
+        status: api.ModelDeploymentStatus,
+        version: str,
+        now: datetime,
+    ) -> None:
+        """gatewayAPI: write the route's weights, read them back, report it as `TrafficRouted`."""
+        routed = routes.sync(self.kube, owner, spec, status.canary_weight or 0)
+        if routed is None:
+            return
+        updated = engine.set_condition(status, "TrafficRouted", routed, now, owner.generation)
+        patch = merge_patch(api.dump(status), api.dump(updated))
+        if patch:
+            try:
+                self.kube.request(
+                    "PATCH",
+                    md_path(owner.namespace, owner.name) + "/status",
+                    query={"fieldManager": FIELD_MANAGER},
+                    body={"metadata": {"resourceVersion": version}, "status": patch},
+                    content_type=MERGE,
+                )
+            except KubeError as err:
+                if err.status != 409:
+                    raise
+
+    def _wake(
+        self, namespace: str, name: str, seconds: float, logger: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> None:
+        """Reconcile again when a timed step ends (a pause, a scale-down delay), not only at the
+        next resync; one timer per object, the earliest wins."""
+        key, due = (namespace, name), time.monotonic() + max(seconds, 0.0)
+        with self._guard:
+            current = self._timers.get(key)
+            if current is not None and current[0] <= due and current[1].is_alive():
+                return
+            if current is not None:
+                current[1].cancel()
+            timer = threading.Timer(max(seconds, 0.0) + 0.5, self._fire, (namespace, name, logger))
+            timer.daemon = True
+            self._timers[key] = (due, timer)
+        timer.start()
+
+    def _fire(self, namespace: str, name: str, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+        with self._guard:
+            self._timers.pop((namespace, name), None)
+        try:
+            self.reconcile(namespace, name, logger)
+        except Exception:  # the resync loop retries; a timer must not die loudly
+            logger.exception("timed reconcile failed")
 
     def post_event(self, owner: manifests.Owner, event: engine.Event, now: datetime) -> None:
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,253 @@
+"""Canary rollouts against the real API server, steered with the kubectl plugin.
+
+The operator runs as a subprocess (`python -m modelship run`); manual commands go
+through `kubectl modelship ...` (kubectl finds `kubectl-modelship` on PATH). Pods are
+KWOK pods: Ready a few seconds after scheduling, nothing really runs in them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devcluster.cluster import ExistingCluster
+from modelship import revisions
+from modelship.api import ModelDeploymentSpec
+from modelship.kube.client import Kube
+
+from .mdhelpers import Operator, crd_installed, create_md, example, kube, md_path, operator, wait_until
+
+__all__ = ["crd_installed", "kube", "operator"]
+pytestmark = pytest.mark.integration
+
+NAME = "fraud-detector"
+MERGE = "application/merge-patch+json"
+IMAGES = {c: "registry.example/modelship/fraud-detector@sha256:" + c * 64 for c in "abcd"}
+STEPS = [{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]
+
+
+def manifest(
+    image: str = IMAGES["a"], steps: list[dict[str, Any]] | None = None, **spec: Any
+) -> dict[str, Any]:
+    doc = copy.deepcopy(example("basic.yaml"))
+    doc["spec"].update(
+        {
+            "image": image,
+            "replicas": 4,
+            "strategy": {"canary": {"steps": steps or STEPS, "scaleDownDelay": "3s"}},
+            **spec,
+        }
+    )
+    return doc
+
+
+def revision(doc: dict[str, Any]) -> str:
+    return revisions.revision_name(
+        NAME, revisions.template_of(ModelDeploymentSpec.model_validate(doc["spec"]))
+    )
+
+
+def status(kube: Kube, namespace: str) -> dict[str, Any]:
+    obj = kube.get(md_path(namespace, NAME)) or {}
+    result: dict[str, Any] = obj.get("status") or {}
+    return result
+
+
+def spec_replicas(kube: Kube, namespace: str) -> dict[str, int]:
+    items = kube.request(
+        "GET",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        query={"labelSelector": "modelship.io/model"},
+    )["items"]
+    return {d["metadata"]["name"]: d["spec"]["replicas"] for d in items}
+
+
+def pod_uids(kube: Kube, namespace: str, rev: str) -> set[str]:
+    pods = kube.request(
+        "GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": f"modelship.io/revision={rev}"}
+    )["items"]
+    return {p["metadata"]["uid"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+
+
+def event_reasons(kube: Kube, namespace: str) -> list[str]:
+    items = kube.request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/events",
+        query={"fieldSelector": f"involvedObject.name={NAME}"},
+    )["items"]
+    return [e["reason"] for e in items]
+
+
+def set_image(kube: Kube, namespace: str, image: str) -> None:
+    kube.request("PATCH", md_path(namespace, NAME), body={"spec": {"image": image}}, content_type=MERGE)
+
+
+def plugin(cluster: ExistingCluster, *args: str) -> str:
+    """`kubectl modelship ...`: kubectl's own plugin lookup, with our virtualenv on PATH."""
+    env = {**cluster.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{cluster.env['PATH']}"}
+    done = subprocess.run(
+        [str(cluster.bin_dir / "kubectl"), "modelship", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def deploy_stable(kube: Kube, namespace: str, doc: dict[str, Any]) -> str:
+    create_md(kube, namespace, doc)
+    rev = revision(doc)
+    wait_until(
+        "a Healthy stable revision",
+        lambda: (
+            status(kube, namespace).get("phase") == "Healthy"
+            and status(kube, namespace).get("stableRevision")
+        ),
+        timeout=90,
+    )
+    return rev
+
+
+def until_status(kube: Kube, namespace: str, what: str, **fields: Any) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        current = status(kube, namespace)
+        return current if all(current.get(k) == v for k, v in fields.items()) else None
+
+    return wait_until(what, probe, timeout=90, interval=0.2)
+
+
+def test_canary_20_pause_50_pause_promote_with_the_service_router(
+    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
+) -> None:
+    stable = deploy_stable(kube, namespace, manifest())
+    new = manifest(IMAGES["b"])
+    canary = revision(new)
+    set_image(kube, namespace, IMAGES["b"])
+
+    # Record what the weights and replica counts go through, in order.
+    seen: list[tuple[int | None, int, int]] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        current, replicas = status(kube, namespace), spec_replicas(kube, namespace)
+        point = (current.get("canaryWeight"), replicas.get(stable, 0), replicas.get(canary, 0))
+        if not seen or seen[-1] != point:
+            seen.append(point)
+        if current.get("currentStep") == 3 and point == (50, 2, 2):
+            break
+        time.sleep(0.2)
+    assert (20, 3, 1) in seen and (50, 2, 2) in seen, seen
+    assert seen.index((20, 3, 1)) < seen.index((50, 2, 2))
+    assert max(w or 0 for w, _, _ in seen) == 50
+
+    current = status(kube, namespace)
+    assert (current["phase"], current["canaryRevision"], current["stableRevision"]) == (
+        "Paused",
+        canary,
+        stable,
+    )
+    paused = next(c for c in current["conditions"] if c["type"] == "Paused")
+    assert paused["reason"] == "CanaryPauseStep"
+    time.sleep(3)  # pause{} holds
+    assert status(kube, namespace)["currentStep"] == 3
+    wait_until("2 canary pods", lambda: len(pod_uids(kube, namespace, canary)) == 2)
+    canary_pods = pod_uids(kube, namespace, canary)
+
+    assert "promoted" in plugin(cluster, "promote", NAME, "-n", namespace)
+    until_status(kube, namespace, "the canary promoted to stable", stableRevision=canary, phase="Healthy")
+    # The pods that were the canary serve on as stable: not restarted.
+    assert canary_pods <= pod_uids(kube, namespace, canary)
+    assert spec_replicas(kube, namespace)[canary] == 4
+    assert status(kube, namespace).get("scaleDownRevision") == stable
+    wait_until(
+        "the old revision deleted after scaleDownDelay", lambda: stable not in spec_replicas(kube, namespace)
+    )
+    wait_until("no pods of the old revision", lambda: not pod_uids(kube, namespace, stable), timeout=60)
+    reasons = event_reasons(kube, namespace)
+    for reason in ("RolloutStarted", "WeightChanged", "PauseStarted", "Promoted", "ScaledDown"):
+        assert reason in reasons, reasons
+    service = kube.get(f"/api/v1/namespaces/{namespace}/services/{NAME}") or {}
+    assert service["spec"]["selector"]["modelship.io/revision"] == canary
+
+
+def test_abort_pause_retry_resume_and_promote_full_with_the_plugin(
+    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
+) -> None:
+    stable = deploy_stable(kube, namespace, manifest())
+    canary = revision(manifest(IMAGES["b"]))
+    set_image(kube, namespace, IMAGES["b"])
+    until_status(kube, namespace, "the canary at 20%", canaryRevision=canary, canaryWeight=20)
+
+    assert "aborted" in plugin(cluster, "abort", NAME, "-n", namespace)
+    aborted = until_status(kube, namespace, "phase Degraded", phase="Degraded", abortedRevision=canary)
+    assert "canaryRevision" not in aborted
+    assert next(c for c in aborted["conditions"] if c["type"] == "Progressing")["reason"] == "Aborted"
+    wait_until("canary at 0, stable at 4", lambda: spec_replicas(kube, namespace) == {stable: 4, canary: 0})
+    assert "Aborted" in event_reasons(kube, namespace)
+
+    # Paused before the retry: the restarted rollout holds at step 0, weight 0.
+    plugin(cluster, "pause", NAME, "-n", namespace)
+    plugin(cluster, "retry", NAME, "-n", namespace)
+    held = until_status(kube, namespace, "the retried canary, paused", canaryRevision=canary, phase="Paused")
+    assert next(c for c in held["conditions"] if c["type"] == "Paused")["reason"] == "PausedBySpec"
+    time.sleep(4)  # nothing moves while paused
+    assert (status(kube, namespace)["canaryWeight"], status(kube, namespace)["currentStep"]) == (0, 0)
+    plugin(cluster, "resume", NAME, "-n", namespace)
+    until_status(kube, namespace, "the canary at 50% after resume", canaryWeight=50, currentStep=3)
+
+    view = plugin(cluster, "status", NAME, "-n", namespace)
+    assert f"Canary:     {canary}" in view and "Step:       4/4" in view and "50% canary" in view
+
+    plugin(cluster, "promote", NAME, "-n", namespace, "--full")
+    until_status(kube, namespace, "promoted by promote --full", stableRevision=canary, phase="Healthy")
+    watched = plugin(cluster, "status", NAME, "-n", namespace, "--watch", "--interval", "0.5")
+    assert "Phase:      Healthy" in watched
+
+
+def test_new_digest_mid_rollout_restarts_and_revert_rolls_back(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    stable = deploy_stable(kube, namespace, manifest())
+    first, second = revision(manifest(IMAGES["b"])), revision(manifest(IMAGES["c"]))
+    set_image(kube, namespace, IMAGES["b"])
+    until_status(kube, namespace, "the first canary at 20%", canaryRevision=first, canaryWeight=20)
+
+    set_image(kube, namespace, IMAGES["c"])
+    restarted = until_status(kube, namespace, "the second canary", canaryRevision=second)
+    assert restarted["currentStep"] in (0, 1)
+    wait_until("the first canary deleted", lambda: first not in spec_replicas(kube, namespace))
+    assert "CanaryReplaced" in event_reasons(kube, namespace)
+    until_status(kube, namespace, "the second canary at 20%", canaryRevision=second, canaryWeight=20)
+
+    set_image(kube, namespace, IMAGES["a"])
+    until_status(kube, namespace, "rolled back", phase="RolledBack", stableRevision=stable)
+    wait_until("only the stable revision at 4", lambda: spec_replicas(kube, namespace) == {stable: 4})
+    assert "RolledBack" in event_reasons(kube, namespace)
+
+
+def test_an_unschedulable_canary_is_aborted_at_the_progress_deadline(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    doc = manifest(progressDeadline="15s")
+    stable = deploy_stable(kube, namespace, doc)
+    kube.request(
+        "PATCH",
+        md_path(namespace, NAME),
+        body={"spec": {"resources": {"limits": {"example.com/no-such-device": 1}}}},
+        content_type=MERGE,
+    )
+    aborted = until_status(kube, namespace, "aborted at the deadline", phase="Degraded")
+    canary = aborted["abortedRevision"]
+    assert canary != stable and "canaryRevision" not in aborted
+    progressing = next(c for c in aborted["conditions"] if c["type"] == "Progressing")
+    assert progressing["reason"] == "ProgressDeadlineExceeded"
+    wait_until("canary at 0, stable at 4", lambda: spec_replicas(kube, namespace) == {stable: 4, canary: 0})
+    assert "ProgressDeadlineExceeded" in event_reasons(kube, namespace)

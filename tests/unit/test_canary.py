@@ -1,0 +1,379 @@
+"""engine.decide: canary rollouts step by step, manual commands, aborts and rollbacks."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from modelship import api, control, revisions, traffic
+
+from .enginesim import OWNER, World, command, spec
+
+pytestmark = pytest.mark.unit
+
+NEW_IMAGE = "registry.example/fraud@sha256:" + "c" * 64
+THIRD_IMAGE = "registry.example/fraud@sha256:" + "d" * 64
+STEPS: list[dict[str, Any]] = [
+    {"setWeight": 20},
+    {"pause": {"duration": "2s"}},
+    {"setWeight": 50},
+    {"pause": {}},
+]
+
+
+def canary_spec(
+    image: str | None = None, router: str = "service", **overrides: Any
+) -> api.ModelDeploymentSpec:
+    route = (
+        {"router": "gatewayAPI", "httpRoute": "fraud"} if router == "gatewayAPI" else {"router": "service"}
+    )
+    fields: dict[str, Any] = {
+        "replicas": 4,
+        "strategy": {"canary": {"steps": STEPS, "scaleDownDelay": "30s"}},
+        "traffic": route,
+        **overrides,
+    }
+    if image:
+        fields["image"] = image
+    return spec(**fields)
+
+
+def name_of(s: api.ModelDeploymentSpec) -> str:
+    return revisions.revision_name(OWNER.name, revisions.template_of(s))
+
+
+def condition(status: api.ModelDeploymentStatus, type_: str) -> api.Condition:
+    return next(c for c in status.conditions or [] if c.type == type_)
+
+
+def replicas(world: World) -> dict[str, int]:
+    return {name: d.spec_replicas for name, d in world.deployments.items()}
+
+
+def stable_world(s: api.ModelDeploymentSpec) -> World:
+    world = World()
+    world.reconcile(s)
+    world.settle()
+    world.reconcile(s)
+    assert world.status.phase == "Healthy"
+    return world
+
+
+def step(world: World, s: api.ModelDeploymentSpec) -> None:
+    """One pass, then the pods it asked for become available, then another pass."""
+    world.reconcile(s)
+    world.settle()
+    world.reconcile(s)
+
+
+@pytest.mark.parametrize(
+    ("replicas_", "weight", "expected"),
+    [
+        (4, 0, (4, 0)),
+        (4, 20, (3, 1)),
+        (4, 50, (2, 2)),
+        (4, 100, (0, 4)),
+        (1, 1, (1, 1)),  # at least one pod on each side when 0 < weight < 100
+        (1, 99, (1, 1)),
+        (10, 25, (7, 3)),  # 2.5 rounds half up
+        (10, 95, (1, 9)),
+        (0, 50, (0, 0)),
+    ],
+)
+def test_service_router_split_rounds_half_up_with_a_pod_on_each_side(
+    replicas_: int, weight: int, expected: tuple[int, int]
+) -> None:
+    assert traffic.split(replicas_, weight) == expected
+
+
+def test_canary_walks_its_steps_with_replica_ratios_and_promotes_without_touching_stable_pods() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    stable = name_of(old)
+    new = canary_spec(NEW_IMAGE)
+    canary = name_of(new)
+
+    world.reconcile(new)
+    assert world.status.canary_revision == canary
+    assert (world.status.current_step, world.status.canary_weight) == (0, 0)
+    assert world.status.phase == "Progressing"
+    # The canary comes up first (one pod for 20% of 4), stable keeps all 4 until the weight moves.
+    assert replicas(world) == {stable: 4, canary: 1}
+    world.settle()
+    world.reconcile(new)
+    assert (world.status.current_step, world.status.canary_weight) == (1, 20)
+    assert world.status.phase == "Paused"
+    assert world.status.pause_start_time is not None
+    assert replicas(world) == {stable: 3, canary: 1}
+
+    world.now = world.status.pause_start_time + api.parse_duration("1s")
+    world.reconcile(new)
+    assert world.status.current_step == 1
+    world.now = world.status.pause_start_time + api.parse_duration("2s")
+    world.reconcile(new)
+    assert (world.status.current_step, world.status.canary_weight) == (2, 20)
+    assert replicas(world) == {stable: 3, canary: 2}
+    world.settle()
+    world.reconcile(new)
+    assert (world.status.current_step, world.status.canary_weight) == (3, 50)
+    assert replicas(world) == {stable: 2, canary: 2}
+    assert world.status.phase == "Paused"
+    assert condition(world.status, "Paused").reason == "CanaryPauseStep"
+    world.settle()
+    for _ in range(3):  # pause{} holds until promoted
+        world.reconcile(new)
+    assert world.status.current_step == 3
+
+    new, world.status = command("promote", new, world.status)
+    world.reconcile(new)
+    assert replicas(world) == {stable: 2, canary: 4}  # the whole canary comes up before it takes over
+    assert world.status.stable_revision == stable
+    world.settle()
+    decision = world.reconcile(new)
+    status = decision.status
+    assert (status.stable_revision, status.canary_revision, status.canary_weight) == (canary, None, None)
+    assert status.stable_template == revisions.template_of(new)
+    assert status.phase == "Healthy"
+    assert status.scale_down_revision == stable
+    assert {e.reason for e in decision.events} >= {"Promoted", "StableRevision", "Healthy"}
+    # The old revision stays for scaleDownDelay; the new stable Deployment is the canary's (no restart).
+    assert replicas(world) == {stable: 2, canary: 4}
+    assert "fraud-canary" in {m["metadata"]["name"] for m in decision.apply}
+    world.now = status.scale_down_at
+    decision = world.reconcile(new)
+    assert replicas(world) == {canary: 4}
+    assert decision.status.scale_down_revision is None
+    assert [e.reason for e in decision.events] == ["ScaledDown"]
+
+    reasons = [e.reason for e in world.events]
+    assert reasons.index("RolloutStarted") < reasons.index("WeightChanged") < reasons.index("PauseStarted")
+    assert reasons.count("WeightChanged") == 2 and reasons.count("PauseStarted") == 2
+
+
+def test_service_router_selects_both_revisions_only_while_a_canary_runs() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    selector = {
+        m["metadata"]["name"]: m["spec"]["selector"]
+        for m in world.decide(old).apply
+        if m["kind"] == "Service"
+    }
+    assert selector["fraud"] == {"modelship.io/model": "fraud", "modelship.io/revision": name_of(old)}
+    assert selector["fraud-canary"] == selector["fraud-stable"] == selector["fraud"]
+    new = canary_spec(NEW_IMAGE)
+    world.reconcile(new)
+    services = world.decide(new).apply
+    selector = {m["metadata"]["name"]: m["spec"]["selector"] for m in services if m["kind"] == "Service"}
+    assert selector["fraud"]["modelship.io/revision"] == name_of(old)  # weight 0: the canary gets nothing
+    world.settle()
+    world.reconcile(new)
+    assert world.status.canary_weight == 20
+    services = world.decide(new).apply
+    selector = {m["metadata"]["name"]: m["spec"]["selector"] for m in services if m["kind"] == "Service"}
+    assert selector["fraud"] == {"modelship.io/model": "fraud"}
+    assert selector["fraud-canary"]["modelship.io/revision"] == name_of(new)
+    assert selector["fraud-stable"]["modelship.io/revision"] == name_of(old)
+
+
+def test_gateway_router_keeps_stable_whole_and_sizes_the_canary_by_weight_or_set_canary_scale() -> None:
+    steps = [{"setCanaryScale": {"replicas": 3}}, {"setWeight": 10}, {"pause": {}}, {"setWeight": 50}]
+    old = canary_spec(router="gatewayAPI", strategy={"canary": {"steps": steps}})
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE, router="gatewayAPI", strategy={"canary": {"steps": steps}})
+    step(world, new)
+    step(world, new)
+    assert (world.status.current_step, world.status.canary_weight) == (2, 10)
+    assert replicas(world) == {name_of(old): 4, name_of(new): 3}
+    # The `<name>` Service keeps selecting stable: the HTTPRoute splits the traffic.
+    svc = next(m for m in world.decide(new).apply if m["metadata"]["name"] == "fraud")
+    assert svc["spec"]["selector"]["modelship.io/revision"] == name_of(old)
+
+
+def test_a_new_digest_mid_rollout_replaces_the_canary_and_restarts_from_step_zero() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    first = canary_spec(NEW_IMAGE)
+    step(world, first)
+    assert world.status.canary_weight == 20
+    second = canary_spec(THIRD_IMAGE)
+    decision = world.reconcile(second)
+    assert decision.delete == (name_of(first),)
+    assert (decision.status.canary_revision, decision.status.current_step, decision.status.canary_weight) == (
+        name_of(second),
+        0,
+        0,
+    )
+    assert replicas(world) == {name_of(old): 4, name_of(second): 1}  # traffic back to stable first
+    assert [e.reason for e in decision.events][:2] == ["CanaryReplaced", "RolloutStarted"]
+
+
+def test_reverting_the_image_mid_rollout_is_an_immediate_rollback() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE)
+    step(world, new)
+    decision = world.reconcile(old)
+    assert decision.delete == (name_of(new),)
+    assert decision.status.phase == "Progressing"  # stable scales back to 4 at once
+    assert condition(decision.status, "Progressing").reason == "RollingBack"
+    world.settle()
+    decision = world.reconcile(old)
+    assert decision.status.phase == "RolledBack"
+    assert decision.status.canary_revision is None and decision.status.canary_weight is None
+    assert condition(decision.status, "Progressing").reason == "RolledBack"
+    assert replicas(world) == {name_of(old): 4}
+    assert "RolledBack" in [e.reason for e in world.events]
+    # It stays RolledBack (no flapping), and the next rollout starts normally.
+    assert world.reconcile(old).events == ()
+    assert world.decide(new).status.phase == "Progressing"
+
+
+def test_abort_sends_traffic_to_stable_until_retried() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE)
+    step(world, new)
+    new, world.status = command("abort", new, world.status)
+    decision = world.reconcile(new)
+    assert decision.status.phase == "Degraded"
+    assert decision.status.aborted_revision == name_of(new)
+    assert decision.status.canary_revision is None and decision.status.canary_weight is None
+    assert condition(decision.status, "Progressing").reason == "Aborted"
+    assert replicas(world) == {name_of(old): 4, name_of(new): 0}
+    assert world.reconcile(new).status.phase == "Degraded"  # stays aborted
+
+    new, world.status = command("retry", new, world.status)
+    decision = world.reconcile(new)
+    assert (decision.status.canary_revision, decision.status.current_step) == (name_of(new), 0)
+    assert decision.status.phase == "Progressing"
+
+
+def test_a_spec_change_after_an_abort_starts_a_new_rollout() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE)
+    step(world, new)
+    new, world.status = command("abort", new, world.status)
+    world.reconcile(new)
+    decision = world.reconcile(canary_spec(THIRD_IMAGE))
+    assert decision.status.canary_revision == name_of(canary_spec(THIRD_IMAGE))
+    assert decision.status.aborted_revision is None
+
+
+def test_a_canary_past_its_progress_deadline_is_aborted() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE)
+    world.reconcile(new)
+    canary = name_of(new)
+    world.deployments[canary] = dataclasses.replace(
+        world.deployments[canary], observed_generation=1, deadline_exceeded=True
+    )
+    decision = world.reconcile(new)
+    assert decision.status.phase == "Degraded"
+    assert decision.status.aborted_revision == canary
+    progressing = condition(decision.status, "Progressing")
+    assert (progressing.status, progressing.reason) == ("False", "ProgressDeadlineExceeded")
+    assert (decision.events[0].type, decision.events[0].reason) == ("Warning", "ProgressDeadlineExceeded")
+    assert replicas(world) == {name_of(old): 4, canary: 0}
+    # The reason survives later passes (the Deployment's own condition clears once scaled to 0).
+    world.settle()
+    assert condition(world.reconcile(new).status, "Progressing").reason == "ProgressDeadlineExceeded"
+
+
+def test_spec_paused_holds_every_step_and_resume_continues() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE)
+    world.reconcile(new)
+    new, world.status = command("pause", new, world.status)
+    world.settle()
+    decision = world.reconcile(new)
+    assert decision.status.phase == "Paused"
+    assert condition(decision.status, "Paused").reason == "PausedBySpec"
+    assert (decision.status.current_step, decision.status.canary_weight) == (0, 0)
+    new, world.status = command("resume", new, world.status)
+    decision = world.reconcile(new)
+    assert (decision.status.current_step, decision.status.canary_weight) == (1, 20)
+
+
+def test_promote_full_skips_the_remaining_steps() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE)
+    step(world, new)
+    new, world.status = command("promote", new, world.status, full=True)
+    step(world, new)
+    assert world.status.stable_revision == name_of(new)
+    assert world.status.promote_full is None and world.status.canary_revision is None
+
+
+def test_verbs_that_need_a_rollout_refuse_without_one() -> None:
+    world = stable_world(canary_spec())
+    for verb in ("promote", "abort"):
+        with pytest.raises(control.NotApplicable, match="no rollout in progress"):
+            control.patch_for(verb, canary_spec(), world.status)
+    with pytest.raises(control.NotApplicable, match="nothing to retry"):
+        control.patch_for("retry", canary_spec(), world.status)
+
+
+def test_undo_mid_rollout_puts_the_stable_template_back_into_the_spec() -> None:
+    old = canary_spec(env=[{"name": "A", "value": "1"}])
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE)
+    step(world, new)
+    patch = control.patch_for("undo", new, world.status)
+    assert patch.target == "spec"
+    assert patch.body["image"] == old.image and patch.body["env"] == [{"name": "A", "value": "1"}]
+    assert patch.body["accelerator"] is None  # removed if the new spec had added one
+    undone, _ = command("undo", new, world.status)
+    assert name_of(undone) == name_of(old)
+    world.reconcile(undone)
+    world.settle()
+    assert world.reconcile(undone).status.phase == "RolledBack"
+
+
+def test_an_analysis_step_waits_for_a_person_until_analysis_exists() -> None:
+    steps = [{"setWeight": 10}, {"analysis": {}}, {"setWeight": 30}]
+    analysis = {"metrics": [{"name": "errors", "template": "error-rate", "max": 0.01}]}
+    old = canary_spec(strategy={"canary": {"steps": steps}}, analysis=analysis)
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE, strategy={"canary": {"steps": steps}}, analysis=analysis)
+    step(world, new)
+    world.reconcile(new)
+    assert world.status.current_step == 1
+    assert condition(world.status, "Paused").reason == "AnalysisPending"
+
+
+def test_restart_mid_rollout_repeats_no_step() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE)
+    step(world, new)
+    assert world.status.pause_start_time is not None
+    # A fresh operator sees only the cluster and the status as the API server stored it (JSON),
+    # at the moment of the last pass.
+    persisted = api.ModelDeploymentStatus.model_validate(api.dump(world.status))
+    restarted = World(deployments=dict(world.deployments), status=persisted, now=world.now)
+    restarted.now -= api.parse_duration("5s")
+    decision = restarted.decide(new)
+    assert decision.status == world.status
+    assert decision.events == ()
+
+
+def test_the_decision_asks_to_be_woken_when_a_timed_pause_or_the_scale_down_delay_ends() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    assert world.decide(old).wake_at is None
+    new = canary_spec(NEW_IMAGE)
+    world.reconcile(new)
+    world.settle()
+    decision = world.reconcile(new)
+    assert decision.status.pause_start_time is not None
+    assert decision.wake_at == decision.status.pause_start_time + api.parse_duration("2s")
+    new, world.status = command("promote", new, world.status, full=True)
+    step(world, new)
+    assert world.status.scale_down_at is not None
+    assert world.decide(new).wake_at == world.status.scale_down_at

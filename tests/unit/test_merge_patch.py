@@ -1,0 +1,38 @@
+"""The status is written as a JSON merge patch: removed fields must really go away."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelship.kube.reconciler import merge_patch
+
+pytestmark = pytest.mark.unit
+
+
+def apply_merge_patch(target: object, patch: object) -> object:
+    """RFC 7386, as the API server applies it."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = apply_merge_patch(out.get(key), value)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ({"a": 1, "abortedRevision": "x"}, {"a": 1}),
+        ({"stableTemplate": {"image": "i", "env": [{"name": "A"}]}}, {"stableTemplate": {"image": "j"}}),
+        ({"conditions": [{"type": "A"}, {"type": "B"}]}, {"conditions": [{"type": "B"}]}),
+        ({}, {"phase": "Healthy", "canaryWeight": 0}),
+        ({"phase": "Healthy"}, {"phase": "Healthy"}),
+    ],
+)
+def test_merge_patch_turns_old_into_new(old: dict[str, object], new: dict[str, object]) -> None:
+    patch = merge_patch(old, new)
+    assert apply_merge_patch(old, patch) == new
+    assert (patch == {}) == (old == new)
