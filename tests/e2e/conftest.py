@@ -1,7 +1,9 @@
 """The local world for e2e tests: the cluster (root conftest) plus what runs its pods.
 
-Session-scoped: one catalogue of sample images and one pod runner for the whole run,
-stopped (every process it started ended) after the last test.
+`world` is session-scoped: one catalogue of sample images, one pod runner and one Prometheus
+for the whole run, stopped (every process they started ended) after the last test.
+`catalogue`, `pod_runner` and `prometheus` are its parts; `make_router` gives routers that
+are stopped after each test.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import pytest
 from kubernetes import client
 
 from devcluster.cluster import ExistingCluster, LocalCluster
-from localworld.catalogue import Catalogue, build_samples
+from localworld.catalogue import Catalogue
 from localworld.podrunner import PodRunner
 from localworld.prometheus import Prometheus
 from localworld.router import Router
+from localworld.world import LocalWorld
 
 SCRAPE_INTERVAL = "2s"
 
@@ -30,41 +33,38 @@ def local_cluster(cluster: ExistingCluster) -> LocalCluster:
 
 
 @pytest.fixture(scope="session")
-def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Catalogue:
-    return build_samples(tmp_path_factory.mktemp("localworld"))
+def world(local_cluster: LocalCluster, api_client: client.ApiClient) -> Iterator[LocalWorld]:
+    # Fails (PrometheusMissing, with the install command) when Prometheus is absent.
+    with LocalWorld(api_client, local_cluster.state_dir / "localworld", scrape_interval=SCRAPE_INTERVAL) as w:
+        yield w
 
 
 @pytest.fixture(scope="session")
-def pod_runner(
-    local_cluster: LocalCluster, api_client: client.ApiClient, catalogue: Catalogue
-) -> Iterator[PodRunner]:
-    runner = PodRunner(api_client, catalogue, log_dir=local_cluster.state_dir / "pods")
-    with runner:
-        yield runner
+def catalogue(world: LocalWorld) -> Catalogue:
+    return world.catalogue
 
 
 @pytest.fixture(scope="session")
-def prometheus(
-    local_cluster: LocalCluster, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Prometheus]:
-    # Fails (PrometheusMissing, with the install command) when the package is absent.
-    with Prometheus(api_client, tmp_path_factory.mktemp("prometheus"), interval=SCRAPE_INTERVAL) as prom:
-        yield prom
+def pod_runner(world: LocalWorld) -> PodRunner:
+    return world.pod_runner
+
+
+@pytest.fixture(scope="session")
+def prometheus(world: LocalWorld) -> Prometheus:
+    return world.prometheus
 
 
 @pytest.fixture
-def make_router(
-    local_cluster: LocalCluster, api_client: client.ApiClient
-) -> Iterator[Callable[[str, str], Router]]:
-    """router(namespace, name): a started Router for that HTTPRoute or Service, stopped after the test."""
+def make_router(world: LocalWorld) -> Iterator[Callable[[str, str], Router]]:
+    """make_router(namespace, name): a started Router for an HTTPRoute or Service, stopped after the test."""
     started: list[Router] = []
 
     def make(namespace: str, name: str) -> Router:
-        router = Router(api_client, namespace, name)
-        router.start()
+        router = world.router(namespace, name)
         started.append(router)
         return router
 
     yield make
     for router in started:
         router.stop()
+        world.routers.remove(router)

@@ -82,3 +82,30 @@ def test_deleting_a_pod_stops_its_process(
     core.delete_namespaced_pod(pod.metadata.name, namespace)
     eventually("the process ended", lambda: run.process.poll() is not None, timeout=30)
     assert pod_runner.process_of(namespace, pod.metadata.name) is None
+
+
+def test_scaling_up_starts_new_processes_and_down_stops_them(
+    api_client: client.ApiClient, namespace: str, catalogue: Catalogue, pod_runner: PodRunner
+) -> None:
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(namespace, serving_deployment("scale", catalogue, replicas=1))
+    eventually(
+        "1 Ready pod", lambda: sum(is_ready(p) for p in pods(core, namespace, "scale")) == 1, timeout=90
+    )
+    (first,) = pods(core, namespace, "scale")
+
+    apps.patch_namespaced_deployment_scale("scale", namespace, {"spec": {"replicas": 2}})
+    eventually(
+        "2 Ready pods", lambda: sum(is_ready(p) for p in pods(core, namespace, "scale")) == 2, timeout=90
+    )
+    runs = [pod_runner.process_of(namespace, p.metadata.name) for p in pods(core, namespace, "scale")]
+    assert all(r is not None and r.process.poll() is None for r in runs)
+    assert len({r.process.pid for r in runs if r is not None}) == 2
+
+    apps.patch_namespaced_deployment_scale("scale", namespace, {"spec": {"replicas": 0}})
+    eventually(
+        "no processes left",
+        lambda: all(r is not None and r.process.poll() is not None for r in runs),
+        timeout=60,
+    )
+    assert pod_runner.process_of(namespace, first.metadata.name) is None
