@@ -12,6 +12,7 @@ from pathlib import Path
 from kubernetes import client
 
 from localworld.catalogue import Catalogue, build_samples
+from localworld.demomodels import build_demo
 from localworld.podrunner import PodRunner
 from localworld.prometheus import DEFAULT_INTERVAL, Prometheus
 from localworld.router import Router
@@ -22,6 +23,7 @@ class LocalWorld:
     api: client.ApiClient
     state_dir: Path
     scrape_interval: str = DEFAULT_INTERVAL
+    demo_models: bool = False  # also catalogue v1, v2, v3-inaccurate (localworld.demomodels)
     _catalogue: Catalogue | None = None
     _runner: PodRunner | None = None
     _prometheus: Prometheus | None = None
@@ -45,6 +47,8 @@ class LocalWorld:
     def start(self) -> None:
         try:
             self._catalogue = build_samples(self.state_dir / "images")
+            if self.demo_models:
+                build_demo(self.state_dir / "images")
             self._runner = PodRunner(self.api, self._catalogue, log_dir=self.state_dir / "pods")
             self._runner.start()
             # Raises PrometheusMissing (with the install command) when the package is absent.

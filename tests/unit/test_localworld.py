@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from devcluster import nodes, stages
-from localworld import addresses, discovery, load, prometheus, router
+from localworld import addresses, demomodels, discovery, load, prometheus, router
 from localworld.catalogue import Catalogue, UnknownImage, add_image, sha256_file
 
 pytestmark = pytest.mark.unit
@@ -207,3 +207,18 @@ def test_ready_endpoints_are_the_services_ready_or_unknown_addresses_on_its_http
 def test_load_refuses_non_loopback_targets() -> None:
     with pytest.raises(ValueError, match="loopback"):
         load.steady("http://10.0.0.1:80/", b"", rate=1, duration=1)
+
+
+def test_demo_models_v2_beats_v1_and_v3_inaccurate_is_wrong_on_the_holdout(tmp_path: Path) -> None:
+    import joblib
+
+    catalogue = demomodels.build_demo(tmp_path)
+    x, y = demomodels.holdout()
+    accuracy = {}
+    for version in demomodels.VERSIONS:
+        image = catalogue.by_name(version)
+        model = joblib.load(image.host_path(image.env["MODEL_PATH"]))
+        accuracy[version] = float((model.predict(x) == y).mean())
+    assert accuracy["v2"] > accuracy["v1"] + 0.01 > 0.85
+    assert accuracy["v3-inaccurate"] < 0.4  # no better than guessing among three classes
+    assert len({catalogue.by_name(v).digest for v in demomodels.VERSIONS}) == 3

@@ -1,0 +1,78 @@
+"""The demo's models, generated (never downloaded): one data set, three revisions of a model.
+
+- `v1`: logistic regression, the good model in production;
+- `v2`: a k-nearest-neighbours model, a little more accurate on the same data;
+- `v3-inaccurate`: logistic regression trained on shuffled labels (serves fine, answers wrong).
+
+All are trained on the first TRAIN rows of `modelserver.sample_models.dataset` (fixed seed);
+the HOLDOUT rows after them, never trained on, are what a load generator sends, with their
+true labels as feedback. Each becomes a bundle (model, schema, examples, golden answers) and
+a catalogue image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from localworld.catalogue import Catalogue, add_image
+
+TRAIN, HOLDOUT = 3000, 1000
+VERSIONS = ("v1", "v2", "v3-inaccurate")
+
+
+def data() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.str_]]:
+    from modelserver.sample_models import dataset
+
+    x, y = dataset(n=TRAIN + HOLDOUT, seed=0)
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.str_)
+
+
+def holdout() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.str_]]:
+    x, y = data()
+    return x[TRAIN:], y[TRAIN:]
+
+
+def train(version: str) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = data()
+    x, y = x[:TRAIN], y[:TRAIN]
+    if version == "v1":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    if version == "v2":
+        return make_pipeline(StandardScaler(), KNeighborsClassifier(15)).fit(x, y)
+    if version == "v3-inaccurate":
+        shuffled = np.random.default_rng(1).permutation(y)
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, shuffled)
+    raise ValueError(f"unknown demo model {version!r}; known: {', '.join(VERSIONS)}")
+
+
+def bundle(version: str, d: Path) -> None:
+    import joblib
+    from modelserver.sample_models import _write_sidecars
+
+    d.mkdir(parents=True, exist_ok=True)
+    model = train(version)
+    joblib.dump(model, d / "model.joblib")
+    # Golden answers from the training rows: the server checks it loaded this very model.
+    x = data()[0][:8]
+    proba = model.predict_proba(x)
+    labels = model.classes_[proba.argmax(axis=1)].tolist()
+    _write_sidecars(d, x, labels, proba, atol=1e-9, classes=tuple(model.classes_))
+
+
+def build_demo(root: Path) -> Catalogue:
+    """Bundles and catalogue images `v1`, `v2`, `v3-inaccurate` under root (kept when there)."""
+    for version in VERSIONS:
+        d = root / "bundles" / version
+        if not (d / "model.joblib").exists():
+            bundle(version, d)
+        add_image(root, version, d, "model.joblib")
+    return Catalogue(root)
