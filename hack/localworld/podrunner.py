@@ -5,7 +5,8 @@ annotation devcluster.stages.RUNNER_ANNOTATION keeps KWOK from marking it Ready)
 KWOK has given it a pod IP, the runner starts a real `modelserver` process on that IP's
 loopback twin (localworld.addresses) with the image's and the pod's environment, probes
 the process's /readyz like a readiness probe and writes the result into the pod status.
-When the pod is being deleted (or is gone) the process gets SIGTERM, then SIGKILL.
+When the pod is being deleted (or is gone) the process gets SIGTERM at once, then SIGKILL
+after the grace period (waited for aside, so the watch keeps going).
 Processes are not restarted after they exit: the pod stays not Ready, which is what a
 crash-looping container looks like to everything that reads Ready.
 """
@@ -96,6 +97,7 @@ class PodRunner:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _reapers: list[threading.Thread] = field(default_factory=list)
     _watch: watch.Watch | None = None
 
     @property
@@ -123,6 +125,10 @@ class PodRunner:
             uids = list(self.running)
         for uid in uids:
             self._kill(uid)
+        with self._lock:
+            reapers = list(self._reapers)
+        for reaper in reapers:
+            reaper.join(timeout=self.grace_seconds + 5)
 
     def __enter__(self) -> PodRunner:
         self.start()
@@ -243,11 +249,20 @@ class PodRunner:
             return
         if run.process.poll() is None:
             run.process.send_signal(signal.SIGTERM)
-            try:
-                run.process.wait(timeout=self.grace_seconds)
-            except subprocess.TimeoutExpired:
-                run.process.kill()
-                run.process.wait()
+        # Waiting out the grace period happens aside: the watch thread must keep going.
+        reaper = threading.Thread(
+            target=self._reap, args=(run,), name=f"podrunner-reap-{run.name}", daemon=True
+        )
+        reaper.start()
+        with self._lock:
+            self._reapers = [r for r in self._reapers if r.is_alive()] + [reaper]
+
+    def _reap(self, run: Running) -> None:
+        try:
+            run.process.wait(timeout=self.grace_seconds)
+        except subprocess.TimeoutExpired:
+            run.process.kill()
+            run.process.wait()
         log.info("stopped %s/%s (pid %s)", run.namespace, run.name, run.process.pid)
 
     # -- readiness -----------------------------------------------------------
