@@ -262,6 +262,9 @@ class BlueGreen(_Model):
         default=None, description="Replicas of the preview revision; default: spec.replicas."
     )
     scale_down_delay: Duration = "30s"
+    auto_promotion_delay: Duration | None = Field(
+        default=None, description="With autoPromote: how long the ready preview waits before the switch."
+    )
 
 
 class Strategy(_Model):
@@ -524,6 +527,9 @@ class ModelDeploymentStatus(_Model):
         default=None, description="The previous stable revision, kept running until `scaleDownAt`."
     )
     scale_down_at: datetime | None = None
+    previous_template: RevisionTemplate | None = Field(
+        default=None, description="The stable revision before the last promotion, for `modelship undo`."
+    )
     replicas: int | None = None
     available_replicas: int | None = None
     selector: Annotated[str, Field(max_length=512)] | None = None

@@ -9,7 +9,8 @@ sent with the object's resourceVersion, so a verb never overwrites a pass it did
 - pause / resume: `spec.paused`
 - abort: `status.abortedRevision` = the canary (traffic to stable, phase Degraded)
 - retry: clears `status.abortedRevision` (the rollout starts again from step 0)
-- undo: `spec` back to the stable revision's template (mid-rollout: an immediate rollback)
+- undo: `spec` back to the stable revision's template mid-rollout (an immediate rollback),
+  else to the previous stable revision's (`status.previousTemplate`)
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ def patch_for(
             raise NotApplicable("nothing to retry: no rollout was aborted")
         return Patch("status", {"abortedRevision": None})
     if verb == "undo":
-        if status.stable_template is None:
-            raise NotApplicable("nothing to undo to: there is no stable revision yet")
-        template = api.dump(status.stable_template)
+        # Mid-rollout (or after an abort) back to stable; otherwise back to the revision before it.
+        rolling = canary is not None or status.aborted_revision is not None
+        back_to = status.stable_template if rolling else status.previous_template
+        if back_to is None:
+            raise NotApplicable("nothing to undo: no rollout in progress and no previous stable revision")
+        template = api.dump(back_to)
         return Patch("spec", {k: template.get(k) for k in _TEMPLATE_FIELDS})
     if canary is None:
         raise NotApplicable(f"no rollout in progress (phase {status.phase or 'unknown'})")

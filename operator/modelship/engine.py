@@ -24,8 +24,10 @@ the events). Every rule lives here; `modelship.traffic` turns weights into repli
   progress deadline is aborted (reason ProgressDeadlineExceeded), as is one named by
   `status.abortedRevision` (`modelship abort`): stable takes all traffic, the canary
   is scaled to 0, phase Degraded until `retry` clears the field or the spec changes.
-- Blue/green is not rolled out by this version: its revision is recorded in
-  `status.pendingRevision` and the stable revision keeps serving.
+- Blue/green (`_preview`): the new revision runs behind `<name>-preview` with no
+  traffic; a promotion (manual, or `autoPromote` after its delay) scales it up and
+  swaps the `<name>`/`<name>-stable` selectors in one pass. Asking again for the
+  previous stable revision while its pods are still up is a fast-track rollback.
 
 Events are derived from what a pass changed, so deciding twice on the same inputs
 emits nothing the second time.
@@ -97,7 +99,7 @@ def decide(
     return _finish(plan, spec, status, observations, now, template)
 
 
-Mode = Literal["first", "steady", "pending", "canary", "aborted"]
+Mode = Literal["first", "steady", "canary", "aborted"]  # "canary": any new revision in progress
 
 
 @dataclass
@@ -123,6 +125,7 @@ class _Plan:
     promoted: bool = False
     rolled_back: bool = False
     promote_waiting: bool = False
+    previous_template: api.RevisionTemplate | None = None
     events: list[Event] = field(default_factory=list)
 
 
@@ -138,6 +141,7 @@ def _roll(
     plan.stable_replicas = spec.replicas
     plan.aborted = status.aborted_revision
     plan.scale_down, plan.scale_down_at = status.scale_down_revision, status.scale_down_at
+    plan.previous_template = status.previous_template
     canary = status.canary_revision
     steps = spec.strategy.canary.steps if spec.strategy.canary else None
 
@@ -153,8 +157,6 @@ def _roll(
                     "all traffic to stable",
                 )
             )
-    elif steps is None:
-        plan.mode = "pending"
     elif plan.aborted == plan.target:
         plan.mode = "aborted"
         if canary is not None:
@@ -182,12 +184,12 @@ def _roll(
                         "to stable first); the rollout restarts from step 0",
                     )
                 )
+            how = f"in {len(steps)} canary steps" if steps is not None else "as a blue/green preview"
             plan.events.append(
                 Event(
                     "Normal",
                     "RolloutStarted",
-                    f"rolling out revision {plan.target} in {len(steps or [])} canary steps; revision "
-                    f"{plan.stable} stays stable",
+                    f"rolling out revision {plan.target} {how}; revision {plan.stable} stays stable",
                 )
             )
             plan.step, plan.weight = 0, 0
@@ -203,8 +205,20 @@ def _roll(
                     f"({spec.progress_deadline}); rollout aborted, all traffic back to {plan.stable}",
                 )
             )
+        elif (
+            canary != plan.target
+            and plan.target == status.scale_down_revision
+            and _ready(observed, spec.replicas)
+        ):
+            # Fast-track rollback: the previous stable revision is still up (within its
+            # scaleDownDelay), so going back to it is one move, no steps and no new pods.
+            _promote(
+                plan, spec, template, now, "back to the previous stable revision, whose pods were still up"
+            )
+        elif steps is None:
+            _preview(plan, spec, observations, now, template)
         else:
-            _walk(plan, spec, steps or [], observations, now, template)
+            _walk(plan, spec, steps, observations, now, template)
 
     if plan.mode != "canary":
         plan.canary = plan.step = plan.weight = plan.pause_start = plan.promote_full = None
@@ -287,16 +301,71 @@ def _walk(
     if not _ready(observed, replicas.canary):
         plan.promote_waiting = True
         return
-    delay = spec.strategy.canary.scale_down_delay if spec.strategy.canary else "0s"
-    old = plan.stable
+    _promote(plan, spec, template, now, f"after {n} steps")
+
+
+def _preview(
+    plan: _Plan,
+    spec: api.ModelDeploymentSpec,
+    observations: Observations,
+    now: datetime,
+    template: api.RevisionTemplate,
+) -> None:
+    """Blue/green: the new revision runs behind `<name>-preview` with no traffic; a promotion
+    (manual, or automatic after `autoPromotionDelay`) scales it up and swaps the selectors."""
+    assert plan.canary is not None and spec.strategy.blue_green is not None
+    blue_green = spec.strategy.blue_green
+    observed = observations.deployments.get(plan.canary)
+    preview = blue_green.preview_replicas or spec.replicas
+    plan.weight, plan.canary_replicas = 0, preview
+    promoting = bool(plan.step or plan.promote_full)
+    if spec.paused:
+        plan.paused = ("PausedBySpec", "spec.paused is true; `modelship resume` continues")
+        return
+    if not promoting:
+        if not _ready(observed, preview):
+            return
+        if plan.pause_start is None:
+            plan.pause_start = now
+            plan.events.append(
+                Event(
+                    "Normal",
+                    "PreviewReady",
+                    f"preview {plan.canary} is ready behind {observations.owner.name}-preview",
+                )
+            )
+        delay = api.parse_duration(blue_green.auto_promotion_delay or "0s")
+        if not blue_green.auto_promote or now < plan.pause_start + delay:
+            until = (
+                "`modelship promote` is run"
+                if not blue_green.auto_promote
+                else f"{plan.pause_start + delay:%H:%M:%SZ}"
+            )
+            plan.paused = ("PreviewPause", f"preview {plan.canary} ready; traffic switches when {until}")
+            return
+    plan.step, plan.pause_start, plan.canary_replicas = 1, None, spec.replicas
+    if not _ready(observed, spec.replicas):
+        plan.promote_waiting = True
+        return
+    _promote(plan, spec, template, now, "by switching the active Service")
+
+
+def _promote(
+    plan: _Plan, spec: api.ModelDeploymentSpec, template: api.RevisionTemplate, now: datetime, how: str
+) -> None:
+    """The pointers move to the new revision (no pod restarts); the old one stays for scaleDownDelay."""
+    strategy = spec.strategy.canary or spec.strategy.blue_green
+    delay = strategy.scale_down_delay if strategy is not None else "0s"
+    old, new = plan.stable, plan.target
+    plan.previous_template = plan.stable_template
     plan.scale_down, plan.scale_down_at = old, now + api.parse_duration(delay)
-    plan.stable, plan.stable_template = plan.canary, template
+    plan.stable, plan.stable_template = new, template
     plan.mode, plan.promoted, plan.stable_replicas = "steady", True, spec.replicas
     plan.events.append(
         Event(
             "Normal",
             "Promoted",
-            f"revision {plan.stable} promoted to stable; previous revision {old} scales down after {delay}",
+            f"revision {new} promoted to stable {how}; previous revision {old} scales down after {delay}",
         )
     )
 
@@ -349,10 +418,12 @@ def _finish(
         phase = "Degraded"
     elif plan.mode == "canary":
         phase = "Paused" if plan.paused else "Progressing"
+    elif plan.rolled_back:
+        phase = "RolledBack"  # at once: the canary is gone, even while stable scales back up
     elif health != "Ready":
         phase = "Progressing"
     else:
-        phase = "RolledBack" if plan.rolled_back else "Healthy"
+        phase = "Healthy"
 
     available = observed.available_replicas if observed else 0
     counts = f"revision {plan.stable}: {available}/{plan.stable_replicas} replicas available"
@@ -375,7 +446,7 @@ def _finish(
             "phase": phase,
             "stable_revision": stable,
             "stable_template": stable_template,
-            "pending_revision": plan.target if plan.mode == "pending" else None,
+            "pending_revision": None,
             "canary_revision": plan.canary,
             "current_step": plan.step,
             "canary_weight": plan.weight,
@@ -384,6 +455,7 @@ def _finish(
             "aborted_revision": plan.aborted,
             "scale_down_revision": plan.scale_down,
             "scale_down_at": plan.scale_down_at,
+            "previous_template": plan.previous_template,
             "replicas": observed.replicas if observed else 0,
             "available_replicas": available,
             "selector": manifests.selector_string(stable_selector),
@@ -404,9 +476,11 @@ def _finish(
         manifests.service(owner, f"{owner.name}-stable", stable_selector),
         manifests.service(owner, f"{owner.name}-canary", canary_selector),
     ]
+    if spec.strategy.blue_green is not None:
+        desired.append(manifests.service(owner, f"{owner.name}-preview", canary_selector))
     keep = {name for name, _, _ in wanted} | ({plan.scale_down} if plan.scale_down else set())
     delete = tuple(sorted(name for name in observations.deployments if name not in keep))
-    events = tuple(plan.events) + _events(status, new_status, plan.target)
+    events = tuple(plan.events) + _events(status, new_status)
     return Decision(new_status, tuple(desired), delete, events, _wake_at(plan, spec))
 
 
@@ -417,6 +491,9 @@ def _wake_at(plan: _Plan, spec: api.ModelDeploymentSpec) -> datetime | None:
         pause = steps[plan.step].pause
         if pause is not None and pause.duration:
             times.append(plan.pause_start + api.parse_duration(pause.duration))
+    blue_green = spec.strategy.blue_green
+    if plan.mode == "canary" and plan.pause_start and blue_green and blue_green.auto_promote:
+        times.append(plan.pause_start + api.parse_duration(blue_green.auto_promotion_delay or "0s"))
     return min(times, default=None)
 
 
@@ -479,20 +556,17 @@ def _progressing(
             f"rollout of revision {plan.target} aborted; revision {plan.stable} serves all traffic. "
             "`modelship retry` or a spec change starts again",
         )
-    if plan.mode == "pending":
-        return (
-            "False",
-            "RevisionPending",
-            f"spec asks for revision {plan.target}, but blue/green rollouts are not supported by this "
-            f"modelship version; revision {plan.stable} keeps serving",
-        )
     if plan.mode == "canary":
         n = len(spec.strategy.canary.steps) if spec.strategy.canary else 0
-        where = f"canary {plan.canary}: weight {plan.weight}%, step {min((plan.step or 0) + 1, n)}/{n}"
+        where = (
+            f"canary {plan.canary}: weight {plan.weight}%, step {min((plan.step or 0) + 1, n)}/{n}"
+            if spec.strategy.canary
+            else f"preview {plan.canary}: no traffic until promoted"
+        )
         if plan.paused:
             return ("True", "RolloutPaused", f"{where}; {plan.paused[1]}")
         if plan.promote_waiting:
-            return ("True", "Promoting", f"canary {plan.canary}: all steps done, waiting for its replicas")
+            return ("True", "Promoting", f"{plan.canary}: promoting, waiting for all its replicas")
         return ("True", "Canarying", where)
     if plan.rolled_back:
         if health != "Ready":
@@ -540,20 +614,11 @@ def set_condition(
     return status.model_copy(update={"conditions": conditions})
 
 
-def _events(old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus, target: str) -> tuple[Event, ...]:
+def _events(old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus) -> tuple[Event, ...]:
     events: list[Event] = []
     if new.stable_revision is not None and new.stable_revision != old.stable_revision:
         events.append(
             Event("Normal", "StableRevision", f"revision {new.stable_revision} is available and stable")
-        )
-    if new.pending_revision is not None and new.pending_revision != old.pending_revision:
-        events.append(
-            Event(
-                "Warning",
-                "RevisionPending",
-                f"spec asks for revision {target}; blue/green rollouts are not supported by this "
-                f"modelship version, so revision {new.stable_revision} keeps serving",
-            )
         )
     if new.phase != old.phase:
         message = next((c.message for c in new.conditions or [] if c.type == "Progressing"), "")

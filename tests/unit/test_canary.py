@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modelship import api, control, revisions, traffic
+from modelship import api, control, metrics, revisions, traffic
 
 from .enginesim import OWNER, World, command, spec
 
@@ -216,7 +216,7 @@ def test_reverting_the_image_mid_rollout_is_an_immediate_rollback() -> None:
     step(world, new)
     decision = world.reconcile(old)
     assert decision.delete == (name_of(new),)
-    assert decision.status.phase == "Progressing"  # stable scales back to 4 at once
+    assert decision.status.phase == "RolledBack"  # at once, while stable scales back to 4
     assert condition(decision.status, "Progressing").reason == "RollingBack"
     world.settle()
     decision = world.reconcile(old)
@@ -377,3 +377,23 @@ def test_the_decision_asks_to_be_woken_when_a_timed_pause_or_the_scale_down_dela
     step(world, new)
     assert world.status.scale_down_at is not None
     assert world.decide(new).wake_at == world.status.scale_down_at
+
+
+def test_aborts_deadlines_and_reverts_count_as_rollbacks_in_the_operator_metrics() -> None:
+    old = canary_spec()
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE)
+    step(world, new)
+    before = world.status
+    assert metrics.rollback_reason(before, world.decide(old).status) == "RollingBack"
+    _, aborted = command("abort", new, before)
+    assert (
+        metrics.rollback_reason(before, World(dict(world.deployments), aborted).decide(new).status)
+        == "Aborted"
+    )
+    # Promotion is not a rollback.
+    new, world.status = command("promote", new, world.status, full=True)
+    world.reconcile(new)
+    world.settle()
+    promoting = world.status
+    assert metrics.rollback_reason(promoting, world.decide(new).status) is None

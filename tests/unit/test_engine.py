@@ -1,6 +1,6 @@
-"""engine.decide: scenarios for the first revision, scaling, drift and a pending (blue/green) revision.
+"""engine.decide: scenarios for the first revision, scaling and drift.
 
-Canary rollouts are in test_canary.py.
+Rollouts are in test_canary.py and test_bluegreen.py.
 """
 
 from __future__ import annotations
@@ -103,47 +103,6 @@ def test_replicas_edited_behind_our_back_are_reverted() -> None:
     world.deployments[name] = dataclasses.replace(world.deployments[name], spec_replicas=7, generation=9)
     decision = world.decide(s)
     assert decision.apply[0]["spec"]["replicas"] == 2
-
-
-BLUE_GREEN = {"blueGreen": {}}
-
-
-def test_new_image_with_blue_green_is_recorded_as_pending_and_nothing_is_deployed() -> None:
-    old = spec(strategy=BLUE_GREEN)
-    world = healthy_world(old)
-    new = spec(strategy=BLUE_GREEN, image="registry.example/fraud@sha256:" + "c" * 64)
-    decision = world.decide(new)
-    assert decision.status.stable_revision == target(old)
-    assert decision.status.pending_revision == target(new)
-    assert decision.status.stable_template == revisions.template_of(old)
-    deployments = [m for m in decision.apply if m["kind"] == "Deployment"]
-    assert [d["metadata"]["name"] for d in deployments] == [target(old)]
-    assert deployments[0]["spec"]["template"]["spec"]["containers"][0]["image"] == old.image
-    assert decision.delete == ()
-    assert decision.status.phase == "Healthy"
-    progressing = condition(decision.status, "Progressing")
-    assert (progressing.status, progressing.reason) == ("False", "RevisionPending")
-    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "RevisionPending")]
-
-
-def test_a_pending_revision_stays_reported_while_stable_pods_restart() -> None:
-    old = spec(strategy=BLUE_GREEN)
-    world = healthy_world(old)
-    name = target(old)
-    world.deployments[name] = dataclasses.replace(world.deployments[name], available_replicas=1)
-    decision = world.decide(spec(strategy=BLUE_GREEN, image="registry.example/fraud@sha256:" + "c" * 64))
-    assert condition(decision.status, "Progressing").reason == "RevisionPending"
-    assert condition(decision.status, "Available").message == f"revision {name}: 1/2 replicas available"
-    assert decision.status.phase == "Progressing"
-
-
-def test_reverting_the_image_clears_the_pending_revision() -> None:
-    old = spec(strategy=BLUE_GREEN)
-    world = healthy_world(old)
-    world.reconcile(spec(strategy=BLUE_GREEN, image="registry.example/fraud@sha256:" + "c" * 64))
-    decision = world.reconcile(old)
-    assert decision.status.pending_revision is None
-    assert condition(decision.status, "Progressing").reason == "RolloutComplete"
 
 
 def test_an_unproven_first_revision_is_replaced_when_the_spec_changes() -> None:

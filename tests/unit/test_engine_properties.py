@@ -51,15 +51,27 @@ steps = st.lists(
     ),
     min_size=1,
     max_size=6,
+).map(lambda step_list: {"canary": {"steps": step_list, "scaleDownDelay": "10s"}})
+blue_green = st.builds(
+    lambda auto, preview, delay: {
+        "blueGreen": {
+            "autoPromote": auto,
+            "previewReplicas": preview,
+            "autoPromotionDelay": f"{delay}s",
+            "scaleDownDelay": "10s",
+        }
+    },
+    st.booleans(),
+    st.integers(1, 3),
+    st.integers(0, 20),
 )
+steps = st.one_of(steps, blue_green)  # a strategy: canary steps or blue/green
 routers = st.sampled_from([{"router": "service"}, {"router": "gatewayAPI", "httpRoute": "fraud"}])
 ANALYSIS: dict[str, Any] = {"metrics": [{"name": "errors", "template": "error-rate", "max": 0.01}]}
 
 
-def base_spec(step_list: list[dict[str, Any]], route: dict[str, str]) -> api.ModelDeploymentSpec:
-    return spec(
-        strategy={"canary": {"steps": step_list, "scaleDownDelay": "10s"}}, traffic=route, analysis=ANALYSIS
-    )
+def base_spec(strategy: dict[str, Any], route: dict[str, str]) -> api.ModelDeploymentSpec:
+    return spec(strategy=strategy, traffic=route, analysis=ANALYSIS)
 
 
 def play(
@@ -123,18 +135,18 @@ def check(decision: engine.Decision, s: api.ModelDeploymentSpec) -> None:
 @settings(max_examples=300, deadline=None)
 @given(steps, routers, actions)
 def test_every_decision_keeps_weights_in_range_and_stable_pods_while_stable_serves(
-    step_list: list[dict[str, Any]], route: dict[str, str], history: list[Action]
+    strategy: dict[str, Any], route: dict[str, str], history: list[Action]
 ) -> None:
-    world, s = play(history, base_spec(step_list, route))
+    world, s = play(history, base_spec(strategy, route))
     check(world.decide(s), s)
 
 
 @settings(max_examples=300, deadline=None)
 @given(steps, routers, actions)
 def test_deciding_twice_on_the_same_inputs_changes_nothing(
-    step_list: list[dict[str, Any]], route: dict[str, str], history: list[Action]
+    strategy: dict[str, Any], route: dict[str, str], history: list[Action]
 ) -> None:
-    world, s = play(history, base_spec(step_list, route))
+    world, s = play(history, base_spec(strategy, route))
     first = world.decide(s)
     world.status = first.status
     second = world.decide(s)
@@ -147,9 +159,9 @@ def test_deciding_twice_on_the_same_inputs_changes_nothing(
 @settings(max_examples=200, deadline=None)
 @given(steps, routers, actions)
 def test_conditions_carry_the_observed_generation_and_a_past_transition_time(
-    step_list: list[dict[str, Any]], route: dict[str, str], history: list[Action]
+    strategy: dict[str, Any], route: dict[str, str], history: list[Action]
 ) -> None:
-    world, s = play(history, base_spec(step_list, route))
+    world, s = play(history, base_spec(strategy, route))
     decision = world.decide(s)
     conditions = decision.status.conditions or []
     assert {c.type for c in conditions} >= {"Available", "Progressing"}
@@ -163,7 +175,7 @@ def test_conditions_carry_the_observed_generation_and_a_past_transition_time(
 def finish(world: World, s: api.ModelDeploymentSpec) -> api.ModelDeploymentSpec:
     """Let the rollout run to its end: pods come up, time passes, a person promotes every pause{}."""
     s = s.model_copy(update={"paused": False})
-    for _ in range(3 * len(s.strategy.canary.steps if s.strategy.canary else []) + 8):
+    for _ in range(3 * len(s.strategy.canary.steps if s.strategy.canary else []) + 10):
         world.reconcile(s)
         world.settle()
         paused = next((c for c in world.status.conditions or [] if c.type == "Paused"), None)
@@ -177,9 +189,9 @@ def finish(world: World, s: api.ModelDeploymentSpec) -> api.ModelDeploymentSpec:
 @settings(max_examples=300, deadline=None)
 @given(steps, routers, actions)
 def test_a_restart_from_any_persisted_status_reaches_the_same_end(
-    step_list: list[dict[str, Any]], route: dict[str, str], history: list[Action]
+    strategy: dict[str, Any], route: dict[str, str], history: list[Action]
 ) -> None:
-    world, s = play(history, base_spec(step_list, route))
+    world, s = play(history, base_spec(strategy, route))
     # An operator restart keeps only the cluster and the persisted status.
     s = finish(world, s)
     status = world.status
@@ -201,9 +213,9 @@ def test_a_restart_from_any_persisted_status_reaches_the_same_end(
 @settings(max_examples=300, deadline=None)
 @given(steps, routers, actions, actions)
 def test_the_stable_revision_changes_only_by_promotion_and_is_never_deleted(
-    step_list: list[dict[str, Any]], route: dict[str, str], before: list[Action], after: list[Action]
+    strategy: dict[str, Any], route: dict[str, str], before: list[Action], after: list[Action]
 ) -> None:
-    s = base_spec(step_list, route)
+    s = base_spec(strategy, route)
     world, s = play([*before, ("reconcile", 0), ("settle", 0), ("reconcile", 0)], s)
     for action in after:
         stable = world.status.stable_revision
@@ -220,9 +232,9 @@ def test_the_stable_revision_changes_only_by_promotion_and_is_never_deleted(
 @settings(max_examples=200, deadline=None)
 @given(steps, routers, actions)
 def test_events_are_emitted_only_when_the_status_changes(
-    step_list: list[dict[str, Any]], route: dict[str, str], history: list[Action]
+    strategy: dict[str, Any], route: dict[str, str], history: list[Action]
 ) -> None:
-    world, s = play(history, base_spec(step_list, route))
+    world, s = play(history, base_spec(strategy, route))
     decision = world.decide(s)
     if decision.status == world.status:
         assert decision.events == ()
@@ -230,7 +242,8 @@ def test_events_are_emitted_only_when_the_status_changes(
 
 def test_the_simulated_rollout_reaches_promotion() -> None:
     """Guards the properties above against vacuity: the simulated histories do roll out."""
-    s = base_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}], {"router": "service"})
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}]
+    s = base_spec({"canary": {"steps": steps}}, {"router": "service"})
     world, s = play([("image", 2)], s)
     s = finish(world, s)
     assert any(e.reason == "Promoted" for e in world.events)
