@@ -52,15 +52,16 @@ def test_preview_then_promote_swaps_and_undo_swaps_back_without_new_pods(
 
     until_status(kube, namespace, "the preview ready and waiting", canaryRevision=green, phase="Paused")
     assert spec_replicas(kube, namespace) == {blue: 4, green: 1}
-    assert selected(kube, namespace, f"{NAME}-preview") == green
+    # Services are applied right after the status is written: wait for them, do not race them.
+    wait_until("the preview Service on green", lambda: selected(kube, namespace, f"{NAME}-preview") == green)
     assert selected(kube, namespace, NAME) == blue
     time.sleep(3)  # autoPromote is off: nothing switches by itself
     assert status(kube, namespace)["stableRevision"] == blue
 
     plugin(cluster, "promote", NAME, "-n", namespace)
     until_status(kube, namespace, "green promoted", stableRevision=green, phase="Healthy")
-    assert selected(kube, namespace, NAME) == green
-    assert selected(kube, namespace, f"{NAME}-stable") == green
+    wait_until("the active Service on green", lambda: selected(kube, namespace, NAME) == green)
+    wait_until("the stable Service on green", lambda: selected(kube, namespace, f"{NAME}-stable") == green)
     assert spec_replicas(kube, namespace) == {blue: 4, green: 4}  # blue kept for scaleDownDelay
 
     plugin(cluster, "undo", NAME, "-n", namespace)

@@ -85,6 +85,11 @@ def event_reasons(kube: Kube, namespace: str) -> list[str]:
     return [e["reason"] for e in items]
 
 
+def wait_for_event(kube: Kube, namespace: str, reason: str) -> None:
+    # Events are posted after the status and the children are written: wait, do not assume.
+    wait_until(f"a {reason} event", lambda: reason in event_reasons(kube, namespace), timeout=30)
+
+
 def set_image(kube: Kube, namespace: str, image: str) -> None:
     kube.request("PATCH", md_path(namespace, NAME), body={"spec": {"image": image}}, content_type=MERGE)
 
@@ -171,9 +176,8 @@ def test_canary_20_pause_50_pause_promote_with_the_service_router(
         "the old revision deleted after scaleDownDelay", lambda: stable not in spec_replicas(kube, namespace)
     )
     wait_until("no pods of the old revision", lambda: not pod_uids(kube, namespace, stable), timeout=60)
-    reasons = event_reasons(kube, namespace)
     for reason in ("RolloutStarted", "WeightChanged", "PauseStarted", "Promoted", "ScaledDown"):
-        assert reason in reasons, reasons
+        wait_for_event(kube, namespace, reason)
     service = kube.get(f"/api/v1/namespaces/{namespace}/services/{NAME}") or {}
     assert service["spec"]["selector"]["modelship.io/revision"] == canary
 
@@ -191,7 +195,7 @@ def test_abort_pause_retry_resume_and_promote_full_with_the_plugin(
     assert "canaryRevision" not in aborted
     assert next(c for c in aborted["conditions"] if c["type"] == "Progressing")["reason"] == "Aborted"
     wait_until("canary at 0, stable at 4", lambda: spec_replicas(kube, namespace) == {stable: 4, canary: 0})
-    assert "Aborted" in event_reasons(kube, namespace)
+    wait_for_event(kube, namespace, "Aborted")
 
     # Paused before the retry: the restarted rollout holds at step 0, weight 0.
     plugin(cluster, "pause", NAME, "-n", namespace)
@@ -224,13 +228,13 @@ def test_new_digest_mid_rollout_restarts_and_revert_rolls_back(
     restarted = until_status(kube, namespace, "the second canary", canaryRevision=second)
     assert restarted["currentStep"] in (0, 1)
     wait_until("the first canary deleted", lambda: first not in spec_replicas(kube, namespace))
-    assert "CanaryReplaced" in event_reasons(kube, namespace)
+    wait_for_event(kube, namespace, "CanaryReplaced")
     until_status(kube, namespace, "the second canary at 20%", canaryRevision=second, canaryWeight=20)
 
     set_image(kube, namespace, IMAGES["a"])
     until_status(kube, namespace, "rolled back", phase="RolledBack", stableRevision=stable)
     wait_until("only the stable revision at 4", lambda: spec_replicas(kube, namespace) == {stable: 4})
-    assert "RolledBack" in event_reasons(kube, namespace)
+    wait_for_event(kube, namespace, "RolledBack")
 
 
 def test_an_unschedulable_canary_is_aborted_at_the_progress_deadline(
@@ -250,4 +254,4 @@ def test_an_unschedulable_canary_is_aborted_at_the_progress_deadline(
     progressing = next(c for c in aborted["conditions"] if c["type"] == "Progressing")
     assert progressing["reason"] == "ProgressDeadlineExceeded"
     wait_until("canary at 0, stable at 4", lambda: spec_replicas(kube, namespace) == {stable: 4, canary: 0})
-    assert "ProgressDeadlineExceeded" in event_reasons(kube, namespace)
+    wait_for_event(kube, namespace, "ProgressDeadlineExceeded")
