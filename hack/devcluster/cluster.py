@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -33,6 +33,8 @@ from devcluster import build, nodes, pki, stages
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
+T = TypeVar("T")
+
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -64,13 +66,18 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, u
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.25) -> None:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.25) -> T:
+    """Poll `probe` until it returns something truthy and return that; the tests wait with it too.
+
+    Raises TimeoutError naming `what` and the probe's last value."""
     deadline = time.monotonic() + timeout
+    last: T | None = None
     while time.monotonic() < deadline:
-        if check():
-            return
+        last = probe()
+        if last:
+            return last
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @dataclass

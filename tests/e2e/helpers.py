@@ -1,14 +1,15 @@
-"""Helpers for the local world's e2e tests: serving Deployments and waiting."""
+"""Helpers for the local world's e2e tests: serving Deployments and waiting (`eventually`)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
 
+from devcluster.cluster import wait_for
 from localworld.catalogue import Catalogue
+
+eventually = wait_for  # polls until truthy, naming what it waited for
 
 
 def serving_deployment(
@@ -47,14 +48,6 @@ def serving_deployment(
             "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
         },
     }
-
-
-def eventually(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.3)
 
 
 def pods(core: client.CoreV1Api, namespace: str, app: str) -> list[client.V1Pod]:

@@ -10,36 +10,23 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
 
 from devcluster.cluster import ExistingCluster, free_port
+from devcluster.cluster import wait_for as wait_until
 from modelship import api, crd
 from modelship.kube.client import Kube, KubeError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-T = TypeVar("T")
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` (and the last value)."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="session")
