@@ -252,6 +252,10 @@ class Canary(_Model):
     scale_down_delay: Duration = Field(
         default="30s", description="How long the old stable revision keeps running after a promotion."
     )
+    abort_scale_down_delay: Duration = Field(
+        default="30s",
+        description="How long an aborted canary's pods keep running (with no traffic), for inspection.",
+    )
 
 
 class BlueGreen(_Model):
@@ -264,6 +268,18 @@ class BlueGreen(_Model):
     scale_down_delay: Duration = "30s"
     auto_promotion_delay: Duration | None = Field(
         default=None, description="With autoPromote: how long the ready preview waits before the switch."
+    )
+    pre_promotion_analysis: bool = Field(
+        default=False, description="Judge the preview with spec.analysis before the switch; failure aborts."
+    )
+    post_promotion_analysis: bool = Field(
+        default=False,
+        description="Judge the new revision with spec.analysis after the switch, while the old one stays "
+        "up; failure switches back.",
+    )
+    abort_scale_down_delay: Duration = Field(
+        default="30s",
+        description="How long an aborted preview's pods keep running (with no traffic), for inspection.",
     )
 
 
@@ -374,14 +390,69 @@ class Metric(_Model):
     dry_run: bool = False
 
 
-class Analysis(_Model):
-    """Prometheus checks run by `analysis` steps (and by blue/green before promotion)."""
+class PrometheusConnection(_Model):
+    """The Prometheus analysis queries; without it, the operator's `--prometheus-address`."""
 
+    address: Annotated[str, Field(max_length=2048)] = Field(
+        description="Base URL, e.g. `http://prometheus.monitoring.svc:9090`."
+    )
+    timeout: Duration = "5s"
+    auth_secret: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_RE)] | None = Field(
+        default=None,
+        description="A Secret in this namespace with `token`, or `username` and `password`, and optionally "
+        "`ca.crt`; the operator needs `get` on it.",
+    )
+    insecure_skip_verify: bool = False
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "self.address.matches('^https?://[^ ]+$')",
+                "spec.analysis.prometheus.address must be an http:// or https:// URL",
+                ".address",
+            )
+        )
+    )
+
+
+class BackgroundAnalysis(_Model):
+    """Measure all through the canary, from `startingStep` (0-based) until promotion."""
+
+    starting_step: Annotated[int, Field(ge=0, le=31)] = 0
+
+
+class Analysis(_Model):
+    """Prometheus checks run by `analysis` steps, in the background, and around blue/green switches.
+
+    Every `interval` each metric is measured and judged Successful, Failed, Inconclusive or
+    Error (docs/analysis.md). A run succeeds once each metric (not `dryRun`) has `count`
+    successful measurements; it fails when one metric has more than `failureLimit` failed
+    ones, errs after more than `consecutiveErrorLimit` errors in a row, and becomes
+    Inconclusive after more than `inconclusiveLimit` inconclusive ones in a row.
+    """
+
+    prometheus: PrometheusConnection | None = None
     interval: Duration = "30s"
+    initial_delay: Duration = Field(default="0s", description="Wait this long before the first interval.")
+    count: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=3, description="Successful measurements per metric that pass an analysis step."
+    )
+    window: Duration | None = Field(
+        default=None,
+        description="Range of the builtin templates' rate() (`{{window}}`); default: the interval, at "
+        "least 30s.",
+    )
     failure_limit: Annotated[int, Field(ge=0, le=100)] = 0
-    inconclusive_limit: Annotated[int, Field(ge=0, le=100)] = 0
-    no_data: Literal["inconclusive", "fail", "pass"] = "inconclusive"
-    min_requests: Annotated[int, Field(ge=0)] = 50
+    inconclusive_limit: Annotated[int, Field(ge=0, le=100)] = 3
+    consecutive_error_limit: Annotated[int, Field(ge=0, le=100)] = 4
+    no_data: Literal["inconclusive", "fail", "pass"] = Field(
+        default="inconclusive",
+        description="How a measurement with no value, or with fewer than minRequests requests, is judged.",
+    )
+    min_requests: Annotated[int, Field(ge=0)] = Field(
+        default=50, description="Requests the revision must have answered in the window to be judged."
+    )
+    background: BackgroundAnalysis | None = None
     metrics: Annotated[
         list[Metric],
         Field(
@@ -417,11 +488,19 @@ class Accelerator(_Model):
 
 
 _ANALYSIS_NEEDED = Rule(
-    "!has(self.strategy) || !has(self.strategy.canary) || "
-    "!self.strategy.canary.steps.exists(s, has(s.analysis)) || "
-    "has(self.analysis)",
-    "spec.analysis is required when a canary step is an analysis step",
+    "has(self.analysis) || ((!has(self.strategy.canary) || "
+    "!self.strategy.canary.steps.exists(s, has(s.analysis))) && (!has(self.strategy.blueGreen) || "
+    "(!self.strategy.blueGreen.prePromotionAnalysis && !self.strategy.blueGreen.postPromotionAnalysis)))",
+    "spec.analysis is required when a canary step is an analysis step or blue/green asks for "
+    "pre- or post-promotion analysis",
     ".analysis",
+)
+_BACKGROUND_STEP = Rule(
+    "!has(self.analysis) || !has(self.analysis.background) || (has(self.strategy.canary) && "
+    "self.analysis.background.startingStep < size(self.strategy.canary.steps))",
+    "spec.analysis.background needs a canary strategy, and startingStep must be the index of one of its "
+    "steps",
+    ".analysis.background",
 )
 _NO_RESERVED_ENV = Rule(
     "!has(self.env) || self.env.all(e, !(e.name in " + str(list(RESERVED_ENV)) + "))",
@@ -433,7 +512,7 @@ _NO_RESERVED_ENV = Rule(
 class ModelDeploymentSpec(_Model):
     """A model served from an image digest, and how new revisions roll out."""
 
-    model_config = ConfigDict(json_schema_extra=rules(_ANALYSIS_NEEDED, _NO_RESERVED_ENV))
+    model_config = ConfigDict(json_schema_extra=rules(_ANALYSIS_NEEDED, _BACKGROUND_STEP, _NO_RESERVED_ENV))
     model: ModelRef
     image: Image
     replicas: Annotated[int, Field(ge=0, le=1000)] = 1
@@ -472,14 +551,51 @@ class Condition(_Model):
     observed_generation: int
 
 
-class MetricResult(_Model):
-    """The last measurement of one analysis metric."""
+Verdict = Literal["Successful", "Failed", "Inconclusive", "Error"]
+RunKind = Literal["step", "background", "prePromotion", "postPromotion"]
+
+
+class Measurement(_Model):
+    """One measurement of one metric, and how it was judged."""
+
+    verdict: Verdict
+    value: float | None = None
+    stable_value: float | None = None
+    message: Annotated[str, Field(max_length=512)] = ""
+    measured_at: datetime
+
+
+class MetricStatus(_Model):
+    """The measurements of one metric in one analysis run (the last few) and its tallies."""
 
     name: Annotated[str, Field(max_length=63)]
-    verdict: Literal["Successful", "Failed", "Inconclusive", "Error"]
-    value: float | None = None
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    errors: int = 0
+    consecutive_inconclusive: int = 0
+    consecutive_errors: int = 0
+    measurements: Annotated[list[Measurement], Field(max_length=10)] = []
+
+
+class AnalysisRun(_Model):
+    """One analysis of one revision: an `analysis` step, the background analysis, or a blue/green gate."""
+
+    kind: RunKind
+    revision: Annotated[str, Field(max_length=63)]
+    step: int | None = None
+    phase: Literal["Running", "Successful", "Failed", "Inconclusive", "Error"] = "Running"
     message: Annotated[str, Field(max_length=1024)] = ""
-    measured_at: datetime
+    started_at: datetime
+    last_measured_at: datetime | None = None
+    metrics: Annotated[list[MetricStatus], Field(max_length=16)] = []
+
+
+class SmokeTestResult(_Model):
+    revision: Annotated[str, Field(max_length=63)]
+    passed: bool
+    message: Annotated[str, Field(max_length=1024)] = ""
+    tested_at: datetime
 
 
 class RevisionTemplate(_Model):
@@ -543,7 +659,24 @@ class ModelDeploymentStatus(_Model):
         ]
         | None
     ) = None
-    analysis: Annotated[list[MetricResult], Field(max_length=16)] | None = None
+    analysis: (
+        Annotated[
+            list[AnalysisRun],
+            Field(
+                max_length=4,
+                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["kind"]},
+            ),
+        ]
+        | None
+    ) = Field(default=None, description="The analysis runs of the current (or last) rollout, one per kind.")
+    smoke_test: SmokeTestResult | None = None
+    abort_reason: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="Why `abortedRevision` was aborted (AnalysisFailed, SmokeTestFailed, ...)."
+    )
+    abort_message: Annotated[str, Field(max_length=1024)] | None = None
+    abort_scale_down_at: datetime | None = Field(
+        default=None, description="When the aborted revision's pods are scaled to 0."
+    )
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from modelship import api, manifests, revisions, traffic
+from modelship import api, gates, manifests, revisions, traffic
+from modelship.analysis import runs
+from modelship.analysis.verdicts import RawMeasurement
 from modelship.manifests import Manifest, Owner
 
 
@@ -63,6 +65,41 @@ class ObservedDeployment:
 class Observations:
     owner: Owner
     deployments: Mapping[str, ObservedDeployment] = field(default_factory=dict)
+    # What `wants` asked the shell to measure, taken at `now`: run kind -> metric -> values.
+    measurements: Mapping[str, Mapping[str, RawMeasurement]] = field(default_factory=dict)
+    smoke: gates.SmokeObservation | None = None
+
+
+@dataclass(frozen=True)
+class Wants:
+    """What the shell should observe before `decide`: due analysis runs, a smoke test."""
+
+    runs: tuple[api.AnalysisRun, ...] = ()
+    smoke_revision: str | None = None
+
+
+def wants(
+    spec: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    observations: Observations,
+    now: datetime,
+) -> Wants:
+    due = tuple(
+        r
+        for r in status.analysis or []
+        if spec.analysis is not None
+        and r.revision == status.canary_revision
+        and runs.due(r, spec.analysis, now)
+    )
+    canary = status.canary_revision
+    smoke = None
+    if spec.smoke_test is not None and canary is not None and not status.canary_weight:
+        recorded = status.smoke_test
+        observed = observations.deployments.get(canary)
+        fresh = recorded is None or recorded.revision != canary
+        if fresh and observed is not None and _current(observed) and observed.available_replicas >= 1:
+            smoke = canary
+    return Wants(due, smoke)
 
 
 @dataclass(frozen=True)
@@ -89,14 +126,49 @@ def decide(
 ) -> Decision:
     template = revisions.template_of(spec)
     target = revisions.revision_name(observations.owner.name, template)
+    measured, events = _measured(spec, status, observations, now)
+    status = status.model_copy(update={"analysis": measured})
     if status.stable_revision is None or status.stable_template is None:
         # A stable pointer without its template cannot be re-rendered (status edited
         # by hand); treat it as unset rather than guess what the stable pods were.
         plan = _Plan(target, template, target=target, mode="first", stable_replicas=spec.replicas)
     else:
         plan = _Plan(status.stable_revision, status.stable_template, target=target)
+        plan.events.extend(events)
         _roll(plan, spec, status, observations, now, template)
     return _finish(plan, spec, status, observations, now, template)
+
+
+def _measured(
+    spec: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    observations: Observations,
+    now: datetime,
+) -> tuple[list[api.AnalysisRun] | None, list[Event]]:
+    """The status's analysis runs with this pass's measurements recorded, and their events."""
+    if not status.analysis or spec.analysis is None:
+        return status.analysis, []
+    out, events = [], []
+    for run in status.analysis:
+        measured = observations.measurements.get(run.kind)
+        if measured is not None and run.phase == "Running":
+            run = runs.record(run, spec.analysis, measured, now)
+            verdicts = [m.measurements[-1] for m in run.metrics if m.measurements]
+            bad = any(v.verdict in ("Failed", "Error") for v in verdicts)
+            summary = "; ".join(v.message for v in verdicts)
+            events.append(
+                Event("Warning" if bad else "Normal", "AnalysisMeasured", f"{run.kind} analysis: {summary}")
+            )
+            if run.phase != "Running":
+                events.append(
+                    Event(
+                        "Normal" if run.phase == "Successful" else "Warning",
+                        f"Analysis{run.phase}",
+                        f"{run.kind} analysis of revision {run.revision}: {run.message}",
+                    )
+                )
+        out.append(run)
+    return out, events
 
 
 Mode = Literal["first", "steady", "canary", "aborted"]  # "canary": any new revision in progress
@@ -119,6 +191,8 @@ class _Plan:
     promote_full: bool | None = None
     aborted: str | None = None
     abort_reason: str | None = None
+    abort_message: str | None = None
+    abort_scale_down_at: datetime | None = None
     scale_down: str | None = None
     scale_down_at: datetime | None = None
     paused: tuple[str, str] | None = None  # (reason, message)
@@ -126,6 +200,9 @@ class _Plan:
     rolled_back: bool = False
     promote_waiting: bool = False
     previous_template: api.RevisionTemplate | None = None
+    waiting: str | None = None  # why the rollout is not moving on yet (a gate still deciding)
+    runs: dict[str, api.AnalysisRun] = field(default_factory=dict)  # by kind
+    smoke: api.SmokeTestResult | None = None
     events: list[Event] = field(default_factory=list)
 
 
@@ -140,6 +217,10 @@ def _roll(
     """Fill `plan` for a ModelDeployment with a stable revision: steady, canary or aborted."""
     plan.stable_replicas = spec.replicas
     plan.aborted = status.aborted_revision
+    plan.abort_reason, plan.abort_message = status.abort_reason, status.abort_message
+    plan.abort_scale_down_at = status.abort_scale_down_at
+    plan.runs = {r.kind: r for r in status.analysis or []}
+    plan.smoke = status.smoke_test
     plan.scale_down, plan.scale_down_at = status.scale_down_revision, status.scale_down_at
     plan.previous_template = status.previous_template
     canary = status.canary_revision
@@ -159,16 +240,8 @@ def _roll(
             )
     elif plan.aborted == plan.target:
         plan.mode = "aborted"
-        if canary is not None:
-            plan.abort_reason = "Aborted"
-            plan.events.append(
-                Event(
-                    "Warning",
-                    "Aborted",
-                    f"rollout of revision {canary} aborted: all traffic back to {plan.stable}, canary "
-                    "scaled to 0",
-                )
-            )
+        if canary is not None:  # `modelship abort`: the status names the revision, nothing else yet
+            _abort(plan, spec, now, "Aborted", f"rollout of revision {canary} aborted by `modelship abort`")
     else:
         plan.mode, plan.aborted = "canary", None
         if canary == plan.target:
@@ -193,17 +266,18 @@ def _roll(
                 )
             )
             plan.step, plan.weight = 0, 0
+            plan.runs, plan.smoke = {}, None
         plan.canary = plan.target
         observed = observations.deployments.get(plan.target)
         if observed is not None and observed.deadline_exceeded and _current(observed):
-            plan.mode, plan.aborted, plan.abort_reason = "aborted", plan.target, "ProgressDeadlineExceeded"
-            plan.events.append(
-                Event(
-                    "Warning",
-                    "ProgressDeadlineExceeded",
-                    f"canary {plan.target} made no progress within spec.progressDeadline "
-                    f"({spec.progress_deadline}); rollout aborted, all traffic back to {plan.stable}",
-                )
+            _abort(
+                plan,
+                spec,
+                now,
+                "ProgressDeadlineExceeded",
+                f"canary {plan.target} made no progress within spec.progressDeadline "
+                f"({spec.progress_deadline})",
+                keep_pods=False,  # they never became ready: nothing to inspect that the Deployment lacks
             )
         elif (
             canary != plan.target
@@ -222,6 +296,14 @@ def _roll(
 
     if plan.mode != "canary":
         plan.canary = plan.step = plan.weight = plan.pause_start = plan.promote_full = None
+        # The background analysis of a promoted canary is over; other runs stay to be read.
+        background = plan.runs.get("background")
+        if plan.promoted and background is not None and background.phase == "Running":
+            plan.runs["background"] = background.model_copy(
+                update={"phase": "Successful", "message": "the canary was promoted"}
+            )
+    if plan.mode != "aborted":
+        plan.abort_reason = plan.abort_message = plan.abort_scale_down_at = None
     if plan.scale_down is not None and (
         plan.scale_down in (plan.stable, plan.canary) or (plan.scale_down_at and now >= plan.scale_down_at)
     ):
@@ -250,7 +332,21 @@ def _walk(
         step = n
     if spec.paused:
         plan.paused = ("PausedBySpec", "spec.paused is true; `modelship resume` continues")
-    while plan.paused is None and step < n:
+    analysis = spec.analysis
+    background = analysis.background if analysis is not None else None
+    blocked = plan.paused is not None
+    if not blocked and background is not None and "background" in plan.runs:
+        assert analysis is not None
+        gate = gates.analysis_gate(
+            "background", plan.canary, None, "background analysis", analysis, plan.runs["background"], now
+        )
+        blocked = _apply(plan, spec, gate, now, holds=False) in ("pause", "abort")
+    if not blocked and weight == 0 and spec.smoke_test is not None:
+        gate = gates.smoke_gate(spec.smoke_test, plan.canary, plan.smoke, observations.smoke, now)
+        blocked = _apply(plan, spec, gate, now) != "pass"
+    if plan.mode == "aborted":
+        return
+    while not blocked and plan.paused is None and step < n:
         current, label = steps[step], f"step {step + 1}/{n}"
         if current.set_weight is not None:
             wanted = current.set_weight
@@ -279,19 +375,22 @@ def _walk(
         elif current.set_canary_scale is not None:
             step += 1  # applies through _scale from the next step on
         else:
-            # Analysis runs come with the analysis feature; until then, a person decides.
-            if plan.pause_start is None:
-                plan.pause_start = now
-                plan.events.append(Event("Normal", "PauseStarted", f"{label}: analysis step, paused"))
-            plan.paused = (
-                "AnalysisPending",
-                f"{label}: analysis steps are not run by this modelship version; `modelship promote` "
-                "continues",
-            )
-            break
+            assert analysis is not None  # admission requires spec.analysis for analysis steps
+            gate = gates.analysis_gate("step", plan.canary, step, label, analysis, plan.runs.get("step"), now)
+            if _apply(plan, spec, gate, now) != "pass":
+                break
+            step += 1
+    if _aborted(plan):  # a gate in the loop rolled back
+        return
     plan.step, plan.weight = step, weight
+    if background is not None and step >= background.starting_step and "background" not in plan.runs:
+        assert analysis is not None
+        gate = gates.analysis_gate(
+            "background", plan.canary, None, "background analysis", analysis, None, now
+        )
+        _apply(plan, spec, gate, now, holds=False)
 
-    promoting = plan.paused is None and step >= n
+    promoting = plan.paused is None and plan.waiting is None and step >= n
     in_step = steps[step] if step < n else None
     wanted = in_step.set_weight if in_step and in_step.set_weight is not None and not plan.paused else weight
     replicas = router.replicas(spec.replicas, weight, wanted or 0, _scale(steps, step), promoting)
@@ -304,6 +403,49 @@ def _walk(
     _promote(plan, spec, template, now, f"after {n} steps")
 
 
+def _aborted(plan: _Plan) -> bool:
+    return plan.mode == "aborted"
+
+
+def _apply(
+    plan: _Plan, spec: api.ModelDeploymentSpec, gate: gates.Gate, now: datetime, holds: bool = True
+) -> gates.GateState:
+    """Carry out a gate's answer. `holds=False` (background analysis): an undecided run holds nothing up."""
+    if gate.run is not None:
+        plan.runs[gate.run.kind] = gate.run
+    if gate.smoke is not None:
+        plan.smoke = gate.smoke
+    if gate.event is not None:
+        plan.events.append(Event(*gate.event))
+    if gate.state == "abort":
+        _abort(plan, spec, now, gate.reason, gate.message)
+    elif gate.state == "pause":
+        plan.paused = (gate.reason, gate.message)
+    elif gate.state == "wait" and holds:
+        plan.waiting = gate.message
+    return gate.state
+
+
+def _abort(
+    plan: _Plan,
+    spec: api.ModelDeploymentSpec,
+    now: datetime,
+    reason: str,
+    message: str,
+    keep_pods: bool = True,
+) -> None:
+    """Roll back now: all traffic to stable in this pass; the canary's pods (no traffic) stay for
+    `abortScaleDownDelay` so people can look at them, then scale to 0."""
+    strategy = spec.strategy.canary or spec.strategy.blue_green
+    delay = api.parse_duration(strategy.abort_scale_down_delay if strategy and keep_pods else "0s")
+    plan.mode, plan.aborted, plan.abort_reason, plan.abort_message = "aborted", plan.target, reason, message
+    plan.abort_scale_down_at = now + delay if delay else None
+    pods = f"its pods scale to 0 after {delay.total_seconds():g}s" if delay else "its pods scale to 0"
+    plan.events.append(
+        Event("Warning", reason, f"{message}; all traffic back to stable revision {plan.stable}, {pods}")
+    )
+
+
 def _preview(
     plan: _Plan,
     spec: api.ModelDeploymentSpec,
@@ -311,18 +453,21 @@ def _preview(
     now: datetime,
     template: api.RevisionTemplate,
 ) -> None:
-    """Blue/green: the new revision runs behind `<name>-preview` with no traffic; a promotion
-    (manual, or automatic after `autoPromotionDelay`) scales it up and swaps the selectors."""
+    """Blue/green: the new revision runs behind `<name>-preview` with no traffic. Once ready it
+    must pass the smoke test and the pre-promotion analysis; then a promotion (manual, or
+    automatic after `autoPromotionDelay`) scales it up and swaps the selectors. With a
+    post-promotion analysis the switch comes first (`currentStep` 2, the old revision still
+    up) and the pointers move only when it passes; failure switches back."""
     assert plan.canary is not None and spec.strategy.blue_green is not None
     blue_green = spec.strategy.blue_green
     observed = observations.deployments.get(plan.canary)
     preview = blue_green.preview_replicas or spec.replicas
     plan.weight, plan.canary_replicas = 0, preview
-    promoting = bool(plan.step or plan.promote_full)
     if spec.paused:
         plan.paused = ("PausedBySpec", "spec.paused is true; `modelship resume` continues")
         return
-    if not promoting:
+    step = plan.step or 0
+    if step < 2 and not plan.promote_full and not (step == 1 and _gates_passed(plan, spec)):
         if not _ready(observed, preview):
             return
         if plan.pause_start is None:
@@ -334,8 +479,24 @@ def _preview(
                     f"preview {plan.canary} is ready behind {observations.owner.name}-preview",
                 )
             )
+        if spec.smoke_test is not None:
+            gate = gates.smoke_gate(spec.smoke_test, plan.canary, plan.smoke, observations.smoke, now)
+            if _apply(plan, spec, gate, now) != "pass":
+                return
+        if blue_green.pre_promotion_analysis and spec.analysis is not None:
+            gate = gates.analysis_gate(
+                "prePromotion",
+                plan.canary,
+                None,
+                "pre-promotion",
+                spec.analysis,
+                plan.runs.get("prePromotion"),
+                now,
+            )
+            if _apply(plan, spec, gate, now) != "pass":
+                return
         delay = api.parse_duration(blue_green.auto_promotion_delay or "0s")
-        if not blue_green.auto_promote or now < plan.pause_start + delay:
+        if step == 0 and (not blue_green.auto_promote or now < plan.pause_start + delay):
             until = (
                 "`modelship promote` is run"
                 if not blue_green.auto_promote
@@ -343,11 +504,39 @@ def _preview(
             )
             plan.paused = ("PreviewPause", f"preview {plan.canary} ready; traffic switches when {until}")
             return
-    plan.step, plan.pause_start, plan.canary_replicas = 1, None, spec.replicas
+    plan.step, plan.pause_start, plan.canary_replicas = max(step, 1), None, spec.replicas
     if not _ready(observed, spec.replicas):
         plan.promote_waiting = True
         return
+    if (
+        blue_green.post_promotion_analysis
+        and spec.analysis is not None
+        and step < 3
+        and not plan.promote_full
+    ):
+        plan.step, plan.weight = 2, 100  # switched; `modelship promote` (step 3) accepts it as it is
+        gate = gates.analysis_gate(
+            "postPromotion",
+            plan.canary,
+            None,
+            "post-promotion",
+            spec.analysis,
+            plan.runs.get("postPromotion"),
+            now,
+        )
+        if _apply(plan, spec, gate, now) != "pass":
+            return
     _promote(plan, spec, template, now, "by switching the active Service")
+
+
+def _gates_passed(plan: _Plan, spec: api.ModelDeploymentSpec) -> bool:
+    """The preview passed its smoke test and pre-promotion analysis (or has none)."""
+    smoke = plan.smoke
+    if spec.smoke_test is not None and not (smoke and smoke.revision == plan.canary and smoke.passed):
+        return False
+    run = plan.runs.get("prePromotion")
+    pre = spec.strategy.blue_green is not None and spec.strategy.blue_green.pre_promotion_analysis
+    return not pre or (run is not None and run.revision == plan.canary and run.phase == "Successful")
 
 
 def _promote(
@@ -438,8 +627,13 @@ def _finish(
     )
     stable_selector = manifests.revision_selector(owner, plan.stable)
     canary_selector = manifests.revision_selector(owner, plan.canary) if plan.canary else stable_selector
+    blue_green = spec.strategy.blue_green is not None
     # With the service router the canary joins `<name>` only once it is given a weight.
-    shared = bool(plan.canary and plan.weight and traffic.router_for(spec).shares_one_service)
+    shared = bool(
+        plan.canary and plan.weight and traffic.router_for(spec).shares_one_service and not blue_green
+    )
+    # Blue/green switched but not promoted yet (post-promotion analysis): `<name>` is the new one.
+    active = canary_selector if blue_green and plan.canary and plan.step == 2 else stable_selector
     new_status = status.model_copy(
         update={
             "observed_generation": owner.generation,
@@ -456,6 +650,11 @@ def _finish(
             "scale_down_revision": plan.scale_down,
             "scale_down_at": plan.scale_down_at,
             "previous_template": plan.previous_template,
+            "analysis": list(plan.runs.values()) or None,
+            "smoke_test": plan.smoke,
+            "abort_reason": plan.abort_reason,
+            "abort_message": plan.abort_message,
+            "abort_scale_down_at": plan.abort_scale_down_at,
             "replicas": observed.replicas if observed else 0,
             "available_replicas": available,
             "selector": manifests.selector_string(stable_selector),
@@ -467,12 +666,13 @@ def _finish(
     if plan.mode == "canary" and plan.canary:
         wanted.append((plan.canary, template, plan.canary_replicas))
     elif plan.mode == "aborted":
-        wanted.append((plan.target, template, 0))  # kept at 0 so `retry` only has to scale it up
+        # Kept (at 0 once `abortScaleDownDelay` is over) so `retry` only has to scale it up.
+        aborted = observations.deployments.get(plan.target)
+        inspect = plan.abort_scale_down_at is not None and now < plan.abort_scale_down_at
+        wanted.append((plan.target, template, aborted.spec_replicas if aborted and inspect else 0))
     desired = [manifests.deployment(owner, name, t, n, deadline) for name, t, n in wanted]
     desired += [
-        manifests.service(
-            owner, owner.name, {manifests.MODEL_LABEL: owner.name} if shared else stable_selector
-        ),
+        manifests.service(owner, owner.name, {manifests.MODEL_LABEL: owner.name} if shared else active),
         manifests.service(owner, f"{owner.name}-stable", stable_selector),
         manifests.service(owner, f"{owner.name}-canary", canary_selector),
     ]
@@ -485,7 +685,12 @@ def _finish(
 
 
 def _wake_at(plan: _Plan, spec: api.ModelDeploymentSpec) -> datetime | None:
-    times = [plan.scale_down_at] if plan.scale_down_at else []
+    times = [t for t in (plan.scale_down_at, plan.abort_scale_down_at) if t is not None]
+    if plan.mode == "canary" and spec.analysis is not None:
+        for run in plan.runs.values():
+            at = runs.next_at(run, spec.analysis)
+            if at is not None and run.revision == plan.canary:
+                times.append(at)
     steps = spec.strategy.canary.steps if spec.strategy.canary else []
     if plan.mode == "canary" and plan.pause_start and plan.step is not None and plan.step < len(steps):
         pause = steps[plan.step].pause
@@ -547,13 +752,11 @@ def _progressing(
     if health == "Stuck":
         return ("False", "ProgressDeadlineExceeded", f"{counts}; no progress within spec.progressDeadline")
     if plan.mode == "aborted":
-        reason = plan.abort_reason or (
-            old.reason if old and old.reason in ("Aborted", "ProgressDeadlineExceeded") else "Aborted"
-        )
+        why = f"{plan.abort_message}. " if plan.abort_message else ""
         return (
             "False",
-            reason,
-            f"rollout of revision {plan.target} aborted; revision {plan.stable} serves all traffic. "
+            plan.abort_reason or "Aborted",
+            f"{why}Rollout of revision {plan.target} aborted; revision {plan.stable} serves all traffic. "
             "`modelship retry` or a spec change starts again",
         )
     if plan.mode == "canary":
@@ -561,12 +764,16 @@ def _progressing(
         where = (
             f"canary {plan.canary}: weight {plan.weight}%, step {min((plan.step or 0) + 1, n)}/{n}"
             if spec.strategy.canary
+            else f"{plan.canary}: switched, serving all traffic until its post-promotion analysis passes"
+            if plan.step == 2
             else f"preview {plan.canary}: no traffic until promoted"
         )
         if plan.paused:
             return ("True", "RolloutPaused", f"{where}; {plan.paused[1]}")
         if plan.promote_waiting:
             return ("True", "Promoting", f"{plan.canary}: promoting, waiting for all its replicas")
+        if plan.waiting:
+            return ("True", "Canarying", f"{where}; {plan.waiting}")
         return ("True", "Canarying", where)
     if plan.rolled_back:
         if health != "Ready":

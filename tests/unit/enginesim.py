@@ -1,8 +1,10 @@
 """A tiny pure stand-in for the cluster, to drive the engine in unit tests.
 
-`World` holds observed revision Deployments; `apply` does what the shell would do
-with a Decision (server-side apply of Deployments, deletions); `settle` plays the
-Deployment controller and kubelet when every pod becomes available.
+`World` holds observed revision Deployments; `decide` observes what the engine wants
+(analysis measurements from `metrics`, a smoke test answered with `smoke_outputs`) as the
+shell would; `apply` does what the shell does with a Decision (server-side apply of
+Deployments, deletions); `settle` plays the Deployment controller and kubelet when every
+pod becomes available.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from modelship import api, control, engine
+from modelship import api, control, engine, gates
+from modelship.analysis.verdicts import RawMeasurement
 from modelship.manifests import Owner
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# What Prometheus answers for a metric nobody set: plenty of traffic, a value of 0 (no errors).
+GOOD = RawMeasurement(value=0.0, stable_value=0.0, requests=1e6)
 OWNER = Owner(name="fraud", namespace="ml", uid="3f0e8a52-0000-4000-8000-000000000001", generation=1)
 
 
@@ -36,12 +41,27 @@ class World:
     owner: Owner = OWNER
     now: datetime = T0
     events: list[engine.Event] = field(default_factory=list)
+    metrics: dict[str, RawMeasurement] = field(default_factory=dict)  # by metric name; else GOOD
+    smoke_outputs: list[list[float] | str] | None = None  # None: each pod answers `expected`
+    measured: list[str] = field(default_factory=list)  # run kinds measured, in order
 
-    def observations(self) -> engine.Observations:
-        return engine.Observations(self.owner, dict(self.deployments))
+    def observations(self, s: api.ModelDeploymentSpec | None = None) -> engine.Observations:
+        base = engine.Observations(self.owner, dict(self.deployments))
+        if s is None:
+            return base
+        wants = engine.wants(s, self.status, base, self.now)
+        names = [m.name for m in s.analysis.metrics] if s.analysis else []
+        measurements = {run.kind: {n: self.metrics.get(n, GOOD) for n in names} for run in wants.runs}
+        self.measured.extend(measurements)
+        smoke = None
+        if wants.smoke_revision is not None and s.smoke_test is not None:
+            outputs = self.smoke_outputs if self.smoke_outputs is not None else s.smoke_test.expected
+            answers = tuple(o if isinstance(o, str) else tuple(o) for o in outputs)
+            smoke = gates.SmokeObservation(wants.smoke_revision, (("pod-0", answers),))
+        return dataclasses.replace(base, measurements=measurements, smoke=smoke)
 
     def decide(self, s: api.ModelDeploymentSpec) -> engine.Decision:
-        return engine.decide(s, self.status, self.observations(), self.now)
+        return engine.decide(s, self.status, self.observations(s), self.now)
 
     def apply(self, decision: engine.Decision) -> None:
         for manifest in decision.apply:

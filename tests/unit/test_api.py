@@ -86,7 +86,9 @@ def test_dump_is_camel_case_without_unset_fields() -> None:
     out = api.dump(spec())
     assert "progressDeadline" in out
     assert "smokeTest" not in out
-    assert out["strategy"] == {"canary": {"steps": [{"setWeight": 50}], "scaleDownDelay": "30s"}}
+    assert out["strategy"] == {
+        "canary": {"steps": [{"setWeight": 50}], "scaleDownDelay": "30s", "abortScaleDownDelay": "30s"}
+    }
 
 
 def test_model_deployments_in_the_api_reference_are_valid() -> None:

@@ -241,8 +241,13 @@ def test_abort_sends_traffic_to_stable_until_retried() -> None:
     assert decision.status.aborted_revision == name_of(new)
     assert decision.status.canary_revision is None and decision.status.canary_weight is None
     assert condition(decision.status, "Progressing").reason == "Aborted"
-    assert replicas(world) == {name_of(old): 4, name_of(new): 0}
+    # No traffic at once; the canary's pods stay for abortScaleDownDelay (30s), to be inspected.
+    kept = replicas(world)[name_of(new)]
+    assert kept > 0 and replicas(world)[name_of(old)] == 4
+    assert decision.wake_at == decision.status.abort_scale_down_at
+    world.tick(30)
     assert world.reconcile(new).status.phase == "Degraded"  # stays aborted
+    assert replicas(world) == {name_of(old): 4, name_of(new): 0}
 
     new, world.status = command("retry", new, world.status)
     decision = world.reconcile(new)
@@ -333,18 +338,6 @@ def test_undo_mid_rollout_puts_the_stable_template_back_into_the_spec() -> None:
     world.reconcile(undone)
     world.settle()
     assert world.reconcile(undone).status.phase == "RolledBack"
-
-
-def test_an_analysis_step_waits_for_a_person_until_analysis_exists() -> None:
-    steps = [{"setWeight": 10}, {"analysis": {}}, {"setWeight": 30}]
-    analysis = {"metrics": [{"name": "errors", "template": "error-rate", "max": 0.01}]}
-    old = canary_spec(strategy={"canary": {"steps": steps}}, analysis=analysis)
-    world = stable_world(old)
-    new = canary_spec(NEW_IMAGE, strategy={"canary": {"steps": steps}}, analysis=analysis)
-    step(world, new)
-    world.reconcile(new)
-    assert world.status.current_step == 1
-    assert condition(world.status, "Paused").reason == "AnalysisPending"
 
 
 def test_restart_mid_rollout_repeats_no_step() -> None:

@@ -1,0 +1,1 @@
+"""Analysis: judging a revision by Prometheus metrics (verdict rules, runs, queries, the provider)."""

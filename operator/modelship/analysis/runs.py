@@ -1,0 +1,151 @@
+"""Analysis runs, pure: when the next measurement is due, and what the measurements add up to.
+
+A run (`status.analysis[]`, one per kind) belongs to one revision: an `analysis` canary step,
+the background analysis, or a blue/green gate. Every `interval` (the first one after
+`initialDelay`) each metric is measured and judged (`verdicts.judge`); the tallies decide:
+
+- Failed: a metric has more than `failureLimit` failed measurements;
+- Error: a metric has more than `consecutiveErrorLimit` errors in a row;
+- Inconclusive: a metric has more than `inconclusiveLimit` inconclusive measurements in a row;
+  the run stops measuring and waits for a person;
+- Successful: every metric has `count` successful measurements (never, for background runs,
+  which measure until the canary is promoted);
+- otherwise Running. `dryRun` metrics are measured and shown but never decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from modelship import api
+from modelship.analysis.verdicts import RawMeasurement, judge
+
+KEEP = 10  # measurements kept per metric in the status
+MIN_WINDOW = timedelta(seconds=30)
+
+
+def window(analysis: api.Analysis) -> str:
+    """The range of the builtin templates' rate(): `window`, else the interval but at least 30s."""
+    if analysis.window:
+        return analysis.window
+    seconds = max(api.parse_duration(analysis.interval), MIN_WINDOW).total_seconds()
+    return f"{int(seconds)}s"
+
+
+def start(
+    kind: api.RunKind, revision: str, step: int | None, analysis: api.Analysis, now: datetime
+) -> api.AnalysisRun:
+    return api.AnalysisRun(
+        kind=kind,
+        revision=revision,
+        step=step,
+        started_at=now,
+        message=f"first measurement at {_next(now, None, analysis):%H:%M:%SZ}",
+        metrics=[api.MetricStatus(name=m.name) for m in analysis.metrics],
+    )
+
+
+def _next(started: datetime, last: datetime | None, analysis: api.Analysis) -> datetime:
+    interval = api.parse_duration(analysis.interval)
+    if last is None:
+        return started + api.parse_duration(analysis.initial_delay) + interval
+    return last + interval
+
+
+def next_at(run: api.AnalysisRun, analysis: api.Analysis) -> datetime | None:
+    """When the run measures next; None once it has ended."""
+    if run.phase != "Running":
+        return None
+    return _next(run.started_at, run.last_measured_at, analysis)
+
+
+def due(run: api.AnalysisRun, analysis: api.Analysis, now: datetime) -> bool:
+    at = next_at(run, analysis)
+    return at is not None and now >= at
+
+
+def record(
+    run: api.AnalysisRun, analysis: api.Analysis, measured: Mapping[str, RawMeasurement], now: datetime
+) -> api.AnalysisRun:
+    """The run after one round of measurements (one per metric), judged and tallied."""
+    old = {m.name: m for m in run.metrics}
+    metrics = []
+    for metric in analysis.metrics:
+        raw = measured.get(metric.name, RawMeasurement(unreachable="not measured"))
+        verdict, message = judge(metric, analysis, raw)
+        before = old.get(metric.name, api.MetricStatus(name=metric.name))
+        measurement = api.Measurement(
+            verdict=verdict, value=raw.value, stable_value=raw.stable_value, message=message, measured_at=now
+        )
+        metrics.append(
+            before.model_copy(
+                update={
+                    "successful": before.successful + (verdict == "Successful"),
+                    "failed": before.failed + (verdict == "Failed"),
+                    "inconclusive": before.inconclusive + (verdict == "Inconclusive"),
+                    "errors": before.errors + (verdict == "Error"),
+                    "consecutive_inconclusive": before.consecutive_inconclusive + 1
+                    if verdict == "Inconclusive"
+                    else 0,
+                    "consecutive_errors": before.consecutive_errors + 1 if verdict == "Error" else 0,
+                    "measurements": [*before.measurements, measurement][-KEEP:],
+                }
+            )
+        )
+    updated = run.model_copy(update={"metrics": metrics, "last_measured_at": now})
+    phase, message = outcome(updated, analysis)
+    if phase == "Running":
+        message += f"; next measurement at {_next(run.started_at, now, analysis):%H:%M:%SZ}"
+    return updated.model_copy(update={"phase": phase, "message": message[:1024]})
+
+
+def _latest(status: api.MetricStatus) -> str:
+    return status.measurements[-1].message if status.measurements else f"{status.name}: not measured yet"
+
+
+def outcome(run: api.AnalysisRun, analysis: api.Analysis) -> tuple[str, str]:
+    """(phase, message) of a run from its tallies; the message names the deciding metric."""
+    judged = {m.name for m in analysis.metrics if not m.dry_run}
+    tallies = [m for m in run.metrics if m.name in judged]
+    for m in tallies:
+        if m.failed > analysis.failure_limit:
+            return (
+                "Failed",
+                f"{_latest_of(m, 'Failed')} ({m.failed} failed, failureLimit {analysis.failure_limit})",
+            )
+    for m in tallies:
+        if m.consecutive_errors > analysis.consecutive_error_limit:
+            return "Error", (
+                f"{_latest(m)} ({m.consecutive_errors} errors in a row, consecutiveErrorLimit "
+                f"{analysis.consecutive_error_limit})"
+            )
+    for m in tallies:
+        if m.consecutive_inconclusive > analysis.inconclusive_limit:
+            return "Inconclusive", (
+                f"{_latest(m)} ({m.consecutive_inconclusive} inconclusive in a row, inconclusiveLimit "
+                f"{analysis.inconclusive_limit})"
+            )
+    done = min((m.successful for m in tallies), default=analysis.count)
+    rounds = max((len(m.measurements) for m in run.metrics), default=0)
+    if run.kind != "background" and done >= analysis.count and rounds >= min(analysis.count, KEEP):
+        return "Successful", f"every metric passed {analysis.count} measurement(s)"
+    latest = "; ".join(_latest(m) for m in run.metrics)
+    progress = f"{done}/{analysis.count} successful" if run.kind != "background" else "background"
+    return "Running", f"{progress}; {latest}"
+
+
+def _latest_of(status: api.MetricStatus, verdict: str) -> str:
+    """The message of the newest measurement with `verdict` (the one that tipped the tally)."""
+    found = [m.message for m in status.measurements if m.verdict == verdict]
+    return found[-1] if found else _latest(status)
+
+
+def inconclusive_now(run: api.AnalysisRun, analysis: api.Analysis) -> str | None:
+    """While a run continues: the message of a metric whose latest measurement was inconclusive
+    or an error (the rollout waits, paused, until a round is conclusive again)."""
+    judged = {m.name for m in analysis.metrics if not m.dry_run}
+    for m in run.metrics:
+        if m.name in judged and m.measurements and m.measurements[-1].verdict in ("Inconclusive", "Error"):
+            return m.measurements[-1].message
+    return None

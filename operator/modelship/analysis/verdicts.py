@@ -1,0 +1,92 @@
+"""How one measurement of one metric is judged: pure rules, no I/O.
+
+The order matters and is documented in docs/analysis.md:
+1. Prometheus could not be reached (or timed out): Inconclusive; nothing is known.
+2. Prometheus refused the query (bad PromQL, several series): Error; the analysis itself is
+   wrong, and after `consecutiveErrorLimit` of them the rollout is aborted.
+3. Too little traffic (`minRequests`) or no value: the `noData` policy decides.
+4. Outside `min`/`max`: Failed.
+5. Further from the stable revision than `maxIncreaseVsStable`/`maxDropVsStable`: Failed
+   (and with no stable value to compare against, `noData` decides).
+6. Otherwise Successful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelship import api
+
+
+@dataclass(frozen=True)
+class RawMeasurement:
+    """What the shell read from Prometheus for one metric at one moment."""
+
+    value: float | None = None
+    stable_value: float | None = None  # the same query for the stable revision, when compared
+    requests: float | None = None  # requests the revision answered in the window (minRequests)
+    error: str | None = None  # Prometheus answered with an error
+    unreachable: str | None = None  # Prometheus did not answer
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _no_data(policy: str, why: str) -> tuple[api.Verdict, str]:
+    if policy == "fail":
+        return "Failed", f"{why} (noData: fail)"
+    if policy == "pass":
+        return "Successful", f"{why} (noData: pass)"
+    return "Inconclusive", f"{why} (noData: inconclusive)"
+
+
+def judge(metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement) -> tuple[api.Verdict, str]:
+    """The verdict of one measurement and a message naming the metric, value and threshold."""
+    name = metric.name
+    if raw.unreachable is not None:
+        return "Inconclusive", f"{name}: Prometheus unreachable: {raw.unreachable}"
+    if raw.error is not None:
+        return "Error", f"{name}: query failed: {raw.error}"
+    if analysis.min_requests > 0 and (raw.requests or 0) < analysis.min_requests:
+        seen = int(raw.requests or 0)
+        return _no_data(
+            analysis.no_data,
+            f"{name}: {seen} requests in the window, fewer than minRequests {analysis.min_requests}",
+        )
+    value = raw.value
+    if value is None:
+        return _no_data(analysis.no_data, f"{name}: no data")
+    if metric.max is not None and value > metric.max:
+        return "Failed", f"{name} = {_fmt(value)} is above max {_fmt(metric.max)}"
+    if metric.min is not None and value < metric.min:
+        return "Failed", f"{name} = {_fmt(value)} is below min {_fmt(metric.min)}"
+    relative = metric.max_increase_vs_stable is not None or metric.max_drop_vs_stable is not None
+    if relative:
+        stable = raw.stable_value
+        if stable is None:
+            return _no_data(analysis.no_data, f"{name}: no data for the stable revision to compare with")
+        limit = metric.max_increase_vs_stable
+        if limit is not None and value - stable > limit:
+            return "Failed", (
+                f"{name} = {_fmt(value)} is {_fmt(value - stable)} above the stable revision's "
+                f"{_fmt(stable)}; maxIncreaseVsStable {_fmt(limit)}"
+            )
+        limit = metric.max_drop_vs_stable
+        if limit is not None and stable - value > limit:
+            return "Failed", (
+                f"{name} = {_fmt(value)} is {_fmt(stable - value)} below the stable revision's "
+                f"{_fmt(stable)}; maxDropVsStable {_fmt(limit)}"
+            )
+    bounds = ", ".join(
+        f"{k} {_fmt(v)}"
+        for k, v in (
+            ("min", metric.min),
+            ("max", metric.max),
+            ("maxIncreaseVsStable", metric.max_increase_vs_stable),
+            ("maxDropVsStable", metric.max_drop_vs_stable),
+        )
+        if v is not None
+    )
+    against = f" (stable {_fmt(raw.stable_value)})" if relative and raw.stable_value is not None else ""
+    return "Successful", f"{name} = {_fmt(value)}{against} within {bounds}"
