@@ -18,8 +18,14 @@ from modelship.analysis.verdicts import RawMeasurement
 from modelship.manifests import Owner
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-# What Prometheus answers for a metric nobody set: plenty of traffic, a value of 0 (no errors).
-GOOD = RawMeasurement(value=0.0, stable_value=0.0, requests=1e6)
+
+
+def good(metric: api.Metric) -> RawMeasurement:
+    """What Prometheus answers for a metric no test set: plenty of traffic, a value within bounds."""
+    value = metric.min if metric.min is not None else 0.0
+    return RawMeasurement(value=value, stable_value=value, requests=1e6)
+
+
 OWNER = Owner(name="fraud", namespace="ml", uid="3f0e8a52-0000-4000-8000-000000000001", generation=1)
 
 
@@ -41,7 +47,7 @@ class World:
     owner: Owner = OWNER
     now: datetime = T0
     events: list[engine.Event] = field(default_factory=list)
-    metrics: dict[str, RawMeasurement] = field(default_factory=dict)  # by metric name; else GOOD
+    metrics: dict[str, RawMeasurement] = field(default_factory=dict)  # by metric name; else good()
     smoke_outputs: list[list[float] | str] | None = None  # None: each pod answers `expected`
     measured: list[str] = field(default_factory=list)  # run kinds measured, in order
 
@@ -50,8 +56,10 @@ class World:
         if s is None:
             return base
         wants = engine.wants(s, self.status, base, self.now)
-        names = [m.name for m in s.analysis.metrics] if s.analysis else []
-        measurements = {run.kind: {n: self.metrics.get(n, GOOD) for n in names} for run in wants.runs}
+        metrics = s.analysis.metrics if s.analysis else []
+        measurements = {
+            run.kind: {m.name: self.metrics.get(m.name, good(m)) for m in metrics} for run in wants.runs
+        }
         self.measured.extend(measurements)
         smoke = None
         if wants.smoke_revision is not None and s.smoke_test is not None:
