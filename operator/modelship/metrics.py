@@ -77,6 +77,28 @@ def record_pass(
     reason = rollback_reason(old, new)
     if reason:
         ROLLBACKS.labels(namespace, name, reason).inc()
+    for metric, verdict in new_verdicts(old, new):
+        ANALYSIS_VERDICTS.labels(namespace, name, metric, verdict).inc()
+
+
+def _total(m: api.MetricStatus) -> int:
+    return m.successful + m.failed + m.inconclusive + m.errors
+
+
+def new_verdicts(old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus) -> list[tuple[str, str]]:
+    """(metric, verdict) of every measurement this pass recorded."""
+    before = {
+        (r.kind, r.revision, r.started_at): {m.name: _total(m) for m in r.metrics} for r in old.analysis or []
+    }
+    out: list[tuple[str, str]] = []
+    for run in new.analysis or []:
+        seen = before.get((run.kind, run.revision, run.started_at), {})
+        for m in run.metrics:
+            fresh = min(_total(m) - seen.get(m.name, 0), len(m.measurements))
+            out.extend(
+                (m.name, x.verdict) for x in m.measurements[len(m.measurements) - fresh :] if fresh > 0
+            )
+    return out
 
 
 def record_status(namespace: str, name: str, status: api.ModelDeploymentStatus) -> None:

@@ -8,6 +8,8 @@ re-reads the object so a stale body never overwrites a newer status.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import logging
 import socket
 import threading
@@ -17,7 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelship import api, engine, manifests, metrics
-from modelship.kube import routes
+from modelship.analysis import measure
+from modelship.analysis.verdicts import RawMeasurement
+from modelship.kube import routes, smoke
 from modelship.kube.client import FIELD_MANAGER, Kube, KubeError
 
 COMPONENT = "modelship"
@@ -81,9 +85,15 @@ def owned_by(obj: dict[str, Any], uid: str) -> bool:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        clock: Callable[[], datetime] = utcnow,
+        prometheus: measure.Defaults | None = None,
+    ) -> None:
         self.kube = kube
         self.clock = clock
+        self.prometheus = prometheus or measure.Defaults()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._timers: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self._guard = threading.Lock()
@@ -127,7 +137,10 @@ class Reconciler:
             if owned_by(obj, owner.uid)
         }
         now = self.clock()
-        decision = engine.decide(spec, status, engine.Observations(owner, deployments), now)
+        observations = self._observe(
+            owner, spec, status, engine.Observations(owner, deployments), now, logger
+        )
+        decision = engine.decide(spec, status, observations, now)
 
         # Status first, with the resourceVersion we decided on: a manual command
         # (`modelship promote`, ...) that patched the status meanwhile wins, and this
@@ -166,6 +179,44 @@ class Reconciler:
             self.post_event(owner, event, now)
         if decision.wake_at is not None:
             self._wake(owner.namespace, owner.name, (decision.wake_at - now).total_seconds(), logger)
+
+    def _observe(
+        self,
+        owner: manifests.Owner,
+        spec: api.ModelDeploymentSpec,
+        status: api.ModelDeploymentStatus,
+        observations: engine.Observations,
+        now: datetime,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> engine.Observations:
+        """Take the measurements and the smoke test the engine asks for."""
+        wants = engine.wants(spec, status, observations, now)
+        measurements: dict[str, dict[str, RawMeasurement]] = {}
+        if wants.runs and spec.analysis is not None:
+            try:
+                config: Any = measure.connection(
+                    spec.analysis, owner.namespace, self.prometheus, self.read_secret
+                )
+            except measure.ConnectionProblem as problem:
+                config = problem
+            for run in wants.runs:
+                stable = status.stable_revision or run.revision
+                measurements[run.kind] = measure.measure(
+                    config, spec.analysis, owner.namespace, owner.name, run.revision, stable
+                )
+                logger.info("measured %s analysis of %s", run.kind, run.revision)
+        found = None
+        if wants.smoke_revision is not None and spec.smoke_test is not None:
+            found = smoke.smoke_test(
+                self.kube, owner.namespace, wants.smoke_revision, spec.port, spec.smoke_test
+            )
+        return dataclasses.replace(observations, measurements=measurements, smoke=found)
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        found = self.kube.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        if found is None:
+            raise LookupError("not found")
+        return {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
 
     def _route(
         self,

@@ -1,0 +1,85 @@
+"""The pure parts of analysis's shell: smoke-test answers, verdict counting, PromQL planning."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from modelship import api, gates, metrics
+from modelship.analysis import runs
+from modelship.analysis.verdicts import RawMeasurement
+from modelship.kube.smoke import outputs_of
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_classifier_answer_gives_its_probability_rows() -> None:
+    answer = {"predictions": ["a", "b"], "probabilities": [[0.9, 0.1], [0.2, 0.8]]}
+    assert outputs_of(answer, 2) == ((0.9, 0.1), (0.2, 0.8))
+
+
+def test_a_regressor_answer_gives_each_prediction_as_a_vector() -> None:
+    assert outputs_of({"predictions": [1.5, 2]}, 2) == ((1.5,), (2.0,))
+
+
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        ([], "not a JSON object"),
+        ({"predictions": [1.0]}, "expected 2 predictions"),
+        ({"predictions": ["cat", "dog"]}, "not numeric"),
+    ],
+)
+def test_an_answer_that_cannot_be_compared_says_why(answer: object, fragment: str) -> None:
+    outputs = outputs_of(answer, 2)
+    assert all(isinstance(o, str) and fragment in o for o in outputs)
+
+
+SMOKE = api.SmokeTest(inputs=[[1.0], [2.0]], expected=[[0.5, 0.5], [0.1, 0.9]], tolerance=0.05)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "fragment"),
+    [
+        (((0.5, 0.5), (0.1, 0.9)), None),
+        (((0.52, 0.48), (0.1, 0.9)), None),
+        (((0.5, 0.5), (0.9, 0.1)), "input 1: output[0] = 0.9, expected 0.1 within tolerance 0.05"),
+        (((0.5,), (0.1, 0.9)), "input 0: 1 output values, expected 2"),
+        (((0.5, 0.5), "HTTP 500: boom"), "input 1: HTTP 500: boom"),
+        (((float("nan"), 0.5), (0.1, 0.9)), "input 0: output[0] = nan"),
+    ],
+)
+def test_smoke_outputs_are_compared_within_tolerance(
+    outputs: tuple[object, ...], fragment: str | None
+) -> None:
+    why = gates.compare(SMOKE, outputs)  # type: ignore[arg-type]
+    assert why == fragment if fragment is None else fragment in (why or "")
+
+
+def test_a_smoke_test_with_no_answering_pod_waits() -> None:
+    gate = gates.smoke_gate(SMOKE, "r1", None, gates.SmokeObservation("r1", ()), T0)
+    assert gate.state == "wait"
+
+
+def test_every_pod_must_match() -> None:
+    good, bad = ((0.5, 0.5), (0.1, 0.9)), ((0.5, 0.5), (0.9, 0.1))
+    gate = gates.smoke_gate(SMOKE, "r1", None, gates.SmokeObservation("r1", (("p0", good), ("p1", bad))), T0)
+    assert gate.state == "abort" and "pod p1" in gate.message
+    assert gate.smoke is not None and not gate.smoke.passed
+
+
+def test_the_operator_counts_each_new_verdict_once() -> None:
+    analysis = api.Analysis.model_validate(
+        {"metrics": [{"name": "errors", "template": "error-rate", "max": 0.1}]}
+    )
+    run = runs.start("step", "r1", 1, analysis, T0)
+    old = api.ModelDeploymentStatus(analysis=[run])
+    run = runs.record(
+        run, analysis, {"errors": RawMeasurement(0.5, requests=1e3)}, T0 + timedelta(seconds=30)
+    )
+    new = api.ModelDeploymentStatus(analysis=[run])
+    assert metrics.new_verdicts(old, new) == [("errors", "Failed")]
+    assert metrics.new_verdicts(new, new) == []
