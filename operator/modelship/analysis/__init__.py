@@ -1,0 +1,1 @@
+"""Analysis: judging a canary by Prometheus metrics."""
