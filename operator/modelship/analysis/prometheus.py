@@ -192,13 +192,13 @@ class Prometheus:
             ) from e
         except requests.ConnectionError as e:
             raise QueryError(f"Prometheus at {self._address} is unreachable: {_reason(e)}") from e
-        except requests.RequestException as e:
-            raise QueryError(f"querying Prometheus at {self._address} failed: {e}") from e
-        except (PrometheusApiClientException, ValueError, KeyError, TypeError) as e:
+        except (requests.exceptions.JSONDecodeError, PrometheusApiClientException, KeyError, TypeError) as e:
             raise QueryError(
                 f"{self._address} did not answer like a Prometheus query API ({type(e).__name__}); "
                 "is the address right?"
             ) from e
+        except requests.RequestException as e:
+            raise QueryError(f"querying Prometheus at {self._address} failed: {e}") from e
 
     def query(self, promql: str) -> float | None:
         """The instant query's single value: None when there are no series or the value is NaN
