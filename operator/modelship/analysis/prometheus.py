@@ -157,7 +157,7 @@ class Prometheus:
             options["auth"] = (config.username, config.password)
         self._client = PrometheusConnect(url=self._address, **options)
         # Mounted after the library mounts its own adapter on the same prefix, so ours wins.
-        context = _ssl_context(config.ca_pem) if config.ca_pem else None
+        context = _ssl_context(config.ca_pem) if config.ca_pem and not config.insecure_skip_verify else None
         session.mount(self._address, _Adapter(context))
         self._session = session
 
