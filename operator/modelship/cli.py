@@ -2,6 +2,7 @@
 
 modelship run [--namespace NS]... [--liveness URL] [--resync-seconds N] [--log-format json|text]
               [--metrics-port PORT] [--peering NAME [--priority N | --random-priority]]
+              [--prometheus-address URL] [--prometheus-auth-secret SECRET]
 modelship crd [--check] [--output PATH]
 modelship version
 modelship status|promote|pause|resume|abort|retry|undo NAME ...   (as `kubectl modelship`)
@@ -15,6 +16,7 @@ import os
 import random
 import socket
 import sys
+from collections.abc import Mapping
 
 from modelship import __version__, crd, logs, plugin
 
@@ -63,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="HA: draw the priority at random, so equal replicas never tie (equal priorities freeze)",
     )
+    run.add_argument(
+        "--prometheus-address",
+        help="Prometheus that analysis queries when a ModelDeployment names none "
+        "(default: $MODELSHIP_PROMETHEUS_ADDRESS)",
+    )
+    run.add_argument(
+        "--prometheus-auth-secret",
+        help="Secret in the operator's namespace ($POD_NAMESPACE) with Prometheus credentials "
+        "(default: $MODELSHIP_PROMETHEUS_AUTH_SECRET)",
+    )
     run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -76,7 +88,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> None:
+def prometheus_settings(
+    args: argparse.Namespace, env: Mapping[str, str]
+) -> tuple[str | None, str | None, str | None]:
+    """(default Prometheus address, auth Secret name, the operator's namespace): flags over env.
+    ValueError names the flag when the address is not a URL."""
+    from modelship.analysis import prometheus
+
+    env_address, env_secret = prometheus.operator_default(env)
+    address = args.prometheus_address or env_address
+    if address is not None:
+        try:
+            prometheus.PrometheusConfig(address=address)
+        except ValueError as e:
+            raise ValueError(f"--prometheus-address (or ${prometheus.ENV_ADDRESS}): {e}") from e
+    return address, args.prometheus_auth_secret or env_secret, env.get("POD_NAMESPACE") or None
+
+
+def run(args: argparse.Namespace, prometheus_defaults: tuple[str | None, str | None, str | None]) -> None:
     # Imported here: `modelship crd` and `version` should not pay for kopf and the client.
     import kopf
 
@@ -89,6 +118,11 @@ def run(args: argparse.Namespace) -> None:
     handlers.install(
         Kube(load_api_client()), args.namespace, args.resync_seconds, args.peering or None, identity, priority
     )
+    (
+        handlers.RUNTIME.prometheus_address,
+        handlers.RUNTIME.prometheus_auth_secret,
+        handlers.RUNTIME.operator_namespace,
+    ) = prometheus_defaults
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.run(
@@ -114,8 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "crd":
         extra = ["--check"] if args.check else []
         return crd.main([*extra, *(["--output", args.output] if args.output else [])])
+    try:
+        prometheus_defaults = prometheus_settings(args, os.environ)
+    except ValueError as e:
+        print(f"modelship run: {e}", file=sys.stderr)
+        return 2
     logs.setup(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
-    run(args)
+    run(args, prometheus_defaults)
     return 0
 
 

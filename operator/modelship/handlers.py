@@ -43,6 +43,10 @@ class Runtime:
     peering: str | None = None
     identity: str = ""
     priority: int = 0
+    # Analysis: the operator's default Prometheus and the auth Secret in its own namespace.
+    prometheus_address: str | None = None
+    prometheus_auth_secret: str | None = None
+    operator_namespace: str | None = None
 
     def get(self) -> Reconciler:
         if self.reconciler is None:

@@ -1,0 +1,102 @@
+"""Builtin analysis queries for the serving image's metrics contract, and the `{{variable}}` renderer.
+
+Every query selects one revision by the `namespace` and `revision` labels that the recommended
+scrape config sets (docs/metrics.md) and uses `[{{window}}]` as its range. The metric names and
+label values they read are those of serving-image/modelserver/metrics_contract.json (a test
+keeps them in step), and docs/metrics.md shows these exact texts (a test keeps it equal).
+Model traffic is `/predict` and the V2 infer route; health checks, metadata and scrapes are not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+VARIABLES: Mapping[str, str] = {
+    "revision": "the revision being judged (the canary; the stable one when comparing against it)",
+    "stable_revision": "the stable revision (absent before the first promotion)",
+    "name": "the ModelDeployment's name",
+    "namespace": "the ModelDeployment's namespace",
+    "window": "the range of rate() and increase(), a PromQL duration such as 1m",
+}
+
+# `or vector(0)` on numerators: a revision that never failed has no 5xx series at all, which is
+# 0%, not "no data". With no traffic the denominator is empty or 0: no data (None), never 0%.
+TEMPLATES: Mapping[str, str] = {
+    "error-rate": """\
+(sum(rate(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer", code=~"5.."}[{{window}}])) or vector(0))
+/
+sum(rate(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"}[{{window}}]))""",  # noqa: E501
+    "latency-p50": """\
+histogram_quantile(0.5, sum by (le) (rate(modelserver_request_duration_seconds_bucket{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"}[{{window}}])))""",  # noqa: E501
+    "latency-p95": """\
+histogram_quantile(0.95, sum by (le) (rate(modelserver_request_duration_seconds_bucket{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"}[{{window}}])))""",  # noqa: E501
+    "latency-p99": """\
+histogram_quantile(0.99, sum by (le) (rate(modelserver_request_duration_seconds_bucket{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"}[{{window}}])))""",  # noqa: E501
+    "accuracy": """\
+(sum(rate(modelserver_feedback_total{namespace="{{namespace}}", revision="{{revision}}", outcome="correct"}[{{window}}])) or vector(0))
+/
+sum(rate(modelserver_feedback_total{namespace="{{namespace}}", revision="{{revision}}"}[{{window}}]))""",  # noqa: E501
+    "confidence-mean": """\
+sum(rate(modelserver_prediction_confidence_sum{namespace="{{namespace}}", revision="{{revision}}"}[{{window}}]))
+/
+sum(rate(modelserver_prediction_confidence_count{namespace="{{namespace}}", revision="{{revision}}"}[{{window}}]))""",  # noqa: E501
+}
+# Model requests the revision answered in the window, for `minRequests`. No series (None): it has
+# answered none since Prometheus first saw it.
+REQUESTS_TEMPLATE = """\
+sum(increase(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"}[{{window}}]))"""  # noqa: E501
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
+_DURATION = re.compile(r"(?:[0-9]+(?:ms|[smhdwy]))+")
+# Values land inside quoted label matchers: none of these may close the string or the selector.
+_FORBIDDEN = frozenset("\"'`\\{}") | {chr(c) for c in range(32)} | {"\x7f"}
+
+
+def _check_value(name: str, value: str) -> None:
+    if not value:
+        raise ValueError(f"variable {{{{{name}}}}} is empty")
+    if name == "window":
+        if not _DURATION.fullmatch(value):
+            raise ValueError(f"variable {{{{window}}}} = {value!r} is not a PromQL duration like 30s or 1m")
+        return
+    bad = sorted({c for c in value if c in _FORBIDDEN})
+    if bad:
+        raise ValueError(
+            f"variable {{{{{name}}}}} = {value!r} contains {', '.join(repr(c) for c in bad)}: "
+            "quotes, backslashes, braces and control characters are not allowed"
+        )
+
+
+def render(query: str, variables: Mapping[str, str]) -> str:
+    """`query` with every `{{variable}}` replaced. ValueError names an unknown or missing variable,
+    or a value that could break out of a label matcher."""
+    for name in variables:
+        if name not in VARIABLES:
+            raise ValueError(f"unknown variable {name!r}; known: {', '.join(VARIABLES)}")
+    for name in _PLACEHOLDER.findall(query):
+        if name not in VARIABLES:
+            raise ValueError(f"unknown variable {{{{{name}}}}} in the query; known: {', '.join(VARIABLES)}")
+        if name not in variables:
+            raise ValueError(f"variable {{{{{name}}}}} has no value here")
+        _check_value(name, variables[name])
+    rendered = _PLACEHOLDER.sub(lambda m: variables[m.group(1)], query)
+    if "{{" in rendered or "}}" in rendered:
+        raise ValueError("the query has an unclosed or malformed {{...}} placeholder")
+    return rendered
+
+
+def _variables(namespace: str, name: str, revision: str, window: str) -> dict[str, str]:
+    return {"namespace": namespace, "name": name, "revision": revision, "window": window}
+
+
+def template_query(template: str, *, namespace: str, name: str, revision: str, window: str) -> str:
+    """The builtin `template`'s PromQL for one revision."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}; builtin: {', '.join(TEMPLATES)}")
+    return render(TEMPLATES[template], _variables(namespace, name, revision, window))
+
+
+def requests_query(*, namespace: str, name: str, revision: str, window: str) -> str:
+    """Model requests `revision` answered in the last `window` (for `minRequests`)."""
+    return render(REQUESTS_TEMPLATE, _variables(namespace, name, revision, window))
