@@ -440,7 +440,7 @@ class Analysis(_Model):
     window: Duration | None = Field(
         default=None,
         description="Range of the builtin templates' rate() (`{{window}}`); default: the interval, at "
-        "least 30s.",
+        "least 1m.",
     )
     failure_limit: Annotated[int, Field(ge=0, le=100)] = 0
     inconclusive_limit: Annotated[int, Field(ge=0, le=100)] = 3

@@ -17,8 +17,12 @@ import random
 import socket
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from modelship import __version__, crd, logs, plugin
+
+if TYPE_CHECKING:
+    from modelship.analysis.measure import Defaults
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
 
@@ -88,12 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def prometheus_settings(
-    args: argparse.Namespace, env: Mapping[str, str]
-) -> tuple[str | None, str | None, str | None]:
+def prometheus_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Defaults:
     """(default Prometheus address, auth Secret name, the operator's namespace): flags over env.
     ValueError names the flag when the address is not a URL."""
     from modelship.analysis import prometheus
+    from modelship.analysis.measure import Defaults
 
     env_address, env_secret = prometheus.operator_default(env)
     address = args.prometheus_address or env_address
@@ -102,10 +105,10 @@ def prometheus_settings(
             prometheus.PrometheusConfig(address=address)
         except ValueError as e:
             raise ValueError(f"--prometheus-address (or ${prometheus.ENV_ADDRESS}): {e}") from e
-    return address, args.prometheus_auth_secret or env_secret, env.get("POD_NAMESPACE") or None
+    return Defaults(address, args.prometheus_auth_secret or env_secret, env.get("POD_NAMESPACE") or None)
 
 
-def run(args: argparse.Namespace, prometheus_defaults: tuple[str | None, str | None, str | None]) -> None:
+def run(args: argparse.Namespace, prometheus: Defaults) -> None:
     # Imported here: `modelship crd` and `version` should not pay for kopf and the client.
     import kopf
 
@@ -116,13 +119,14 @@ def run(args: argparse.Namespace, prometheus_defaults: tuple[str | None, str | N
     # Our own identity, so the resync loop can find itself among kopf's peers.
     identity = f"{socket.gethostname()}/{os.getpid()}/{random.getrandbits(32):08x}"
     handlers.install(
-        Kube(load_api_client()), args.namespace, args.resync_seconds, args.peering or None, identity, priority
+        Kube(load_api_client()),
+        args.namespace,
+        args.resync_seconds,
+        args.peering or None,
+        identity,
+        priority,
+        prometheus,
     )
-    (
-        handlers.RUNTIME.prometheus_address,
-        handlers.RUNTIME.prometheus_auth_secret,
-        handlers.RUNTIME.operator_namespace,
-    ) = prometheus_defaults
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.run(

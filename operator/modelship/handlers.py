@@ -24,6 +24,7 @@ from typing import Any
 import kopf
 
 from modelship import api, logs, manifests, metrics, peering
+from modelship.analysis.measure import Defaults
 from modelship.kube.client import Kube
 from modelship.kube.reconciler import Reconciler
 
@@ -43,10 +44,6 @@ class Runtime:
     peering: str | None = None
     identity: str = ""
     priority: int = 0
-    # Analysis: the operator's default Prometheus and the auth Secret in its own namespace.
-    prometheus_address: str | None = None
-    prometheus_auth_secret: str | None = None
-    operator_namespace: str | None = None
 
     def get(self) -> Reconciler:
         if self.reconciler is None:
@@ -168,8 +165,9 @@ def install(
     peering_name: str | None = None,
     identity: str = "",
     priority: int = 0,
+    prometheus: Defaults | None = None,
 ) -> None:
-    RUNTIME.reconciler = Reconciler(kube)
+    RUNTIME.reconciler = Reconciler(kube, prometheus=prometheus)
     RUNTIME.namespaces = namespaces
     RUNTIME.resync_seconds = resync_seconds
     RUNTIME.peering, RUNTIME.identity, RUNTIME.priority = peering_name, identity, priority

@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 
 from devcluster.cluster import wait_for
 from localworld import prometheus as localprom
-from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError
+from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, Unreachable
 from modelship.analysis.templates import requests_query, template_query
 
 pytestmark = pytest.mark.integration
@@ -302,13 +302,14 @@ def test_a_range_vector_is_refused(prom: Prometheus) -> None:
 def test_a_syntax_error_carries_prometheus_message(prom: Prometheus, prom_url: str) -> None:
     with pytest.raises(
         QueryError, match=rf"Prometheus at {prom_url} answered HTTP 400 Bad Request: .*parse error"
-    ):
+    ) as raised:
         prom.query("sum(rate(x[1m])")
+    assert not raised.value.unreachable  # Prometheus answered: an Error verdict, not Inconclusive
 
 
 def test_an_address_with_nothing_listening_is_unreachable() -> None:
     address = f"http://127.0.0.1:{localprom._free_port()}"
-    with pytest.raises(QueryError, match=rf"Prometheus at {address} is unreachable: \[Errno 111\]"):
+    with pytest.raises(Unreachable, match=rf"Prometheus at {address} is unreachable: \[Errno 111\]"):
         Prometheus(PrometheusConfig(address=address, timeout_seconds=1)).query("1")
 
 
@@ -318,7 +319,7 @@ def test_a_stopped_prometheus_is_unreachable(exporter: str, tmp_path: Path) -> N
     client = Prometheus(PrometheusConfig(address=prom.url, timeout_seconds=1))
     assert client.query("vector(1)") == 1.0
     prom.stop()
-    with pytest.raises(QueryError, match="is unreachable"):
+    with pytest.raises(Unreachable, match="is unreachable"):
         client.query("vector(1)")
 
 
@@ -330,7 +331,7 @@ def test_a_server_that_never_answers_times_out_after_the_timeout() -> None:
         silent.listen(8)
         address = f"http://127.0.0.1:{silent.getsockname()[1]}"
         client = Prometheus(PrometheusConfig(address=address, timeout_seconds=0.5))
-        with pytest.raises(QueryError, match=rf"Prometheus at {address} did not answer within 0.5s"):
+        with pytest.raises(Unreachable, match=rf"Prometheus at {address} did not answer within 0.5s"):
             client.query("1")
 
 

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from modelship import cli
+from modelship.analysis.measure import Defaults
 from modelship.analysis.prometheus import PrometheusConfig, config_from_secret, operator_default
 
 pytestmark = pytest.mark.unit
@@ -111,13 +112,13 @@ def test_run_flags_win_over_the_env_and_the_namespace_comes_from_pod_namespace()
     flags = cli._parser().parse_args(
         ["run", "--prometheus-address", "http://flag:9090", "--prometheus-auth-secret", "flag-secret"]
     )
-    assert cli.prometheus_settings(flags, env) == ("http://flag:9090", "flag-secret", "modelship-system")
-    assert cli.prometheus_settings(cli._parser().parse_args(["run"]), env) == (
-        "http://env:9090",
-        "env-secret",
-        "modelship-system",
+    assert cli.prometheus_settings(flags, env) == Defaults(
+        "http://flag:9090", "flag-secret", "modelship-system"
     )
-    assert cli.prometheus_settings(cli._parser().parse_args(["run"]), {}) == (None, None, None)
+    assert cli.prometheus_settings(cli._parser().parse_args(["run"]), env) == Defaults(
+        "http://env:9090", "env-secret", "modelship-system"
+    )
+    assert cli.prometheus_settings(cli._parser().parse_args(["run"]), {}) == Defaults()
 
 
 def test_a_bad_prometheus_address_stops_run_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:

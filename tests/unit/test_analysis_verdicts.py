@@ -181,7 +181,7 @@ def test_a_missing_measurement_counts_as_inconclusive() -> None:
     assert run.metrics[0].measurements[-1].verdict == "Inconclusive"
 
 
-def test_window_defaults_to_the_interval_but_at_least_30s() -> None:
-    assert runs.window(analysis(interval="5s")) == "30s"
+def test_window_defaults_to_the_interval_but_at_least_1m() -> None:
+    assert runs.window(analysis(interval="5s")) == "60s"
     assert runs.window(analysis(interval="2m")) == "120s"
     assert runs.window(analysis(interval="5s", window="1m")) == "1m"

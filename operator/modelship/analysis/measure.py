@@ -117,7 +117,7 @@ def _ask(prometheus: Prometheus, promql: str) -> tuple[float | None, RawMeasurem
     try:
         return prometheus.query(promql), None
     except QueryError as err:
-        if err.unreachable:
+        if err.unreachable:  # Unreachable: not seeing is Inconclusive, a refused query is Error
             return None, RawMeasurement(unreachable=str(err))
         return None, RawMeasurement(error=str(err))
 

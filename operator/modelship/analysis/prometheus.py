@@ -55,6 +55,15 @@ class PrometheusConfig:
 class QueryError(Exception):
     """A query could not be answered; the message says why, for an Error verdict."""
 
+    unreachable = False
+
+
+class Unreachable(QueryError):
+    """Prometheus did not answer at all (connection refused, timed out, TLS failed): nothing is
+    known about the revision, so the verdict is Inconclusive rather than Error."""
+
+    unreachable = True
+
 
 def config_from_secret(
     address: str,
@@ -182,16 +191,16 @@ class Prometheus:
         try:
             return self._client.custom_query(promql)
         except requests.Timeout as e:
-            raise QueryError(
+            raise Unreachable(
                 f"Prometheus at {self._address} did not answer within {self.config.timeout_seconds:g}s"
             ) from e
         except requests.exceptions.SSLError as e:
-            raise QueryError(
+            raise Unreachable(
                 f"TLS with Prometheus at {self._address} failed: {_reason(e)} "
                 "(give its CA as `ca.crt` in the auth Secret, or skip verification)"
             ) from e
         except requests.ConnectionError as e:
-            raise QueryError(f"Prometheus at {self._address} is unreachable: {_reason(e)}") from e
+            raise Unreachable(f"Prometheus at {self._address} is unreachable: {_reason(e)}") from e
         except (requests.exceptions.JSONDecodeError, PrometheusApiClientException, KeyError, TypeError) as e:
             raise QueryError(
                 f"{self._address} did not answer like a Prometheus query API ({type(e).__name__}); "

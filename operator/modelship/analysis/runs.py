@@ -22,11 +22,11 @@ from modelship import api
 from modelship.analysis.verdicts import RawMeasurement, judge
 
 KEEP = 10  # measurements kept per metric in the status
-MIN_WINDOW = timedelta(seconds=30)
+MIN_WINDOW = timedelta(seconds=60)  # several scrapes even at the common 15s interval
 
 
 def window(analysis: api.Analysis) -> str:
-    """The range of the builtin templates' rate(): `window`, else the interval but at least 30s."""
+    """The range of the builtin templates' rate(): `window`, else the interval but at least 1m."""
     if analysis.window:
         return analysis.window
     seconds = max(api.parse_duration(analysis.interval), MIN_WINDOW).total_seconds()
