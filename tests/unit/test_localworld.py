@@ -236,3 +236,23 @@ def test_faulty_demo_images_set_the_fault_knobs_the_server_validates(tmp_path: P
     assert (errors.error_ratio, errors.latency_s) == (0.3, 0.0)
     assert (slow.error_ratio, slow.latency_s) == (0.0, 0.5)
     assert not from_env(base | catalogue.by_name("v2").env).faults.on
+
+
+def test_feedback_affinity_remembers_the_endpoint_per_request_id_forgetting_the_oldest() -> None:
+    affinity = router.Affinity(capacity=2)
+    affinity.remember("r1", "risk-stable", ("10.1.0.1", 8080))
+    affinity.remember("r2", "risk-canary", ("10.1.0.2", 8080))
+    assert affinity.lookup("r1") == ("risk-stable", ("10.1.0.1", 8080))  # now the most recent
+    affinity.remember("r3", "risk-canary", ("10.1.0.3", 8080))
+    assert affinity.lookup("r2") is None and len(affinity) == 2
+    assert affinity.lookup("r1") is not None and affinity.lookup("r3") is not None
+
+
+def test_only_post_feedback_naming_a_request_id_is_routed_by_affinity() -> None:
+    body = json.dumps({"request_id": "abc", "labels": ["x"]}).encode()
+    assert router.feedback_request_id("POST", "/feedback", body) == "abc"
+    assert router.feedback_request_id("POST", "/feedback?x=1", body) == "abc"
+    assert router.feedback_request_id("POST", "/predict", body) is None
+    assert router.feedback_request_id("GET", "/feedback", body) is None
+    assert router.feedback_request_id("POST", "/feedback", b"not json") is None
+    assert router.feedback_request_id("POST", "/feedback", b'{"request_id": 7}') is None
