@@ -57,11 +57,11 @@ class Image:
         return Path(image_path)
 
 
-def manifest(bundle: Path, model_file: str) -> dict[str, Any]:
+def manifest(bundle: Path, model_file: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "mediaType": MEDIA_TYPE,
         "entrypoint": ["python", "-m", "modelserver"],
-        "env": {"MODEL_PATH": f"{MODELS_DIR}/{model_file}"},
+        "env": {"MODEL_PATH": f"{MODELS_DIR}/{model_file}", **(env or {})},
         "files": {
             f"{MODELS_DIR}/{p.relative_to(bundle)}": sha256_file(p)
             for p in sorted(bundle.rglob("*"))
@@ -70,9 +70,13 @@ def manifest(bundle: Path, model_file: str) -> dict[str, Any]:
     }
 
 
-def add_image(root: Path, name: str, bundle: Path, model_file: str) -> Image:
-    """Write the image manifest for `bundle` and record it in root's catalogue."""
-    body = json.dumps(manifest(bundle, model_file), indent=2, sort_keys=True).encode()
+def add_image(
+    root: Path, name: str, bundle: Path, model_file: str, env: dict[str, str] | None = None
+) -> Image:
+    """Write the image manifest for `bundle` (with `env` as its default environment) and record it
+    in root's catalogue."""
+    doc = manifest(bundle, model_file, env)
+    body = json.dumps(doc, indent=2, sort_keys=True).encode()
     digest = hashlib.sha256(body).hexdigest()
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -81,7 +85,7 @@ def add_image(root: Path, name: str, bundle: Path, model_file: str) -> Image:
     entries = json.loads(path.read_text()) if path.exists() else {}
     entries[digest] = {"name": name, "manifest": f"images/{digest}.json", "bundle": str(bundle)}
     path.write_text(json.dumps(entries, indent=2, sort_keys=True))
-    return Image(name, digest, bundle, manifest(bundle, model_file)["env"])
+    return Image(name, digest, bundle, doc["env"])
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 
 - `v1`: logistic regression, the good model in production;
 - `v2`: a k-nearest-neighbours model, a little more accurate on the same data;
-- `v3-inaccurate`: logistic regression trained on shuffled labels (serves fine, answers wrong).
+- `v3-inaccurate`: logistic regression trained on shuffled labels (serves fine, answers wrong);
+- `v3-bad-errors`: v2's bundle in an image whose environment makes the server fail 30% of
+  predictions (`MODELSERVER_FAULT_ERROR_RATIO`);
+- `v3-slow`: v2's bundle in an image that adds 0.5 s to every prediction
+  (`MODELSERVER_FAULT_LATENCY`; the baseline p99 is a few milliseconds).
+
+An image that misbehaves is a different image: its manifest differs, so its digest does.
 
 All are trained on the first TRAIN rows of `modelserver.sample_models.dataset` (fixed seed);
 the HOLDOUT rows after them, never trained on, are what a load generator sends, with their
@@ -21,7 +27,13 @@ import numpy.typing as npt
 from localworld.catalogue import Catalogue, add_image
 
 TRAIN, HOLDOUT = 3000, 1000
-VERSIONS = ("v1", "v2", "v3-inaccurate")
+TRAINED = ("v1", "v2", "v3-inaccurate")
+# Images that carry a trained bundle with fault injection in their default environment.
+FAULTY: dict[str, tuple[str, dict[str, str]]] = {
+    "v3-bad-errors": ("v2", {"MODELSERVER_FAULT_ERROR_RATIO": "0.3"}),
+    "v3-slow": ("v2", {"MODELSERVER_FAULT_LATENCY": "0.5"}),
+}
+VERSIONS = (*TRAINED, *FAULTY)
 
 
 def data() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.str_]]:
@@ -51,7 +63,7 @@ def train(version: str) -> Any:
     if version == "v3-inaccurate":
         shuffled = np.random.default_rng(1).permutation(y)
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, shuffled)
-    raise ValueError(f"unknown demo model {version!r}; known: {', '.join(VERSIONS)}")
+    raise ValueError(f"unknown trained demo model {version!r}; known: {', '.join(TRAINED)}")
 
 
 def bundle(version: str, d: Path) -> None:
@@ -69,10 +81,12 @@ def bundle(version: str, d: Path) -> None:
 
 
 def build_demo(root: Path) -> Catalogue:
-    """Bundles and catalogue images `v1`, `v2`, `v3-inaccurate` under root (kept when there)."""
-    for version in VERSIONS:
+    """Bundles and catalogue images of every VERSIONS under root (bundles kept when there)."""
+    for version in TRAINED:
         d = root / "bundles" / version
         if not (d / "model.joblib").exists():
             bundle(version, d)
         add_image(root, version, d, "model.joblib")
+    for version, (base, env) in FAULTY.items():
+        add_image(root, version, root / "bundles" / base, "model.joblib", env)
     return Catalogue(root)

@@ -9,14 +9,21 @@ endpoints of the Service `<name>`, like kube-proxy. A backend with no ready endp
 at its loopback twin (localworld.addresses). HTTPRoutes and EndpointSlices are watched, so a
 weight change takes effect as soon as the API server reports it. Counters per backend
 Service and per endpoint let tests check the observed split.
+
+Feedback affinity, the local world's stand-in for Gateway API session persistence: the
+model server remembers its predictions per request id in its own memory, so `POST /feedback`
+must reach the replica that answered. The router remembers (bounded, least recently used
+forgotten first) which endpoint answered each request id (the `X-Request-Id` response
+header) and sends feedback naming that id (`request_id` in the JSON body) to it.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +37,46 @@ GATEWAY_GROUP, GATEWAY_VERSION = "gateway.networking.k8s.io", "v1"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # Request headers that belong to one connection and are not forwarded (RFC 9110 7.6.1).
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+FEEDBACK_PATH = "/feedback"
+AFFINITY_CAPACITY = 100_000  # request ids remembered; the modelserver remembers 10,000 by default
+
+
+class Affinity:
+    """request id -> (backend Service, endpoint) that answered it; a bounded LRU map."""
+
+    def __init__(self, capacity: int = AFFINITY_CAPACITY) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, tuple[str, tuple[str, int]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def remember(self, request_id: str, backend: str, endpoint: tuple[str, int]) -> None:
+        with self._lock:
+            self._items[request_id] = (backend, endpoint)
+            self._items.move_to_end(request_id)
+            if len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def lookup(self, request_id: str) -> tuple[str, tuple[str, int]] | None:
+        with self._lock:
+            found = self._items.get(request_id)
+            if found is not None:
+                self._items.move_to_end(request_id)
+            return found
+
+
+def feedback_request_id(method: str, path: str, body: bytes) -> str | None:
+    """The request id a `POST /feedback` body names, if it is one (else None: route as usual)."""
+    if method != "POST" or path.split("?", 1)[0] != FEEDBACK_PATH:
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    rid = doc.get("request_id") if isinstance(doc, dict) else None
+    return rid if isinstance(rid, str) and rid else None
 
 
 @dataclass(frozen=True)
@@ -74,6 +121,9 @@ class Router:
         self.by_backend: Counter[str] = Counter()
         self.by_endpoint: Counter[str] = Counter()
         self.by_code: Counter[int] = Counter()
+        # Feedback routed to the endpoint that answered ("remembered") or picked as usual ("unknown").
+        self.feedback: Counter[str] = Counter()
+        self.affinity = Affinity()
         self._lock = threading.Lock()
         custom = client.CustomObjectsApi(api)
         self._routes = Informer(
@@ -120,6 +170,7 @@ class Router:
             self.by_backend.clear()
             self.by_endpoint.clear()
             self.by_code.clear()
+            self.feedback.clear()
 
     def pick(self) -> tuple[str, tuple[str, int] | None] | None:
         """(backend Service, endpoint or None when it has no ready one); None when all weights are 0."""
@@ -129,6 +180,17 @@ class Router:
         backend = random.choices(backends, weights=[b.weight for b in backends])[0]
         endpoints = ready_endpoints(self._slices.items(), backend.service)
         return backend.service, (random.choice(endpoints) if endpoints else None)
+
+    def route(self, method: str, path: str, body: bytes) -> tuple[str, tuple[str, int] | None] | None:
+        """Where a request goes: feedback to the endpoint that answered its request id, else pick()."""
+        rid = feedback_request_id(method, path, body)
+        if rid is not None:
+            remembered = self.affinity.lookup(rid)
+            with self._lock:
+                self.feedback["remembered" if remembered else "unknown"] += 1
+            if remembered is not None:
+                return remembered
+        return self.pick()
 
     def count(self, backend: str | None, endpoint: str | None, code: int) -> None:
         with self._lock:
@@ -155,7 +217,7 @@ def _handler(router: Router) -> type[BaseHTTPRequestHandler]:
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            picked = router.pick()
+            picked = router.route(self.command, self.path, body)
             if picked is None:
                 router.count(None, None, 500)
                 return self._reply(500, b"all backendRefs have weight 0\n")
@@ -176,6 +238,9 @@ def _handler(router: Router) -> type[BaseHTTPRequestHandler]:
             finally:
                 conn.close()
             router.count(backend, f"{endpoint[0]}:{port}", answer.status)
+            rid = answer.getheader("x-request-id")
+            if rid:
+                router.affinity.remember(rid, backend, endpoint)
             self._reply(answer.status, data, answer.getheaders())
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward

@@ -6,7 +6,9 @@ per-request overhead of the framework is most of the latency (docs/serving.md ha
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
 import time
 import uuid
@@ -36,6 +38,8 @@ Handler = Callable[[Scope, bytes, dict[str, str]], Response]
 JSON = b"application/json"
 _DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# The routes that run the model: the ones fault injection (MODELSERVER_FAULT_*) acts on.
+_PREDICT_ROUTES = {"/predict", "/v2/models/{name}/infer"}
 
 
 class _ClientGone(Exception):
@@ -79,6 +83,7 @@ class App:
         self._classes = list(service.model.classes) if service.model.classes is not None else None
         self._max_body = s.max_body_bytes
         self._max_rows = s.max_batch_rows
+        self._faults = s.faults
         self._openapi = orjson.dumps(document(s.model_name, service.schema, s.max_batch_rows))
         self._v2_model_meta = orjson.dumps(
             v2.model_metadata(
@@ -130,6 +135,8 @@ class App:
                 raise HTTPError(405, f"{method} is not allowed here; use {', '.join(methods)}")
             route, handler = entry
             body = await self._read_body(scope, receive) if method == "POST" else b""
+            if self._faults.on and method == "POST" and route in _PREDICT_ROUTES:
+                await self._inject_faults()
             status, payload, ctype, headers = handler(scope, body, params)
         except HTTPError as e:
             status, payload, ctype, headers = _json(e.status, {"error": e.reason, "field": e.field})
@@ -143,6 +150,17 @@ class App:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
         self.service.metrics.observe_request(route, method, status, time.perf_counter() - t0)
+
+    async def _inject_faults(self) -> None:
+        # asyncio.sleep, not time.sleep: a slow model delays its own answers, not everyone's.
+        if self._faults.latency_s > 0:
+            await asyncio.sleep(self._faults.latency_s)
+        if random.random() < self._faults.error_ratio:
+            raise HTTPError(
+                500,
+                f"injected fault: MODELSERVER_FAULT_ERROR_RATIO={self._faults.error_ratio:g} "
+                "fails this share of requests on purpose",
+            )
 
     def _resolve(self, path: str) -> tuple[dict[str, tuple[str, Handler]] | None, dict[str, str]]:
         methods = self._routes.get(path)

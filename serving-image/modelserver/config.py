@@ -39,6 +39,21 @@ class BuildInfo:
 
 
 @dataclass(frozen=True)
+class Faults:
+    """Deliberate misbehaviour for rollout demos and tests (a bad image that still starts)."""
+
+    error_ratio: float = 0.0  # share of predict/infer requests answered 500
+    latency_s: float = 0.0  # seconds added to every predict/infer request
+
+    @property
+    def on(self) -> bool:
+        return self.error_ratio > 0 or self.latency_s > 0
+
+    def as_json(self) -> dict[str, float]:
+        return {"error_ratio": self.error_ratio, "latency_seconds": self.latency_s}
+
+
+@dataclass(frozen=True)
 class Settings:
     model_path: Path
     model_sha256: str | None
@@ -59,6 +74,7 @@ class Settings:
     edgetpu_device: str
     log_level: str
     build: BuildInfo
+    faults: Faults
 
     @property
     def bundle_dir(self) -> Path:
@@ -75,6 +91,19 @@ def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
         raise ConfigError(f"{key}={raw!r} is not an integer") from None
     if value < minimum:
         raise ConfigError(f"{key}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, low: float, high: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a number") from None
+    if not low <= value <= high:  # also refuses nan
+        raise ConfigError(f"{key}={raw} must be between {low:g} and {high:g}")
     return value
 
 
@@ -168,4 +197,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         edgetpu_device=env.get("EDGETPU_DEVICE", "").strip(),
         log_level=(env.get("LOG_LEVEL", "").strip() or "info").lower(),
         build=build,
+        faults=Faults(
+            error_ratio=_float(env, "MODELSERVER_FAULT_ERROR_RATIO", 0.0, 1.0),
+            latency_s=_float(env, "MODELSERVER_FAULT_LATENCY", 0.0, 60.0),
+        ),
     )

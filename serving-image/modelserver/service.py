@@ -118,6 +118,13 @@ class Service:
         # Warm up (the first real request should not pay for lazy initialisation) and learn the outputs.
         probe = model.predict(np.zeros((1, schema.n_features)))
         svc.n_classes = None if probe.probabilities is None else int(probe.probabilities.shape[1])
+        if settings.faults.on:
+            log.warning(
+                "FAULT INJECTION IS ON: %.0f%% of predict requests will fail and each will take %gs longer "
+                "(MODELSERVER_FAULT_ERROR_RATIO, MODELSERVER_FAULT_LATENCY); never serve this in production",
+                100 * settings.faults.error_ratio,
+                settings.faults.latency_s,
+            )
         svc.ready = True
         log.info(
             "ready: model %s version %s (%s, sha256 %s) on %s%s in %.2fs; golden rows checked: %d",
@@ -168,4 +175,5 @@ class Service:
             "self_test": {"golden_rows_passed": self.golden_rows},
             "limits": {"max_body_bytes": s.max_body_bytes, "max_batch_rows": s.max_batch_rows},
             "server": {"name": "modelserver", "version": __version__},
+            "faults": {"on": s.faults.on, **s.faults.as_json()},
         }

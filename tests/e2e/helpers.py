@@ -19,9 +19,10 @@ def serving_deployment(
     sha256: str | None = None,
     model: str | None = None,
     revision: str | None = None,
+    image_name: str = "sklearn",
 ) -> dict[str, Any]:
-    """A Deployment of the sample serving image, labelled like the operator labels model pods."""
-    image = catalogue.by_name("sklearn")
+    """A Deployment of a catalogue image (the sample one by default), labelled like the operator's pods."""
+    image = catalogue.by_name(image_name)
     labels = {
         "app": name,
         "modelship.io/model": model or name,

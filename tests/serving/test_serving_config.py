@@ -44,6 +44,15 @@ def test_everything_set() -> None:
     assert s.sklearn_fast_path is False
 
 
+def test_faults_are_off_unless_asked_for() -> None:
+    base = {"MODEL_PATH": "/m/model.joblib", "MODEL_SHA256": SHA}
+    assert not from_env(base).faults.on
+    faults = from_env(
+        base | {"MODELSERVER_FAULT_ERROR_RATIO": "0.3", "MODELSERVER_FAULT_LATENCY": "0.5"}
+    ).faults
+    assert faults.on and (faults.error_ratio, faults.latency_s) == (0.3, 0.5)
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -58,6 +67,13 @@ def test_everything_set() -> None:
         ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES=10 must be at least 64"),
         ({"MODEL_ALLOW_UNVERIFIED": "maybe"}, "MODEL_ALLOW_UNVERIFIED='maybe' must be true or false"),
         ({"MODEL_NAME": "has space"}, "MODEL_NAME='has space'"),
+        (
+            {"MODELSERVER_FAULT_ERROR_RATIO": "1.5"},
+            "MODELSERVER_FAULT_ERROR_RATIO=1.5 must be between 0 and 1",
+        ),
+        ({"MODELSERVER_FAULT_ERROR_RATIO": "nan"}, "MODELSERVER_FAULT_ERROR_RATIO=nan must be between"),
+        ({"MODELSERVER_FAULT_ERROR_RATIO": "a third"}, "MODELSERVER_FAULT_ERROR_RATIO='a third' is not a"),
+        ({"MODELSERVER_FAULT_LATENCY": "-0.1"}, "MODELSERVER_FAULT_LATENCY=-0.1 must be between 0 and 60"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:

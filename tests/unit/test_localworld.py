@@ -221,4 +221,38 @@ def test_demo_models_v2_beats_v1_and_v3_inaccurate_is_wrong_on_the_holdout(tmp_p
         accuracy[version] = float((model.predict(x) == y).mean())
     assert accuracy["v2"] > accuracy["v1"] + 0.01 > 0.85
     assert accuracy["v3-inaccurate"] < 0.4  # no better than guessing among three classes
-    assert len({catalogue.by_name(v).digest for v in demomodels.VERSIONS}) == 3
+    # The faulty images serve v2's very model; only their environment (and so their digest) differs.
+    assert accuracy["v3-bad-errors"] == accuracy["v3-slow"] == accuracy["v2"]
+    assert len({catalogue.by_name(v).digest for v in demomodels.VERSIONS}) == 5
+
+
+def test_faulty_demo_images_set_the_fault_knobs_the_server_validates(tmp_path: Path) -> None:
+    from modelserver.config import from_env
+
+    catalogue = demomodels.build_demo(tmp_path)
+    base = {"MODEL_ALLOW_UNVERIFIED": "true"}
+    errors = from_env(base | catalogue.by_name("v3-bad-errors").env).faults
+    slow = from_env(base | catalogue.by_name("v3-slow").env).faults
+    assert (errors.error_ratio, errors.latency_s) == (0.3, 0.0)
+    assert (slow.error_ratio, slow.latency_s) == (0.0, 0.5)
+    assert not from_env(base | catalogue.by_name("v2").env).faults.on
+
+
+def test_feedback_affinity_remembers_the_endpoint_per_request_id_forgetting_the_oldest() -> None:
+    affinity = router.Affinity(capacity=2)
+    affinity.remember("r1", "risk-stable", ("10.1.0.1", 8080))
+    affinity.remember("r2", "risk-canary", ("10.1.0.2", 8080))
+    assert affinity.lookup("r1") == ("risk-stable", ("10.1.0.1", 8080))  # now the most recent
+    affinity.remember("r3", "risk-canary", ("10.1.0.3", 8080))
+    assert affinity.lookup("r2") is None and len(affinity) == 2
+    assert affinity.lookup("r1") is not None and affinity.lookup("r3") is not None
+
+
+def test_only_post_feedback_naming_a_request_id_is_routed_by_affinity() -> None:
+    body = json.dumps({"request_id": "abc", "labels": ["x"]}).encode()
+    assert router.feedback_request_id("POST", "/feedback", body) == "abc"
+    assert router.feedback_request_id("POST", "/feedback?x=1", body) == "abc"
+    assert router.feedback_request_id("POST", "/predict", body) is None
+    assert router.feedback_request_id("GET", "/feedback", body) is None
+    assert router.feedback_request_id("POST", "/feedback", b"not json") is None
+    assert router.feedback_request_id("POST", "/feedback", b'{"request_id": 7}') is None
