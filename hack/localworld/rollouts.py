@@ -63,6 +63,7 @@ class OperatorProcess:
     log_path: Path
     namespaces: list[str] = field(default_factory=list)  # none: all namespaces
     resync_seconds: float = 2.0
+    args: list[str] = field(default_factory=list)  # more `modelship run` flags
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -70,7 +71,7 @@ class OperatorProcess:
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
         # A free liveness port: two operators (parallel sessions) must not collide on the default.
-        args += ["--liveness", f"http://127.0.0.1:{free_port()}/healthz"]
+        args += ["--liveness", f"http://127.0.0.1:{free_port()}/healthz", *self.args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

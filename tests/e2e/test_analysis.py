@@ -1,0 +1,267 @@
+"""Analysis and automatic rollback, end to end: the real operator judges real serving pods by the
+world's Prometheus, while load with feedback flows through the world's router.
+
+Each bad demo model is rolled back by the metric it breaks; an unreachable Prometheus pauses the
+rollout without promoting; a quiet canary is not judged unless `noData: fail`; the smoke test
+stops a wrong model before any user request; blue/green gates hold or undo the switch."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from devcluster.cluster import LocalCluster
+from localworld.podnetwork import PodNetwork
+from localworld.rollouts import OperatorProcess, model_deployment
+from localworld.router import Router
+from localworld.world import LocalWorld
+
+from .conftest import Rollout
+from .helpers import eventually
+
+pytestmark = pytest.mark.e2e
+
+NAME = "risk"
+# Scrape every 2s (the world's); measure every 3s; rates over 20s; a step passes after 2 good rounds.
+ANALYSIS: dict[str, Any] = {
+    "interval": "3s",
+    "count": 2,
+    "window": "20s",
+    "minRequests": 5,
+    "inconclusiveLimit": 20,
+    "metrics": [
+        {"name": "errors", "template": "error-rate", "max": 0.05},
+        {"name": "p99", "template": "latency-p99", "max": 0.3},
+        {"name": "accuracy", "template": "accuracy", "min": 0.6},
+    ],
+}
+STEPS: list[dict[str, Any]] = [{"setWeight": 30}, {"analysis": {}}, {"setWeight": 60}, {"analysis": {}}]
+RATE = 30.0
+
+
+@pytest.fixture
+def analysed(
+    local_cluster: LocalCluster,
+    world: LocalWorld,
+    api_client: client.ApiClient,
+    namespace: str,
+    crd_installed: None,
+    tmp_path: Path,
+) -> Iterator[Rollout]:
+    """The operator with the world's Prometheus as its default, reaching pods through the pod network."""
+    with PodNetwork("10.0.0.0/8") as net:
+        env = {**local_cluster.env, "HTTP_PROXY": net.url, "NO_PROXY": "127.0.0.1,localhost"}
+        args = ["--prometheus-address", world.prometheus.url]
+        op = OperatorProcess(env, tmp_path / "operator.log", namespaces=[namespace], args=args).start()
+        r = Rollout(world, api_client, namespace)
+        try:
+            yield r
+        finally:
+            r.close()
+            op.stop()
+            print(f"operator log: {op.log_path}")
+            print(
+                local_cluster.kubectl(
+                    "get", "md,deploy,pods,httproutes", "-o", "wide", "-n", namespace, check=False
+                )
+            )
+
+
+def create(r: Rollout, image: str, **spec: Any) -> str:
+    """A ModelDeployment on `image`, Healthy; returns its stable revision."""
+    manifest = model_deployment(NAME, r.world.catalogue.by_name(image), image, STEPS, analysis=ANALYSIS)
+    manifest["spec"].update(spec)
+    r.mds.create(manifest)
+    return str(r.mds.wait_phase(NAME, "Healthy")["stableRevision"])
+
+
+def progressing(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status.get("conditions", []) if c["type"] == "Progressing")
+
+
+def paused(status: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c["type"] == "Paused"), {})
+
+
+def no_canary_traffic_after_rollback(router: Router) -> None:
+    time.sleep(1.5)  # the router follows the HTTPRoute's watch events
+    router.reset_counters()
+    time.sleep(3)
+    assert router.by_backend.get(f"{NAME}-canary", 0) == 0, router.by_backend
+    assert router.by_backend.get(f"{NAME}-stable", 0) > 0, router.by_backend
+
+
+def test_a_good_canary_passes_every_analysis_and_reaches_100_percent(analysed: Rollout) -> None:
+    v1 = create(
+        analysed, "v1", smokeTest={"inputs": [[0.0] * 4], "expected": [[0.5, 0.5, 0.5]], "tolerance": 0.5}
+    )
+    router = analysed.router(NAME)
+    analysed.load(router, rate=RATE, duration=240)
+    analysed.set_image(NAME, "v2")
+    final = eventually(
+        "v2 to be promoted",
+        lambda: (s := analysed.mds.status(NAME)).get("stableRevision") not in (None, v1) and s,
+        timeout=150,
+    )
+    assert final["phase"] in ("Healthy", "Progressing")
+    assert final["smokeTest"]["passed"], final["smokeTest"]
+    run = final["analysis"][0]
+    assert (run["kind"], run["step"], run["phase"]) == ("step", 3, "Successful")
+    for metric in run["metrics"]:
+        assert metric["successful"] >= 2 and metric["failed"] == 0, metric
+        assert all("value" in m for m in metric["measurements"] if m["verdict"] == "Successful")
+    accuracy = next(m for m in run["metrics"] if m["name"] == "accuracy")["measurements"][-1]["value"]
+    assert 0.75 <= accuracy <= 1.0  # v2 is right ~91% of the time on the holdout rows
+    analysed.mds.wait_phase(NAME, "Healthy")
+
+
+@pytest.mark.parametrize(
+    ("bad", "metric", "words"),
+    [
+        ("v3-bad-errors", "errors", "above max 0.05"),
+        ("v3-slow", "p99", "above max 0.3"),
+        ("v3-inaccurate", "accuracy", "below min 0.6"),
+    ],
+)
+def test_each_bad_model_is_rolled_back_by_the_metric_it_breaks(
+    analysed: Rollout, bad: str, metric: str, words: str
+) -> None:
+    v1 = create(analysed, "v1")
+    router = analysed.router(NAME)
+    load = analysed.load(router, rate=RATE, duration=240)
+    eventually("v1 to answer", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
+    analysed.set_image(NAME, bad)
+    status = analysed.mds.wait_phase(NAME, "Degraded", timeout=120)
+    condition = progressing(status)
+    assert condition["reason"] == "AnalysisFailed", condition
+    assert f"{metric} = " in condition["message"] and words in condition["message"], condition
+    assert status["stableRevision"] == v1 and not status.get("canaryRevision")
+    no_canary_traffic_after_rollback(router)
+
+
+def test_prometheus_down_pauses_without_promoting_and_the_rollout_continues_when_it_is_back(
+    analysed: Rollout, world: LocalWorld
+) -> None:
+    v1 = create(analysed, "v1")
+    router = analysed.router(NAME)
+    analysed.load(router, rate=RATE, duration=240)
+    analysed.set_image(NAME, "v2")
+    eventually(
+        "the first analysis step to run",
+        lambda: (analysed.mds.status(NAME).get("analysis") or [{}])[0].get("phase") == "Running",
+        timeout=60,
+    )
+    world.prometheus.stop()
+    try:
+        status = eventually(
+            "the rollout to pause as inconclusive",
+            lambda: (s := analysed.mds.status(NAME)).get("phase") == "Paused" and s,
+            timeout=30,
+        )
+        assert paused(status)["reason"] == "AnalysisInconclusive"
+        assert "unreachable" in paused(status)["message"]
+        weight = status["canaryWeight"]
+        time.sleep(6)  # two more intervals without Prometheus: nothing moves
+        later = analysed.mds.status(NAME)
+        assert (later["phase"], later["canaryWeight"], later["stableRevision"]) == ("Paused", weight, v1)
+    finally:
+        world.prometheus.start()
+    eventually(
+        "the rollout to finish once Prometheus is back",
+        lambda: analysed.mds.status(NAME).get("stableRevision") not in (None, v1),
+        timeout=150,
+    )
+
+
+def test_a_canary_without_traffic_is_not_judged_and_with_nodata_fail_is_rolled_back(
+    analysed: Rollout,
+) -> None:
+    v1 = create(analysed, "v1")  # no load at all
+    analysed.set_image(NAME, "v2")
+    status = eventually(
+        "the analysis to be inconclusive",
+        lambda: (s := analysed.mds.status(NAME)).get("phase") == "Paused" and s,
+    )
+    assert paused(status)["reason"] == "AnalysisInconclusive" and "minRequests 5" in paused(status)["message"]
+    assert status["stableRevision"] == v1
+    analysed.mds.patch(NAME, {"analysis": {**ANALYSIS, "noData": "fail"}})
+    status = analysed.mds.wait_phase(NAME, "Degraded", timeout=60)
+    assert (
+        progressing(status)["reason"] == "AnalysisFailed" and "noData: fail" in progressing(status)["message"]
+    )
+
+
+def predict(router: Router, rows: list[list[float]]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"{router.url}/predict",
+        data=json.dumps({"instances": rows}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        answer: dict[str, Any] = json.load(reply)
+    return answer
+
+
+def test_the_smoke_test_stops_a_wrong_model_before_any_user_request_reaches_it(analysed: Rollout) -> None:
+    create(analysed, "v1")
+    router = analysed.router(NAME)
+    rows = [[0.5, -1.0, 2.0, 0.1], [1.5, 0.0, -0.5, 2.2]]
+    expected = predict(router, rows)["probabilities"]  # what a correct model answers
+    analysed.mds.patch(NAME, {"smokeTest": {"inputs": rows, "expected": expected, "tolerance": 0.05}})
+    analysed.load(router, rate=RATE, duration=240)
+    router.reset_counters()
+    analysed.set_image(NAME, "v3-inaccurate")
+    status = analysed.mds.wait_phase(NAME, "Degraded", timeout=90)
+    condition = progressing(status)
+    assert condition["reason"] == "SmokeTestFailed" and "expected" in condition["message"], condition
+    assert status["smokeTest"]["passed"] is False
+    assert router.by_backend.get(f"{NAME}-canary", 0) == 0, router.by_backend
+
+
+def blue_green(r: Rollout, image: str, **gates: bool) -> str:
+    return create(
+        r,
+        image,
+        strategy={
+            "blueGreen": {"autoPromote": True, "scaleDownDelay": "5s", "abortScaleDownDelay": "0s", **gates}
+        },
+    )
+
+
+def test_blue_green_with_a_failing_pre_promotion_analysis_never_switches(analysed: Rollout) -> None:
+    v1 = blue_green(analysed, "v1", prePromotionAnalysis=True)
+    active, preview = analysed.router(NAME), analysed.router(f"{NAME}-preview")
+    analysed.load(active, rate=10, duration=240)
+    analysed.load(preview, rate=RATE, duration=240)  # test traffic for the preview, as a prober would send
+    analysed.set_image(NAME, "v3-bad-errors")
+    weights = []
+    deadline = time.monotonic() + 120
+    while (status := analysed.mds.status(NAME)).get("phase") != "Degraded" and time.monotonic() < deadline:
+        weights.append(status.get("canaryWeight") or 0)
+        time.sleep(0.3)
+    assert progressing(status)["reason"] == "AnalysisFailed", status
+    assert status["stableRevision"] == v1 and set(weights) <= {0}
+    assert active.by_backend.get(f"{NAME}-canary", 0) == 0, active.by_backend
+
+
+def test_blue_green_with_a_failing_post_promotion_analysis_switches_back(analysed: Rollout) -> None:
+    v1 = blue_green(analysed, "v1", postPromotionAnalysis=True)
+    router = analysed.router(NAME)
+    analysed.load(router, rate=RATE, duration=240)
+    analysed.set_image(NAME, "v3-bad-errors")
+    eventually(
+        "the switch to the new revision",
+        lambda: analysed.mds.status(NAME).get("canaryWeight") == 100,
+        timeout=90,
+    )
+    status = analysed.mds.wait_phase(NAME, "Degraded", timeout=90)
+    assert progressing(status)["reason"] == "AnalysisFailed" and "errors = " in progressing(status)["message"]
+    assert status["stableRevision"] == v1
+    no_canary_traffic_after_rollback(router)
