@@ -6,15 +6,18 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelship import api
+
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
 # How the local cluster advertises a Coral Edge TPU node: a label to select it, a
 # NoSchedule taint so only workloads that ask for the device land there, and the
-# extended resource a device plugin (generic-device-plugin's name) would publish.
-CORAL_LABEL = "modelship.io/accelerator"
-CORAL_LABEL_VALUE = "coral"
-CORAL_TAINT_KEY = "modelship.io/accelerator"
-CORAL_RESOURCE = "squat.ai/coral"
+# extended resource a device plugin (generic-device-plugin's name) would publish. The
+# operator's defaults are the one source of truth: the fake nodes look like what it expects.
+CORAL_LABEL = api.CORAL_LABEL
+CORAL_LABEL_VALUE = api.CORAL_LABEL_VALUE
+CORAL_TAINT_KEY = api.CORAL_TAINT_KEY
+CORAL_RESOURCE = api.CORAL_RESOURCE
 
 
 @dataclass(frozen=True)

@@ -471,20 +471,85 @@ class Toleration(_Model):
     toleration_seconds: int | None = None
 
 
+# How a cluster advertises a Coral Edge TPU node by default: one source of truth for the
+# operator's defaults, the docs and the local cluster's fake nodes (hack/devcluster/nodes.py).
+CORAL_LABEL = "modelship.io/accelerator"
+CORAL_LABEL_VALUE = "coral"
+CORAL_TAINT_KEY = "modelship.io/accelerator"
+CORAL_RESOURCE = "squat.ai/coral"  # what generic-device-plugin publishes when configured for the Coral
+# Node Feature Discovery labels (nfd-worker's defaults: USB `usb-<class>_<vendor>_<device>.present`
+# for classes 0e/ef/fe/ff, PCI `pci-<class>_<vendor>.present` for its class whitelist). A USB Coral
+# enumerates as 1a6e:089a until the runtime loads its firmware, then as 18d1:9302: match either.
+# A PCIe/M.2 Coral is class 0880 vendor 1ac1; 0880 is not in NFD's default PCI class list.
+NFD_USB_LABELS = (
+    "feature.node.kubernetes.io/usb-ff_1a6e_089a.present",
+    "feature.node.kubernetes.io/usb-ff_18d1_9302.present",
+)
+NFD_PCIE_LABELS = ("feature.node.kubernetes.io/pci-0880_1ac1.present",)
+HOST_DEVICE_PATHS = {"usb": "/dev/bus/usb", "pcie": "/dev/apex_0"}
+
+LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
+LabelValue = Annotated[str, Field(max_length=63)]
+
+
 class AcceleratorResource(_Model):
-    name: Annotated[str, Field(max_length=253)] = "squat.ai/coral"
+    """The extended resource a device plugin publishes for the device."""
+
+    name: Annotated[str, Field(max_length=253)] = CORAL_RESOURCE
     count: Annotated[int, Field(ge=1, le=8)] = 1
 
 
-class Accelerator(_Model):
-    """Run on an accelerator node: the device-plugin resource is requested and its taint tolerated."""
+class NodeSelection(_Model):
+    """Which nodes hold the device: a preset, or your own labels (required node affinity)."""
 
+    preset: Literal["modelship", "nfd"] | None = Field(
+        default=None,
+        description="modelship (default): `modelship.io/accelerator=coral`; nfd: Node Feature Discovery's "
+        "USB (1a6e:089a or 18d1:9302) or PCI (0880_1ac1) labels, by spec.accelerator.interface.",
+    )
+    match_labels: Annotated[dict[LabelKey, LabelValue], Field(min_length=1, max_length=16)] | None = Field(
+        default=None, description="Nodes carrying all these labels; overrides the preset."
+    )
+
+
+class Accelerator(_Model):
+    """Run on the nodes that hold an Edge TPU; rollouts account for the free devices (docs/coral.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "!has(self.nodeSelection) || !(has(self.nodeSelection.preset) && "
+                "has(self.nodeSelection.matchLabels))",
+                "spec.accelerator.nodeSelection: set preset or matchLabels, not both",
+                ".nodeSelection",
+            ),
+        )
+    )
     type: Literal["coral"]
     interface: Literal["usb", "pcie"] = "usb"
+    node_selection: NodeSelection | None = None
     resource: AcceleratorResource = AcceleratorResource()
-    tolerations: Annotated[list[Toleration], Field(max_length=16)] | None = None
-    fallback: Literal["none", "cpu"] = "none"
-    host_path: bool = Field(default=False, description="Opt in to mounting the device from the host.")
+    tolerations: Annotated[list[Toleration], Field(max_length=16)] | None = Field(
+        default=None,
+        description="Default: tolerate `modelship.io/accelerator=coral:NoSchedule`; `[]` tolerates nothing.",
+    )
+    fallback: Literal["none", "cpu"] = Field(
+        default="none", description="cpu: run a revision on CPU nodes when the devices cannot hold it."
+    )
+    host_path: bool = Field(
+        default=False,
+        description="Opt in, only without a device plugin: mount /dev/bus/usb (usb) or /dev/apex_0 (pcie) "
+        "from the host into a privileged container; no resource is requested.",
+    )
+    # Not part of the pods: `modelship.revisions` leaves these out of a revision's template.
+    rollout: Literal["auto", "surge"] | None = Field(
+        default=None,
+        description="auto (default): add canary pods beside stable ones when devices are free, else "
+        "replace stable pods one at a time; surge: never replace, stop with InsufficientAccelerator.",
+    )
+    min_available: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        default=None, description="Ready pods kept serving while a device is freed (default 1)."
+    )
 
 
 _ANALYSIS_NEEDED = Rule(
@@ -509,10 +574,23 @@ _NO_RESERVED_ENV = Rule(
 )
 
 
+# CEL cannot see free devices; blue/green needs a device per pod for both colours at once, so
+# the user says so explicitly (replace mode would take devices from the colour that serves).
+_BLUE_GREEN_DEVICES = Rule(
+    "!has(self.accelerator) || !has(self.strategy) || !has(self.strategy.blueGreen) || "
+    "(has(self.accelerator.rollout) && self.accelerator.rollout == 'surge')",
+    "spec.accelerator.rollout must be surge with strategy.blueGreen: both colours hold devices at once, "
+    "so confirm the cluster has devices for both, or use strategy.canary (which can replace pods)",
+    ".accelerator",
+)
+
+
 class ModelDeploymentSpec(_Model):
     """A model served from an image digest, and how new revisions roll out."""
 
-    model_config = ConfigDict(json_schema_extra=rules(_ANALYSIS_NEEDED, _BACKGROUND_STEP, _NO_RESERVED_ENV))
+    model_config = ConfigDict(
+        json_schema_extra=rules(_ANALYSIS_NEEDED, _BACKGROUND_STEP, _NO_RESERVED_ENV, _BLUE_GREEN_DEVICES)
+    )
     model: ModelRef
     image: Image
     replicas: Annotated[int, Field(ge=0, le=1000)] = 1

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from modelship import api, gates, manifests, revisions, traffic
+from modelship import api, devices, gates, manifests, revisions, traffic
 from modelship.analysis import runs
 from modelship.analysis.verdicts import RawMeasurement
 from modelship.manifests import Manifest, Owner
@@ -59,6 +59,7 @@ class ObservedDeployment:
     available_replicas: int = 0
     minimum_available: bool = False  # the Deployment's own `Available` condition
     deadline_exceeded: bool = False  # its `Progressing` condition says ProgressDeadlineExceeded
+    placement: str | None = None  # an accelerator revision's pod-template placement annotation
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Observations:
     # What `wants` asked the shell to measure, taken at `now`: run kind -> metric -> values.
     measurements: Mapping[str, Mapping[str, RawMeasurement]] = field(default_factory=dict)
     smoke: gates.SmokeObservation | None = None
+    devices: devices.Capacity | None = None  # spec.accelerator's resource; None: not known
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ class _Plan:
     waiting: str | None = None  # why the rollout is not moving on yet (a gate still deciding)
     runs: dict[str, api.AnalysisRun] = field(default_factory=dict)  # by kind
     smoke: api.SmokeTestResult | None = None
+    device_blocked: tuple[str, str] | None = None  # (reason, message): InsufficientAccelerator
     events: list[Event] = field(default_factory=list)
 
 
@@ -294,6 +297,8 @@ def _roll(
         else:
             _walk(plan, spec, steps, observations, now, template)
 
+    if plan.mode == "canary" and plan.canary is not None:
+        _make_room(plan, spec, observations)
     if plan.mode != "canary":
         plan.canary = plan.step = plan.weight = plan.pause_start = plan.promote_full = None
         # The background analysis of a promoted canary is over; other runs stay to be read.
@@ -444,6 +449,99 @@ def _abort(
     plan.events.append(
         Event("Warning", reason, f"{message}; all traffic back to stable revision {plan.stable}, {pods}")
     )
+
+
+def _make_room(plan: _Plan, spec: api.ModelDeploymentSpec, observations: Observations) -> None:
+    """Device-aware replicas (see `modelship.devices`): the canary surges while devices are free;
+    otherwise stable pods make room one at a time, or (`rollout: surge`) the rollout stops."""
+    accelerator, observed = spec.accelerator, observations.devices
+    if accelerator is None or observed is None or not devices.counts_resource(accelerator):
+        return
+    assert plan.canary is not None
+    if _placement(plan.canary, accelerator, spec, observations) == "cpu":
+        return
+    decided = devices.plan(
+        accelerator,
+        (plan.stable_replicas, plan.canary_replicas),
+        _revision(observations.deployments.get(plan.stable)),
+        _revision(observations.deployments.get(plan.canary)),
+        observed,
+        plan.weight or 0,
+        traffic.router_for(spec).shares_one_service,
+    )
+    plan.stable_replicas, plan.canary_replicas = decided.stable, decided.canary
+    plan.device_blocked = decided.blocked
+
+
+def _revision(observed: ObservedDeployment | None) -> devices.Revision:
+    if observed is None:
+        return devices.Revision(spec=0, ready=0, settled=True)
+    settled = _current(observed) and observed.replicas <= observed.spec_replicas
+    return devices.Revision(observed.spec_replicas, observed.available_replicas, settled)
+
+
+def _placement(
+    name: str,
+    accelerator: api.Accelerator | None,
+    spec: api.ModelDeploymentSpec,
+    observations: Observations,
+) -> devices.Placement:
+    """A revision keeps the placement its Deployment was created with; a new one is decided now."""
+    observed = observations.deployments.get(name)
+    if observed is not None and observed.placement in ("device", "cpu"):
+        return "cpu" if observed.placement == "cpu" else "device"
+    if accelerator is None:
+        return "device"
+    return devices.placement(accelerator, spec.replicas, observations.devices)
+
+
+def _device_conditions(
+    spec: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    plan: _Plan,
+    on_cpu: list[str],
+    observations: Observations,
+) -> dict[str, ConditionValue]:
+    """InsufficientAccelerator, AcceleratorFallback and HostDeviceMount, once they have applied."""
+    out: dict[str, ConditionValue] = {}
+    accelerator = spec.accelerator
+    if plan.device_blocked:
+        out["InsufficientAccelerator"] = ("True", *plan.device_blocked)
+    elif _has(status, "InsufficientAccelerator"):
+        out["InsufficientAccelerator"] = ("False", "DevicesAvailable", "the rollout has the devices it needs")
+    if on_cpu and accelerator is not None:
+        known = observations.devices.describe() if observations.devices else "capacity unknown"
+        out["AcceleratorFallback"] = (
+            "True",
+            "NoFreeDevice",
+            f"revision(s) {', '.join(on_cpu)} run on CPU nodes (spec.accelerator.fallback: cpu): the devices "
+            f"cannot hold {spec.replicas} pod(s) x {accelerator.resource.count}; {known}",
+        )
+    elif _has(status, "AcceleratorFallback"):
+        out["AcceleratorFallback"] = ("False", "OnDevices", "every revision runs on the accelerator nodes")
+    if accelerator is not None and accelerator.host_path:
+        path = api.HOST_DEVICE_PATHS[accelerator.interface]
+        out["HostDeviceMount"] = (
+            "True",
+            "HostPathInUse",
+            f"spec.accelerator.hostPath: {path} is mounted from the host into a privileged container, "
+            "and the scheduler cannot count devices; install a device plugin and drop hostPath",
+        )
+    elif _has(status, "HostDeviceMount"):
+        out["HostDeviceMount"] = ("False", "DevicePlugin", "the device comes from a device plugin")
+    return out
+
+
+def _device_events(old: api.ModelDeploymentStatus, new: list[api.Condition]) -> list[Event]:
+    """A Warning each time one of the device conditions turns True."""
+    before = {c.type: c.status for c in old.conditions or []}
+    return [
+        Event("Warning", c.type if c.type != "HostDeviceMount" else c.reason, c.message)
+        for c in new
+        if c.type in ("InsufficientAccelerator", "AcceleratorFallback", "HostDeviceMount")
+        and c.status == "True"
+        and before.get(c.type) != "True"
+    ]
 
 
 def _preview(
@@ -618,12 +716,23 @@ def _finish(
     counts = f"revision {plan.stable}: {available}/{plan.stable_replicas} replicas available"
     progressing = _progressing(plan, spec, health, counts, phase, stable is not None, old_progressing)
     paused = ("True", plan.paused[0], plan.paused[1]) if plan.paused else ("False", "NotPaused", "not paused")
+    wanted = [(plan.stable, plan.stable_template, plan.stable_replicas)]
+    if plan.mode == "canary" and plan.canary:
+        wanted.append((plan.canary, template, plan.canary_replicas))
+    elif plan.mode == "aborted":
+        # Kept (at 0 once `abortScaleDownDelay` is over) so `retry` only has to scale it up.
+        aborted = observations.deployments.get(plan.target)
+        inspect = plan.abort_scale_down_at is not None and now < plan.abort_scale_down_at
+        wanted.append((plan.target, template, aborted.spec_replicas if aborted and inspect else 0))
+    placements = {name: _placement(name, t.accelerator, spec, observations) for name, t, _ in wanted}
+    on_cpu = [name for name, t, n in wanted if t.accelerator and placements[name] == "cpu" and n]
     conditions = _conditions(
         status,
         owner.generation,
         now,
         {"Available": _available(health, observed, plan.stable, counts), "Progressing": progressing}
-        | ({"Paused": paused} if plan.mode == "canary" or _has(status, "Paused") else {}),
+        | ({"Paused": paused} if plan.mode == "canary" or _has(status, "Paused") else {})
+        | _device_conditions(spec, status, plan, on_cpu, observations),
     )
     stable_selector = manifests.revision_selector(owner, plan.stable)
     canary_selector = manifests.revision_selector(owner, plan.canary) if plan.canary else stable_selector
@@ -662,15 +771,7 @@ def _finish(
         }
     )
     deadline = max(int(api.parse_duration(spec.progress_deadline).total_seconds()), 1)
-    wanted = [(plan.stable, plan.stable_template, plan.stable_replicas)]
-    if plan.mode == "canary" and plan.canary:
-        wanted.append((plan.canary, template, plan.canary_replicas))
-    elif plan.mode == "aborted":
-        # Kept (at 0 once `abortScaleDownDelay` is over) so `retry` only has to scale it up.
-        aborted = observations.deployments.get(plan.target)
-        inspect = plan.abort_scale_down_at is not None and now < plan.abort_scale_down_at
-        wanted.append((plan.target, template, aborted.spec_replicas if aborted and inspect else 0))
-    desired = [manifests.deployment(owner, name, t, n, deadline) for name, t, n in wanted]
+    desired = [manifests.deployment(owner, name, t, n, deadline, placements[name]) for name, t, n in wanted]
     desired += [
         manifests.service(owner, owner.name, {manifests.MODEL_LABEL: owner.name} if shared else active),
         manifests.service(owner, f"{owner.name}-stable", stable_selector),
@@ -680,7 +781,7 @@ def _finish(
         desired.append(manifests.service(owner, f"{owner.name}-preview", canary_selector))
     keep = {name for name, _, _ in wanted} | ({plan.scale_down} if plan.scale_down else set())
     delete = tuple(sorted(name for name in observations.deployments if name not in keep))
-    events = tuple(plan.events) + _events(status, new_status)
+    events = tuple(plan.events) + _events(status, new_status) + tuple(_device_events(status, conditions))
     return Decision(new_status, tuple(desired), delete, events, _wake_at(plan, spec))
 
 

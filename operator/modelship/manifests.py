@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelship import api
+from modelship import api, devices
 
 MODEL_LABEL = "modelship.io/model"
 REVISION_LABEL = "modelship.io/revision"
@@ -76,16 +76,17 @@ def _env(template: api.RevisionTemplate) -> list[dict[str, str]]:
     return managed + user
 
 
-def _resources(template: api.RevisionTemplate) -> dict[str, Any]:
+def _resources(template: api.RevisionTemplate, placement: devices.Placement) -> dict[str, Any]:
     out: dict[str, dict[str, Any]] = {}
     if template.resources is not None:
         for kind in ("requests", "limits"):
             values = getattr(template.resources, kind)
             if values:
                 out[kind] = {k: str(v) for k, v in values.items()}
-    if template.accelerator is not None:
+    accelerator = template.accelerator
+    if accelerator is not None and placement == "device" and devices.counts_resource(accelerator):
         # Extended resources must be requested in limits (requests default to them).
-        res = template.accelerator.resource
+        res = accelerator.resource
         out.setdefault("limits", {})[res.name] = str(res.count)
     return out
 
@@ -105,14 +106,17 @@ def deployment(
     template: api.RevisionTemplate,
     replicas: int,
     progress_deadline_seconds: int = 600,
+    placement: devices.Placement = "device",
 ) -> Manifest:
+    """A revision's Deployment; `placement` says whether an accelerator revision runs on the
+    device nodes or (spec.accelerator.fallback: cpu) on CPU nodes."""
     labels = revision_selector(owner, revision)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": template.image,
         "ports": [{"name": PORT_NAME, "containerPort": template.port, "protocol": "TCP"}],
         "env": _env(template),
-        "resources": _resources(template),
+        "resources": _resources(template, placement),
         # Loading a model can take a while: the startup probe holds liveness off for up to 5 minutes.
         "startupProbe": _probe(LIVENESS_PATH, period=5, failures=60),
         "livenessProbe": _probe(LIVENESS_PATH, period=10, failures=3),
@@ -131,8 +135,11 @@ def deployment(
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],  # writable scratch under a read-only root
     }
-    if template.accelerator is not None and template.accelerator.tolerations:
-        pod_spec["tolerations"] = [api.dump(t) for t in template.accelerator.tolerations]
+    template_meta: dict[str, Any] = {"labels": {**MANAGED_BY, **labels}}
+    if template.accelerator is not None:
+        template_meta["annotations"] = {devices.PLACEMENT_ANNOTATION: placement}
+        if placement == "device":
+            _place_on_device(pod_spec, container, template.accelerator)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -141,9 +148,40 @@ def deployment(
             "replicas": replicas,
             "progressDeadlineSeconds": progress_deadline_seconds,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": {**MANAGED_BY, **labels}}, "spec": pod_spec},
+            "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
+
+
+def _place_on_device(
+    pod_spec: dict[str, Any], container: dict[str, Any], accelerator: api.Accelerator
+) -> None:
+    """Required node affinity to the device nodes, their taint tolerated, and (opt-in) the host device."""
+    terms = [
+        {"matchExpressions": [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(term.items())]}
+        for term in devices.node_terms(accelerator)
+    ]
+    pod_spec["affinity"] = {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}
+    }
+    tolerations = devices.tolerations(accelerator)
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if accelerator.host_path:
+        path = api.HOST_DEVICE_PATHS[accelerator.interface]
+        kind = "Directory" if accelerator.interface == "usb" else "CharDevice"
+        pod_spec["volumes"].append({"name": "edgetpu", "hostPath": {"path": path, "type": kind}})
+        container["volumeMounts"].append({"name": "edgetpu", "mountPath": path})
+        # Without a device plugin nothing adds the device to the container's device cgroup, so
+        # opening it fails unless the container is privileged; that is the least that works.
+        # It still runs as non-root with a read-only root filesystem. Privileged containers may
+        # escalate, and the API server refuses allowPrivilegeEscalation: false with privileged.
+        container["securityContext"] = {
+            "privileged": True,
+            "allowPrivilegeEscalation": True,
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+        }
 
 
 def service(owner: Owner, name: str, selector: dict[str, str]) -> Manifest:

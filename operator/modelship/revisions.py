@@ -25,7 +25,12 @@ def template_of(spec: api.ModelDeploymentSpec) -> api.RevisionTemplate:
         port=spec.port,
         resources=spec.resources,
         env=spec.env,
-        accelerator=spec.accelerator,
+        # How a rollout treats devices is not part of the pods: changing it makes no new revision.
+        accelerator=(
+            spec.accelerator.model_copy(update={"rollout": None, "min_available": None})
+            if spec.accelerator
+            else None
+        ),
     )
 
 

@@ -43,6 +43,14 @@ def analysis(*metrics: dict[str, Any]) -> Edit:
     return put("spec.analysis", {"metrics": list(metrics)})
 
 
+def edits(*each: Edit) -> Edit:
+    def edit(md: dict[str, Any]) -> None:
+        for one in each:
+            one(md)
+
+    return edit
+
+
 def drop(path: str) -> Edit:
     def edit(md: dict[str, Any]) -> None:
         *parents, last = path.split(".")
@@ -192,6 +200,54 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "Unsupported value",
     ),
     (
+        "accelerator-preset-unknown",
+        put("spec.accelerator", {"type": "coral", "nodeSelection": {"preset": "gfd"}}),
+        "spec.accelerator.nodeSelection.preset",
+        "Unsupported value",
+    ),
+    (
+        "accelerator-preset-and-labels",
+        put(
+            "spec.accelerator",
+            {"type": "coral", "nodeSelection": {"preset": "nfd", "matchLabels": {"edge": "true"}}},
+        ),
+        "spec.accelerator.nodeSelection",
+        "set preset or matchLabels, not both",
+    ),
+    (
+        "accelerator-rollout-unknown",
+        put("spec.accelerator", {"type": "coral", "rollout": "replace-all"}),
+        "spec.accelerator.rollout",
+        "Unsupported value",
+    ),
+    (
+        "accelerator-min-available-zero",
+        put("spec.accelerator", {"type": "coral", "minAvailable": 0}),
+        "spec.accelerator.minAvailable",
+        "should be greater than or equal to 1",
+    ),
+    (
+        "accelerator-count-too-high",
+        put("spec.accelerator", {"type": "coral", "resource": {"count": 9}}),
+        "spec.accelerator.resource.count",
+        "should be less than or equal to 8",
+    ),
+    (
+        "blue-green-devices-unconfirmed",
+        edits(put("spec.strategy", {"blueGreen": {}}), put("spec.accelerator", {"type": "coral"})),
+        "spec.accelerator",
+        "must be surge with strategy.blueGreen",
+    ),
+    (
+        "blue-green-devices-auto",
+        edits(
+            put("spec.strategy", {"blueGreen": {}}),
+            put("spec.accelerator", {"type": "coral", "rollout": "auto"}),
+        ),
+        "spec.accelerator",
+        "must be surge with strategy.blueGreen",
+    ),
+    (
         "smoke-test-lengths",
         put("spec.smokeTest", {"inputs": [[1.0], [2.0]], "expected": [[1.0]]}),
         "spec.smokeTest.expected",
@@ -270,3 +326,13 @@ def test_weights_may_drop_after_a_pause_or_an_analysis(
         "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1m"}}, {"setWeight": 10}]}
     }
     create_md(kube, namespace, manifest)
+
+
+def test_blue_green_on_devices_is_admitted_when_surge_is_confirmed(
+    kube: Kube, namespace: str, crd_installed: None
+) -> None:
+    manifest = example("basic.yaml")
+    manifest["spec"]["strategy"] = {"blueGreen": {}}
+    manifest["spec"]["accelerator"] = {"type": "coral", "rollout": "surge"}
+    created = create_md(kube, namespace, manifest)
+    assert created["spec"]["accelerator"]["rollout"] == "surge"

@@ -234,6 +234,8 @@ def test_cluster_rbac_allows_what_the_operator_needs_and_nothing_more(
         ("patch", "httproutes", "gateway.networking.k8s.io", elsewhere, None),
         ("create", "events", "", elsewhere, None),
         ("patch", "clusterkopfpeerings", "kopf.dev", None, None),
+        ("list", "nodes", "", None, None),  # free Coral devices (docs/coral.md)
+        ("list", "pods", "", None, None),
     ]
     for verb, resource, group, ns, sub in allowed:
         assert can(api_client, user, verb, resource, group, ns, sub), (verb, resource, ns, sub)
@@ -244,6 +246,8 @@ def test_cluster_rbac_allows_what_the_operator_needs_and_nothing_more(
         ("create", "clusterrolebindings", "rbac.authorization.k8s.io", None, None),
         ("patch", "roles", "rbac.authorization.k8s.io", namespace, None),
         ("create", "pods", "", namespace, None),
+        ("get", "pods", "", namespace, "log"),
+        ("patch", "nodes", "", None, None),
         ("delete", "modeldeployments", "modelship.io", namespace, None),
     ]
     for verb, resource, group, ns, sub in denied:
@@ -260,6 +264,7 @@ def test_namespaced_rbac_has_no_cluster_scope(
     assert not can(api_client, user, "watch", "modeldeployments", "modelship.io", None)
     assert not can(api_client, user, "watch", "modeldeployments", "modelship.io", "default")
     assert not can(api_client, user, "list", "namespaces", "", None)
+    assert not can(api_client, user, "list", "nodes", "", None)
     rendered = render(cluster, namespace, "--set", "namespaced=true")
     assert not [d for d in rendered if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     assert [d["kind"] for d in rendered].count("Role") == 1

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from modelship import api, engine, manifests, metrics
+from modelship import api, devices, engine, manifests, metrics
 from modelship.analysis import measure
 from modelship.analysis.verdicts import RawMeasurement
 from modelship.kube import routes, smoke
@@ -77,7 +77,38 @@ def observe_deployment(obj: dict[str, Any]) -> engine.ObservedDeployment:
         available_replicas=status.get("availableReplicas", 0),
         minimum_available=conditions.get("Available", {}).get("status") == "True",
         deadline_exceeded=conditions.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded",
+        placement=((spec.get("template") or {}).get("metadata") or {})
+        .get("annotations", {})
+        .get(devices.PLACEMENT_ANNOTATION),
     )
+
+
+def observe_devices(
+    kube: Kube, owner: manifests.Owner, spec: api.ModelDeploymentSpec
+) -> devices.Capacity | None:
+    """The accelerator resource on the nodes that hold the device: None when there is no
+    accelerator, nothing counts the device (hostPath), or the operator may not list nodes and
+    pods cluster-wide (namespaced installs): rollouts then surge as plain Deployments do."""
+    accelerator = spec.accelerator
+    if accelerator is None or not devices.counts_resource(accelerator):
+        return None
+    terms = devices.node_terms(accelerator)
+    try:
+        found: dict[str, dict[str, Any]] = {}
+        for term in terms:
+            selector = ",".join(f"{k}={v}" for k, v in sorted(term.items()))
+            for node in kube.request("GET", "/api/v1/nodes", query={"labelSelector": selector})["items"]:
+                found[node["metadata"]["name"]] = node
+        pods: list[dict[str, Any]] = []
+        for name in sorted(found):
+            query = {"fieldSelector": f"spec.nodeName={name},status.phase!=Succeeded,status.phase!=Failed"}
+            pods += kube.request("GET", "/api/v1/pods", query=query)["items"]
+    except KubeError as err:
+        if err.status == 403:
+            return None
+        raise
+    model = (owner.namespace, {manifests.MODEL_LABEL: owner.name})
+    return devices.capacity(found.values(), pods, terms, accelerator.resource.name, model)
 
 
 def owned_by(obj: dict[str, Any], uid: str) -> bool:
@@ -137,9 +168,8 @@ class Reconciler:
             if owned_by(obj, owner.uid)
         }
         now = self.clock()
-        observations = self._observe(
-            owner, spec, status, engine.Observations(owner, deployments), now, logger
-        )
+        observed = engine.Observations(owner, deployments, devices=observe_devices(self.kube, owner, spec))
+        observations = self._observe(owner, spec, status, observed, now, logger)
         decision = engine.decide(spec, status, observations, now)
 
         # Status first, with the resourceVersion we decided on: a manual command
