@@ -15,7 +15,8 @@ TEST_DEPS :=      # targets `make test` runs before pytest (e.g. Dockerfile lint
 -include serving-image/serving.mk
 -include hack/localworld/localworld.mk
 
-.PHONY: help venv cluster-bins lint typecheck test test-unit cluster-up clean chart-crds operator-lock lint-operator-image
+.PHONY: help venv cluster-bins lint typecheck test test-unit cluster-up clean chart-crds operator-lock lint-operator-image \
+	bench bench-rollback
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -48,6 +49,11 @@ test: lint typecheck lint-operator-image $(TEST_DEPS) cluster-bins  ## everythin
 
 cluster-up: cluster-bins  ## start a local cluster in the foreground (Ctrl-C tears it down)
 	PYTHONPATH=hack $(PY) -m devcluster up
+
+bench-rollback: cluster-bins prometheus  ## time from a bad canary's first request to weight 0 -> bench/results/rollback.json
+	$(PY) bench/rollback.py --out bench/results/rollback.json
+
+bench: bench-serving bench-rollback  ## every benchmark; results in bench/results/
 
 lint-operator-image: $(STAMP)  ## hadolint the operator's Dockerfile (any finding fails)
 	$(VENV)/bin/hadolint --failure-threshold info operator/Dockerfile
