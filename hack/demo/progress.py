@@ -50,6 +50,20 @@ def combine(
     return out
 
 
+def describe_steps(steps: list[dict[str, Any]]) -> str:
+    """Canary steps as the demo announces them: `20% -> pause 4s -> 50% -> analysis`."""
+    out = []
+    for step in steps:
+        if "setWeight" in step:
+            out.append(f"{step['setWeight']}%")
+        elif "pause" in step:
+            duration = (step["pause"] or {}).get("duration")
+            out.append(f"pause {duration}" if duration else "pause")
+        else:
+            out.append(next(iter(step), "?"))
+    return " -> ".join(out)
+
+
 def _revision(name: str, stats: RevisionStats | None) -> str:
     if stats is None or stats.rate is None:
         return f"{name} no traffic"

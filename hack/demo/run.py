@@ -131,7 +131,8 @@ def play(
     settings: Settings,
     out: Print,
 ) -> progress.ActResult:
-    out(f"\nact {act.number}: {act.title}: {act.from_image} -> {act.to_image}, steps {act.steps}")
+    steps = progress.describe_steps(act.steps)
+    out(f"\nact {act.number}: {act.title}: {act.from_image} -> {act.to_image}: {steps}")
     before = load.summary()
     started = time.monotonic()
     spec: dict[str, Any] = {

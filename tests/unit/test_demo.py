@@ -68,6 +68,13 @@ def test_acts_are_valid_model_deployments_and_the_bad_one_is_judged_by_the_built
     assert any(s.analysis is not None for s in spec.strategy.canary.steps)  # type: ignore[union-attr]
 
 
+def test_steps_are_announced_compactly() -> None:
+    good, bad = acts(Settings(acts=2, step_seconds=4))
+    assert progress.describe_steps(good.steps) == "20% -> pause 4s -> 50% -> pause 4s -> 80% -> pause 4s"
+    assert progress.describe_steps(bad.steps) == "20% -> pause 4s -> analysis -> 50% -> pause 4s -> analysis"
+    assert progress.describe_steps([{"pause": {}}]) == "pause"
+
+
 def test_vectors_drop_no_data_and_combine_into_per_revision_stats() -> None:
     def sample(rev: str, value: str) -> dict[str, object]:
         return {"metric": {"revision": rev}, "value": [0, value]}
