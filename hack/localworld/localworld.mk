@@ -14,3 +14,10 @@ prometheus:  ## install Prometheus (Debian's package) for the local world, if mi
 	$$SUDO apt-get install -y --no-install-recommends prometheus \
 		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends prometheus; }
 	/usr/bin/prometheus --version | head -1
+
+.PHONY: demo
+
+# Installs what it needs (each step a no-op when done), then runs the demo in the foreground;
+# Ctrl-C tears everything down. Knobs: DEMO_ACTS, DEMO_BAD, DEMO_STEP_SECONDS, ... (docs/local-world.md).
+demo: $(STAMP) prometheus cluster-bins  ## local cluster + world + operator: roll the demo model v1 -> v2 under load
+	PYTHONPATH=hack exec $(PY) -m demo

@@ -9,6 +9,12 @@ When the pod is being deleted (or is gone) the process gets SIGTERM at once, the
 after the grace period (waited for aside, so the watch keeps going).
 Processes are not restarted after they exit: the pod stays not Ready, which is what a
 crash-looping container looks like to everything that reads Ready.
+
+KWOK hands a deleted pod's IP to the next pod at once, while the deleted pod's process may
+still be shutting down on that address. A new process there would fail to bind (and the old
+one would answer its readiness probes), so the runner starts a pod only once no other
+process of its holds the pod's address and port; until then the pod waits, retried on
+every probe tick.
 """
 
 from __future__ import annotations
@@ -56,6 +62,14 @@ class Running:
     exit_reported: bool = False
 
 
+def address_taken(address: str, port: int, uid: str, processes: list[tuple[str, Running]]) -> bool:
+    """Whether a live process of another pod (running or shutting down) holds address:port."""
+    return any(
+        other != uid and run.address == address and run.port == port and run.process.poll() is None
+        for other, run in processes
+    )
+
+
 def _env_of(container: dict[str, Any], pod: dict[str, Any]) -> dict[str, str]:
     """The container's env: literal values, and the downward-API fields a modelserver may use."""
     fields = {
@@ -98,6 +112,11 @@ class PodRunner:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _reapers: list[threading.Thread] = field(default_factory=list)
+    _stopping: dict[str, Running] = field(default_factory=dict)  # by pod uid, until the process exits
+    _waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # pods whose address is still taken
+    _launching: threading.Lock = field(
+        default_factory=threading.Lock
+    )  # the watch and probe threads both launch
     _watch: watch.Watch | None = None
 
     @property
@@ -210,9 +229,22 @@ class PodRunner:
     # -- processes -----------------------------------------------------------
 
     def _launch(self, pod: dict[str, Any], container: dict[str, Any], image: Image) -> None:
+        with self._launching:
+            self._launch_once(pod, container, image)
+
+    def _launch_once(self, pod: dict[str, Any], container: dict[str, Any], image: Image) -> None:
         meta = pod["metadata"]
         address = loopback(pod["status"]["podIP"])
         env = process_env(image, container, pod, address)
+        with self._lock:
+            if meta["uid"] in self.running:
+                self._waiting.pop(meta["uid"], None)
+                return
+            holders = [*self.running.items(), *self._stopping.items()]
+            if address_taken(address, int(env["PORT"]), meta["uid"], holders):
+                self._waiting[meta["uid"]] = pod  # the probe loop retries
+                return
+            self._waiting.pop(meta["uid"], None)
         logfile = (self.log_dir / f"{meta['namespace']}_{meta['name']}.log").open("ab")
         process = subprocess.Popen(
             [self.python, "-m", "modelserver"],
@@ -244,7 +276,10 @@ class PodRunner:
 
     def _kill(self, uid: str) -> None:
         with self._lock:
+            self._waiting.pop(uid, None)
             run = self.running.pop(uid, None)
+            if run is not None:
+                self._stopping[uid] = run
         if run is None:
             return
         if run.process.poll() is None:
@@ -263,12 +298,20 @@ class PodRunner:
         except subprocess.TimeoutExpired:
             run.process.kill()
             run.process.wait()
+        with self._lock:
+            self._stopping = {uid: r for uid, r in self._stopping.items() if r is not run}
         log.info("stopped %s/%s (pid %s)", run.namespace, run.name, run.process.pid)
 
     # -- readiness -----------------------------------------------------------
 
     def _probe_loop(self) -> None:
         while not self._stop.wait(self.probe_period):
+            with self._lock:
+                waiting = list(self._waiting.values())
+            for pod in waiting:
+                known = self._known_container(pod)
+                if known is not None:
+                    self._launch(pod, *known)
             with self._lock:
                 runs = list(self.running.values())
             for run in runs:

@@ -256,3 +256,23 @@ def test_only_post_feedback_naming_a_request_id_is_routed_by_affinity() -> None:
     assert router.feedback_request_id("GET", "/feedback", body) is None
     assert router.feedback_request_id("POST", "/feedback", b"not json") is None
     assert router.feedback_request_id("POST", "/feedback", b'{"request_id": 7}') is None
+
+
+def test_an_address_is_taken_while_another_pods_process_lives_there() -> None:
+    import subprocess
+    import sys
+
+    from localworld.podrunner import Running, address_taken
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        old = Running("ns", "old", "c", "img", "127.130.0.1", 8080, proc, "2026-01-01T00:00:00Z")
+        holders = [("old-uid", old)]
+        assert address_taken("127.130.0.1", 8080, "new-uid", holders)  # KWOK reused the IP
+        assert not address_taken("127.130.0.1", 8080, "old-uid", holders)  # its own address
+        assert not address_taken("127.130.0.1", 9090, "new-uid", holders)
+        assert not address_taken("127.130.0.2", 8080, "new-uid", holders)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not address_taken("127.130.0.1", 8080, "new-uid", holders)  # exited: free again

@@ -1,0 +1,249 @@
+"""The demo's shell: start everything, play the acts, print progress, tear everything down.
+
+Everything started is stopped in reverse order on success, on error and on SIGINT/SIGTERM
+(the handlers turn both into an exception, so the same cleanup runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
+
+from kubernetes import client, config
+
+from demo import progress
+from demo.acts import FIRST, NAME, Act, acts
+from demo.settings import Settings
+from devcluster.cluster import LocalCluster
+from loadgen import Load
+from loadgen.mix import holdout_samples
+from localworld.catalogue import Catalogue, UnknownImage
+from localworld.prometheus import Prometheus
+from localworld.rollouts import ModelDeployments, OperatorProcess, install_crd, model_deployment, model_spec
+from localworld.world import LocalWorld
+
+NAMESPACE = "modelship-demo"
+LOAD_BOUND_SECONDS = 6 * 3600  # the load's own time bound; the demo stops it long before
+FEEDBACK_RATIO = 0.5
+TERMINAL = ("Healthy", "RolledBack", "Degraded")
+Print = Callable[[str], None]
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: stop, and clean up like after any other end.
+
+    A BaseException, like KeyboardInterrupt, so no `except Exception` on the way swallows it."""
+
+
+def _raise(sig: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(sig).name)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """While tearing down: a second Ctrl-C must not leave half the processes running."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def live_stats(prometheus: Prometheus, namespace: str) -> dict[str, progress.RevisionStats]:
+    """Each revision's request rate, error ratio, p99 and accuracy over the last seconds."""
+    sel = f'namespace="{namespace}", route="/predict"'
+    window = "[8s]"  # four 2 s scrapes: recent enough to see a step, enough points for rate()
+
+    def q(promql: str) -> dict[str, float]:
+        return progress.vector(prometheus.query(promql))
+
+    try:
+        return progress.combine(
+            rates=q(f"sum by (revision) (rate(modelserver_requests_total{{{sel}}}{window}))"),
+            errors=q(f'sum by (revision) (rate(modelserver_requests_total{{{sel}, code=~"5.."}}{window}))'),
+            p99s=q(
+                "histogram_quantile(0.99, sum by (revision, le) "
+                f"(rate(modelserver_request_duration_seconds_bucket{{{sel}}}{window})))"
+            ),
+            correct=q(
+                f'sum by (revision) (increase(modelserver_feedback_total{{namespace="{namespace}", '
+                'outcome="correct"}[30s]))'
+            ),
+            scored=q(
+                f'sum by (revision) (increase(modelserver_feedback_total{{namespace="{namespace}"}}[30s]))'
+            ),
+        )
+    except (OSError, RuntimeError):  # a scrape hiccup must not end the demo; the next line has data
+        return {}
+
+
+class RevisionImages:
+    """Revision (Deployment) name -> the catalogue image name it runs, looked up once each."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, catalogue: Catalogue) -> None:
+        self.apps = client.AppsV1Api(api)
+        self.namespace, self.catalogue = namespace, catalogue
+        self.known: dict[str, str] = {}
+
+    def __call__(self, revisions: list[str]) -> dict[str, str]:
+        for rev in revisions:
+            if rev in self.known:
+                continue
+            try:
+                deployment = self.apps.read_namespaced_deployment(rev, self.namespace)
+                ref = deployment.spec.template.spec.containers[0].image  # type: ignore[union-attr]
+                self.known[rev] = self.catalogue.resolve(str(ref)).name
+            except (client.ApiException, UnknownImage):
+                pass
+        return dict(self.known)
+
+
+def _analysis_pending(status: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Paused" and c.get("status") == "True" and c.get("reason") == "AnalysisPending"
+        for c in status.get("conditions") or []
+    )
+
+
+def play(
+    act: Act,
+    mds: ModelDeployments,
+    catalogue: Catalogue,
+    images: RevisionImages,
+    prometheus: Prometheus,
+    load: Load,
+    settings: Settings,
+    out: Print,
+) -> progress.ActResult:
+    steps = progress.describe_steps(act.steps)
+    out(f"\nact {act.number}: {act.title}: {act.from_image} -> {act.to_image}: {steps}")
+    before = load.summary()
+    started = time.monotonic()
+    spec: dict[str, Any] = {
+        **model_spec(catalogue.by_name(act.to_image), act.to_image, NAME),
+        "strategy": {"canary": {"steps": act.steps, "scaleDownDelay": "5s"}},
+    }
+    if act.analysis is not None:
+        spec["analysis"] = act.analysis
+    generation = int(mds.patch(NAME, spec)["metadata"]["generation"])
+    status: dict[str, Any] = {}
+    stable_image: str | None = None
+    while time.monotonic() - started < settings.act_timeout:
+        time.sleep(settings.interval)
+        status = mds.status(NAME)
+        stats = live_stats(prometheus, mds.namespace)
+        revisions = [r for r in (status.get("stableRevision"), status.get("canaryRevision")) if r]
+        names = images([*revisions, *stats])
+        stable_image = names.get(status.get("stableRevision") or "")
+        out(progress.progress_line(time.monotonic() - started, act, status, names, stats))
+        current = int(status.get("observedGeneration") or 0) >= generation
+        if current and status.get("phase") in TERMINAL and not status.get("canaryRevision"):
+            break
+        if current and _analysis_pending(status):
+            out(
+                "  the rollout waits at an analysis step (AnalysisPending): this operator build does not "
+                "run analysis yet; ending the act"
+            )
+            break
+    else:
+        out(f"  act {act.number} did not finish within {settings.act_timeout:.0f}s (DEMO_ACT_TIMEOUT)")
+    after = load.summary()
+    return progress.ActResult(
+        act,
+        phase=str(status.get("phase") or "Pending"),
+        seconds=time.monotonic() - started,
+        stable_image=stable_image,
+        requests=after.requests - before.requests,
+        errors=after.errors - before.errors,
+    )
+
+
+def run(settings: Settings, out: Print = print) -> int:
+    """0 when every act ended as expected, 1 when one did not, 130 when interrupted."""
+    planned = acts(settings)
+    results: list[progress.ActResult] = []
+    cleanup = contextlib.ExitStack()
+    cluster: LocalCluster | None = None
+    code = 1
+    try:
+        with signals_interrupt():
+            out("finding (or building) the local control plane's binaries ...")
+            cluster = LocalCluster.create()
+            cleanup.callback(cluster.stop)
+            out(f"starting the local cluster (state and logs: {cluster.state_dir}) ...")
+            cluster.start()
+            api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+            out("starting the local world: demo models, pod runner, Prometheus ...")
+            world = LocalWorld(api, cluster.state_dir / "localworld", demo_models=True)
+            cleanup.callback(world.stop)
+            world.start()
+            out(f"Prometheus: {world.prometheus.url}")
+            install_crd(api)
+            client.CoreV1Api(api).create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
+            )
+            operator = OperatorProcess(
+                cluster.env, cluster.state_dir / "operator.log", namespaces=[NAMESPACE]
+            )
+            cleanup.callback(operator.stop)
+            operator.start()
+            out(f"operator running (log: {operator.log_path})")
+            mds = ModelDeployments(api, NAMESPACE)
+            first = world.catalogue.by_name(FIRST)
+            mds.create(model_deployment(NAME, first, FIRST, planned[0].steps, replicas=settings.replicas))
+            out(f"ModelDeployment {NAMESPACE}/{NAME} on {FIRST} ({first.ref}); waiting for Healthy ...")
+            mds.wait_phase(NAME, "Healthy", timeout=settings.act_timeout)
+            router = world.router(NAMESPACE, NAME)
+            load = Load(
+                f"{router.url}/predict",
+                holdout_samples(),
+                rate=settings.rate,
+                duration=LOAD_BOUND_SECONDS,
+                feedback_ratio=FEEDBACK_RATIO,
+            )
+            cleanup.callback(load.stop)
+            load.start()
+            out(
+                f"load: {settings.rate:g} requests/s through the router at {router.url} "
+                f"(HTTPRoute {NAME}), feedback for {FEEDBACK_RATIO:.0%}"
+            )
+            images = RevisionImages(api, NAMESPACE, world.catalogue)
+            for act in planned:
+                results.append(play(act, mds, world.catalogue, images, world.prometheus, load, settings, out))
+            final = load.stop()
+            out("\nload: " + "\n      ".join(final.lines()))
+            code = 0 if all(r.as_expected for r in results) and len(results) == len(planned) else 1
+    except Interrupted as sig:
+        out(f"\n{sig}: stopping")
+        code = 130
+    except Exception as err:  # report, then tear down like any other end
+        out(f"\ndemo failed: {type(err).__name__}: {err}")
+        if cluster is not None:
+            cluster.keep_state = True  # the logs explain the failure
+            out(f"logs kept in {cluster.state_dir}")
+        code = 1
+    finally:
+        with signals_ignored():
+            out("tearing down: load, router, Prometheus, serving processes, operator, cluster ...")
+            cleanup.close()
+            out("torn down")
+    for line in progress.summary_lines(results, len(planned)):
+        out(line)
+    sys.stdout.flush()
+    return code

@@ -1,0 +1,90 @@
+"""`python -m demo` (what `make demo` runs) end to end: act 1 with short steps, and a Ctrl-C.
+
+Each run starts its own cluster and world; afterwards no process may still mention the run's
+state directory (in its command line or environment: cluster components, Prometheus, the
+operator and every model server process all do while they run)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+STATE = re.compile(r"state and logs: (\S+)\)")
+
+
+def demo(**env: str) -> subprocess.Popen[str]:
+    full = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "hack"),
+        "DEMO_STEP_SECONDS": "3",
+        "DEMO_INTERVAL": "1",
+        **env,
+    }
+    full.pop("KUBECONFIG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "demo"], env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    needle = text.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes() or needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def state_dir(output: str) -> str:
+    match = STATE.search(output)
+    assert match, output
+    return match.group(1)
+
+
+def test_act_1_rolls_v1_to_v2_prints_progress_and_a_summary_and_leaves_nothing_running() -> None:
+    proc = demo()
+    output, _ = proc.communicate(timeout=540)
+    assert proc.returncode == 0, output
+    assert re.search(r"act 1 +step +\d/6 +canary +20%", output), output
+    assert re.search(r"\| +v1 +\d+\.\d/s err +\d+\.\d% p99 +\d+ms", output), output
+    assert "act 1: a good rollout: v1 -> v2: Healthy in" in output
+    assert "v2 serves all traffic; as expected" in output
+    assert "1/1 acts ended as expected" in output
+    assert "torn down" in output
+    state = state_dir(output)
+    assert processes_mentioning(state) == []
+    assert not Path(state).exists()
+
+
+def test_ctrl_c_in_the_middle_tears_everything_down() -> None:
+    proc = demo(DEMO_STEP_SECONDS="60")
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        lines.append(line)
+        if "canary  20%" in line or time.monotonic() > deadline:
+            break
+    state = state_dir("".join(lines))
+    assert processes_mentioning(state), "the demo should be running now"
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(lines) + rest
+    assert proc.returncode == 130, output
+    assert "SIGINT: stopping" in output and "torn down" in output
+    assert "stopped after 0 of 1 acts" in output
+    assert processes_mentioning(state) == []
