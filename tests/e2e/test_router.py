@@ -61,7 +61,16 @@ def wait_routable(api_client: client.ApiClient, namespace: str, counts: dict[str
             for name, n in counts.items()
         )
 
-    eventually(f"ready endpoints {counts}", routable, timeout=120)
+    try:
+        eventually(f"ready endpoints {counts}", routable, timeout=120)
+    except TimeoutError as err:  # say which pod is stuck where (a flake seen on a busy machine)
+        report = [
+            f"{p.metadata.name} ip={p.status.pod_ip} phase={p.status.phase} ready={is_ready(p)} "
+            f"containers={[(c.ready, c.state.to_dict()) for c in p.status.container_statuses or []]}"
+            for name in counts
+            for p in pods(core, namespace, name)
+        ]
+        raise TimeoutError("\n".join([str(err), *report])) from None
 
 
 def test_weight_20_route_under_steady_load_splits_20_percent_and_prometheus_agrees(
