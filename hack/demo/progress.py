@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from demo.acts import Act
@@ -105,10 +105,23 @@ class ActResult:
     stable_image: str | None  # which image serves all traffic at the end
     requests: int  # through the router during the act
     errors: int
+    verdicts: list[str] = field(default_factory=list)  # analysis's last verdicts, the abort reason
+    rollback_seconds: float | None = None  # a bad act: its first canary request -> canary weight 0
 
     @property
     def as_expected(self) -> bool:
         return self.phase == self.act.expect and self.stable_image == self.act.expected_stable
+
+
+def act_end_lines(result: ActResult) -> list[str]:
+    """Printed when an act ends: the verdicts, and how long the bad canary served users."""
+    lines = [f"  {v}" for v in result.verdicts]
+    if result.rollback_seconds is not None:
+        lines.append(
+            f"  rolled back {result.rollback_seconds:.1f}s after the canary's first request "
+            "(first bad request -> canary weight 0)"
+        )
+    return lines
 
 
 def summary_lines(results: list[ActResult], planned: int) -> list[str]:
@@ -120,6 +133,10 @@ def summary_lines(results: list[ActResult], planned: int) -> list[str]:
             f"{r.phase} in {r.seconds:.0f}s, {r.stable_image or 'nothing'} serves all traffic; {verdict}"
         )
         lines.append(f"         {r.requests} requests through the router, {r.errors} failed")
+        if r.rollback_seconds is not None:
+            lines.append(
+                f"         the bad canary served users for {r.rollback_seconds:.1f}s before its weight was 0"
+            )
     good = sum(r.as_expected for r in results)
     if len(results) < planned:
         lines.append(f"  stopped after {len(results)} of {planned} acts")

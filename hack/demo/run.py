@@ -25,6 +25,7 @@ from loadgen.mix import holdout_samples
 from localworld.catalogue import Catalogue, UnknownImage
 from localworld.prometheus import Prometheus
 from localworld.rollouts import ModelDeployments, OperatorProcess, install_crd, model_deployment, model_spec
+from localworld.router import Router
 from localworld.world import LocalWorld
 
 NAMESPACE = "modelship-demo"
@@ -114,11 +115,20 @@ class RevisionImages:
         return dict(self.known)
 
 
-def _analysis_pending(status: dict[str, Any]) -> bool:
-    return any(
-        c.get("type") == "Paused" and c.get("status") == "True" and c.get("reason") == "AnalysisPending"
-        for c in status.get("conditions") or []
+def verdicts(status: dict[str, Any]) -> list[str]:
+    """What analysis measured last, per metric, and how the rollout ended (for the act's end)."""
+    lines = []
+    for run in status.get("analysis") or []:
+        for metric in run.get("metrics") or []:
+            last = (metric.get("measurements") or [{}])[-1]
+            if last:
+                lines.append(f"{run['kind']} analysis: {last.get('verdict')}: {last.get('message')}")
+    progressing: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
     )
+    if progressing.get("reason") in ("AnalysisFailed", "AnalysisError", "SmokeTestFailed"):
+        lines.append(f"{progressing['reason']}: {progressing.get('message', '')}")
+    return lines
 
 
 def play(
@@ -128,6 +138,7 @@ def play(
     images: RevisionImages,
     prometheus: Prometheus,
     load: Load,
+    router: Router,
     settings: Settings,
     out: Print,
 ) -> progress.ActResult:
@@ -144,9 +155,23 @@ def play(
     generation = int(mds.patch(NAME, spec)["metadata"]["generation"])
     status: dict[str, Any] = {}
     stable_image: str | None = None
+    canary = f"{NAME}-canary"
+    served_before = router.by_backend.get(canary, 0)
+    first_canary: float | None = None  # when the router forwarded the act's first canary request
+    weight_zero: float | None = None  # when the canary's weight went back to 0 after that
+    next_line = started
     while time.monotonic() - started < settings.act_timeout:
-        time.sleep(settings.interval)
+        # Poll often (to time the rollback), print a line every DEMO_INTERVAL seconds.
+        time.sleep(0.2)
         status = mds.status(NAME)
+        now = time.monotonic()
+        if first_canary is None and router.by_backend.get(canary, 0) > served_before:
+            first_canary = now
+        if first_canary is not None and weight_zero is None and not status.get("canaryWeight"):
+            weight_zero = now
+        if now < next_line and not (status.get("phase") in TERMINAL and not status.get("canaryRevision")):
+            continue
+        next_line = now + settings.interval
         stats = live_stats(prometheus, mds.namespace)
         revisions = [r for r in (status.get("stableRevision"), status.get("canaryRevision")) if r]
         names = images([*revisions, *stats])
@@ -155,23 +180,25 @@ def play(
         current = int(status.get("observedGeneration") or 0) >= generation
         if current and status.get("phase") in TERMINAL and not status.get("canaryRevision"):
             break
-        if current and _analysis_pending(status):
-            out(
-                "  the rollout waits at an analysis step (AnalysisPending): this operator build does not "
-                "run analysis yet; ending the act"
-            )
-            break
     else:
         out(f"  act {act.number} did not finish within {settings.act_timeout:.0f}s (DEMO_ACT_TIMEOUT)")
     after = load.summary()
-    return progress.ActResult(
+    rollback = None
+    if act.expect != "Healthy" and first_canary is not None and weight_zero is not None:
+        rollback = weight_zero - first_canary
+    result = progress.ActResult(
         act,
         phase=str(status.get("phase") or "Pending"),
         seconds=time.monotonic() - started,
         stable_image=stable_image,
         requests=after.requests - before.requests,
         errors=after.errors - before.errors,
+        verdicts=verdicts(status),
+        rollback_seconds=rollback,
     )
+    for line in progress.act_end_lines(result):
+        out(line)
+    return result
 
 
 def run(settings: Settings, out: Print = print) -> int:
@@ -199,7 +226,10 @@ def run(settings: Settings, out: Print = print) -> int:
                 client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
             )
             operator = OperatorProcess(
-                cluster.env, cluster.state_dir / "operator.log", namespaces=[NAMESPACE]
+                cluster.env,
+                cluster.state_dir / "operator.log",
+                namespaces=[NAMESPACE],
+                args=["--prometheus-address", world.prometheus.url],  # analysis (act 2) queries it
             )
             cleanup.callback(operator.stop)
             operator.start()
@@ -225,7 +255,9 @@ def run(settings: Settings, out: Print = print) -> int:
             )
             images = RevisionImages(api, NAMESPACE, world.catalogue)
             for act in planned:
-                results.append(play(act, mds, world.catalogue, images, world.prometheus, load, settings, out))
+                results.append(
+                    play(act, mds, world.catalogue, images, world.prometheus, load, router, settings, out)
+                )
             final = load.stop()
             out("\nload: " + "\n      ".join(final.lines()))
             code = 0 if all(r.as_expected for r in results) and len(results) == len(planned) else 1

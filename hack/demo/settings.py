@@ -15,7 +15,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    acts: int = 1  # DEMO_ACTS: 1 = the good rollout; 2 = also the bad one, rolled back by analysis
+    acts: int = 2  # DEMO_ACTS: 1 = only the good rollout; 2 = also the bad one, rolled back by analysis
     bad: str = "v3-bad-errors"  # DEMO_BAD: the model act 2 rolls out
     step_seconds: float = 20.0  # DEMO_STEP_SECONDS: each pause step's duration
     rate: float = 20.0  # DEMO_RATE: requests per second through the router

@@ -55,7 +55,7 @@ def state_dir(output: str) -> str:
     return match.group(1)
 
 
-def test_act_1_rolls_v1_to_v2_prints_progress_and_a_summary_and_leaves_nothing_running() -> None:
+def test_the_demo_rolls_v1_to_v2_then_rolls_a_bad_model_back_and_leaves_nothing_running() -> None:
     proc = demo()
     output, _ = proc.communicate(timeout=540)
     assert proc.returncode == 0, output
@@ -63,7 +63,14 @@ def test_act_1_rolls_v1_to_v2_prints_progress_and_a_summary_and_leaves_nothing_r
     assert re.search(r"\| +v1 +\d+\.\d/s err +\d+\.\d% p99 +\d+ms", output), output
     assert "act 1: a good rollout: v1 -> v2: Healthy in" in output
     assert "v2 serves all traffic; as expected" in output
-    assert "1/1 acts ended as expected" in output
+    # Act 2: v3-bad-errors is rolled back by analysis; the demo says by what and how fast.
+    assert (
+        "act 2: a bad rollout (v3-bad-errors), rolled back by analysis: v2 -> v3-bad-errors: Degraded"
+        in output
+    )
+    assert re.search(r"AnalysisFailed: .*error-rate = [0-9.]+ is above max 0\.05", output), output
+    assert re.search(r"rolled back \d+\.\ds after the canary's first request", output), output
+    assert "2/2 acts ended as expected" in output
     assert "torn down" in output
     state = state_dir(output)
     assert processes_mentioning(state) == []
@@ -86,5 +93,5 @@ def test_ctrl_c_in_the_middle_tears_everything_down() -> None:
     output = "".join(lines) + rest
     assert proc.returncode == 130, output
     assert "SIGINT: stopping" in output and "torn down" in output
-    assert "stopped after 0 of 1 acts" in output
+    assert "stopped after 0 of 2 acts" in output
     assert processes_mentioning(state) == []

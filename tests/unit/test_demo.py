@@ -12,10 +12,11 @@ from modelship.api import ModelDeploymentSpec
 pytestmark = pytest.mark.unit
 
 
-def test_defaults_play_only_the_good_rollout() -> None:
+def test_defaults_play_the_good_rollout_then_the_bad_one() -> None:
     settings = from_env({})
     assert settings == Settings()
-    assert [a.number for a in acts(settings)] == [1]
+    assert [a.number for a in acts(settings)] == [1, 2]
+    assert [a.number for a in acts(from_env({"DEMO_ACTS": "1"}))] == [1]
 
 
 def test_knobs_are_read_and_bad_ones_name_the_variable() -> None:
@@ -57,7 +58,7 @@ def test_acts_are_valid_model_deployments_and_the_bad_one_is_judged_by_the_built
     assert (bad.from_image, bad.to_image, bad.expect, bad.expected_stable) == (
         "v2",
         "v3-inaccurate",
-        "RolledBack",
+        "Degraded",
         "v2",
     )
     assert {"pause": {"duration": "10s"}} in good.steps
@@ -71,7 +72,7 @@ def test_acts_are_valid_model_deployments_and_the_bad_one_is_judged_by_the_built
 def test_steps_are_announced_compactly() -> None:
     good, bad = acts(Settings(acts=2, step_seconds=4))
     assert progress.describe_steps(good.steps) == "20% -> pause 4s -> 50% -> pause 4s -> 80% -> pause 4s"
-    assert progress.describe_steps(bad.steps) == "20% -> pause 4s -> analysis -> 50% -> pause 4s -> analysis"
+    assert progress.describe_steps(bad.steps) == "20% -> analysis -> 50% -> analysis"
     assert progress.describe_steps([{"pause": {}}]) == "pause"
 
 
@@ -117,7 +118,22 @@ def test_summary_says_how_each_act_ended_and_whether_that_was_expected() -> None
     ]
     lines = progress.summary_lines(results, planned=2)
     assert "  act 1: a good rollout: v1 -> v2: Healthy in 61s, v2 serves all traffic; as expected" in lines
-    assert any("act 2" in line and "NOT as expected (wanted RolledBack)" in line for line in lines)
+    assert any("act 2" in line and "NOT as expected (wanted Degraded)" in line for line in lines)
     assert "         600 requests through the router, 170 failed" in lines
     assert lines[-1] == "  1/2 acts ended as expected"
     assert "  stopped after 1 of 2 acts" in progress.summary_lines(results[:1], planned=2)
+
+
+def test_a_rolled_back_act_prints_its_verdicts_and_how_long_the_bad_canary_served() -> None:
+    bad = acts(Settings())[1]
+    verdicts = ["step analysis: Failed: error-rate = 0.3 is above max 0.05", "AnalysisFailed: step 2/4: ..."]
+    result = progress.ActResult(bad, "Degraded", 40.0, "v2", 800, 60, verdicts, rollback_seconds=7.25)
+    assert result.as_expected
+    assert progress.act_end_lines(result) == [
+        "  step analysis: Failed: error-rate = 0.3 is above max 0.05",
+        "  AnalysisFailed: step 2/4: ...",
+        "  rolled back 7.2s after the canary's first request (first bad request -> canary weight 0)",
+    ]
+    assert "         the bad canary served users for 7.2s before its weight was 0" in progress.summary_lines(
+        [result], planned=2
+    )
