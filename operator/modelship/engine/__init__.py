@@ -1,0 +1,111 @@
+"""The rollout state machine, pure: `decide(spec, status, observations, now) -> Decision`.
+
+No I/O, no clock, no randomness: the shell observes the cluster, calls `decide`, and
+applies the Decision (server-side apply of `apply`, deletion of `delete`, the status,
+the events). Every rule lives here; `modelship.traffic` turns weights into replicas.
+
+- No stable revision yet: deploy the spec's revision. Pending (its Deployment is not
+  observed yet) -> Progressing -> Healthy once all its replicas are available; it then
+  becomes `stableRevision` and its template is persisted in `status.stableTemplate`
+  (so it can be re-created even after the spec moves on). If the spec changes before
+  that, the unproven revision is simply replaced: it never served as stable.
+- A stable revision and the spec asks for it: keep its Deployment at `spec.replicas`,
+  restore it and the Services if they drift or disappear. Healthy when all replicas
+  are available; Progressing while pods come up; Degraded when its Deployment is
+  missing or has exceeded `spec.progressDeadline`, as Kubernetes itself reports it.
+- The spec asks for another revision (canary strategy): it becomes `canaryRevision`
+  and walks `spec.strategy.canary.steps` from `currentStep` (see `canary.walk`). After the
+  last step the whole canary comes up, then it is promoted: the pointers move
+  (`stableRevision`, `stableTemplate`), no pod restarts, and the old revision keeps
+  running until `scaleDownAt` (`scaleDownDelay` later) before it is deleted.
+- A new digest mid-rollout replaces the canary (its traffic returns to stable at
+  once) and starts again from step 0; the image reverted to the stable one is an
+  immediate rollback (phase RolledBack). A canary whose Deployment exceeds its
+  progress deadline is aborted (reason ProgressDeadlineExceeded), as is one named by
+  `status.abortedRevision` (`modelship abort`): stable takes all traffic, the canary
+  is scaled to 0, phase Degraded until `retry` clears the field or the spec changes.
+- Blue/green (`bluegreen.preview`): the new revision runs behind `<name>-preview` with no
+  traffic; a promotion (manual, or `autoPromote` after its delay) scales it up and
+  swaps the `<name>`/`<name>-stable` selectors in one pass. Asking again for the
+  previous stable revision while its pods are still up is a fast-track rollback.
+
+Events are derived from what a pass changed, so deciding twice on the same inputs
+emits nothing the second time.
+
+`wants` says what the shell should measure before `decide` (due analysis runs, a smoke
+test). A pass builds a `Plan` and renders it; the submodules, each one concept:
+
+- `model`: the data read and returned (Observations, Decision, Event, Wants), the
+  working Plan, and helpers about one observed Deployment (`current`, `ready`, `health_of`).
+- `moves`: what a plan can do: carry out a gate's answer, abort, promote.
+- `rollout`: one pass with a stable revision: steady, a rollout in progress, or aborted.
+- `canary`, `bluegreen`: the two strategies' walks to promotion.
+- `accelerator`: device-aware replicas, placement, the device conditions.
+- `status`: the plan rendered into a Decision (phase, conditions, manifests, events).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from modelship import api, revisions
+from modelship.analysis import runs
+from modelship.engine import rollout
+from modelship.engine.model import Decision, Event, Observations, ObservedDeployment, Plan, Wants, current
+from modelship.engine.status import finish, set_condition
+
+__all__ = [
+    "Decision",
+    "Event",
+    "Observations",
+    "ObservedDeployment",
+    "Wants",
+    "decide",
+    "set_condition",
+    "wants",
+]
+
+
+def wants(
+    spec: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    observations: Observations,
+    now: datetime,
+) -> Wants:
+    due = tuple(
+        r
+        for r in status.analysis or []
+        if spec.analysis is not None
+        and r.revision == status.canary_revision
+        and runs.due(r, spec.analysis, now)
+    )
+    canary = status.canary_revision
+    smoke = None
+    if spec.smoke_test is not None and canary is not None and not status.canary_weight:
+        recorded = status.smoke_test
+        observed = observations.deployments.get(canary)
+        fresh = recorded is None or recorded.revision != canary
+        if fresh and observed is not None and current(observed) and observed.available_replicas >= 1:
+            smoke = canary
+    return Wants(due, smoke)
+
+
+def decide(
+    spec: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    observations: Observations,
+    now: datetime,
+) -> Decision:
+    template = revisions.template_of(spec)
+    target = revisions.revision_name(observations.owner.name, template)
+    measured, events = rollout.measured(spec, status, observations, now)
+    status = status.model_copy(update={"analysis": measured})
+    if status.stable_revision is None or status.stable_template is None:
+        # A stable pointer without its template cannot be re-rendered (status edited
+        # by hand); treat it as unset rather than guess what the stable pods were.
+        plan = Plan(target, template, target=target, mode="first", stable_replicas=spec.replicas)
+    else:
+        plan = Plan(status.stable_revision, status.stable_template, target=target)
+        plan.events.extend(events)
+        rollout.roll(plan, spec, status, observations, now, template)
+    return finish(plan, spec, status, observations, now, template)

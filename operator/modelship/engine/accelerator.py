@@ -1,0 +1,101 @@
+"""Accelerators (see `modelship.devices`): device-aware replica counts during a rollout, where
+each revision runs (the devices or the CPU fallback), and the device conditions and events.
+"""
+
+from __future__ import annotations
+
+from modelship import api, devices, traffic
+from modelship.engine.model import ConditionValue, Event, Observations, ObservedDeployment, Plan, current, has
+
+
+def make_room(plan: Plan, spec: api.ModelDeploymentSpec, observations: Observations) -> None:
+    """Device-aware replicas (see `modelship.devices`): the canary surges while devices are free;
+    otherwise stable pods make room one at a time, or (`rollout: surge`) the rollout stops."""
+    accelerator, observed = spec.accelerator, observations.devices
+    if accelerator is None or observed is None or not devices.counts_resource(accelerator):
+        return
+    assert plan.canary is not None
+    if placement(plan.canary, accelerator, spec, observations) == "cpu":
+        return
+    decided = devices.plan(
+        accelerator,
+        (plan.stable_replicas, plan.canary_replicas),
+        _revision(observations.deployments.get(plan.stable)),
+        _revision(observations.deployments.get(plan.canary)),
+        observed,
+        plan.weight or 0,
+        traffic.router_for(spec).shares_one_service,
+    )
+    plan.stable_replicas, plan.canary_replicas = decided.stable, decided.canary
+    plan.device_blocked = decided.blocked
+
+
+def _revision(observed: ObservedDeployment | None) -> devices.Revision:
+    if observed is None:
+        return devices.Revision(spec=0, ready=0, settled=True)
+    settled = current(observed) and observed.replicas <= observed.spec_replicas
+    return devices.Revision(observed.spec_replicas, observed.available_replicas, settled)
+
+
+def placement(
+    name: str,
+    accelerator: api.Accelerator | None,
+    spec: api.ModelDeploymentSpec,
+    observations: Observations,
+) -> devices.Placement:
+    """A revision keeps the placement its Deployment was created with; a new one is decided now."""
+    observed = observations.deployments.get(name)
+    if observed is not None and observed.placement in ("device", "cpu"):
+        return "cpu" if observed.placement == "cpu" else "device"
+    if accelerator is None:
+        return "device"
+    return devices.placement(accelerator, spec.replicas, observations.devices)
+
+
+def device_conditions(
+    spec: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    plan: Plan,
+    on_cpu: list[str],
+    observations: Observations,
+) -> dict[str, ConditionValue]:
+    """InsufficientAccelerator, AcceleratorFallback and HostDeviceMount, once they have applied."""
+    out: dict[str, ConditionValue] = {}
+    accelerator = spec.accelerator
+    if plan.device_blocked:
+        out["InsufficientAccelerator"] = ("True", *plan.device_blocked)
+    elif has(status, "InsufficientAccelerator"):
+        out["InsufficientAccelerator"] = ("False", "DevicesAvailable", "the rollout has the devices it needs")
+    if on_cpu and accelerator is not None:
+        known = observations.devices.describe() if observations.devices else "capacity unknown"
+        out["AcceleratorFallback"] = (
+            "True",
+            "NoFreeDevice",
+            f"revision(s) {', '.join(on_cpu)} run on CPU nodes (spec.accelerator.fallback: cpu): the devices "
+            f"cannot hold {spec.replicas} pod(s) x {accelerator.resource.count}; {known}",
+        )
+    elif has(status, "AcceleratorFallback"):
+        out["AcceleratorFallback"] = ("False", "OnDevices", "every revision runs on the accelerator nodes")
+    if accelerator is not None and accelerator.host_path:
+        path = api.HOST_DEVICE_PATHS[accelerator.interface]
+        out["HostDeviceMount"] = (
+            "True",
+            "HostPathInUse",
+            f"spec.accelerator.hostPath: {path} is mounted from the host into a privileged container, "
+            "and the scheduler cannot count devices; install a device plugin and drop hostPath",
+        )
+    elif has(status, "HostDeviceMount"):
+        out["HostDeviceMount"] = ("False", "DevicePlugin", "the device comes from a device plugin")
+    return out
+
+
+def device_events(old: api.ModelDeploymentStatus, new: list[api.Condition]) -> list[Event]:
+    """A Warning each time one of the device conditions turns True."""
+    before = {c.type: c.status for c in old.conditions or []}
+    return [
+        Event("Warning", c.type if c.type != "HostDeviceMount" else c.reason, c.message)
+        for c in new
+        if c.type in ("InsufficientAccelerator", "AcceleratorFallback", "HostDeviceMount")
+        and c.status == "True"
+        and before.get(c.type) != "True"
+    ]

@@ -1,0 +1,128 @@
+"""The data the engine reads (observations) and returns (a Decision), the working Plan of one
+pass, and small pure helpers about one observed revision Deployment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from modelship import api, devices, gates
+from modelship.analysis.verdicts import RawMeasurement
+from modelship.manifests import Manifest, Owner
+
+
+@dataclass(frozen=True)
+class ObservedDeployment:
+    """What the shell read of one revision Deployment."""
+
+    name: str
+    spec_replicas: int
+    generation: int = 1
+    observed_generation: int = 0
+    replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+    minimum_available: bool = False  # the Deployment's own `Available` condition
+    deadline_exceeded: bool = False  # its `Progressing` condition says ProgressDeadlineExceeded
+    placement: str | None = None  # an accelerator revision's pod-template placement annotation
+
+
+@dataclass(frozen=True)
+class Observations:
+    owner: Owner
+    deployments: Mapping[str, ObservedDeployment] = field(default_factory=dict)
+    # What `wants` asked the shell to measure, taken at `now`: run kind -> metric -> values.
+    measurements: Mapping[str, Mapping[str, RawMeasurement]] = field(default_factory=dict)
+    smoke: gates.SmokeObservation | None = None
+    devices: devices.Capacity | None = None  # spec.accelerator's resource; None: not known
+
+
+@dataclass(frozen=True)
+class Wants:
+    """What the shell should observe before `decide`: due analysis runs, a smoke test."""
+
+    runs: tuple[api.AnalysisRun, ...] = ()
+    smoke_revision: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: api.ModelDeploymentStatus
+    apply: tuple[Manifest, ...]
+    delete: tuple[str, ...]  # names of revision Deployments to delete
+    events: tuple[Event, ...]
+    wake_at: datetime | None = None  # decide again then: a timed pause or a scale-down delay ends
+
+
+Mode = Literal["first", "steady", "canary", "aborted"]  # "canary": any new revision in progress
+
+
+@dataclass
+class Plan:
+    """What one pass decided, before it is rendered into a Decision."""
+
+    stable: str
+    stable_template: api.RevisionTemplate
+    target: str
+    mode: Mode = "steady"
+    stable_replicas: int = 0
+    canary: str | None = None
+    canary_replicas: int = 0
+    step: int | None = None
+    weight: int | None = None
+    pause_start: datetime | None = None
+    promote_full: bool | None = None
+    aborted: str | None = None
+    abort_reason: str | None = None
+    abort_message: str | None = None
+    abort_scale_down_at: datetime | None = None
+    scale_down: str | None = None
+    scale_down_at: datetime | None = None
+    paused: tuple[str, str] | None = None  # (reason, message)
+    promoted: bool = False
+    rolled_back: bool = False
+    promote_waiting: bool = False
+    previous_template: api.RevisionTemplate | None = None
+    waiting: str | None = None  # why the rollout is not moving on yet (a gate still deciding)
+    runs: dict[str, api.AnalysisRun] = field(default_factory=dict)  # by kind
+    smoke: api.SmokeTestResult | None = None
+    device_blocked: tuple[str, str] | None = None  # (reason, message): InsufficientAccelerator
+    events: list[Event] = field(default_factory=list)
+
+
+Health = Literal["Missing", "Ready", "Starting", "Stuck"]
+
+
+ConditionValue = tuple[str, str, str]  # (status, reason, message)
+
+
+def current(observed: ObservedDeployment) -> bool:
+    """The Deployment's status describes its current spec (not a scale we just asked for)."""
+    return observed.observed_generation >= observed.generation
+
+
+def ready(observed: ObservedDeployment | None, replicas: int) -> bool:
+    return observed is not None and health_of(observed, replicas) == "Ready"
+
+
+def health_of(observed: ObservedDeployment | None, replicas: int) -> Health:
+    if observed is None:
+        return "Missing"
+    settled = current(observed) and observed.spec_replicas == replicas
+    if settled and observed.updated_replicas >= replicas and observed.available_replicas >= replicas:
+        return "Ready"
+    return "Stuck" if observed.deadline_exceeded else "Starting"
+
+
+def has(status: api.ModelDeploymentStatus, type_: str) -> bool:
+    return any(c.type == type_ for c in status.conditions or [])
