@@ -22,12 +22,19 @@ the events). Every rule lives here; `modelship.traffic` turns weights into repli
   once) and starts again from step 0; the image reverted to the stable one is an
   immediate rollback (phase RolledBack). A canary whose Deployment exceeds its
   progress deadline is aborted (reason ProgressDeadlineExceeded), as is one named by
-  `status.abortedRevision` (`modelship abort`): stable takes all traffic, the canary
-  is scaled to 0, phase Degraded until `retry` clears the field or the spec changes.
+  `status.abortedRevision` (`modelship abort`), one that fails its smoke test or an
+  analysis run (`modelship.gates`): stable takes all traffic in that same pass, the
+  canary's pods stay (no traffic) for `abortScaleDownDelay`, then scale to 0; phase
+  Degraded until `retry` clears the field or the spec changes.
+- Gates: before a new revision gets any traffic it must pass `spec.smokeTest`; an
+  `analysis` step waits for its run; a background run watches the whole canary. The
+  shell takes the measurements `wants` asks for and passes them in `Observations`.
 - Blue/green (`bluegreen.preview`): the new revision runs behind `<name>-preview` with no
-  traffic; a promotion (manual, or `autoPromote` after its delay) scales it up and
-  swaps the `<name>`/`<name>-stable` selectors in one pass. Asking again for the
-  previous stable revision while its pods are still up is a fast-track rollback.
+  traffic; once its smoke test and pre-promotion analysis pass, a promotion (manual, or
+  `autoPromote` after its delay) scales it up and swaps the `<name>`/`<name>-stable`
+  selectors in one pass (with post-promotion analysis, the pointers move only once it
+  passes). Asking again for the previous stable revision while its pods are still up
+  is a fast-track rollback.
 
 Events are derived from what a pass changed, so deciding twice on the same inputs
 emits nothing the second time.

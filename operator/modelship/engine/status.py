@@ -62,7 +62,7 @@ def finish(
 
     available = observed.available_replicas if observed else 0
     counts = f"revision {plan.stable}: {available}/{plan.stable_replicas} replicas available"
-    progressing = _progressing(plan, spec, health, counts, phase, stable is not None, old_progressing)
+    progressing = _progressing(plan, spec, health, counts, stable is not None)
     paused = ("True", plan.paused[0], plan.paused[1]) if plan.paused else ("False", "NotPaused", "not paused")
     wanted = [(plan.stable, plan.stable_template, plan.stable_replicas)]
     if plan.mode == "canary" and plan.canary:
@@ -176,9 +176,7 @@ def _progressing(
     spec: api.ModelDeploymentSpec,
     health: Health,
     counts: str,
-    phase: api.Phase,
     has_stable: bool,
-    old: api.Condition | None,
 ) -> ConditionValue:
     # Most urgent first: a stuck stable revision, then the rollout's own state, then pods coming up.
     if health == "Stuck":
