@@ -118,11 +118,14 @@ def _handler(listing: Callable[[], list[dict[str, Any]]]) -> type[BaseHTTPReques
                 body, code = json.dumps(listing()).encode(), 200
             except Exception as err:  # Prometheus keeps the last good targets on an error
                 body, code = str(err).encode(), 500
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # Prometheus stopped waiting (a busy machine); it asks again within a second
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: Prometheus asks every second."""
