@@ -188,6 +188,48 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "required when a canary step is an analysis step",
     ),
     (
+        "pre-promotion-analysis-without-analysis",
+        put("spec.strategy", {"blueGreen": {"prePromotionAnalysis": True}}),
+        "spec.analysis",
+        "blue/green asks for pre- or post-promotion analysis",
+    ),
+    (
+        "background-step-out-of-range",
+        edits(
+            canary({"setWeight": 10}),
+            put(
+                "spec.analysis",
+                {"background": {"startingStep": 1}, "metrics": [{"name": "x", "query": "up", "max": 1}]},
+            ),
+        ),
+        "spec.analysis.background",
+        "startingStep must be the index of one of its steps",
+    ),
+    (
+        "prometheus-address-not-a-url",
+        put(
+            "spec.analysis",
+            {
+                "prometheus": {"address": "prometheus:9090"},
+                "metrics": [{"name": "x", "query": "up", "max": 1}],
+            },
+        ),
+        "spec.analysis.prometheus.address",
+        "must be an http:// or https:// URL",
+    ),
+    (
+        "analysis-count-zero",
+        put("spec.analysis", {"count": 0, "metrics": [{"name": "x", "query": "up", "max": 1}]}),
+        "spec.analysis.count",
+        "greater than or equal to 1",
+    ),
+    (
+        "abort-scale-down-delay-not-a-duration",
+        put("spec.strategy.canary.abortScaleDownDelay", "soon"),
+        "spec.strategy.canary.abortScaleDownDelay",
+        "must be a duration",
+    ),
+    (
         "accelerator-unknown",
         put("spec.accelerator", {"type": "tpu-v5"}),
         "spec.accelerator.type",
