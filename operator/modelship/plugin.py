@@ -130,6 +130,18 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
             f"Weight:     {status.canary_weight or 0}% canary / {100 - (status.canary_weight or 0)}% stable",
             f"Step:       {min(step + 1, len(steps))}/{len(steps)}  {current}",
         ]
+    if status.smoke_test is not None:
+        verdict = "passed" if status.smoke_test.passed else "FAILED"
+        lines.append(f"Smoke test: {verdict}: {status.smoke_test.message}")
+    for run in status.analysis or []:
+        what = f"step {run.step + 1}" if run.step is not None else run.kind
+        lines.append(f"Analysis:   {what} of {run.revision}: {run.phase}")
+        for m in run.metrics:
+            last = m.measurements[-1] if m.measurements else None
+            seen = f"{last.verdict}: {last.message}" if last else "not measured yet"
+            lines.append(
+                f"  {m.name:<16} {m.successful} ok, {m.failed} failed, {m.inconclusive} inconclusive; {seen}"
+            )
     if status.aborted_revision:
         lines.append(f"Aborted:    {status.aborted_revision} (`kubectl modelship retry` starts it again)")
     if status.scale_down_revision and status.scale_down_at:

@@ -84,3 +84,49 @@ def test_watch_stops_when_the_rollout_is_done() -> None:
     assert plugin.done(obj({"phase": "Healthy"}))
     assert not plugin.done(obj({"phase": "Paused", "canaryRevision": "fraud-bbb"}))
     assert plugin.done(obj({"phase": "Degraded", "abortedRevision": "fraud-bbb"}))
+
+
+def test_status_view_shows_the_smoke_test_and_each_analysis_metric() -> None:
+    view = plugin.render(
+        obj(
+            {
+                "phase": "Degraded",
+                "stableRevision": "fraud-aaa",
+                "smokeTest": {
+                    "revision": "fraud-bbb",
+                    "passed": True,
+                    "message": "1 input(s) on 1 pod(s)",
+                    "testedAt": "2026-01-01T00:00:00Z",
+                },
+                "analysis": [
+                    {
+                        "kind": "step",
+                        "revision": "fraud-bbb",
+                        "step": 1,
+                        "phase": "Failed",
+                        "startedAt": "2026-01-01T00:00:00Z",
+                        "metrics": [
+                            {
+                                "name": "errors",
+                                "failed": 1,
+                                "measurements": [
+                                    {
+                                        "verdict": "Failed",
+                                        "value": 0.3,
+                                        "message": "errors = 0.3 is above max 0.05",
+                                        "measuredAt": "2026-01-01T00:00:05Z",
+                                    }
+                                ],
+                            },
+                            {"name": "accuracy"},
+                        ],
+                    }
+                ],
+            }
+        ),
+        [],
+    )
+    assert "Smoke test: passed: 1 input(s) on 1 pod(s)" in view
+    assert "Analysis:   step 2 of fraud-bbb: Failed" in view
+    assert "errors           0 ok, 1 failed, 0 inconclusive; Failed: errors = 0.3 is above max 0.05" in view
+    assert "accuracy         0 ok, 0 failed, 0 inconclusive; not measured yet" in view
