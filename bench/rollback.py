@@ -27,21 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack"))
 from devcluster.cluster import LocalCluster, wait_for
 from loadgen import Load
 from loadgen.mix import holdout_samples
+from localworld import demomodels
 from localworld.rollouts import ModelDeployments, OperatorProcess, install_crd, model_deployment
 from localworld.world import LocalWorld
 
 BAD = ("v3-bad-errors", "v3-slow", "v3-inaccurate")
 SCRAPE = "2s"
-ANALYSIS: dict[str, Any] = {
-    "interval": "5s",
-    "count": 3,
-    "minRequests": 10,
-    "metrics": [
-        {"name": "errors", "template": "error-rate", "max": 0.05},
-        {"name": "p99", "template": "latency-p99", "max": 0.3},
-        {"name": "accuracy", "template": "accuracy", "min": 0.7},
-    ],
-}
+ANALYSIS = demomodels.analysis("5s", count=3, minRequests=10)
 STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]
 TARGETS = {"v3-bad-errors": 15.0, "v3-slow": 15.0, "v3-inaccurate": 30.0}
 COMPARISON = {

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from demo.settings import Settings
+from localworld import demomodels
 
 NAME = "risk"  # the ModelDeployment, its route and the model's name
 FIRST = "v1"  # what the demo starts on
@@ -31,19 +32,7 @@ class Act:
 def analysis(settings: Settings) -> dict[str, Any]:
     """spec.analysis for the bad rollout: the builtin templates over the serving image's metrics,
     measured every 5 s (the world scrapes every 2 s); a step passes after 3 good rounds."""
-    return {
-        "interval": "5s",
-        "count": 3,
-        "failureLimit": 0,
-        "noData": "inconclusive",
-        "minRequests": 10,
-        "metrics": [
-            {"name": "error-rate", "template": "error-rate", "max": 0.05},
-            {"name": "latency-p99", "template": "latency-p99", "max": 0.25},
-            # Few feedback labels at first: thresholds far below v2 (0.92), far above v3-inaccurate (0.04).
-            {"name": "accuracy", "template": "accuracy", "min": 0.7, "maxDropVsStable": 0.15},
-        ],
-    }
+    return demomodels.analysis("5s", count=3, failureLimit=0, noData="inconclusive", minRequests=10)
 
 
 def acts(settings: Settings) -> list[Act]:

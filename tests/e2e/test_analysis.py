@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client
 
 from devcluster.cluster import LocalCluster
+from localworld import demomodels
 from localworld.podnetwork import PodNetwork
 from localworld.rollouts import OperatorProcess, model_deployment
 from localworld.router import Router
@@ -30,18 +31,7 @@ pytestmark = pytest.mark.e2e
 
 NAME = "risk"
 # Scrape every 2s (the world's); measure every 3s; rates over 20s; a step passes after 2 good rounds.
-ANALYSIS: dict[str, Any] = {
-    "interval": "3s",
-    "count": 2,
-    "window": "20s",
-    "minRequests": 5,
-    "inconclusiveLimit": 20,
-    "metrics": [
-        {"name": "errors", "template": "error-rate", "max": 0.05},
-        {"name": "p99", "template": "latency-p99", "max": 0.3},
-        {"name": "accuracy", "template": "accuracy", "min": 0.6},
-    ],
-}
+ANALYSIS = demomodels.analysis("3s", count=2, window="20s", minRequests=5, inconclusiveLimit=20)
 STEPS: list[dict[str, Any]] = [{"setWeight": 30}, {"analysis": {}}, {"setWeight": 60}, {"analysis": {}}]
 RATE = 30.0
 
@@ -125,8 +115,8 @@ def test_a_good_canary_passes_every_analysis_and_reaches_100_percent(analysed: R
 @pytest.mark.parametrize(
     ("bad", "metric", "words"),
     [
-        ("v3-bad-errors", "errors", "above max 0.05"),
-        ("v3-slow", "p99", "above max 0.3"),
+        ("v3-bad-errors", "error-rate", "above max 0.05"),
+        ("v3-slow", "latency-p99", "above max 0.25"),
         ("v3-inaccurate", "accuracy", "below min 0.6"),
     ],
 )
@@ -262,6 +252,9 @@ def test_blue_green_with_a_failing_post_promotion_analysis_switches_back(analyse
         timeout=90,
     )
     status = analysed.mds.wait_phase(NAME, "Degraded", timeout=90)
-    assert progressing(status)["reason"] == "AnalysisFailed" and "errors = " in progressing(status)["message"]
+    assert (
+        progressing(status)["reason"] == "AnalysisFailed"
+        and "error-rate = " in progressing(status)["message"]
+    )
     assert status["stableRevision"] == v1
     no_canary_traffic_after_rollback(router)
