@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from modelship import api, gates, metrics
-from modelship.analysis import runs
+from modelship.analysis import measure, runs
 from modelship.analysis.verdicts import RawMeasurement
 from modelship.kube.smoke import outputs_of
 
@@ -83,3 +84,93 @@ def test_the_operator_counts_each_new_verdict_once() -> None:
     new = api.ModelDeploymentStatus(analysis=[run])
     assert metrics.new_verdicts(old, new) == [("errors", "Failed")]
     assert metrics.new_verdicts(new, new) == []
+
+
+def an(**fields: object) -> api.Analysis:
+    body: dict[str, object] = {
+        "metrics": [{"name": "errors", "template": "error-rate", "max": 0.1}],
+        **fields,
+    }
+    return api.Analysis.model_validate(body)
+
+
+def no_secrets(namespace: str, name: str) -> dict[str, str]:
+    raise LookupError("not found")
+
+
+def test_the_spec_s_prometheus_wins_over_the_operator_default() -> None:
+    own = an(prometheus={"address": "https://prom.example:9090", "timeout": "2s", "insecureSkipVerify": True})
+    config = measure.connection(own, "ml", measure.Defaults("http://default:9090"), no_secrets)
+    assert (config.address, config.timeout_seconds, config.insecure_skip_verify) == (
+        "https://prom.example:9090",
+        2.0,
+        True,
+    )
+    assert measure.connection(an(), "ml", measure.Defaults("http://default:9090"), no_secrets).address == (
+        "http://default:9090"
+    )
+
+
+def test_credentials_come_from_the_named_secret_in_the_right_namespace() -> None:
+    asked: list[tuple[str, str]] = []
+
+    def read(namespace: str, name: str) -> dict[str, str]:
+        asked.append((namespace, name))
+        return {"username": "u", "password": "p"}
+
+    own = an(prometheus={"address": "http://p:9090", "authSecret": "prom-auth"})
+    assert measure.connection(own, "ml", measure.Defaults(), read).username == "u"
+    defaults = measure.Defaults("http://p:9090", "operator-auth", "modelship-system")
+    assert measure.connection(an(), "ml", defaults, read).password == "p"
+    assert asked == [("ml", "prom-auth"), ("modelship-system", "operator-auth")]
+
+
+@pytest.mark.parametrize(
+    ("analysis", "defaults", "fragment"),
+    [
+        (
+            an(),
+            measure.Defaults(),
+            "set spec.analysis.prometheus.address, or run the operator with --prometheus-address",
+        ),
+        (
+            an(prometheus={"address": "http://p:9090", "authSecret": "gone"}),
+            measure.Defaults(),
+            "cannot read Secret ml/gone (spec.analysis.prometheus.authSecret)",
+        ),
+        (an(), measure.Defaults("http://p:9090", "gone", "ops"), "cannot read Secret ops/gone"),
+    ],
+)
+def test_a_connection_that_cannot_be_set_up_names_what_to_fix(
+    analysis: api.Analysis, defaults: measure.Defaults, fragment: str
+) -> None:
+    with pytest.raises(measure.ConnectionProblem, match=re.escape(fragment)):
+        measure.connection(analysis, "ml", defaults, no_secrets)
+
+
+def test_a_connection_problem_is_an_error_for_every_metric() -> None:
+    problem = measure.ConnectionProblem("no Prometheus to query")
+    got = measure.measure(problem, an(), "ml", "fraud", "fraud-new", "fraud-old")
+    assert got == {"errors": RawMeasurement(error="no Prometheus to query")}
+
+
+def test_relative_metrics_are_also_queried_for_the_stable_revision_and_custom_queries_get_variables() -> None:
+    analysis = an(
+        metrics=[
+            {"name": "p99", "template": "latency-p99", "max": 1, "maxIncreaseVsStable": 0.1},
+            {
+                "name": "q",
+                "query": 'max(x{revision="{{revision}}", ns="{{namespace}}"}[{{window}}])',
+                "max": 1,
+            },
+        ]
+    )
+    planned, requests = measure.queries(analysis, "ml", "fraud", "fraud-new", "fraud-old")
+    p99, custom = planned
+    assert (
+        'revision="fraud-new"' in p99.value
+        and p99.stable is not None
+        and 'revision="fraud-old"' in p99.stable
+    )
+    assert custom.value == 'max(x{revision="fraud-new", ns="ml"}[60s])' and custom.stable is None
+    assert 'revision="fraud-new"' in requests

@@ -36,6 +36,15 @@ class ConnectionProblem(Exception):
 def connection(
     analysis: api.Analysis, namespace: str, defaults: Defaults, read_secret: SecretReader
 ) -> PrometheusConfig:
+    try:
+        return _connection(analysis, namespace, defaults, read_secret)
+    except ValueError as err:  # PrometheusConfig refused a value; say so rather than crash the pass
+        raise ConnectionProblem(f"spec.analysis.prometheus: {err}") from err
+
+
+def _connection(
+    analysis: api.Analysis, namespace: str, defaults: Defaults, read_secret: SecretReader
+) -> PrometheusConfig:
     own = analysis.prometheus
     if own is not None:
         timeout = api.parse_duration(own.timeout).total_seconds()
@@ -138,14 +147,17 @@ def measure(
     except ValueError as err:  # a custom query with an unknown variable
         return {m.name: RawMeasurement(error=str(err)) for m in analysis.metrics}
     prometheus = Prometheus(config)
-    requests, failed = _ask(prometheus, requests_promql) if analysis.min_requests else (None, None)
-    if failed is not None:
-        return {m.name: failed for m in analysis.metrics}
-    out = {}
-    for q in planned:
-        value, failed = _ask(prometheus, q.value)
-        stable_value = None
-        if failed is None and q.stable is not None:
-            stable_value, failed = _ask(prometheus, q.stable)
-        out[q.name] = failed or RawMeasurement(value=value, stable_value=stable_value, requests=requests)
-    return out
+    try:
+        requests, failed = _ask(prometheus, requests_promql) if analysis.min_requests else (None, None)
+        if failed is not None:
+            return {m.name: failed for m in analysis.metrics}
+        out = {}
+        for q in planned:
+            value, failed = _ask(prometheus, q.value)
+            stable_value = None
+            if failed is None and q.stable is not None:
+                stable_value, failed = _ask(prometheus, q.stable)
+            out[q.name] = failed or RawMeasurement(value=value, stable_value=stable_value, requests=requests)
+        return out
+    finally:
+        prometheus.close()
