@@ -9,7 +9,7 @@ import pytest
 from modelship import api
 from modelship.analysis.verdicts import RawMeasurement
 
-from .enginesim import World, spec
+from .enginesim import World, command, spec
 from .test_canary import NEW_IMAGE, condition, name_of, replicas, stable_world, step
 
 pytestmark = pytest.mark.unit
@@ -286,3 +286,15 @@ def test_only_due_runs_of_the_current_canary_are_measured() -> None:
     world.tick(30)
     world.reconcile(new)
     assert world.measured == ["step"]
+
+
+def test_a_step_analysis_someone_promoted_past_is_measured_no_more() -> None:
+    slow = {**ANALYSIS, "interval": "30s"}
+    world = stable_world(with_analysis(analysis=slow))
+    new = with_analysis(NEW_IMAGE, analysis=slow)
+    step(world, new)
+    assert world.status.current_step == 1
+    new, world.status = command("promote", new, world.status)
+    world.tick(30)
+    world.reconcile(new)  # on to setWeight 60 (its pods coming up): the step-1 run is left as it was
+    assert world.measured == [] and world.status.current_step == 2

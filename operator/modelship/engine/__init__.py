@@ -84,6 +84,7 @@ def wants(
         for r in status.analysis or []
         if spec.analysis is not None
         and r.revision == status.canary_revision
+        and (r.kind != "step" or r.step == status.current_step)  # not a step someone promoted past
         and runs.due(r, spec.analysis, now)
     )
     canary = status.canary_revision
