@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -26,6 +24,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from devcluster.cluster import free_port, terminate
 from localworld import addresses
 from localworld.discovery import PodDiscovery
 
@@ -90,12 +89,6 @@ def binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Prometheus:
     """One Prometheus process on a free loopback port, its data in `state_dir`."""
@@ -103,7 +96,7 @@ class Prometheus:
     api: client.ApiClient
     state_dir: Path
     interval: str = DEFAULT_INTERVAL
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     discovery: PodDiscovery | None = None
 
@@ -153,13 +146,8 @@ class Prometheus:
             return False
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         if self.discovery is not None:
             self.discovery.stop()
             self.discovery = None

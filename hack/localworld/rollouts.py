@@ -7,7 +7,6 @@ pods are then run by the pod runner and its HTTPRoutes served by the world's rou
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
-from devcluster.cluster import free_port, wait_for
+from devcluster.cluster import free_port, terminate, wait_for
 from localworld.catalogue import Image
 
 FIELD_MANAGER = "modelship-localworld"
@@ -80,15 +79,8 @@ class OperatorProcess:
         return self
 
     def stop(self, timeout: float = 15) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
+        if self.process is not None:
+            terminate(self.process, timeout)
         self.process = None
 
     def __enter__(self) -> OperatorProcess:

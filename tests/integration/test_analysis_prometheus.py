@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import ipaddress
 import json
-import signal
 import socket
 import ssl
 import subprocess
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from devcluster.cluster import wait_for
+from devcluster.cluster import terminate, wait_for
 from localworld import prometheus as localprom
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, Unreachable
 from modelship.analysis.templates import requests_query, template_query
@@ -155,13 +154,7 @@ class PromProcess:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 def start_prometheus(
