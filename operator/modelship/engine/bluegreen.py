@@ -96,8 +96,8 @@ def preview(
 
 def _gates_passed(plan: Plan, spec: api.ModelDeploymentSpec) -> bool:
     """The preview passed its smoke test and pre-promotion analysis (or has none)."""
-    smoke = plan.smoke
-    if spec.smoke_test is not None and not (smoke and smoke.revision == plan.canary and smoke.passed):
+    assert plan.canary is not None
+    if not gates.smoke_passed(spec.smoke_test, plan.canary, plan.smoke):
         return False
     run = plan.runs.get("prePromotion")
     pre = spec.strategy.blue_green is not None and spec.strategy.blue_green.pre_promotion_analysis
