@@ -24,9 +24,11 @@ from localworld.router import HOP_BY_HOP
 
 
 class PodNetwork:
-    """`with PodNetwork("10.200.0.0/16") as net: env["HTTP_PROXY"] = net.url`."""
+    """`with PodNetwork() as net: env.update(net.client_env())`.
 
-    def __init__(self, pod_cidr: str, timeout: float = 10.0) -> None:
+    The default range holds every local cluster's pod network (10.<128..254>.0.0/16)."""
+
+    def __init__(self, pod_cidr: str = "10.0.0.0/8", timeout: float = 10.0) -> None:
         self.pods = ipaddress.IPv4Network(pod_cidr)
         self.timeout = timeout
         self.forwarded = 0
@@ -38,6 +40,10 @@ class PodNetwork:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def client_env(self) -> dict[str, str]:
+        """The environment that sends a process's pod requests here and everything else direct."""
+        return {"HTTP_PROXY": self.url, "NO_PROXY": "127.0.0.1,localhost"}
 
     def start(self) -> None:
         self._thread.start()

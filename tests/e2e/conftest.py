@@ -21,6 +21,7 @@ from devcluster.cluster import ExistingCluster, LocalCluster
 from loadgen import Load
 from loadgen.mix import holdout_samples
 from localworld.catalogue import Catalogue
+from localworld.podnetwork import PodNetwork
 from localworld.podrunner import PodRunner
 from localworld.prometheus import Prometheus
 from localworld.rollouts import ModelDeployments, OperatorProcess, install_crd, model_deployment, model_spec
@@ -85,14 +86,19 @@ def crd_installed(world: LocalWorld, api_client: client.ApiClient) -> None:
 
 @pytest.fixture
 def operator(
-    local_cluster: LocalCluster, namespace: str, crd_installed: None, tmp_path: Path
+    local_cluster: LocalCluster, world: LocalWorld, namespace: str, crd_installed: None, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
-    """The real operator (`python -m modelship run`), watching the test's namespace."""
-    op = OperatorProcess(local_cluster.env, tmp_path / "operator.log", namespaces=[namespace]).start()
-    try:
-        yield op
-    finally:
-        op.stop()
+    """The real operator (`python -m modelship run`), watching the test's namespace, set up as the
+    chart would set it up in this world: analysis queries the world's Prometheus, and pod IPs are
+    reached through the pod network (the smoke test)."""
+    with PodNetwork() as net:
+        env = {**local_cluster.env, **net.client_env()}
+        args = ["--prometheus-address", world.prometheus.url]
+        op = OperatorProcess(env, tmp_path / "operator.log", namespaces=[namespace], args=args).start()
+        try:
+            yield op
+        finally:
+            op.stop()
         # Shown by pytest only when the test failed.
         print(f"operator log: {op.log_path}")
         print(

@@ -10,17 +10,12 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from devcluster.cluster import LocalCluster
 from localworld import demomodels
-from localworld.podnetwork import PodNetwork
-from localworld.rollouts import OperatorProcess, model_deployment
+from localworld.rollouts import model_deployment
 from localworld.router import Router
 from localworld.world import LocalWorld
 
@@ -34,34 +29,6 @@ NAME = "risk"
 ANALYSIS = demomodels.analysis("3s", count=2, window="20s", minRequests=5, inconclusiveLimit=20)
 STEPS: list[dict[str, Any]] = [{"setWeight": 30}, {"analysis": {}}, {"setWeight": 60}, {"analysis": {}}]
 RATE = 30.0
-
-
-@pytest.fixture
-def analysed(
-    local_cluster: LocalCluster,
-    world: LocalWorld,
-    api_client: client.ApiClient,
-    namespace: str,
-    crd_installed: None,
-    tmp_path: Path,
-) -> Iterator[Rollout]:
-    """The operator with the world's Prometheus as its default, reaching pods through the pod network."""
-    with PodNetwork("10.0.0.0/8") as net:
-        env = {**local_cluster.env, "HTTP_PROXY": net.url, "NO_PROXY": "127.0.0.1,localhost"}
-        args = ["--prometheus-address", world.prometheus.url]
-        op = OperatorProcess(env, tmp_path / "operator.log", namespaces=[namespace], args=args).start()
-        r = Rollout(world, api_client, namespace)
-        try:
-            yield r
-        finally:
-            r.close()
-            op.stop()
-            print(f"operator log: {op.log_path}")
-            print(
-                local_cluster.kubectl(
-                    "get", "md,deploy,pods,httproutes", "-o", "wide", "-n", namespace, check=False
-                )
-            )
 
 
 def create(r: Rollout, image: str, **spec: Any) -> str:
@@ -88,16 +55,16 @@ def no_canary_traffic_after_rollback(router: Router) -> None:
     assert router.by_backend.get(f"{NAME}-stable", 0) > 0, router.by_backend
 
 
-def test_a_good_canary_passes_every_analysis_and_reaches_100_percent(analysed: Rollout) -> None:
+def test_a_good_canary_passes_every_analysis_and_reaches_100_percent(rollout: Rollout) -> None:
     v1 = create(
-        analysed, "v1", smokeTest={"inputs": [[0.0] * 4], "expected": [[0.5, 0.5, 0.5]], "tolerance": 0.5}
+        rollout, "v1", smokeTest={"inputs": [[0.0] * 4], "expected": [[0.5, 0.5, 0.5]], "tolerance": 0.5}
     )
-    router = analysed.router(NAME)
-    analysed.load(router, rate=RATE, duration=240)
-    analysed.set_image(NAME, "v2")
+    router = rollout.router(NAME)
+    rollout.load(router, rate=RATE, duration=240)
+    rollout.set_image(NAME, "v2")
     final = eventually(
         "v2 to be promoted",
-        lambda: (s := analysed.mds.status(NAME)).get("stableRevision") not in (None, v1) and s,
+        lambda: (s := rollout.mds.status(NAME)).get("stableRevision") not in (None, v1) and s,
         timeout=150,
     )
     assert final["phase"] in ("Healthy", "Progressing")
@@ -109,7 +76,7 @@ def test_a_good_canary_passes_every_analysis_and_reaches_100_percent(analysed: R
         assert all("value" in m for m in metric["measurements"] if m["verdict"] == "Successful")
     accuracy = next(m for m in run["metrics"] if m["name"] == "accuracy")["measurements"][-1]["value"]
     assert 0.75 <= accuracy <= 1.0  # v2 is right ~91% of the time on the holdout rows
-    analysed.mds.wait_phase(NAME, "Healthy")
+    rollout.mds.wait_phase(NAME, "Healthy")
 
 
 @pytest.mark.parametrize(
@@ -121,14 +88,14 @@ def test_a_good_canary_passes_every_analysis_and_reaches_100_percent(analysed: R
     ],
 )
 def test_each_bad_model_is_rolled_back_by_the_metric_it_breaks(
-    analysed: Rollout, bad: str, metric: str, words: str
+    rollout: Rollout, bad: str, metric: str, words: str
 ) -> None:
-    v1 = create(analysed, "v1")
-    router = analysed.router(NAME)
-    load = analysed.load(router, rate=RATE, duration=240)
+    v1 = create(rollout, "v1")
+    router = rollout.router(NAME)
+    load = rollout.load(router, rate=RATE, duration=240)
     eventually("v1 to answer", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
-    analysed.set_image(NAME, bad)
-    status = analysed.mds.wait_phase(NAME, "Degraded", timeout=120)
+    rollout.set_image(NAME, bad)
+    status = rollout.mds.wait_phase(NAME, "Degraded", timeout=120)
     condition = progressing(status)
     assert condition["reason"] == "AnalysisFailed", condition
     assert f"{metric} = " in condition["message"] and words in condition["message"], condition
@@ -137,52 +104,52 @@ def test_each_bad_model_is_rolled_back_by_the_metric_it_breaks(
 
 
 def test_prometheus_down_pauses_without_promoting_and_the_rollout_continues_when_it_is_back(
-    analysed: Rollout, world: LocalWorld
+    rollout: Rollout, world: LocalWorld
 ) -> None:
-    v1 = create(analysed, "v1")
-    router = analysed.router(NAME)
-    analysed.load(router, rate=RATE, duration=240)
-    analysed.set_image(NAME, "v2")
+    v1 = create(rollout, "v1")
+    router = rollout.router(NAME)
+    rollout.load(router, rate=RATE, duration=240)
+    rollout.set_image(NAME, "v2")
     eventually(
         "the first analysis step to run",
-        lambda: (analysed.mds.status(NAME).get("analysis") or [{}])[0].get("phase") == "Running",
+        lambda: (rollout.mds.status(NAME).get("analysis") or [{}])[0].get("phase") == "Running",
         timeout=60,
     )
     world.prometheus.stop()
     try:
         status = eventually(
             "the rollout to pause as inconclusive",
-            lambda: (s := analysed.mds.status(NAME)).get("phase") == "Paused" and s,
+            lambda: (s := rollout.mds.status(NAME)).get("phase") == "Paused" and s,
             timeout=30,
         )
         assert paused(status)["reason"] == "AnalysisInconclusive"
         assert "unreachable" in paused(status)["message"]
         weight = status["canaryWeight"]
         time.sleep(6)  # two more intervals without Prometheus: nothing moves
-        later = analysed.mds.status(NAME)
+        later = rollout.mds.status(NAME)
         assert (later["phase"], later["canaryWeight"], later["stableRevision"]) == ("Paused", weight, v1)
     finally:
         world.prometheus.start()
     eventually(
         "the rollout to finish once Prometheus is back",
-        lambda: analysed.mds.status(NAME).get("stableRevision") not in (None, v1),
+        lambda: rollout.mds.status(NAME).get("stableRevision") not in (None, v1),
         timeout=150,
     )
 
 
 def test_a_canary_without_traffic_is_not_judged_and_with_nodata_fail_is_rolled_back(
-    analysed: Rollout,
+    rollout: Rollout,
 ) -> None:
-    v1 = create(analysed, "v1")  # no load at all
-    analysed.set_image(NAME, "v2")
+    v1 = create(rollout, "v1")  # no load at all
+    rollout.set_image(NAME, "v2")
     status = eventually(
         "the analysis to be inconclusive",
-        lambda: (s := analysed.mds.status(NAME)).get("phase") == "Paused" and s,
+        lambda: (s := rollout.mds.status(NAME)).get("phase") == "Paused" and s,
     )
     assert paused(status)["reason"] == "AnalysisInconclusive" and "minRequests 5" in paused(status)["message"]
     assert status["stableRevision"] == v1
-    analysed.mds.patch(NAME, {"analysis": {**ANALYSIS, "noData": "fail"}})
-    status = analysed.mds.wait_phase(NAME, "Degraded", timeout=60)
+    rollout.mds.patch(NAME, {"analysis": {**ANALYSIS, "noData": "fail"}})
+    status = rollout.mds.wait_phase(NAME, "Degraded", timeout=60)
     assert (
         progressing(status)["reason"] == "AnalysisFailed" and "noData: fail" in progressing(status)["message"]
     )
@@ -199,16 +166,16 @@ def predict(router: Router, rows: list[list[float]]) -> dict[str, Any]:
     return answer
 
 
-def test_the_smoke_test_stops_a_wrong_model_before_any_user_request_reaches_it(analysed: Rollout) -> None:
-    create(analysed, "v1")
-    router = analysed.router(NAME)
+def test_the_smoke_test_stops_a_wrong_model_before_any_user_request_reaches_it(rollout: Rollout) -> None:
+    create(rollout, "v1")
+    router = rollout.router(NAME)
     rows = [[0.5, -1.0, 2.0, 0.1], [1.5, 0.0, -0.5, 2.2]]
     expected = predict(router, rows)["probabilities"]  # what a correct model answers
-    analysed.mds.patch(NAME, {"smokeTest": {"inputs": rows, "expected": expected, "tolerance": 0.05}})
-    analysed.load(router, rate=RATE, duration=240)
+    rollout.mds.patch(NAME, {"smokeTest": {"inputs": rows, "expected": expected, "tolerance": 0.05}})
+    rollout.load(router, rate=RATE, duration=240)
     router.reset_counters()
-    analysed.set_image(NAME, "v3-inaccurate")
-    status = analysed.mds.wait_phase(NAME, "Degraded", timeout=90)
+    rollout.set_image(NAME, "v3-inaccurate")
+    status = rollout.mds.wait_phase(NAME, "Degraded", timeout=90)
     condition = progressing(status)
     assert condition["reason"] == "SmokeTestFailed" and "expected" in condition["message"], condition
     assert status["smokeTest"]["passed"] is False
@@ -225,15 +192,15 @@ def blue_green(r: Rollout, image: str, **gates: bool) -> str:
     )
 
 
-def test_blue_green_with_a_failing_pre_promotion_analysis_never_switches(analysed: Rollout) -> None:
-    v1 = blue_green(analysed, "v1", prePromotionAnalysis=True)
-    active, preview = analysed.router(NAME), analysed.router(f"{NAME}-preview")
-    analysed.load(active, rate=10, duration=240)
-    analysed.load(preview, rate=RATE, duration=240)  # test traffic for the preview, as a prober would send
-    analysed.set_image(NAME, "v3-bad-errors")
+def test_blue_green_with_a_failing_pre_promotion_analysis_never_switches(rollout: Rollout) -> None:
+    v1 = blue_green(rollout, "v1", prePromotionAnalysis=True)
+    active, preview = rollout.router(NAME), rollout.router(f"{NAME}-preview")
+    rollout.load(active, rate=10, duration=240)
+    rollout.load(preview, rate=RATE, duration=240)  # test traffic for the preview, as a prober would send
+    rollout.set_image(NAME, "v3-bad-errors")
     weights = []
     deadline = time.monotonic() + 120
-    while (status := analysed.mds.status(NAME)).get("phase") != "Degraded" and time.monotonic() < deadline:
+    while (status := rollout.mds.status(NAME)).get("phase") != "Degraded" and time.monotonic() < deadline:
         weights.append(status.get("canaryWeight") or 0)
         time.sleep(0.3)
     assert progressing(status)["reason"] == "AnalysisFailed", status
@@ -241,17 +208,17 @@ def test_blue_green_with_a_failing_pre_promotion_analysis_never_switches(analyse
     assert active.by_backend.get(f"{NAME}-canary", 0) == 0, active.by_backend
 
 
-def test_blue_green_with_a_failing_post_promotion_analysis_switches_back(analysed: Rollout) -> None:
-    v1 = blue_green(analysed, "v1", postPromotionAnalysis=True)
-    router = analysed.router(NAME)
-    analysed.load(router, rate=RATE, duration=240)
-    analysed.set_image(NAME, "v3-bad-errors")
+def test_blue_green_with_a_failing_post_promotion_analysis_switches_back(rollout: Rollout) -> None:
+    v1 = blue_green(rollout, "v1", postPromotionAnalysis=True)
+    router = rollout.router(NAME)
+    rollout.load(router, rate=RATE, duration=240)
+    rollout.set_image(NAME, "v3-bad-errors")
     eventually(
         "the switch to the new revision",
-        lambda: analysed.mds.status(NAME).get("canaryWeight") == 100,
+        lambda: rollout.mds.status(NAME).get("canaryWeight") == 100,
         timeout=90,
     )
-    status = analysed.mds.wait_phase(NAME, "Degraded", timeout=90)
+    status = rollout.mds.wait_phase(NAME, "Degraded", timeout=90)
     assert (
         progressing(status)["reason"] == "AnalysisFailed"
         and "error-rate = " in progressing(status)["message"]
