@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from devcluster.cluster import terminate, wait_for
+from devcluster.cluster import free_port, terminate, wait_for
 from localworld import prometheus as localprom
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, Unreachable
 from modelship.analysis.templates import requests_query, template_query
@@ -167,7 +167,7 @@ def start_prometheus(
     """Debian's Prometheus on a free loopback port (localworld.prometheus finds the binary)."""
     state.mkdir(parents=True, exist_ok=True)
     (state / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = localprom._free_port()
+    port = free_port()
     args = [
         localprom.binary(),
         f"--config.file={state / 'prometheus.yml'}",
@@ -301,7 +301,7 @@ def test_a_syntax_error_carries_prometheus_message(prom: Prometheus, prom_url: s
 
 
 def test_an_address_with_nothing_listening_is_unreachable() -> None:
-    address = f"http://127.0.0.1:{localprom._free_port()}"
+    address = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(Unreachable, match=rf"Prometheus at {address} is unreachable: \[Errno 111\]"):
         Prometheus(PrometheusConfig(address=address, timeout_seconds=1)).query("1")
 
