@@ -280,6 +280,9 @@ class LocalCluster(ExistingCluster):
                 f"--service-account-signing-key-file={keys.key('service-account')}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=RBAC",
+                # New nodes would get a not-ready taint that only the node-lifecycle
+                # controller removes, and that controller is off (see _start_controllers).
+                "--disable-admission-plugins=TaintNodesByCondition",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
@@ -321,9 +324,12 @@ class LocalCluster(ExistingCluster):
                 f"--service-account-private-key-file={keys.key('service-account')}",
                 f"--root-ca-file={keys.ca}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                # Fake nodes never really fail; a long grace keeps a CPU-starved KWOK
-                # (a loaded CI machine) from having its nodes marked NotReady mid-test.
-                "--node-monitor-grace-period=3m",
+                # Fake nodes never really fail, so nothing may declare them dead. On a loaded
+                # CI machine KWOK's node leases went stale for minutes even with a 3m grace:
+                # the node-lifecycle controller then marked every pod NotReady, and KWOK
+                # never marks them Ready again (kubernetes-sigs/kwok#1464). Without it, a
+                # node is Ready as KWOK's stages say, and never tainted.
+                "--controllers=*,-node-lifecycle-controller",
                 "--v=1",
             ],
         )
