@@ -55,7 +55,10 @@ REQUESTS = {
 }  # fmt: skip
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0)
 # Per scrape: upper bound -> observations falling in that bucket (non-cumulative), /predict only.
-LATENCY = {"fraud-a": {0.01: 50, 0.025: 45, 0.1: 5}, "fraud-b": {0.5: 100}}
+# No quantile's rank may end a bucket that an empty bucket follows: rank and bucket counts are
+# separately rounded rates, so the rank can land a rounding error past the boundary, and
+# histogram_quantile then skips the empty bucket (this made p95 flaky in CI).
+LATENCY = {"fraud-a": {0.01: 50, 0.025: 46, 0.1: 4}, "fraud-b": {0.5: 100}}
 FEEDBACK = {"fraud-a": {"correct": 9, "incorrect": 1}, "fraud-b": {"correct": 6, "incorrect": 4}}
 CONFIDENCE = {"fraud-a": (85, 100), "fraud-b": (50, 100)}  # (sum, count) per scrape
 
@@ -63,9 +66,9 @@ EXPECTED = {
     "fraud-a": {
         "error-rate": 0.02,
         # histogram_quantile interpolates linearly inside the bucket holding the rank.
-        "latency-p50": 0.01,  # rank 50 ends the (0.005, 0.01] bucket
-        "latency-p95": 0.025,  # rank 95 ends the (0.01, 0.025] bucket
-        "latency-p99": 0.09,  # 0.05 + 0.05 * (99 - 95) / 5
+        "latency-p50": 0.01,  # rank 50 ends the (0.005, 0.01] bucket; the next one is not empty
+        "latency-p95": 0.01 + 0.015 * (95 - 50) / 46,
+        "latency-p99": 0.05 + 0.05 * (99 - 96) / 4,
         "accuracy": 0.9,
         "confidence-mean": 0.85,
     },
