@@ -545,7 +545,8 @@ class Accelerator(_Model):
     rollout: Literal["auto", "surge"] | None = Field(
         default=None,
         description="auto (default): add canary pods beside stable ones when devices are free, else "
-        "replace stable pods one at a time; surge: never replace, stop with InsufficientAccelerator.",
+        "replace stable pods one at a time; surge: never replace, stop with InsufficientAccelerator. "
+        "Blue/green must set it: surge confirms devices for both colours, auto accepts replace mode.",
     )
     min_available: Annotated[int, Field(ge=1, le=1000)] | None = Field(
         default=None, description="Ready pods kept serving while a device is freed (default 1)."
@@ -574,13 +575,13 @@ _NO_RESERVED_ENV = Rule(
 )
 
 
-# CEL cannot see free devices; blue/green needs a device per pod for both colours at once, so
-# the user says so explicitly (replace mode would take devices from the colour that serves).
+# CEL cannot see free devices; blue/green wants a device per pod for both colours at once, and
+# replace mode takes devices from the colour that serves, so the user chooses explicitly.
 _BLUE_GREEN_DEVICES = Rule(
     "!has(self.accelerator) || !has(self.strategy) || !has(self.strategy.blueGreen) || "
-    "(has(self.accelerator.rollout) && self.accelerator.rollout == 'surge')",
-    "spec.accelerator.rollout must be surge with strategy.blueGreen: both colours hold devices at once, "
-    "so confirm the cluster has devices for both, or use strategy.canary (which can replace pods)",
+    "has(self.accelerator.rollout)",
+    "spec.accelerator.rollout must be set with strategy.blueGreen: surge if the cluster has devices "
+    "for both colours, or auto to accept replace mode (the serving colour gives devices to the preview)",
     ".accelerator",
 )
 

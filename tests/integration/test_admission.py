@@ -278,16 +278,7 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "blue-green-devices-unconfirmed",
         edits(put("spec.strategy", {"blueGreen": {}}), put("spec.accelerator", {"type": "coral"})),
         "spec.accelerator",
-        "must be surge with strategy.blueGreen",
-    ),
-    (
-        "blue-green-devices-auto",
-        edits(
-            put("spec.strategy", {"blueGreen": {}}),
-            put("spec.accelerator", {"type": "coral", "rollout": "auto"}),
-        ),
-        "spec.accelerator",
-        "must be surge with strategy.blueGreen",
+        "must be set with strategy.blueGreen",
     ),
     (
         "smoke-test-lengths",
@@ -370,11 +361,12 @@ def test_weights_may_drop_after_a_pause_or_an_analysis(
     create_md(kube, namespace, manifest)
 
 
-def test_blue_green_on_devices_is_admitted_when_surge_is_confirmed(
-    kube: Kube, namespace: str, crd_installed: None
+@pytest.mark.parametrize("rollout", ["surge", "auto"])
+def test_blue_green_on_devices_is_admitted_when_surge_or_replace_is_chosen(
+    kube: Kube, namespace: str, crd_installed: None, rollout: str
 ) -> None:
     manifest = example("basic.yaml")
     manifest["spec"]["strategy"] = {"blueGreen": {}}
-    manifest["spec"]["accelerator"] = {"type": "coral", "rollout": "surge"}
+    manifest["spec"]["accelerator"] = {"type": "coral", "rollout": rollout}
     created = create_md(kube, namespace, manifest)
-    assert created["spec"]["accelerator"]["rollout"] == "surge"
+    assert created["spec"]["accelerator"]["rollout"] == rollout

@@ -184,6 +184,46 @@ def test_a_canary_on_two_full_devices_completes_by_replacement_never_at_zero_rea
     assert insufficient is None or insufficient["status"] == "False"
 
 
+def serving(kube: Kube, namespace: str) -> int:
+    """Ready pods of the revision the `<name>` Service selects: what users reach."""
+    service = kube.get(f"/api/v1/namespaces/{namespace}/services/{NAME}") or {}
+    revision = (service.get("spec", {}).get("selector") or {}).get("modelship.io/revision")
+    return sum(map(ready, pods(kube, namespace, revision))) if revision else 0
+
+
+def test_blue_green_in_replace_mode_switches_early_then_takes_the_old_colours_devices(
+    kube: Kube, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
+) -> None:
+    coral = set(add_nodes(2))
+    doc = manifest(resource, rollout="auto")
+    doc["spec"]["strategy"] = {"blueGreen": {"autoPromote": True, "scaleDownDelay": "1s"}}
+    stable = deploy_healthy(kube, namespace, doc)
+    new = copy.deepcopy(doc)
+    new["spec"]["image"] = IMAGES["b"]
+    target = revision(new)
+    kube.request("PATCH", md_path(namespace, NAME), body={"spec": {"image": IMAGES["b"]}}, content_type=MERGE)
+
+    lowest, samples, early = 2, 0, False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        lowest = min(lowest, serving(kube, namespace))
+        samples += 1
+        current = status(kube, namespace)
+        if current.get("stableRevision") == target and current.get("phase") == "Healthy":
+            break
+        # Switched while the new colour held one device and the old colour the other.
+        early = early or (
+            (current.get("currentStep") or 0) >= 2 and sum(map(ready, pods(kube, namespace, target))) == 1
+        )
+        time.sleep(0.2)
+    assert status(kube, namespace).get("stableRevision") == target, status(kube, namespace)
+    assert lowest >= 1 and samples > 5, (lowest, samples)
+    assert early
+    wait_until("no pods of the old colour", lambda: not pods(kube, namespace, stable), timeout=60)
+    final = pods(kube, namespace, target)
+    assert {p["spec"]["nodeName"] for p in final} == coral and all(map(ready, final))
+
+
 def test_surge_only_stops_with_insufficient_accelerator_and_the_numbers(
     kube: Kube, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
 ) -> None:

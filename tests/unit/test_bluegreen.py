@@ -101,3 +101,21 @@ def test_auto_promote_switches_after_the_delay() -> None:
     world.now = ready_at + api.parse_duration("20s")
     step(world, new)
     assert world.status.stable_revision == name_of(new)
+
+
+def test_pausing_after_the_switch_keeps_the_new_colour_serving_at_full_size() -> None:
+    analysis = {"interval": "5s", "metrics": [{"name": "errors", "template": "error-rate", "max": 0.05}]}
+    strategy = {"blueGreen": {"autoPromote": True, "previewReplicas": 1, "postPromotionAnalysis": True}}
+    old = spec(replicas=4, strategy=strategy, analysis=analysis)
+    world = stable_world(old)
+    new = spec(replicas=4, strategy=strategy, analysis=analysis, image=NEW_IMAGE)
+    for _ in range(4):
+        world.reconcile(new)
+        world.settle()
+    assert world.status.current_step == 2 and selectors(world, new)["fraud"] == name_of(new)
+    paused = new.model_copy(update={"paused": True})
+    world.reconcile(paused)
+    world.settle()
+    assert world.status.current_step == 2 and world.status.canary_weight == 100
+    assert selectors(world, paused)["fraud"] == name_of(new)
+    assert replicas(world)[name_of(new)] == 4  # not back to previewReplicas while it serves

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from modelship import api, devices, engine, manifests, revisions
+from modelship.analysis.verdicts import RawMeasurement
 
 from .enginesim import OWNER, World, spec
 
@@ -276,6 +277,126 @@ def test_surge_only_rollout_reports_insufficient_accelerator_and_a_warning() -> 
         world.status.canary_weight == 0
         and world.deployments[world.status.canary_revision or ""].spec_replicas == 0
     )
+
+
+# ---- blue/green on devices ------------------------------------------------------------------
+
+NEW = "registry.example/fraud@sha256:" + "c" * 64
+BAD_ERRORS = RawMeasurement(0.3, requests=1000)
+
+
+def blue_green(
+    image: str | None = None, accelerator: dict[str, Any] | None = None, **bg: Any
+) -> api.ModelDeploymentSpec:
+    fields: dict[str, Any] = {
+        "accelerator": accelerator or {"type": "coral", "rollout": "auto"},
+        "strategy": {"blueGreen": {"autoPromote": True, "abortScaleDownDelay": "0s", **bg}},
+        "analysis": {
+            "interval": "5s",
+            "count": 2,
+            "metrics": [{"name": "errors", "template": "error-rate", "max": 0.05}],
+        },
+    }
+    return spec(**fields, **({"image": image} if image else {}))
+
+
+def healthy_device_world(s: api.ModelDeploymentSpec) -> DeviceWorld:
+    world = DeviceWorld()
+    for _ in range(4):
+        world.reconcile(s)
+        world.settle()
+    assert world.status.phase == "Healthy" and world.held() == 2
+    return world
+
+
+def active(decision: engine.Decision) -> str:
+    """The revision `<name>` selects, as rendered."""
+    service = next(m for m in decision.apply if m["kind"] == "Service" and m["metadata"]["name"] == "fraud")
+    return str(service["spec"]["selector"][manifests.REVISION_LABEL])
+
+
+def serving(world: DeviceWorld, decision: engine.Decision) -> int:
+    observed = world.deployments.get(active(decision))
+    return observed.available_replicas if observed else 0
+
+
+def test_blue_green_replace_mode_switches_with_the_pods_it_could_get_then_takes_the_rest() -> None:
+    world = healthy_device_world(blue_green())
+    old = world.status.stable_revision
+    new = blue_green(NEW)
+    target = revisions.revision_name(OWNER.name, revisions.template_of(new))
+    lowest, switched_with, blocked = 2, None, set()
+    for _ in range(40):
+        decision = world.reconcile(new)
+        lowest = min(lowest, serving(world, decision))  # before the pods move
+        world.settle()
+        lowest = min(lowest, serving(world, decision))
+        assert world.held() <= 2
+        if active(decision) == target and switched_with is None:
+            switched_with = world.deployments[target].available_replicas
+            assert world.deployments[old or ""].available_replicas == 1  # minAvailable kept until then
+        blocked |= {c.reason for c in decision.status.conditions or [] if c.type == "InsufficientAccelerator"}
+        if world.status.stable_revision == target and world.status.phase == "Healthy":
+            break
+    assert world.status.stable_revision == target, world.status
+    assert world.deployments[target].available_replicas == 2 and world.held() == 2
+    assert switched_with == 1  # the preview could hold one pod before the switch
+    assert lowest >= 1
+    assert not blocked  # replace mode is the plan, not an error
+
+
+def test_blue_green_replace_mode_keeps_the_old_colour_until_post_promotion_passes_and_switches_back() -> None:
+    world = healthy_device_world(blue_green(postPromotionAnalysis=True))
+    old = world.status.stable_revision or ""
+    new = blue_green(NEW, postPromotionAnalysis=True)
+    target = revisions.revision_name(OWNER.name, revisions.template_of(new))
+    for _ in range(20):
+        decision = world.reconcile(new)
+        world.settle()
+        if active(decision) == target:
+            break
+    assert world.status.current_step == 2
+    world.metrics["errors"] = BAD_ERRORS
+    for _ in range(10):
+        decision = world.reconcile(new)
+        world.settle()
+        assert world.deployments[old].available_replicas >= 1  # something to switch back to
+        if world.status.aborted_revision:
+            break
+    assert world.status.aborted_revision == target and active(decision) == old
+    assert serving(world, decision) >= 1
+    assert condition_reason(decision, "Progressing") == "AnalysisFailed"
+
+
+def test_blue_green_replace_mode_without_room_for_min_available_never_switches_and_says_why() -> None:
+    coral = {"type": "coral", "rollout": "auto", "minAvailable": 2}
+    world = healthy_device_world(blue_green(accelerator=coral))
+    old = world.status.stable_revision
+    new = blue_green(NEW, accelerator=coral)
+    for _ in range(6):
+        decision = world.reconcile(new)
+        world.settle()
+        assert active(decision) == old and serving(world, decision) == 2
+    found = next(c for c in decision.status.conditions or [] if c.type == "InsufficientAccelerator")
+    assert (found.status, found.reason) == ("True", "MinAvailable")
+    assert "before the switch the new colour can hold only 0 pod(s)" in found.message
+    assert "minAvailable=2" in found.message
+
+
+def test_blue_green_surge_on_full_devices_stops_with_the_numbers() -> None:
+    coral = {"type": "coral", "rollout": "surge"}
+    world = healthy_device_world(blue_green(accelerator=coral))
+    new = blue_green(NEW, accelerator=coral)
+    for _ in range(3):
+        decision = world.reconcile(new)
+        world.settle()
+    found = next(c for c in decision.status.conditions or [] if c.type == "InsufficientAccelerator")
+    assert (found.status, found.reason) == ("True", "SurgeCapacity")
+    assert world.deployments[world.status.stable_revision or ""].available_replicas == 2
+
+
+def condition_reason(decision: engine.Decision, type_: str) -> str:
+    return next(c.reason for c in decision.status.conditions or [] if c.type == type_)
 
 
 def test_fallback_cpu_renders_cpu_placement_and_says_so() -> None:

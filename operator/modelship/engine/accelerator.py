@@ -8,26 +8,32 @@ from modelship import api, devices, traffic
 from modelship.engine.model import ConditionValue, Event, Observations, ObservedDeployment, Plan, current, has
 
 
-def make_room(plan: Plan, spec: api.ModelDeploymentSpec, observations: Observations) -> None:
+def make_room(
+    plan: Plan, spec: api.ModelDeploymentSpec, observations: Observations, weight: int | None = None
+) -> devices.Plan | None:
     """Device-aware replicas (see `modelship.devices`): the canary surges while devices are free;
-    otherwise stable pods make room one at a time, or (`rollout: surge`) the rollout stops."""
+    otherwise stable pods make room one at a time, or (`rollout: surge`) the rollout stops.
+    `weight`: the traffic share the devices plan for (default: the plan's). Returns the device
+    plan, or None when nothing counts devices (no accelerator, CPU fallback, hostPath)."""
     accelerator, observed = spec.accelerator, observations.devices
     if accelerator is None or observed is None or not devices.counts_resource(accelerator):
-        return
+        return None
     assert plan.canary is not None
     if placement(plan.canary, accelerator, spec, observations) == "cpu":
-        return
+        return None
     decided = devices.plan(
         accelerator,
         (plan.stable_replicas, plan.canary_replicas),
         _revision(observations.deployments.get(plan.stable)),
         _revision(observations.deployments.get(plan.canary)),
         observed,
-        plan.weight or 0,
-        traffic.router_for(spec).shares_one_service,
+        plan.weight or 0 if weight is None else weight,
+        # Blue/green never puts both colours behind one Service.
+        spec.strategy.canary is not None and traffic.router_for(spec).shares_one_service,
     )
     plan.stable_replicas, plan.canary_replicas = decided.stable, decided.canary
     plan.device_blocked = decided.blocked
+    return decided
 
 
 def _revision(observed: ObservedDeployment | None) -> devices.Revision:

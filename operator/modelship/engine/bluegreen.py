@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api, gates
+from modelship.engine.accelerator import make_room
 from modelship.engine.model import Event, Observations, Plan, ready
 from modelship.engine.moves import apply, promote
 
@@ -22,18 +23,25 @@ def preview(
     must pass the smoke test and the pre-promotion analysis; then a promotion (manual, or
     automatic after `autoPromotionDelay`) scales it up and swaps the selectors. With a
     post-promotion analysis the switch comes first (`currentStep` 2, the old revision still
-    up) and the pointers move only when it passes; failure switches back."""
+    up) and the pointers move only when it passes; failure switches back.
+
+    On devices in replace mode (`accelerator.rollout: auto` with too few free devices) the
+    preview takes devices from the serving colour down to `minAvailable`, the switch happens
+    with as many pods as it could get, and the new colour takes the rest of the old one's
+    devices after the switch (once no post-promotion analysis can switch back)."""
     assert plan.canary is not None and spec.strategy.blue_green is not None
     blue_green = spec.strategy.blue_green
     observed = observations.deployments.get(plan.canary)
-    preview = blue_green.preview_replicas or spec.replicas
-    plan.weight, plan.canary_replicas = 0, preview
+    step = plan.step or 0
+    # Once switched, the new colour serves: it keeps every replica (even while paused).
+    wanted = spec.replicas if step >= 2 else blue_green.preview_replicas or spec.replicas
+    plan.weight, plan.canary_replicas = 100 if step >= 2 else 0, wanted
+    size = _fit(plan, spec, observations, switched=False)
     if spec.paused:
         plan.paused = ("PausedBySpec", "spec.paused is true; `modelship resume` continues")
         return
-    step = plan.step or 0
     if step < 2 and not plan.promote_full and not (step == 1 and _gates_passed(plan, spec)):
-        if not ready(observed, preview):
+        if size is None or not ready(observed, size):
             return
         if plan.pause_start is None:
             plan.pause_start = now
@@ -67,31 +75,67 @@ def preview(
                 if not blue_green.auto_promote
                 else f"{plan.pause_start + delay:%H:%M:%SZ}"
             )
-            plan.paused = ("PreviewPause", f"preview {plan.canary} ready; traffic switches when {until}")
+            held = f" with {size} of {wanted} pods (the devices hold no more before the switch)"
+            plan.paused = (
+                "PreviewPause",
+                f"preview {plan.canary} ready{held if size < wanted else ''}; traffic switches when {until}",
+            )
             return
     plan.step, plan.pause_start, plan.canary_replicas = max(step, 1), None, spec.replicas
-    if not ready(observed, spec.replicas):
-        plan.promote_waiting = True
-        return
-    if (
-        blue_green.post_promotion_analysis
-        and spec.analysis is not None
-        and step < 3
-        and not plan.promote_full
-    ):
-        plan.step, plan.weight = 2, 100  # switched; `modelship promote` (step 3) accepts it as it is
+    judged = blue_green.post_promotion_analysis and step < 3 and not plan.promote_full
+    post = spec.analysis if judged else None  # the post-promotion analysis still to pass
+    if step < 2:
+        size = _fit(plan, spec, observations, switched=False)
+        if size is None or not ready(observed, size):
+            plan.promote_waiting = True
+            return
+        if size < spec.replicas or post is not None:
+            step = 2  # switch now; the analysis, or the rest of the devices, comes after
+    if step >= 2:
+        # Switched: `<name>` selects the new colour. `modelship promote` (step 3) accepts a
+        # post-promotion analysis as it is.
+        plan.step, plan.weight = step, 100
+    if post is not None and step == 2:
+        _fit(plan, spec, observations, switched=False)  # the old colour keeps pods to switch back to
         gate = gates.analysis_gate(
             "postPromotion",
             plan.canary,
             None,
             "post-promotion",
-            spec.analysis,
+            post,
             plan.runs.get("postPromotion"),
             now,
         )
         if apply(plan, spec, gate, now) != "pass":
             return
+    if _fit(plan, spec, observations, switched=True) != spec.replicas or not ready(observed, spec.replicas):
+        plan.promote_waiting = True
+        return
     promote(plan, spec, template, now, "by switching the active Service")
+
+
+def _fit(plan: Plan, spec: api.ModelDeploymentSpec, observations: Observations, switched: bool) -> int | None:
+    """Make room on the devices for the replicas the plan asks for, and return the new colour's
+    size once it has every pod it can get, or None while pods are still moving (or `surge`
+    stops the rollout). Before the switch the serving colour keeps `minAvailable` pods, so the
+    new colour may get fewer than asked; it must get at least as many to take over."""
+    decided = make_room(plan, spec, observations, weight=100 if switched else 0)
+    if decided is None or decided.blocked is None:
+        moving = decided is not None and decided.mode == "replace"
+        return None if moving else plan.canary_replicas
+    if switched or decided.blocked[0] != "MinAvailable":
+        return None
+    floor = max((spec.accelerator.min_available if spec.accelerator else None) or 1, 1)
+    if plan.canary_replicas >= floor:
+        plan.device_blocked = None  # all it can get until the switch: that is the plan, not a stop
+        return plan.canary_replicas
+    plan.device_blocked = (
+        "MinAvailable",
+        f"before the switch the new colour can hold only {plan.canary_replicas} pod(s), fewer than "
+        f"spec.accelerator.minAvailable={floor}, because the serving colour keeps {floor}: "
+        f"{decided.blocked[1]}",
+    )
+    return None
 
 
 def _gates_passed(plan: Plan, spec: api.ModelDeploymentSpec) -> bool:

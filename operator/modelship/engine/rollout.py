@@ -135,8 +135,8 @@ def roll(
         else:
             walk(plan, spec, steps, observations, now, template)
 
-    if plan.mode == "canary" and plan.canary is not None:
-        make_room(plan, spec, observations)
+    if plan.mode == "canary" and plan.canary is not None and spec.strategy.canary is not None:
+        make_room(plan, spec, observations)  # blue/green makes its own room (`bluegreen.preview`)
     if plan.mode != "canary":
         plan.canary = plan.step = plan.weight = plan.pause_start = plan.promote_full = None
         # The background analysis of a promoted canary is over; other runs stay to be read.

@@ -89,8 +89,9 @@ def finish(
     shared = bool(
         plan.canary and plan.weight and traffic.router_for(spec).shares_one_service and not blue_green
     )
-    # Blue/green switched but not promoted yet (post-promotion analysis): `<name>` is the new one.
-    active = canary_selector if blue_green and plan.canary and plan.step == 2 else stable_selector
+    # Blue/green switched but not promoted yet (post-promotion analysis, or the new colour still
+    # taking the old one's devices): `<name>` is the new one.
+    active = canary_selector if blue_green and plan.canary and (plan.step or 0) >= 2 else stable_selector
     new_status = status.model_copy(
         update={
             "observed_generation": owner.generation,
@@ -194,8 +195,8 @@ def _progressing(
         where = (
             f"canary {plan.canary}: weight {plan.weight}%, step {min((plan.step or 0) + 1, n)}/{n}"
             if spec.strategy.canary
-            else f"{plan.canary}: switched, serving all traffic until its post-promotion analysis passes"
-            if plan.step == 2
+            else f"{plan.canary}: switched, serving all traffic until it is promoted"
+            if (plan.step or 0) >= 2
             else f"preview {plan.canary}: no traffic until promoted"
         )
         if plan.paused:
