@@ -88,6 +88,35 @@ def is_built(out: Path) -> bool:
     return (out / "manifest.json").is_file() and all((out / "bin" / b).is_file() for b in BINARIES)
 
 
+# Another checkout (an older branch) may still use a cache of other versions; one untouched
+# this long is gone from every checkout in practice, and each holds ~500 MB.
+STALE_DAYS = 14
+USED = "last-used"
+
+
+def mark_used(out: Path) -> None:
+    (out / USED).touch()
+
+
+def prune(root: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove caches of other versions not used for STALE_DAYS, and scratch dirs of builds that
+    were killed (over a day old). Returns what was removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for entry in root.iterdir() if root.is_dir() else []:
+        if entry == keep or not entry.is_dir():
+            continue
+        if ".partial-" in entry.name:
+            stale = now - entry.stat().st_mtime > 86400
+        else:
+            marker = entry / USED if (entry / USED).exists() else entry / "manifest.json"
+            stale = marker.exists() and now - marker.stat().st_mtime > STALE_DAYS * 86400
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
 def _go_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(CGO_ENABLED="0", GOTOOLCHAIN="local", GOFLAGS="-buildvcs=false")
@@ -246,6 +275,7 @@ def build(out: Path | None = None) -> Path:
     versions = load_versions()
     out = out or cache_dir(versions)
     if is_built(out):
+        mark_used(out)
         return out
     if shutil.which("go") is None:
         raise RuntimeError("the Go toolchain is required to build the local control plane (go not on PATH)")
@@ -274,6 +304,9 @@ def build(out: Path | None = None) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    mark_used(out)
+    for stale in prune(out.parent, keep=out):
+        print(f"removed a cache unused for {STALE_DAYS} days: {stale}", file=sys.stderr)
     return out
 
 
