@@ -479,10 +479,11 @@ CORAL_TAINT_KEY = "modelship.io/accelerator"
 CORAL_RESOURCE = "squat.ai/coral"  # what generic-device-plugin publishes when configured for the Coral
 # Node Feature Discovery labels (nfd-worker's defaults: USB `usb-<class>_<vendor>_<device>.present`
 # for classes 0e/ef/fe/ff, PCI `pci-<class>_<vendor>.present` for its class whitelist). A USB Coral
-# enumerates as 1a6e:089a until the runtime loads its firmware, then as 18d1:9302: match either.
+# enumerates as 1a6e:089a, class fe, until the runtime loads its firmware (NFD's own docs use this
+# label as their example), then as 18d1:9302, class ff: match either.
 # A PCIe/M.2 Coral is class 0880 vendor 1ac1; 0880 is not in NFD's default PCI class list.
 NFD_USB_LABELS = (
-    "feature.node.kubernetes.io/usb-ff_1a6e_089a.present",
+    "feature.node.kubernetes.io/usb-fe_1a6e_089a.present",
     "feature.node.kubernetes.io/usb-ff_18d1_9302.present",
 )
 NFD_PCIE_LABELS = ("feature.node.kubernetes.io/pci-0880_1ac1.present",)

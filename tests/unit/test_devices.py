@@ -57,7 +57,7 @@ def test_default_nodes_are_the_modelship_label() -> None:
 def test_nfd_usb_preset_matches_the_coral_before_or_after_its_firmware_loads() -> None:
     terms = devices.node_terms(acc(nodeSelection={"preset": "nfd"}))
     assert terms == [
-        {"feature.node.kubernetes.io/usb-ff_1a6e_089a.present": "true"},
+        {"feature.node.kubernetes.io/usb-fe_1a6e_089a.present": "true"},
         {"feature.node.kubernetes.io/usb-ff_18d1_9302.present": "true"},
     ]
     assert devices.matches({"feature.node.kubernetes.io/usb-ff_18d1_9302.present": "true"}, terms)
