@@ -12,6 +12,7 @@ that). Results: printed, and written to bench/results/rollback.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack"))
 
@@ -28,7 +29,8 @@ from devcluster.cluster import LocalCluster, wait_for
 from loadgen import Load
 from loadgen.mix import holdout_samples
 from localworld import demomodels
-from localworld.rollouts import ModelDeployments, OperatorProcess, install_crd, model_deployment
+from localworld.rollouts import ModelDeployments, model_deployment
+from localworld.stack import start as start_stack
 from localworld.world import LocalWorld
 
 BAD = ("v3-bad-errors", "v3-slow", "v3-inaccurate")
@@ -112,48 +114,28 @@ def main() -> int:
     args = parser.parse_args()
 
     results: dict[str, Any] = {}
-    cluster = LocalCluster.create()
-    try:
-        cluster.start()
-        api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
-        with LocalWorld(
-            api, cluster.state_dir / "localworld", scrape_interval=SCRAPE, demo_models=True
-        ) as world:
-            install_crd(api)
-            namespace = "bench-rollback"
-            client.CoreV1Api(api).create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
-            )
-            operator = OperatorProcess(
-                cluster.env,
-                cluster.state_dir / "operator.log",
-                namespaces=[namespace],
-                args=["--prometheus-address", world.prometheus.url],
-            ).start()
-            try:
-                for bad in BAD:
-                    runs = []
-                    for i in range(args.runs):
-                        outcome = one_run(world, api, namespace, bad, i, args.rate)
-                        print(
-                            f"{bad} run {i + 1}: {outcome['seconds']:.1f}s ({outcome['reason']})", flush=True
-                        )
-                        runs.append(outcome)
-                    seconds = [r["seconds"] for r in runs]
-                    results[bad] = {
-                        "runs_s": seconds,
-                        "min_s": min(seconds),
-                        "median_s": statistics.median(seconds),
-                        "max_s": max(seconds),
-                        "target_median_s": TARGETS[bad],
-                        "meets_target": statistics.median(seconds) <= TARGETS[bad],
-                        "reasons": sorted({str(r["reason"]) for r in runs}),
-                        "example_message": runs[-1]["message"],
-                    }
-            finally:
-                operator.stop()
-    finally:
-        cluster.stop()
+    namespace = "bench-rollback"
+    with contextlib.ExitStack() as cleanup:
+        cluster = LocalCluster.create()
+        cleanup.callback(cluster.stop)
+        stack = start_stack(cluster, cleanup, namespace, scrape_interval=SCRAPE)
+        for bad in BAD:
+            runs = []
+            for i in range(args.runs):
+                outcome = one_run(stack.world, stack.api, namespace, bad, i, args.rate)
+                print(f"{bad} run {i + 1}: {outcome['seconds']:.1f}s ({outcome['reason']})", flush=True)
+                runs.append(outcome)
+            seconds = [r["seconds"] for r in runs]
+            results[bad] = {
+                "runs_s": seconds,
+                "min_s": min(seconds),
+                "median_s": statistics.median(seconds),
+                "max_s": max(seconds),
+                "target_median_s": TARGETS[bad],
+                "meets_target": statistics.median(seconds) <= TARGETS[bad],
+                "reasons": sorted({str(r["reason"]) for r in runs}),
+                "example_message": runs[-1]["message"],
+            }
 
     report = {
         "what": "seconds from the first request a bad canary answers to its HTTPRoute weight 0",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from demo import progress
 from demo.acts import FIRST, NAME, Act, acts
@@ -24,9 +24,9 @@ from loadgen import Load
 from loadgen.mix import holdout_samples
 from localworld.catalogue import Catalogue, UnknownImage
 from localworld.prometheus import Prometheus
-from localworld.rollouts import ModelDeployments, OperatorProcess, install_crd, model_deployment, model_spec
+from localworld.rollouts import ModelDeployments, model_deployment, model_spec
 from localworld.router import Router
-from localworld.world import LocalWorld
+from localworld.stack import start as start_stack
 
 NAMESPACE = "modelship-demo"
 LOAD_BOUND_SECONDS = 6 * 3600  # the load's own time bound; the demo stops it long before
@@ -213,27 +213,8 @@ def run(settings: Settings, out: Print = print) -> int:
             out("finding (or building) the local control plane's binaries ...")
             cluster = LocalCluster.create()
             cleanup.callback(cluster.stop)
-            out(f"starting the local cluster (state and logs: {cluster.state_dir}) ...")
-            cluster.start()
-            api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
-            out("starting the local world: demo models, pod runner, Prometheus ...")
-            world = LocalWorld(api, cluster.state_dir / "localworld", demo_models=True)
-            cleanup.callback(world.stop)
-            world.start()
-            out(f"Prometheus: {world.prometheus.url}")
-            install_crd(api)
-            client.CoreV1Api(api).create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
-            )
-            operator = OperatorProcess(
-                cluster.env,
-                cluster.state_dir / "operator.log",
-                namespaces=[NAMESPACE],
-                args=["--prometheus-address", world.prometheus.url],  # analysis (act 2) queries it
-            )
-            cleanup.callback(operator.stop)
-            operator.start()
-            out(f"operator running (log: {operator.log_path})")
+            stack = start_stack(cluster, cleanup, NAMESPACE, say=out)
+            api, world = stack.api, stack.world
             mds = ModelDeployments(api, NAMESPACE)
             first = world.catalogue.by_name(FIRST)
             mds.create(model_deployment(NAME, first, FIRST, planned[0].steps, replicas=settings.replicas))
