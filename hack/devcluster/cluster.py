@@ -206,6 +206,8 @@ class LocalCluster(ExistingCluster):
         self.processes.clear()
         if not (self.keep_state if keep is None else keep):
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        for network in {n for n in map(nodes.network_of, self.fake_nodes) if n is not None}:
+            nodes.release_pod_network(network)
 
     def describe_failure(self) -> str:
         lines = [f"component logs: {self.log_dir}"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import random
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from modelship import api
 
@@ -67,10 +71,42 @@ def pod_cidr(network: int, index: int) -> str:
     return f"10.{network}.{index}.0/24"
 
 
-def random_pod_network() -> int:
-    # A second octet per cluster, away from the service range 10.96.0.0/16, so two
-    # clusters on one machine (parallel test sessions) get distinct loopback addresses.
-    return random.randrange(128, 255)
+# A second octet per cluster, away from the service range 10.96.0.0/16. Pods of the local world
+# listen on 127.<network>.x.y, so two clusters on one machine (a demo beside a test session)
+# must never share one: each claims its network with an exclusive lock on a file, which the
+# kernel drops when the process ends, however it ends.
+POD_NETWORKS = range(128, 255)
+CLAIMS_DIR = Path(tempfile.gettempdir()) / "modelship-pod-networks"
+_claims: dict[int, TextIO] = {}
+
+
+def claim_pod_network(candidates: Iterable[int] | None = None) -> int:
+    """A pod network no other cluster on this machine holds, held until released or exit."""
+    CLAIMS_DIR.mkdir(exist_ok=True)
+    pool = list(POD_NETWORKS if candidates is None else candidates)
+    random.shuffle(pool)
+    for network in pool:
+        if network in _claims:
+            continue
+        handle = (CLAIMS_DIR / f"{network}.lock").open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _claims[network] = handle
+        return network
+    raise RuntimeError(f"every local pod network is held by another cluster (locks in {CLAIMS_DIR})")
+
+
+def release_pod_network(network: int) -> None:
+    handle = _claims.pop(network, None)
+    if handle is not None:
+        handle.close()
+
+
+def network_of(node: FakeNode) -> int | None:
+    return int(node.pod_cidr.split(".")[1]) if node.pod_cidr else None
 
 
 def cpu_node(index: int, network: int | None = None) -> FakeNode:
@@ -89,5 +125,5 @@ def coral_node(index: int, units: int = 1, network: int | None = None) -> FakeNo
 
 def default_nodes(cpu: int = 3, coral: int = 1, network: int | None = None) -> list[FakeNode]:
     """CPU nodes get pod CIDRs 10.<network>.<i>.0/24, Coral nodes 10.<network>.<100+i>.0/24."""
-    net = random_pod_network() if network is None else network
+    net = claim_pod_network() if network is None else network
     return [cpu_node(i, net) for i in range(cpu)] + [coral_node(i, network=net) for i in range(coral)]

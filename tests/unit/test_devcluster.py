@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devcluster import build, nodes, pki
-from devcluster.cluster import write_kubeconfig
+from devcluster.cluster import LocalCluster, write_kubeconfig
 
 pytestmark = pytest.mark.unit
 
@@ -170,3 +172,46 @@ def test_kubeconfig_points_at_server_with_client_certificate(tmp_path: Path) -> 
     assert kc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
     assert kc["users"][0]["user"]["client-certificate"] == str(tmp_path / "c")
     assert kc["contexts"][0]["context"] == {"cluster": "modelship-dev", "user": "admin"}
+
+
+def test_a_pod_network_is_held_by_one_cluster_at_a_time_across_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nodes, "CLAIMS_DIR", tmp_path)
+    first = nodes.claim_pod_network([130, 131])
+    second = nodes.claim_pod_network([130, 131])
+    assert {first, second} == {130, 131}
+    with pytest.raises(RuntimeError, match="every local pod network is held"):
+        nodes.claim_pod_network([130, 131])
+    # Another process (another test session, `make demo`) cannot take a held network.
+    probe = (
+        "import fcntl, sys; f = open(sys.argv[1], 'a')\n"
+        "try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError: sys.exit(3)\n"
+    )
+    held = subprocess.run([sys.executable, "-c", probe, str(tmp_path / f"{first}.lock")], check=False)
+    assert held.returncode == 3
+    nodes.release_pod_network(first)
+    free = subprocess.run([sys.executable, "-c", probe, str(tmp_path / f"{first}.lock")], check=False)
+    assert free.returncode == 0
+    assert nodes.claim_pod_network([130, 131]) == first
+    for network in (130, 131):
+        nodes.release_pod_network(network)
+
+
+def test_default_nodes_share_one_claimed_network_that_the_cluster_releases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nodes, "CLAIMS_DIR", tmp_path)
+    made = nodes.default_nodes()
+    networks = {nodes.network_of(n) for n in made}
+    assert len(networks) == 1
+    (network,) = networks
+    assert network in nodes.POD_NETWORKS and network in nodes._claims
+    state = tmp_path / "state"
+    state.mkdir()
+    cluster = LocalCluster(
+        kubeconfig=state / "kubeconfig", bin_dir=tmp_path, state_dir=state, fake_nodes=made
+    )
+    cluster.stop()  # nothing was started: stopping only releases what the cluster holds
+    assert network not in nodes._claims
