@@ -178,6 +178,7 @@ def test_a_pod_network_is_held_by_one_cluster_at_a_time_across_processes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(nodes, "CLAIMS_DIR", tmp_path)
+    monkeypatch.setattr(nodes, "_claims", {})  # this process's clusters hold networks of their own
     first = nodes.claim_pod_network([130, 131])
     second = nodes.claim_pod_network([130, 131])
     assert {first, second} == {130, 131}
@@ -203,6 +204,7 @@ def test_default_nodes_share_one_claimed_network_that_the_cluster_releases(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(nodes, "CLAIMS_DIR", tmp_path)
+    monkeypatch.setattr(nodes, "_claims", {})  # this process's clusters hold networks of their own
     made = nodes.default_nodes()
     networks = {nodes.network_of(n) for n in made}
     assert len(networks) == 1
