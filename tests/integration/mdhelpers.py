@@ -22,7 +22,7 @@ from kubernetes import client
 
 from devcluster.cluster import ExistingCluster, free_port
 from devcluster.cluster import wait_for as wait_until
-from modelship import api, crd
+from modelship import api, crd, revisions
 from modelship.kube.client import Kube, KubeError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,6 +71,30 @@ def md_path(namespace: str, name: str = "") -> str:
 def create_md(kube: Kube, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
     body = {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
     return kube.request("POST", md_path(namespace), query={"fieldValidation": "Strict"}, body=body)
+
+
+def revision(manifest: dict[str, Any]) -> str:
+    """The revision (and Deployment) name the operator gives `manifest`'s spec."""
+    spec = api.ModelDeploymentSpec.model_validate(manifest["spec"])
+    return revisions.revision_name(manifest["metadata"]["name"], revisions.template_of(spec))
+
+
+def md_status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = (kube.get(md_path(namespace, name)) or {}).get("status") or {}
+    return result
+
+
+def deploy_stable(kube: Kube, namespace: str, manifest: dict[str, Any]) -> str:
+    """Create `manifest` and wait until its revision is the stable one and Healthy; return it."""
+    create_md(kube, namespace, manifest)
+    rev, name = revision(manifest), manifest["metadata"]["name"]
+
+    def healthy() -> bool:
+        current = md_status(kube, namespace, name)
+        return current.get("phase") == "Healthy" and current.get("stableRevision") == rev
+
+    wait_until("a Healthy stable revision", healthy, timeout=90)
+    return rev
 
 
 def refusal(kube: Kube, namespace: str, manifest: dict[str, Any]) -> str:

@@ -16,11 +16,22 @@ from typing import Any
 import pytest
 
 from devcluster.nodes import FakeNode
-from modelship import api, revisions
-from modelship.api import ModelDeploymentSpec
+from modelship import api
 from modelship.kube.client import Kube
 
-from .mdhelpers import Operator, crd_installed, create_md, example, kube, md_path, operator, wait_until
+from .mdhelpers import (
+    Operator,
+    crd_installed,
+    create_md,
+    deploy_stable,
+    example,
+    kube,
+    md_path,
+    md_status,
+    operator,
+    revision,
+    wait_until,
+)
 
 __all__ = ["crd_installed", "kube", "operator"]
 pytestmark = pytest.mark.integration
@@ -97,15 +108,8 @@ def manifest(
     return doc
 
 
-def revision(doc: dict[str, Any]) -> str:
-    return revisions.revision_name(
-        NAME, revisions.template_of(ModelDeploymentSpec.model_validate(doc["spec"]))
-    )
-
-
 def status(kube: Kube, namespace: str) -> dict[str, Any]:
-    result: dict[str, Any] = (kube.get(md_path(namespace, NAME)) or {}).get("status") or {}
-    return result
+    return md_status(kube, namespace, NAME)
 
 
 def condition(kube: Kube, namespace: str, type_: str) -> dict[str, Any] | None:
@@ -126,16 +130,7 @@ def ready(pod: dict[str, Any]) -> bool:
 
 
 def deploy_healthy(kube: Kube, namespace: str, doc: dict[str, Any]) -> str:
-    create_md(kube, namespace, doc)
-    rev = revision(doc)
-    wait_until(
-        "a Healthy stable revision",
-        lambda: (
-            status(kube, namespace).get("phase") == "Healthy"
-            and status(kube, namespace).get("stableRevision") == rev
-        ),
-        timeout=90,
-    )
+    rev = deploy_stable(kube, namespace, doc)
     wait_until(
         "all pods ready", lambda: sum(map(ready, pods(kube, namespace, rev))) == doc["spec"]["replicas"]
     )

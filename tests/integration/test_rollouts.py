@@ -18,11 +18,20 @@ from typing import Any
 import pytest
 
 from devcluster.cluster import ExistingCluster
-from modelship import revisions
-from modelship.api import ModelDeploymentSpec
 from modelship.kube.client import Kube
 
-from .mdhelpers import Operator, crd_installed, create_md, example, kube, md_path, operator, wait_until
+from .mdhelpers import (
+    Operator,
+    crd_installed,
+    deploy_stable,
+    example,
+    kube,
+    md_path,
+    md_status,
+    operator,
+    revision,
+    wait_until,
+)
 
 __all__ = ["crd_installed", "kube", "operator"]
 pytestmark = pytest.mark.integration
@@ -48,16 +57,8 @@ def manifest(
     return doc
 
 
-def revision(doc: dict[str, Any]) -> str:
-    return revisions.revision_name(
-        NAME, revisions.template_of(ModelDeploymentSpec.model_validate(doc["spec"]))
-    )
-
-
 def status(kube: Kube, namespace: str) -> dict[str, Any]:
-    obj = kube.get(md_path(namespace, NAME)) or {}
-    result: dict[str, Any] = obj.get("status") or {}
-    return result
+    return md_status(kube, namespace, NAME)
 
 
 def spec_replicas(kube: Kube, namespace: str) -> dict[str, int]:
@@ -106,20 +107,6 @@ def plugin(cluster: ExistingCluster, *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def deploy_stable(kube: Kube, namespace: str, doc: dict[str, Any]) -> str:
-    create_md(kube, namespace, doc)
-    rev = revision(doc)
-    wait_until(
-        "a Healthy stable revision",
-        lambda: (
-            status(kube, namespace).get("phase") == "Healthy"
-            and status(kube, namespace).get("stableRevision")
-        ),
-        timeout=90,
-    )
-    return rev
 
 
 def until_status(kube: Kube, namespace: str, what: str, **fields: Any) -> dict[str, Any]:
