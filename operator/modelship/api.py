@@ -58,6 +58,11 @@ class Rule:
         return schema
 
 
+def keyed_by(key: str) -> dict[str, Any]:
+    """Schema for a list whose items are unique by `key` (server-side apply merges them by it)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
+
+
 def rules(*items: Rule) -> dict[str, Any]:
     """Model-level rules, for `model_config = ConfigDict(json_schema_extra=rules(...))`."""
     return {"x-kubernetes-validations": [r.as_schema() for r in items]}
@@ -458,7 +463,7 @@ class Analysis(_Model):
         Field(
             min_length=1,
             max_length=16,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+            json_schema_extra=keyed_by("name"),
         ),
     ]
 
@@ -603,7 +608,7 @@ class ModelDeploymentSpec(_Model):
             list[EnvVar],
             Field(
                 max_length=64,
-                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+                json_schema_extra=keyed_by("name"),
             ),
         ]
         | None
@@ -734,7 +739,7 @@ class ModelDeploymentStatus(_Model):
             list[Condition],
             Field(
                 max_length=16,
-                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+                json_schema_extra=keyed_by("type"),
             ),
         ]
         | None
@@ -744,7 +749,7 @@ class ModelDeploymentStatus(_Model):
             list[AnalysisRun],
             Field(
                 max_length=4,
-                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["kind"]},
+                json_schema_extra=keyed_by("kind"),
             ),
         ]
         | None
