@@ -34,9 +34,10 @@ venv: $(STAMP)  ## create .venv and install modelship with its dev tools
 cluster-bins: $(STAMP)  ## build (or find cached) the local control plane binaries
 	$(PY) hack/devcluster/build.py
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff, and the import contract that keeps modelship.core free of I/O (.importlinter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd operator && ../$(VENV)/bin/lint-imports --config ../.importlinter
 
 typecheck: $(STAMP)  ## mypy --strict
 	$(VENV)/bin/mypy

@@ -547,7 +547,7 @@ class Accelerator(_Model):
         description="Opt in, only without a device plugin: mount /dev/bus/usb (usb) or /dev/apex_0 (pcie) "
         "from the host into a privileged container; no resource is requested.",
     )
-    # Not part of the pods: `modelship.revisions` leaves these out of a revision's template.
+    # Not part of the pods: `modelship.core.revisions` leaves these out of a revision's template.
     rollout: Literal["auto", "surge"] | None = Field(
         default=None,
         description="auto (default): add canary pods beside stable ones when devices are free, else "

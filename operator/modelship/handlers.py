@@ -23,8 +23,9 @@ from typing import Any
 
 import kopf
 
-from modelship import api, logs, manifests, metrics, peering
+from modelship import api, logs, metrics, peering
 from modelship.analysis.measure import Defaults
+from modelship.core import manifests
 from modelship.kube.client import Kube
 from modelship.kube.reconciler import Reconciler
 

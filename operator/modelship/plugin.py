@@ -1,6 +1,6 @@
 """`kubectl modelship` (also `modelship <verb>`): watch and steer rollouts by hand.
 
-Every verb is one merge patch of the ModelDeployment (see `modelship.control`),
+Every verb is one merge patch of the ModelDeployment (see `modelship.core.control`),
 sent with the resourceVersion it was computed from; the operator does the rest.
 """
 
@@ -13,7 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from modelship import api, control
+from modelship import api
+from modelship.core import control
 from modelship.kube.client import Kube, KubeError
 
 FIELD_MANAGER = "kubectl-modelship"

@@ -22,7 +22,8 @@ from kubernetes import client
 
 from devcluster.cluster import ExistingCluster, free_port
 from devcluster.cluster import wait_for as wait_until
-from modelship import api, crd, revisions
+from modelship import api, crd
+from modelship.core import revisions
 from modelship.kube.client import Kube, KubeError
 
 REPO = Path(__file__).resolve().parents[2]

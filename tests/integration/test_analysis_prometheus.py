@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 from devcluster.cluster import free_port, terminate, wait_for
 from localworld import prometheus as localprom
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, Unreachable
-from modelship.analysis.templates import requests_query, template_query
+from modelship.core.analysis.templates import requests_query, template_query
 
 pytestmark = pytest.mark.integration
 

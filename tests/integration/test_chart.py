@@ -13,7 +13,7 @@ import yaml
 from kubernetes import client
 
 from devcluster.cluster import ExistingCluster
-from modelship import manifests
+from modelship.core import manifests
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from devcluster.cluster import ExistingCluster
-from modelship import revisions
 from modelship.api import ModelDeploymentSpec
+from modelship.core import revisions
 from modelship.kube.client import Kube
 
 from .mdhelpers import Operator, crd_installed, create_md, example, kube, md_path, operator, wait_until

@@ -13,9 +13,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from modelship import api, control, engine, gates
-from modelship.analysis.verdicts import RawMeasurement
-from modelship.manifests import Owner
+from modelship import api
+from modelship.core import control, engine, gates
+from modelship.core.analysis.verdicts import RawMeasurement
+from modelship.core.manifests import Owner
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from modelship import api
-from modelship.analysis.verdicts import RawMeasurement
+from modelship.core.analysis.verdicts import RawMeasurement
 
 from .enginesim import World, command, spec
 from .test_canary import NEW_IMAGE, condition, name_of, replicas, stable_world, step

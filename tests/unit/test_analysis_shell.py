@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from modelship import api, gates, metrics
-from modelship.analysis import measure, runs
-from modelship.analysis.verdicts import RawMeasurement
+from modelship import api, metrics
+from modelship.analysis import measure
+from modelship.core import gates
+from modelship.core.analysis import runs
+from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.kube.smoke import outputs_of
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from modelship.analysis import templates
-from modelship.analysis.templates import TEMPLATES, VARIABLES, render, requests_query, template_query
+from modelship.core.analysis import templates
+from modelship.core.analysis.templates import TEMPLATES, VARIABLES, render, requests_query, template_query
 
 pytestmark = pytest.mark.unit
 

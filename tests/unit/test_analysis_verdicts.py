@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from modelship import api
-from modelship.analysis import runs
-from modelship.analysis.verdicts import RawMeasurement, judge
+from modelship.core.analysis import runs
+from modelship.core.analysis.verdicts import RawMeasurement, judge
 
 pytestmark = pytest.mark.unit
 

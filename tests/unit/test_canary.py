@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from modelship import api, control, metrics, revisions, traffic
+from modelship import api, metrics
+from modelship.core import control, revisions, traffic
 
 from .enginesim import OWNER, World, command, spec
 

@@ -1,4 +1,4 @@
-"""Device placement, capacity arithmetic and the replace-mode rule (modelship.devices), and the
+"""Device placement, capacity arithmetic and the replace-mode rule (modelship.core.devices), and the
 engine driving a canary through devices that cannot hold both revisions at once."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from modelship import api, devices, engine, manifests, revisions
-from modelship.analysis.verdicts import RawMeasurement
+from modelship import api
+from modelship.core import devices, engine, manifests, revisions
+from modelship.core.analysis.verdicts import RawMeasurement
 
 from .enginesim import OWNER, World, spec
 

@@ -9,7 +9,8 @@ import dataclasses
 
 import pytest
 
-from modelship import api, revisions
+from modelship import api
+from modelship.core import revisions
 
 from .enginesim import OWNER, T0, World, spec
 

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelship import api, control, engine, revisions
+from modelship import api
+from modelship.core import control, engine, revisions
 
 from .enginesim import OWNER, World, command, spec
 

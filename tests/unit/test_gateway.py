@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from modelship import api, engine, gateway
+from modelship import api
+from modelship.core import engine, gateway
 
 from .enginesim import OWNER, T0
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modelship import manifests, revisions
+from modelship.core import manifests, revisions
 
 from .enginesim import OWNER, spec
 

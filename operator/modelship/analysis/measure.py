@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from modelship import api
-from modelship.analysis import runs, templates
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, config_from_secret
-from modelship.analysis.verdicts import RawMeasurement
+from modelship.core.analysis import runs, templates
+from modelship.core.analysis.verdicts import RawMeasurement
 
 SecretReader = Callable[[str, str], Mapping[str, str]]  # (namespace, name) -> decoded data
 

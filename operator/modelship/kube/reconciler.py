@@ -18,9 +18,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from modelship import api, devices, engine, manifests, metrics
+from modelship import api, metrics
 from modelship.analysis import measure
-from modelship.analysis.verdicts import RawMeasurement
+from modelship.core import devices, engine, manifests
+from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.kube import routes, smoke
 from modelship.kube.client import FIELD_MANAGER, Kube, KubeError
 

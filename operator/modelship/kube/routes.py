@@ -1,13 +1,14 @@
 """The `gatewayAPI` router's I/O: write the HTTPRoute's weights, read them back.
 
-The rules (which route, which rule, what weights) are in `modelship.gateway`.
+The rules (which route, which rule, what weights) are in `modelship.core.gateway`.
 """
 
 from __future__ import annotations
 
-from modelship import api, gateway
+from modelship import api
+from modelship.core import gateway
+from modelship.core.manifests import Owner
 from modelship.kube.client import Kube, KubeError
-from modelship.manifests import Owner
 
 JSON_PATCH = "application/json-patch+json"
 

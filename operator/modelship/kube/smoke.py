@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from modelship import api, gates, manifests
+from modelship import api
+from modelship.core import gates, manifests
 from modelship.kube.client import Kube
 
 TIMEOUT = 5.0

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from modelship import api, gates, traffic
-from modelship.engine.model import Event, Observations, Plan, ready
-from modelship.engine.moves import apply, promote
+from modelship import api
+from modelship.core import gates, traffic
+from modelship.core.engine.model import Event, Observations, Plan, ready
+from modelship.core.engine.moves import apply, promote
 
 
 def walk(

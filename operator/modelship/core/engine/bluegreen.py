@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from modelship import api, gates
-from modelship.engine.accelerator import make_room
-from modelship.engine.model import Event, Observations, Plan, ready
-from modelship.engine.moves import apply, promote
+from modelship import api
+from modelship.core import gates
+from modelship.core.engine.accelerator import make_room
+from modelship.core.engine.model import Event, Observations, Plan, ready
+from modelship.core.engine.moves import apply, promote
 
 
 def preview(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from modelship import api, gates
-from modelship.engine.model import Event, Plan
+from modelship import api
+from modelship.core import gates
+from modelship.core.engine.model import Event, Plan
 
 
 def apply(

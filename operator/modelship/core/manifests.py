@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelship import api, devices
+from modelship import api
+from modelship.core import devices
 
 MODEL_LABEL = "modelship.io/model"
 REVISION_LABEL = "modelship.io/revision"

@@ -2,7 +2,7 @@
 
 No I/O, no clock, no randomness: the shell observes the cluster, calls `decide`, and
 applies the Decision (server-side apply of `apply`, deletion of `delete`, the status,
-the events). Every rule lives here; `modelship.traffic` turns weights into replicas.
+the events). Every rule lives here; `modelship.core.traffic` turns weights into replicas.
 
 - No stable revision yet: deploy the spec's revision. Pending (its Deployment is not
   observed yet) -> Progressing -> Healthy once all its replicas are available; it then
@@ -23,7 +23,7 @@ the events). Every rule lives here; `modelship.traffic` turns weights into repli
   immediate rollback (phase RolledBack). A canary whose Deployment exceeds its
   progress deadline is aborted (reason ProgressDeadlineExceeded), as is one named by
   `status.abortedRevision` (`modelship abort`), one that fails its smoke test or an
-  analysis run (`modelship.gates`): stable takes all traffic in that same pass, the
+  analysis run (`modelship.core.gates`): stable takes all traffic in that same pass, the
   canary's pods stay (no traffic) for `abortScaleDownDelay`, then scale to 0; phase
   Degraded until `retry` clears the field or the spec changes.
 - Gates: before a new revision gets any traffic it must pass `spec.smokeTest`; an
@@ -55,11 +55,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from modelship import api, revisions
-from modelship.analysis import runs
-from modelship.engine import rollout
-from modelship.engine.model import Decision, Event, Observations, ObservedDeployment, Plan, Wants, current
-from modelship.engine.status import finish, set_condition
+from modelship import api
+from modelship.core import revisions
+from modelship.core.analysis import runs
+from modelship.core.engine import rollout
+from modelship.core.engine.model import (
+    Decision,
+    Event,
+    Observations,
+    ObservedDeployment,
+    Plan,
+    Wants,
+    current,
+)
+from modelship.core.engine.status import finish, set_condition
 
 __all__ = [
     "Decision",

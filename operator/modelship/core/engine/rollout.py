@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
-from modelship.analysis import runs
-from modelship.engine.accelerator import make_room
-from modelship.engine.bluegreen import preview
-from modelship.engine.canary import walk
-from modelship.engine.model import Event, Observations, Plan, current, ready
-from modelship.engine.moves import abort, promote
+from modelship.core.analysis import runs
+from modelship.core.engine.accelerator import make_room
+from modelship.core.engine.bluegreen import preview
+from modelship.core.engine.canary import walk
+from modelship.core.engine.model import Event, Observations, Plan, current, ready
+from modelship.core.engine.moves import abort, promote
 
 
 def measured(

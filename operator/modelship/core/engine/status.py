@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from modelship import api, manifests, traffic
-from modelship.analysis import runs
-from modelship.engine.accelerator import device_conditions, device_events, placement
-from modelship.engine.model import (
+from modelship import api
+from modelship.core import manifests, traffic
+from modelship.core.analysis import runs
+from modelship.core.engine.accelerator import device_conditions, device_events, placement
+from modelship.core.engine.model import (
     ConditionValue,
     Decision,
     Event,

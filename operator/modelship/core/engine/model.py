@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from modelship import api, devices, gates
-from modelship.analysis.verdicts import RawMeasurement
-from modelship.manifests import Manifest, Owner
+from modelship import api
+from modelship.core import devices, gates
+from modelship.core.analysis.verdicts import RawMeasurement
+from modelship.core.manifests import Manifest, Owner
 
 
 @dataclass(frozen=True)

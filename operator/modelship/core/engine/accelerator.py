@@ -1,17 +1,26 @@
-"""Accelerators (see `modelship.devices`): device-aware replica counts during a rollout, where
+"""Accelerators (see `modelship.core.devices`): device-aware replica counts during a rollout, where
 each revision runs (the devices or the CPU fallback), and the device conditions and events.
 """
 
 from __future__ import annotations
 
-from modelship import api, devices, traffic
-from modelship.engine.model import ConditionValue, Event, Observations, ObservedDeployment, Plan, current, has
+from modelship import api
+from modelship.core import devices, traffic
+from modelship.core.engine.model import (
+    ConditionValue,
+    Event,
+    Observations,
+    ObservedDeployment,
+    Plan,
+    current,
+    has,
+)
 
 
 def make_room(
     plan: Plan, spec: api.ModelDeploymentSpec, observations: Observations, weight: int | None = None
 ) -> devices.Plan | None:
-    """Device-aware replicas (see `modelship.devices`): the canary surges while devices are free;
+    """Device-aware replicas (see `modelship.core.devices`): the canary surges while devices are free;
     otherwise stable pods make room one at a time, or (`rollout: surge`) the rollout stops.
     `weight`: the traffic share the devices plan for (default: the plan's). Returns the device
     plan, or None when nothing counts devices (no accelerator, CPU fallback, hostPath)."""

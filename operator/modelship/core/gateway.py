@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelship import api, manifests
-from modelship.manifests import Manifest, Owner
+from modelship import api
+from modelship.core import manifests
+from modelship.core.manifests import Manifest, Owner
 
 GROUP_VERSION = "gateway.networking.k8s.io/v1"
 ConditionValue = tuple[str, str, str]

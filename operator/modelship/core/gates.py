@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from modelship import api
-from modelship.analysis import runs
+from modelship.core.analysis import runs
 
 GateState = Literal["pass", "wait", "pause", "abort"]
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from modelship import api
-from modelship.analysis.verdicts import RawMeasurement, judge
+from modelship.core.analysis.verdicts import RawMeasurement, judge
 
 KEEP = 10  # measurements kept per metric in the status
 MIN_WINDOW = timedelta(seconds=60)  # several scrapes even at the common 15s interval

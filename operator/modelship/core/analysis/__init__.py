@@ -1,0 +1,1 @@
+"""Analysis rules, pure: verdicts, runs and the builtin query templates."""
