@@ -694,37 +694,95 @@ class RevisionTemplate(_Model):
     accelerator: Accelerator | None = None
 
 
+RevisionName = Annotated[str, Field(max_length=63)]
+BlueGreenPhase = Literal["Preview", "Promoted", "Switched", "Accepted"]
+
+
+class CanaryRollout(_Model):
+    """A canary in progress: where it is in `spec.strategy.canary.steps`."""
+
+    revision: RevisionName = Field(description="The canary revision.")
+    step: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Index of the canary step in progress; `modelship promote` moves it on by one."
+    )
+    weight: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=0,
+        description="Percent of traffic modelship routes to the canary (the `TrafficRouted` condition "
+        "says whether the router shows it).",
+    )
+    pause_start_time: datetime | None = Field(
+        default=None,
+        description="When the pause step in progress began (once the weight before it was verified).",
+    )
+    promote_full: bool | None = Field(
+        default=None, description="Set by `modelship promote --full`: skip the remaining steps."
+    )
+
+
+class BlueGreenRollout(_Model):
+    """A blue/green rollout in progress: the preview, then the switch."""
+
+    revision: RevisionName = Field(description="The new colour (served by `<name>-preview`).")
+    phase: BlueGreenPhase = Field(
+        default="Preview",
+        description="Preview: no traffic, gates running; Promoted: promotion asked, the new colour scales "
+        "up; Switched: `<name>` serves the new colour (post-promotion analysis, or devices still moving); "
+        "Accepted: `modelship promote` accepted the post-promotion analysis as it is.",
+    )
+    ready_time: datetime | None = Field(
+        default=None, description="When the preview became ready; `autoPromotionDelay` counts from it."
+    )
+    promote_full: bool | None = Field(
+        default=None, description="Set by `modelship promote --full`: skip the remaining gates."
+    )
+
+
+class AbortedRollout(_Model):
+    """A rollout that was stopped: stable serves everything until `retry` or a spec change."""
+
+    revision: RevisionName = Field(description="The revision whose rollout was aborted.")
+    reason: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None,
+        description="Why (Aborted, AnalysisFailed, SmokeTestFailed, ProgressDeadlineExceeded, ...).",
+    )
+    message: Annotated[str, Field(max_length=1024)] | None = None
+    scale_down_at: datetime | None = Field(default=None, description="When its pods are scaled to 0.")
+
+
+_ONE_ROLLOUT = Rule(
+    "[has(self.canary), has(self.blueGreen), has(self.aborted)].filter(x, x).size() <= 1",
+    "status.rollout holds at most one of canary, blueGreen and aborted",
+)
+
+
+class Rollout(_Model):
+    """The rollout beside the stable revision, one shape per state; absent when there is none."""
+
+    model_config = ConfigDict(json_schema_extra=rules(_ONE_ROLLOUT))
+    canary: CanaryRollout | None = None
+    blue_green: BlueGreenRollout | None = None
+    aborted: AbortedRollout | None = None
+
+    @property
+    def revision(self) -> str | None:
+        """The revision being rolled out (or aborted), whatever the shape."""
+        state = self.canary or self.blue_green or self.aborted
+        return state.revision if state is not None else None
+
+
 class ModelDeploymentStatus(_Model):
     """What modelship observed and decided; everything it needs to resume after a restart."""
 
     model_config = ConfigDict(extra="ignore")
     observed_generation: int | None = None
     phase: Phase | None = None
-    stable_revision: Annotated[str, Field(max_length=63)] | None = None
+    stable_revision: RevisionName | None = None
     stable_template: RevisionTemplate | None = Field(
         default=None,
         description="The stable revision's pod-defining fields, to re-create it after spec changes.",
     )
-    pending_revision: Annotated[str, Field(max_length=63)] | None = Field(
-        default=None, description="A revision the spec asks for that has not started rolling out."
-    )
-    canary_revision: Annotated[str, Field(max_length=63)] | None = None
-    current_step: int | None = Field(
-        default=None, description="Index of the canary step in progress; `promote` moves it on by one."
-    )
-    canary_weight: Annotated[int, Field(ge=0, le=100)] | None = Field(
-        default=None, description="Percent of traffic routed to the canary revision."
-    )
-    pause_start_time: datetime | None = None
-    promote_full: bool | None = Field(
-        default=None, description="Set by `modelship promote --full`: skip the remaining steps."
-    )
-    aborted_revision: Annotated[str, Field(max_length=63)] | None = Field(
-        default=None,
-        description="A revision whose rollout was aborted (by `abort` or the progress deadline); "
-        "it is not rolled out again until `retry` clears this or the spec changes.",
-    )
-    scale_down_revision: Annotated[str, Field(max_length=63)] | None = Field(
+    rollout: Rollout | None = None
+    scale_down_revision: RevisionName | None = Field(
         default=None, description="The previous stable revision, kept running until `scaleDownAt`."
     )
     scale_down_at: datetime | None = None
@@ -755,13 +813,86 @@ class ModelDeploymentStatus(_Model):
         | None
     ) = Field(default=None, description="The analysis runs of the current (or last) rollout, one per kind.")
     smoke_test: SmokeTestResult | None = None
-    abort_reason: Annotated[str, Field(max_length=64)] | None = Field(
-        default=None, description="Why `abortedRevision` was aborted (AnalysisFailed, SmokeTestFailed, ...)."
-    )
-    abort_message: Annotated[str, Field(max_length=1024)] | None = None
-    abort_scale_down_at: datetime | None = Field(
-        default=None, description="When the aborted revision's pods are scaled to 0."
-    )
+
+    @property
+    def canary(self) -> CanaryRollout | None:
+        return self.rollout.canary if self.rollout else None
+
+    @property
+    def blue_green(self) -> BlueGreenRollout | None:
+        return self.rollout.blue_green if self.rollout else None
+
+    @property
+    def aborted(self) -> AbortedRollout | None:
+        return self.rollout.aborted if self.rollout else None
+
+    @property
+    def rolling(self) -> str | None:
+        """The revision of a canary or blue/green rollout in progress (not an aborted one)."""
+        state = self.canary or self.blue_green
+        return state.revision if state is not None else None
+
+
+# The flat status fields modelship 0.1 wrote (`legacy_status` turns them into `rollout`). They
+# stay in the CRD's schema so that the API server does not prune them before the operator's first
+# pass reads them; that pass's status write removes them.
+LEGACY_STATUS_FIELDS: dict[str, dict[str, Any]] = {
+    "pendingRevision": {"type": "string", "maxLength": 63},
+    "canaryRevision": {"type": "string", "maxLength": 63},
+    "currentStep": {"type": "integer"},
+    "canaryWeight": {"type": "integer"},
+    "pauseStartTime": {"type": "string", "format": "date-time"},
+    "promoteFull": {"type": "boolean"},
+    "abortedRevision": {"type": "string", "maxLength": 63},
+    "abortReason": {"type": "string", "maxLength": 64},
+    "abortMessage": {"type": "string", "maxLength": 1024},
+    "abortScaleDownAt": {"type": "string", "format": "date-time"},
+}
+_BLUE_GREEN_STEPS: tuple[BlueGreenPhase, ...] = ("Preview", "Promoted", "Switched", "Accepted")
+
+
+def read_status(raw: dict[str, Any] | None, spec: ModelDeploymentSpec) -> ModelDeploymentStatus:
+    """The status as read from the API, with a status written by modelship 0.1 (flat canary fields,
+    blue/green phases as step numbers) converted, so an in-flight rollout survives the upgrade."""
+    raw = dict(raw or {})
+    legacy = {k: raw.pop(k) for k in LEGACY_STATUS_FIELDS if k in raw}
+    status = ModelDeploymentStatus.model_validate(raw)
+    if not legacy or status.rollout is not None:
+        return status
+    rollout: dict[str, Any] | None = None
+    revision, step = legacy.get("canaryRevision"), int(legacy.get("currentStep") or 0)
+    if legacy.get("abortedRevision"):
+        rollout = {
+            "aborted": {
+                "revision": legacy["abortedRevision"],
+                "reason": legacy.get("abortReason"),
+                "message": legacy.get("abortMessage"),
+                "scaleDownAt": legacy.get("abortScaleDownAt"),
+            }
+        }
+    elif revision and spec.strategy.blue_green is not None:
+        rollout = {
+            "blueGreen": {
+                "revision": revision,
+                "phase": _BLUE_GREEN_STEPS[min(step, len(_BLUE_GREEN_STEPS) - 1)],
+                "readyTime": legacy.get("pauseStartTime"),
+                "promoteFull": legacy.get("promoteFull"),
+            }
+        }
+    elif revision:
+        rollout = {
+            "canary": {
+                "revision": revision,
+                "step": step,
+                "weight": legacy.get("canaryWeight") or 0,
+                "pauseStartTime": legacy.get("pauseStartTime"),
+                "promoteFull": legacy.get("promoteFull"),
+            }
+        }
+    if rollout is None:
+        return status
+    clean = {kind: {k: v for k, v in body.items() if v is not None} for kind, body in rollout.items()}
+    return status.model_copy(update={"rollout": Rollout.model_validate(clean)})
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

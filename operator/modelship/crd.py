@@ -31,9 +31,12 @@ _DROP = {"title", "propertyNames", "$defs"}
 PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision"},
-    {"name": "Canary", "type": "string", "jsonPath": ".status.canaryRevision"},
-    {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
-    {"name": "Step", "type": "integer", "jsonPath": ".status.currentStep"},
+    {"name": "Canary", "type": "string", "jsonPath": ".status.rollout.canary.revision"},
+    {"name": "Weight", "type": "integer", "jsonPath": ".status.rollout.canary.weight"},
+    {"name": "Step", "type": "integer", "jsonPath": ".status.rollout.canary.step"},
+    {"name": "Preview", "type": "string", "jsonPath": ".status.rollout.blueGreen.revision"},
+    {"name": "Switch", "type": "string", "jsonPath": ".status.rollout.blueGreen.phase", "priority": 1},
+    {"name": "Aborted", "type": "string", "jsonPath": ".status.rollout.aborted.revision", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -114,6 +117,24 @@ def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
     return result
 
 
+def _status_schema() -> dict[str, Any]:
+    # Only modelship writes status, from admitted specs: no CEL cost to pay there, except the one
+    # rule that keeps the rollout's shapes apart (the kubectl plugin patches it too).
+    schema: dict[str, Any] = _without_rules(_schema_of(api.ModelDeploymentStatus))
+    rollout = schema["properties"]["rollout"]
+    rollout["x-kubernetes-validations"] = list(_schema_of(api.Rollout)["x-kubernetes-validations"])
+    legacy = {
+        k: {
+            **v,
+            "description": "Deprecated: written by modelship 0.1; converted into `rollout` "
+            "and removed on the operator's first pass.",
+        }
+        for k, v in api.LEGACY_STATUS_FIELDS.items()
+    }
+    schema["properties"] = {**schema["properties"], **legacy}
+    return schema
+
+
 def generate() -> dict[str, Any]:
     """The CustomResourceDefinition as a dict."""
     schema = {
@@ -125,8 +146,7 @@ def generate() -> dict[str, Any]:
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": _schema_of(api.ModelDeploymentSpec),
-            # Only modelship writes status, from admitted specs: no CEL cost to pay there.
-            "status": _without_rules(_schema_of(api.ModelDeploymentStatus)),
+            "status": _status_schema(),
         },
         "x-kubernetes-validations": [NAME_RULE],
     }

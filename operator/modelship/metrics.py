@@ -58,25 +58,17 @@ _phases: dict[tuple[str, str], str] = {}
 _lock = threading.Lock()
 
 
-def rollback_reason(old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus) -> str | None:
-    """Why this pass rolled a canary back, or None: a canary that was there is gone, the
-    stable revision did not change, and the phase says the rollout failed."""
-    if not old.canary_revision or new.canary_revision or new.stable_revision != old.stable_revision:
-        return None
-    if new.phase not in ("Degraded", "RolledBack"):
-        return None
-    progressing = next((c for c in new.conditions or [] if c.type == "Progressing"), None)
-    return progressing.reason if progressing and progressing.reason else str(new.phase)
-
-
 def record_pass(
-    namespace: str, name: str, old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus
+    namespace: str,
+    name: str,
+    old: api.ModelDeploymentStatus,
+    new: api.ModelDeploymentStatus,
+    rolled_back: str | None,
 ) -> None:
-    """Record what one reconcile pass decided."""
+    """Record what one reconcile pass decided (`rolled_back`: the engine's `Decision.rolled_back`)."""
     record_status(namespace, name, new)
-    reason = rollback_reason(old, new)
-    if reason:
-        ROLLBACKS.labels(namespace, name, reason).inc()
+    if rolled_back:
+        ROLLBACKS.labels(namespace, name, rolled_back).inc()
     for metric, verdict in new_verdicts(old, new):
         ANALYSIS_VERDICTS.labels(namespace, name, metric, verdict).inc()
 
@@ -106,7 +98,7 @@ def record_status(namespace: str, name: str, status: api.ModelDeploymentStatus) 
     with _lock:
         _phases[(namespace, name)] = status.phase or "Pending"
         _refresh_phases()
-    CANARY_WEIGHT.labels(namespace, name).set(status.canary_weight or 0)
+    CANARY_WEIGHT.labels(namespace, name).set(status.canary.weight if status.canary else 0)
 
 
 def forget(namespace: str, name: str) -> None:

@@ -87,7 +87,7 @@ def run_verb(kube: Kube, namespace: str, name: str, verb: str, full: bool = Fals
     for _ in range(5):
         obj = _get(kube, namespace, name)
         spec = api.ModelDeploymentSpec.model_validate(obj["spec"])
-        status = api.ModelDeploymentStatus.model_validate(obj.get("status") or {})
+        status = api.read_status(obj.get("status"), spec)
         patch = control.patch_for(verb, spec, status, full)
         path = md_path(namespace, name) + ("/status" if patch.target == "status" else "")
         body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, patch.target: patch.body}
@@ -112,7 +112,7 @@ def _get(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
 def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
     """The status view: one screen, most important first."""
     spec = api.ModelDeploymentSpec.model_validate(obj["spec"])
-    status = api.ModelDeploymentStatus.model_validate(obj.get("status") or {})
+    status = api.read_status(obj.get("status"), spec)
     steps = spec.strategy.canary.steps if spec.strategy.canary else []
     lines = [
         f"Name:       {obj['metadata']['name']}",
@@ -123,13 +123,18 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
         f"Stable:     {status.stable_revision or '-'} "
         f"({status.available_replicas or 0}/{spec.replicas} available)",
     ]
-    if status.canary_revision:
-        step = status.current_step or 0
+    if status.canary is not None:
+        step, weight = status.canary.step, status.canary.weight
         current = api.dump(steps[step]) if step < len(steps) else {"promote": "waiting for all replicas"}
         lines += [
-            f"Canary:     {status.canary_revision}",
-            f"Weight:     {status.canary_weight or 0}% canary / {100 - (status.canary_weight or 0)}% stable",
+            f"Canary:     {status.canary.revision}",
+            f"Weight:     {weight}% canary / {100 - weight}% stable",
             f"Step:       {min(step + 1, len(steps))}/{len(steps)}  {current}",
+        ]
+    if status.blue_green is not None:
+        lines += [
+            f"Preview:    {status.blue_green.revision}",
+            f"Switch:     {status.blue_green.phase}",
         ]
     if status.smoke_test is not None:
         verdict = "passed" if status.smoke_test.passed else "FAILED"
@@ -143,8 +148,11 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
             lines.append(
                 f"  {m.name:<16} {m.successful} ok, {m.failed} failed, {m.inconclusive} inconclusive; {seen}"
             )
-    if status.aborted_revision:
-        lines.append(f"Aborted:    {status.aborted_revision} (`kubectl modelship retry` starts it again)")
+    if status.aborted is not None:
+        why = f"{status.aborted.reason}: " if status.aborted.reason else ""
+        lines.append(
+            f"Aborted:    {status.aborted.revision} ({why}`kubectl modelship retry` starts it again)"
+        )
     if status.scale_down_revision and status.scale_down_at:
         lines.append(f"Old:        {status.scale_down_revision} (deleted at {_stamp(status.scale_down_at)})")
     lines.append("Conditions:")
@@ -173,7 +181,8 @@ def _events(kube: Kube, namespace: str, obj: dict[str, Any]) -> list[dict[str, A
 
 def done(obj: dict[str, Any]) -> bool:
     status = obj.get("status") or {}
-    return status.get("phase") in DONE_PHASES and not status.get("canaryRevision")
+    rollout = status.get("rollout") or {}
+    return status.get("phase") in DONE_PHASES and not (rollout.get("canary") or rollout.get("blueGreen"))
 
 
 def status(

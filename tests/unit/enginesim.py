@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from modelship import api
 from modelship.core import control, engine, gates
@@ -117,9 +118,18 @@ def command(
     """What `modelship <verb>` does to the CR: a merge patch of spec or status."""
     patch = control.patch_for(verb, s, status, full)
     if patch.target == "spec":
-        merged = {**api.dump(s), **patch.body}
-        return api.ModelDeploymentSpec.model_validate(
-            {k: v for k, v in merged.items() if v is not None}
-        ), status
-    merged = {**api.dump(status), **patch.body}
-    return s, api.ModelDeploymentStatus.model_validate({k: v for k, v in merged.items() if v is not None})
+        return api.ModelDeploymentSpec.model_validate(merged(api.dump(s), patch.body)), status
+    return s, api.ModelDeploymentStatus.model_validate(merged(api.dump(status), patch.body))
+
+
+def merged(target: Any, patch: Any) -> Any:
+    """`patch` applied to `target` as a JSON merge patch (RFC 7386), as the API server does."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merged(out.get(key), value)
+    return out

@@ -4,11 +4,13 @@ The CR stays the only state: the operator reads these fields on its next pass, a
 GitOps tools (and `kubectl get -o yaml`) see what a person did. Status patches are
 sent with the object's resourceVersion, so a verb never overwrites a pass it did not see.
 
-- promote: `status.currentStep` + 1 (ends the current pause or step)
-- promote --full: `status.promoteFull: true` (skip the remaining steps)
+- promote: a canary's `status.rollout.canary.step` + 1 (ends the current pause or step); a
+  blue/green preview's `status.rollout.blueGreen.phase` Preview -> Promoted (switch), or
+  Switched -> Accepted (accept the post-promotion analysis as it is)
+- promote --full: `promoteFull: true` in the rollout's shape (skip the remaining steps or gates)
 - pause / resume: `spec.paused`
-- abort: `status.abortedRevision` = the canary (traffic to stable, phase Degraded)
-- retry: clears `status.abortedRevision` (the rollout starts again from step 0)
+- abort: `status.rollout` becomes `{aborted: {revision}}` (traffic to stable, phase Degraded)
+- retry: clears `status.rollout` (the rollout starts again from step 0)
 - undo: `spec` back to the stable revision's template mid-rollout (an immediate rollback),
   else to the previous stable revision's (`status.previousTemplate`)
 """
@@ -36,32 +38,51 @@ class Patch:
 def patch_for(
     verb: str, spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, full: bool = False
 ) -> Patch:
-    canary = status.canary_revision
     if verb == "pause":
         return Patch("spec", {"paused": True})
     if verb == "resume":
         return Patch("spec", {"paused": False})
     if verb == "retry":
-        if status.aborted_revision is None:
+        if status.aborted is None:
             raise NotApplicable("nothing to retry: no rollout was aborted")
-        return Patch("status", {"abortedRevision": None})
+        return Patch("status", {"rollout": None})
     if verb == "undo":
         # Mid-rollout (or after an abort) back to stable; otherwise back to the revision before it.
-        rolling = canary is not None or status.aborted_revision is not None
-        back_to = status.stable_template if rolling else status.previous_template
+        back_to = status.stable_template if status.rollout is not None else status.previous_template
         if back_to is None:
             raise NotApplicable("nothing to undo: no rollout in progress and no previous stable revision")
         template = api.dump(back_to)
         return Patch("spec", {k: template.get(k) for k in _TEMPLATE_FIELDS})
-    if canary is None:
+    revision = status.rolling
+    if revision is None:
         raise NotApplicable(f"no rollout in progress (phase {status.phase or 'unknown'})")
     if verb == "abort":
-        return Patch("status", {"abortedRevision": canary})
+        return Patch(
+            "status", {"rollout": {"canary": None, "blueGreen": None, "aborted": {"revision": revision}}}
+        )
     if verb == "promote":
-        if full:
-            return Patch("status", {"promoteFull": True})
-        return Patch("status", {"currentStep": (status.current_step or 0) + 1, "pauseStartTime": None})
+        return Patch("status", {"rollout": _promoted(status, full)})
     raise ValueError(f"unknown verb {verb!r}")
+
+
+def _promoted(status: api.ModelDeploymentStatus, full: bool) -> dict[str, Any]:
+    """The merge patch of `status.rollout` that promotes the rollout in progress."""
+    if status.canary is not None:
+        if full:
+            return {"canary": {"promoteFull": True}}
+        return {"canary": {"step": status.canary.step + 1, "pauseStartTime": None}}
+    assert status.blue_green is not None
+    if full:
+        return {"blueGreen": {"promoteFull": True}}
+    phase = status.blue_green.phase
+    if phase == "Preview":
+        return {"blueGreen": {"phase": "Promoted"}}
+    if phase == "Switched":
+        return {"blueGreen": {"phase": "Accepted"}}
+    raise NotApplicable(
+        f"preview {status.blue_green.revision} is already promoted (phase {phase}); "
+        "`modelship promote --full` skips the remaining gates"
+    )
 
 
 # The spec fields a revision template holds (null removes a field the stable revision did not set).

@@ -156,7 +156,7 @@ class Reconciler:
         meta = body["metadata"]
         owner = manifests.Owner(meta["name"], meta["namespace"], meta["uid"], meta.get("generation", 1))
         spec = api.ModelDeploymentSpec.model_validate(body["spec"])
-        status = api.ModelDeploymentStatus.model_validate(body.get("status") or {})
+        status = api.read_status(body.get("status"), spec)
 
         listed = self.kube.request(
             "GET",
@@ -193,7 +193,7 @@ class Reconciler:
                     raise
                 logger.info("the ModelDeployment changed during this pass; deciding again on the next one")
                 return
-        metrics.record_pass(owner.namespace, owner.name, status, decision.status)
+        metrics.record_pass(owner.namespace, owner.name, status, decision.status, decision.rolled_back)
         for manifest in decision.apply:
             self.kube.apply(object_path(manifest), manifest)
         for name in decision.delete:
@@ -258,7 +258,9 @@ class Reconciler:
         now: datetime,
     ) -> None:
         """gatewayAPI: write the route's weights, read them back, report it as `TrafficRouted`."""
-        routed = routes.sync(self.kube, owner, spec, status.canary_weight or 0)
+        switched = status.blue_green is not None and status.blue_green.phase in ("Switched", "Accepted")
+        weight = status.canary.weight if status.canary else 100 if switched else 0
+        routed = routes.sync(self.kube, owner, spec, weight)
         if routed is None:
             return
         updated = engine.set_condition(status, "TrafficRouted", routed, now, owner.generation)

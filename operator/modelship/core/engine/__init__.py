@@ -60,6 +60,7 @@ from modelship.core import revisions
 from modelship.core.analysis import runs
 from modelship.core.engine import rollout
 from modelship.core.engine.model import (
+    SWITCHED,
     Decision,
     Event,
     Observations,
@@ -88,17 +89,21 @@ def wants(
     observations: Observations,
     now: datetime,
 ) -> Wants:
+    step = status.canary.step if status.canary is not None else None
     due = tuple(
         r
         for r in status.analysis or []
         if spec.analysis is not None
-        and r.revision == status.canary_revision
-        and (r.kind != "step" or r.step == status.current_step)  # not a step someone promoted past
+        and r.revision == status.rolling
+        and (r.kind != "step" or r.step == step)  # not a step someone promoted past
         and runs.due(r, spec.analysis, now)
     )
-    canary = status.canary_revision
+    canary = status.rolling
+    serving = (status.canary is not None and status.canary.weight > 0) or (
+        status.blue_green is not None and status.blue_green.phase in SWITCHED
+    )
     smoke = None
-    if spec.smoke_test is not None and canary is not None and not status.canary_weight:
+    if spec.smoke_test is not None and canary is not None and not serving:
         recorded = status.smoke_test
         observed = observations.deployments.get(canary)
         fresh = recorded is None or recorded.revision != canary

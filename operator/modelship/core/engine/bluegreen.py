@@ -9,7 +9,7 @@ from datetime import datetime
 from modelship import api
 from modelship.core import gates
 from modelship.core.engine.accelerator import make_room
-from modelship.core.engine.model import Event, Observations, Plan, ready
+from modelship.core.engine.model import SWITCHED, Event, Observations, Plan, ready
 from modelship.core.engine.moves import apply, promote
 
 
@@ -23,7 +23,7 @@ def preview(
     """Blue/green: the new revision runs behind `<name>-preview` with no traffic. Once ready it
     must pass the smoke test and the pre-promotion analysis; then a promotion (manual, or
     automatic after `autoPromotionDelay`) scales it up and swaps the selectors. With a
-    post-promotion analysis the switch comes first (`currentStep` 2, the old revision still
+    post-promotion analysis the switch comes first (phase Switched, the old revision still
     up) and the pointers move only when it passes; failure switches back.
 
     On devices in replace mode (`accelerator.rollout: auto` with too few free devices) the
@@ -33,15 +33,19 @@ def preview(
     assert plan.canary is not None and spec.strategy.blue_green is not None
     blue_green = spec.strategy.blue_green
     observed = observations.deployments.get(plan.canary)
-    step = plan.step or 0
+    phase = plan.phase or "Preview"
     # Once switched, the new colour serves: it keeps every replica (even while paused).
-    wanted = spec.replicas if step >= 2 else blue_green.preview_replicas or spec.replicas
-    plan.weight, plan.canary_replicas = 100 if step >= 2 else 0, wanted
+    wanted = spec.replicas if phase in SWITCHED else blue_green.preview_replicas or spec.replicas
+    plan.weight, plan.canary_replicas = 100 if phase in SWITCHED else 0, wanted
     size = _fit(plan, spec, observations, switched=False)
     if spec.paused:
         plan.paused = ("PausedBySpec", "spec.paused is true; `modelship resume` continues")
         return
-    if step < 2 and not plan.promote_full and not (step == 1 and _gates_passed(plan, spec)):
+    if (
+        phase not in SWITCHED
+        and not plan.promote_full
+        and not (phase == "Promoted" and _gates_passed(plan, spec))
+    ):
         if size is None or not ready(observed, size):
             return
         if plan.pause_start is None:
@@ -70,7 +74,7 @@ def preview(
             if apply(plan, spec, gate, now) != "pass":
                 return
         delay = api.parse_duration(blue_green.auto_promotion_delay or "0s")
-        if step == 0 and (not blue_green.auto_promote or now < plan.pause_start + delay):
+        if phase == "Preview" and (not blue_green.auto_promote or now < plan.pause_start + delay):
             until = (
                 "`modelship promote` is run"
                 if not blue_green.auto_promote
@@ -82,21 +86,22 @@ def preview(
                 f"preview {plan.canary} ready{held if size < wanted else ''}; traffic switches when {until}",
             )
             return
-    plan.step, plan.pause_start, plan.canary_replicas = max(step, 1), None, spec.replicas
-    judged = blue_green.post_promotion_analysis and step < 3 and not plan.promote_full
+    phase = "Promoted" if phase == "Preview" else phase
+    plan.phase, plan.pause_start, plan.canary_replicas = phase, None, spec.replicas
+    judged = blue_green.post_promotion_analysis and phase != "Accepted" and not plan.promote_full
     post = spec.analysis if judged else None  # the post-promotion analysis still to pass
-    if step < 2:
+    if phase not in SWITCHED:
         size = _fit(plan, spec, observations, switched=False)
         if size is None or not ready(observed, size):
             plan.promote_waiting = True
             return
         if size < spec.replicas or post is not None:
-            step = 2  # switch now; the analysis, or the rest of the devices, comes after
-    if step >= 2:
-        # Switched: `<name>` selects the new colour. `modelship promote` (step 3) accepts a
+            phase = "Switched"  # switch now; the analysis, or the rest of the devices, comes after
+    if phase in SWITCHED:
+        # `<name>` selects the new colour. `modelship promote` (phase Accepted) accepts a
         # post-promotion analysis as it is.
-        plan.step, plan.weight = step, 100
-    if post is not None and step == 2:
+        plan.phase, plan.weight = phase, 100
+    if post is not None and phase == "Switched":
         _fit(plan, spec, observations, switched=False)  # the old colour keeps pods to switch back to
         gate = gates.analysis_gate(
             "postPromotion",

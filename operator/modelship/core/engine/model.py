@@ -32,6 +32,16 @@ class ObservedDeployment:
 
 
 @dataclass(frozen=True)
+class RouteObservation:
+    """What the gatewayAPI router read back from the HTTPRoute before this pass."""
+
+    route: str  # spec.traffic.httpRoute
+    # Backend Service -> weight in the rule modelship manages; None: no such rule (or no route yet).
+    weights: Mapping[str, int] | None
+    exists: bool = True  # False: the HTTPRoute itself is missing
+
+
+@dataclass(frozen=True)
 class Observations:
     owner: Owner
     deployments: Mapping[str, ObservedDeployment] = field(default_factory=dict)
@@ -39,6 +49,7 @@ class Observations:
     measurements: Mapping[str, Mapping[str, RawMeasurement]] = field(default_factory=dict)
     smoke: gates.SmokeObservation | None = None
     devices: devices.Capacity | None = None  # spec.accelerator's resource; None: not known
+    route: RouteObservation | None = None  # None: the router has no route to read (service router)
 
 
 @dataclass(frozen=True)
@@ -57,15 +68,58 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Apply:
+    """Server-side apply of one object the ModelDeployment owns (a revision Deployment, a Service)."""
+
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete one revision Deployment (by name)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """Set the weights of the HTTPRoute rule modelship manages (backend Service -> weight)."""
+
+    weights: Mapping[str, int]
+
+
+Write = Apply | Delete | Route
+
+
+@dataclass(frozen=True)
 class Decision:
+    """What one pass decided. The shell writes `status` first (guarded by the resourceVersion the
+    pass read), then `writes` in their order, then posts `events`."""
+
     status: api.ModelDeploymentStatus
-    apply: tuple[Manifest, ...]
-    delete: tuple[str, ...]  # names of revision Deployments to delete
+    # In the order that keeps users on ready pods if the operator stops after any one of them
+    # (`writes.ordered`).
+    writes: tuple[Write, ...]
     events: tuple[Event, ...]
     wake_at: datetime | None = None  # decide again then: a timed pause or a scale-down delay ends
+    rolled_back: str | None = None  # this pass rolled a rollout back: why (AnalysisFailed, RolledBack, ...)
+
+    @property
+    def apply(self) -> tuple[Manifest, ...]:
+        return tuple(w.manifest for w in self.writes if isinstance(w, Apply))
+
+    @property
+    def delete(self) -> tuple[str, ...]:
+        return tuple(w.name for w in self.writes if isinstance(w, Delete))
+
+    @property
+    def route(self) -> Route | None:
+        return next((w for w in self.writes if isinstance(w, Route)), None)
 
 
-Mode = Literal["first", "steady", "canary", "aborted"]  # "canary": any new revision in progress
+Mode = Literal["first", "steady", "rolling", "aborted"]  # "rolling": a canary or blue/green in progress
+
+SWITCHED: tuple[api.BlueGreenPhase, ...] = ("Switched", "Accepted")  # `<name>` serves the new colour
 
 
 @dataclass
@@ -77,11 +131,12 @@ class Plan:
     target: str
     mode: Mode = "steady"
     stable_replicas: int = 0
-    canary: str | None = None
+    canary: str | None = None  # the revision rolling out (a canary or a blue/green preview)
     canary_replicas: int = 0
-    step: int | None = None
-    weight: int | None = None
-    pause_start: datetime | None = None
+    step: int | None = None  # canary: the step in progress
+    phase: api.BlueGreenPhase | None = None  # blue/green: where the switch is
+    weight: int | None = None  # the traffic the new revision is given
+    pause_start: datetime | None = None  # canary: the pause step's start; blue/green: preview ready
     promote_full: bool | None = None
     aborted: str | None = None
     abort_reason: str | None = None

@@ -57,14 +57,19 @@ def roll(
 ) -> None:
     """Fill `plan` for a ModelDeployment with a stable revision: steady, canary or aborted."""
     plan.stable_replicas = spec.replicas
-    plan.aborted = status.aborted_revision
-    plan.abort_reason, plan.abort_message = status.abort_reason, status.abort_message
-    plan.abort_scale_down_at = status.abort_scale_down_at
+    aborted = status.aborted
+    if aborted is not None:
+        plan.aborted, plan.abort_reason, plan.abort_message = (
+            aborted.revision,
+            aborted.reason,
+            aborted.message,
+        )
+        plan.abort_scale_down_at = aborted.scale_down_at
     plan.runs = {r.kind: r for r in status.analysis or []}
     plan.smoke = status.smoke_test
     plan.scale_down, plan.scale_down_at = status.scale_down_revision, status.scale_down_at
     plan.previous_template = status.previous_template
-    canary = status.canary_revision
+    canary = status.rolling
     steps = spec.strategy.canary.steps if spec.strategy.canary else None
 
     if plan.target == plan.stable:
@@ -81,13 +86,18 @@ def roll(
             )
     elif plan.aborted == plan.target:
         plan.mode = "aborted"
-        if canary is not None:  # `modelship abort`: the status names the revision, nothing else yet
-            abort(plan, spec, now, "Aborted", f"rollout of revision {canary} aborted by `modelship abort`")
+        if plan.abort_reason is None:  # `modelship abort`: the status names the revision, nothing else yet
+            abort(
+                plan, spec, now, "Aborted", f"rollout of revision {plan.target} aborted by `modelship abort`"
+            )
     else:
-        plan.mode, plan.aborted = "canary", None
-        if canary == plan.target:
-            plan.step, plan.weight = status.current_step or 0, status.canary_weight or 0
-            plan.pause_start, plan.promote_full = status.pause_start_time, status.promote_full
+        plan.mode, plan.aborted = "rolling", None
+        if canary == plan.target and status.canary is not None:
+            plan.step, plan.weight = status.canary.step, status.canary.weight
+            plan.pause_start, plan.promote_full = status.canary.pause_start_time, status.canary.promote_full
+        elif canary == plan.target and status.blue_green is not None:
+            plan.phase, plan.pause_start = status.blue_green.phase, status.blue_green.ready_time
+            plan.promote_full = status.blue_green.promote_full
         else:
             if canary is not None:
                 plan.events.append(
@@ -106,7 +116,11 @@ def roll(
                     f"rolling out revision {plan.target} {how}; revision {plan.stable} stays stable",
                 )
             )
-            plan.step, plan.weight = 0, 0
+            plan.weight = 0
+            if steps is not None:
+                plan.step = 0
+            else:
+                plan.phase = "Preview"
             plan.runs, plan.smoke = {}, None
         plan.canary = plan.target
         observed = observations.deployments.get(plan.target)
@@ -135,10 +149,10 @@ def roll(
         else:
             walk(plan, spec, steps, observations, now, template)
 
-    if plan.mode == "canary" and plan.canary is not None and spec.strategy.canary is not None:
+    if plan.mode == "rolling" and plan.canary is not None and spec.strategy.canary is not None:
         make_room(plan, spec, observations)  # blue/green makes its own room (`bluegreen.preview`)
-    if plan.mode != "canary":
-        plan.canary = plan.step = plan.weight = plan.pause_start = plan.promote_full = None
+    if plan.mode != "rolling":
+        plan.canary = plan.step = plan.phase = plan.weight = plan.pause_start = plan.promote_full = None
         # The background analysis of a promoted canary is over; other runs stay to be read.
         background = plan.runs.get("background")
         if plan.promoted and background is not None and background.phase == "Running":

@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
-from modelship.core import manifests, traffic
+from modelship.core import gateway, manifests, traffic
 from modelship.core.analysis import runs
 from modelship.core.engine.accelerator import device_conditions, device_events, placement
 from modelship.core.engine.model import (
+    SWITCHED,
     ConditionValue,
     Decision,
     Event,
@@ -18,9 +19,11 @@ from modelship.core.engine.model import (
     Observations,
     ObservedDeployment,
     Plan,
+    Route,
     has,
     health_of,
 )
+from modelship.core.engine.writes import ordered
 
 
 def finish(
@@ -34,14 +37,14 @@ def finish(
     owner = observations.owner
     observed = observations.deployments.get(plan.stable)
     health = health_of(observed, plan.stable_replicas)
-    old_progressing = next((c for c in status.conditions or [] if c.type == "Progressing"), None)
-
-    # A rollback is remembered by the Progressing condition until the next rollout or promotion.
+    rolled_back: str | None = None  # this pass rolled a rollout back: why
+    if plan.mode == "aborted" and (status.aborted is None or status.aborted.reason is None):
+        rolled_back = plan.abort_reason
+    elif plan.rolled_back and status.rolling is not None:
+        rolled_back = "RolledBack"
+    # A rollback is remembered by the phase until the next rollout or promotion.
     plan.rolled_back = plan.rolled_back or (
-        plan.mode == "steady"
-        and not plan.promoted
-        and old_progressing is not None
-        and old_progressing.reason in ("RolledBack", "RollingBack")
+        plan.mode == "steady" and not plan.promoted and status.phase == "RolledBack"
     )
     stable: str | None = plan.stable
     stable_template: api.RevisionTemplate | None = plan.stable_template
@@ -52,7 +55,7 @@ def finish(
             stable = stable_template = None
     elif health in ("Missing", "Stuck") or plan.mode == "aborted":
         phase = "Degraded"
-    elif plan.mode == "canary":
+    elif plan.mode == "rolling":
         phase = "Paused" if plan.paused else "Progressing"
     elif plan.rolled_back:
         phase = "RolledBack"  # at once: the canary is gone, even while stable scales back up
@@ -66,7 +69,7 @@ def finish(
     progressing = _progressing(plan, spec, health, counts, stable is not None)
     paused = ("True", plan.paused[0], plan.paused[1]) if plan.paused else ("False", "NotPaused", "not paused")
     wanted = [(plan.stable, plan.stable_template, plan.stable_replicas)]
-    if plan.mode == "canary" and plan.canary:
+    if plan.mode == "rolling" and plan.canary:
         wanted.append((plan.canary, template, plan.canary_replicas))
     elif plan.mode == "aborted":
         # Kept (at 0 once `abortScaleDownDelay` is over) so `retry` only has to scale it up.
@@ -80,7 +83,7 @@ def finish(
         owner.generation,
         now,
         {"Available": _available(health, observed, plan.stable, counts), "Progressing": progressing}
-        | ({"Paused": paused} if plan.mode == "canary" or has(status, "Paused") else {})
+        | ({"Paused": paused} if plan.mode == "rolling" or has(status, "Paused") else {})
         | device_conditions(spec, status, plan, on_cpu, observations),
     )
     stable_selector = manifests.revision_selector(owner, plan.stable)
@@ -92,28 +95,19 @@ def finish(
     )
     # Blue/green switched but not promoted yet (post-promotion analysis, or the new colour still
     # taking the old one's devices): `<name>` is the new one.
-    active = canary_selector if blue_green and plan.canary and (plan.step or 0) >= 2 else stable_selector
+    active = canary_selector if blue_green and plan.canary and plan.phase in SWITCHED else stable_selector
     new_status = status.model_copy(
         update={
             "observed_generation": owner.generation,
             "phase": phase,
             "stable_revision": stable,
             "stable_template": stable_template,
-            "pending_revision": None,
-            "canary_revision": plan.canary,
-            "current_step": plan.step,
-            "canary_weight": plan.weight,
-            "pause_start_time": plan.pause_start,
-            "promote_full": plan.promote_full or None,
-            "aborted_revision": plan.aborted,
+            "rollout": _rollout(plan),
             "scale_down_revision": plan.scale_down,
             "scale_down_at": plan.scale_down_at,
             "previous_template": plan.previous_template,
             "analysis": list(plan.runs.values()) or None,
             "smoke_test": plan.smoke,
-            "abort_reason": plan.abort_reason,
-            "abort_message": plan.abort_message,
-            "abort_scale_down_at": plan.abort_scale_down_at,
             "replicas": observed.replicas if observed else 0,
             "available_replicas": available,
             "selector": manifests.selector_string(stable_selector),
@@ -131,24 +125,60 @@ def finish(
         desired.append(manifests.service(owner, f"{owner.name}-preview", canary_selector))
     keep = {name for name, _, _ in wanted} | ({plan.scale_down} if plan.scale_down else set())
     delete = tuple(sorted(name for name in observations.deployments if name not in keep))
+    route = Route(gateway.weights(owner.name, plan.weight or 0)) if _routes(spec) else None
+    writes = ordered(desired, delete, route, f"{owner.name}-canary", observations)
     events = tuple(plan.events) + _events(status, new_status) + tuple(device_events(status, conditions))
-    return Decision(new_status, tuple(desired), delete, events, _wake_at(plan, spec))
+    return Decision(new_status, writes, events, _wake_at(plan, spec), rolled_back)
+
+
+def _routes(spec: api.ModelDeploymentSpec) -> bool:
+    return spec.traffic.router == "gatewayAPI" and bool(spec.traffic.http_route)
+
+
+def _rollout(plan: Plan) -> api.Rollout | None:
+    """The plan's rollout in the status's shape for it: one of canary, blueGreen, aborted."""
+    if plan.mode == "aborted" and plan.aborted is not None:
+        aborted = api.AbortedRollout(
+            revision=plan.aborted,
+            reason=plan.abort_reason,
+            message=plan.abort_message,
+            scale_down_at=plan.abort_scale_down_at,
+        )
+        return api.Rollout(aborted=aborted)
+    if plan.mode != "rolling" or plan.canary is None:
+        return None
+    if plan.phase is not None:
+        blue_green = api.BlueGreenRollout(
+            revision=plan.canary,
+            phase=plan.phase,
+            ready_time=plan.pause_start,
+            promote_full=plan.promote_full or None,
+        )
+        return api.Rollout(blue_green=blue_green)
+    canary = api.CanaryRollout(
+        revision=plan.canary,
+        step=plan.step or 0,
+        weight=plan.weight or 0,
+        pause_start_time=plan.pause_start,
+        promote_full=plan.promote_full or None,
+    )
+    return api.Rollout(canary=canary)
 
 
 def _wake_at(plan: Plan, spec: api.ModelDeploymentSpec) -> datetime | None:
     times = [t for t in (plan.scale_down_at, plan.abort_scale_down_at) if t is not None]
-    if plan.mode == "canary" and spec.analysis is not None:
+    if plan.mode == "rolling" and spec.analysis is not None:
         for run in plan.runs.values():
             at = runs.next_at(run, spec.analysis)
             if at is not None and run.revision == plan.canary:
                 times.append(at)
     steps = spec.strategy.canary.steps if spec.strategy.canary else []
-    if plan.mode == "canary" and plan.pause_start and plan.step is not None and plan.step < len(steps):
+    if plan.mode == "rolling" and plan.pause_start and plan.step is not None and plan.step < len(steps):
         pause = steps[plan.step].pause
         if pause is not None and pause.duration:
             times.append(plan.pause_start + api.parse_duration(pause.duration))
     blue_green = spec.strategy.blue_green
-    if plan.mode == "canary" and plan.pause_start and blue_green and blue_green.auto_promote:
+    if plan.mode == "rolling" and plan.pause_start and blue_green and blue_green.auto_promote:
         times.append(plan.pause_start + api.parse_duration(blue_green.auto_promotion_delay or "0s"))
     return min(times, default=None)
 
@@ -191,13 +221,13 @@ def _progressing(
             f"{why}Rollout of revision {plan.target} aborted; revision {plan.stable} serves all traffic. "
             "`modelship retry` or a spec change starts again",
         )
-    if plan.mode == "canary":
+    if plan.mode == "rolling":
         n = len(spec.strategy.canary.steps) if spec.strategy.canary else 0
         where = (
             f"canary {plan.canary}: weight {plan.weight}%, step {min((plan.step or 0) + 1, n)}/{n}"
             if spec.strategy.canary
             else f"{plan.canary}: switched, serving all traffic until it is promoted"
-            if (plan.step or 0) >= 2
+            if plan.phase in SWITCHED
             else f"preview {plan.canary}: no traffic until promoted"
         )
         if plan.paused:
