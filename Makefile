@@ -14,6 +14,7 @@ INSTALL_HOOKS :=  # targets run after the base install, inside the venv
 TEST_DEPS :=      # targets `make test` runs before pytest (e.g. Dockerfile lint)
 -include serving-image/serving.mk
 -include hack/localworld/localworld.mk
+-include hack/imagebuild/images.mk
 
 .PHONY: help venv cluster-bins lint typecheck test test-unit cluster-up clean chart-crds operator-lock lint-operator-image \
 	bench bench-rollback
@@ -54,7 +55,7 @@ cluster-up: cluster-bins  ## start a local cluster in the foreground (Ctrl-C tea
 bench-rollback: cluster-bins prometheus  ## time from a bad canary's first request to weight 0 -> bench/results/rollback.json
 	$(PY) bench/rollback.py --out bench/results/rollback.json
 
-bench: bench-serving bench-rollback  ## every benchmark; results in bench/results/
+bench: bench-serving bench-rollback bench-images  ## every benchmark; results in bench/results/
 
 lint-operator-image: $(STAMP)  ## hadolint the operator's Dockerfile (any finding fails)
 	$(VENV)/bin/hadolint --failure-threshold info operator/Dockerfile
