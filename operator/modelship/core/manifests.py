@@ -70,6 +70,9 @@ def _env(template: api.RevisionTemplate) -> list[dict[str, str]]:
         {"name": "MODEL_SHA256", "value": template.model.sha256},
         {"name": "PORT", "value": str(template.port)},
         {"name": "HOST", "value": "0.0.0.0"},  # the server's default (loopback) is unreachable in a pod
+        # An image cannot contain its own digest: the server's /metadata shows the one deployed.
+        {"name": "IMAGE", "value": template.image},
+        {"name": "IMAGE_DIGEST", "value": template.image.rpartition("@")[2]},
     ]
     if template.accelerator is not None:
         managed.append({"name": "ACCELERATOR", "value": template.accelerator.type})
