@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 
@@ -84,3 +85,11 @@ def context_digest(context: Path, ignorefile: Path) -> str:
         h.update(rel.encode() + b"\0" + oct(path.stat().st_mode & 0o777).encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
+
+
+def copy_context(context: Path, ignorefile: Path, dest: Path) -> Path:
+    """A copy of the files the build can COPY, for builds that edit code (tests, the benchmark)."""
+    for rel in context_files(context, ignorefile):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(context / rel, dest / rel)
+    return dest

@@ -6,7 +6,6 @@ not asserted here: a busy machine would make a timed assertion flaky.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from imagebuild.build import (
     layers,
     podman_build,
 )
-from imagebuild.context import context_files
+from imagebuild.context import copy_context
 from imagebuild.podman import podman
 
 pytestmark = pytest.mark.images
@@ -31,18 +30,9 @@ pytestmark = pytest.mark.images
 CODE_FILE = {SERVING.name: "modelserver/__init__.py", OPERATOR.name: "operator/modelship/__init__.py"}
 
 
-def copy_context(spec: ImageSpec, dest: Path) -> Path:
-    """The build context's files (as .dockerignore admits them) copied, so the test can edit code."""
-    src = REPO / spec.context
-    for rel in context_files(src, REPO / spec.ignorefile):
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / rel, dest / rel)
-    return dest
-
-
 @pytest.mark.parametrize("spec", [SERVING, OPERATOR], ids=lambda s: s.name)
 def test_code_only_change_reuses_the_dependency_layer(spec: ImageSpec, tmp_path: Path) -> None:
-    context = copy_context(spec, tmp_path / "context")
+    context = copy_context(REPO / spec.context, REPO / spec.ignorefile, tmp_path / "context")
     args = {**build_args(spec, ensure_base(log=False), git_revision()), "BUILD_TIME": "2026-01-01T00:00:00Z"}
     repo = f"localhost/{spec.name}-cachetest"
     try:
