@@ -627,6 +627,9 @@ class ModelDeploymentSpec(_Model):
 Phase = Literal["Pending", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"]
 
 
+ConditionValue = tuple[str, str, str]  # a condition's (status, reason, message), as the engine decides it
+
+
 class Condition(_Model):
     type: Annotated[str, Field(max_length=64)]
     status: Literal["True", "False", "Unknown"]

@@ -17,7 +17,7 @@ from typing import Any
 from modelship import api
 from modelship.core import control, engine, gates
 from modelship.core.analysis.verdicts import RawMeasurement
-from modelship.core.manifests import Owner
+from modelship.core.manifests import REVISION_LABEL, Owner
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -52,11 +52,19 @@ class World:
     metrics: dict[str, RawMeasurement] = field(default_factory=dict)  # by metric name; else good()
     smoke_outputs: list[list[float] | str] | None = None  # None: each pod answers `expected`
     measured: list[str] = field(default_factory=list)  # run kinds measured, in order
+    # The gatewayAPI route's weights as the gateway shows them (None: no route yet); a `Route` write
+    # sets them unless `route_stuck` (someone or something keeps other weights there).
+    route: dict[str, int] | None = None
+    route_stuck: bool = False
+    services: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> selector
 
     def observations(self, s: api.ModelDeploymentSpec | None = None) -> engine.Observations:
         base = engine.Observations(self.owner, dict(self.deployments))
         if s is None:
             return base
+        if s.traffic.router == "gatewayAPI" and s.traffic.http_route:
+            seen = engine.RouteObservation(s.traffic.http_route, self.route, exists=self.route is not None)
+            base = dataclasses.replace(base, route=seen)
         wants = engine.wants(s, self.status, base, self.now)
         metrics = s.analysis.metrics if s.analysis else []
         measurements = {
@@ -73,10 +81,25 @@ class World:
     def decide(self, s: api.ModelDeploymentSpec) -> engine.Decision:
         return engine.decide(s, self.status, self.observations(s), self.now)
 
-    def apply(self, decision: engine.Decision) -> None:
-        for manifest in decision.apply:
-            if manifest["kind"] != "Deployment":
-                continue
+    def apply(self, decision: engine.Decision, crash_after: int | None = None) -> None:
+        """What the shell does with a Decision: the status first, then the writes in their order
+        (only the first `crash_after` of them: the operator stopped there), then the events."""
+        self.status = decision.status
+        for write in decision.writes[:crash_after]:
+            self.write(write)
+        if crash_after is None:
+            self.events.extend(decision.events)
+
+    def write(self, write: engine.Write) -> None:
+        if isinstance(write, engine.Delete):
+            self.deployments.pop(write.name, None)
+        elif isinstance(write, engine.Route):
+            if not self.route_stuck:
+                self.route = dict(write.weights)
+        elif write.manifest["kind"] == "Service":
+            self.services[write.manifest["metadata"]["name"]] = dict(write.manifest["spec"]["selector"])
+        else:
+            manifest = write.manifest
             name, replicas = manifest["metadata"]["name"], manifest["spec"]["replicas"]
             old = self.deployments.get(name)
             if old is None:
@@ -85,10 +108,18 @@ class World:
                 self.deployments[name] = dataclasses.replace(
                     old, spec_replicas=replicas, generation=old.generation + 1
                 )
-        for name in decision.delete:
-            self.deployments.pop(name, None)
-        self.status = decision.status
-        self.events.extend(decision.events)
+
+    def ready_endpoints(self, service: str) -> int:
+        """Ready pods behind a Service, by its selector (a revision, or every pod of the model)."""
+        selector = self.services.get(service)
+        if selector is None:
+            return 0
+        revision = selector.get(REVISION_LABEL)
+        return sum(
+            min(d.available_replicas, d.spec_replicas)
+            for name, d in self.deployments.items()
+            if revision is None or name == revision
+        )
 
     def reconcile(self, s: api.ModelDeploymentSpec) -> engine.Decision:
         decision = self.decide(s)

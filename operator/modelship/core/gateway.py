@@ -9,20 +9,22 @@ Two cases (the shell, `kube/routes.py`, does the I/O):
   filters and parentRefs stay as the user wrote them.
 
 Weights are integers 0..100 summing to 100 (Gateway API weights are relative; 0 sends
-nothing). After writing, the shell reads the route back; `traffic_condition` turns
-what it read into the `TrafficRouted` condition.
+nothing). The shell reads the route before each pass; `traffic_condition` turns what it
+read into the `TrafficRouted` condition, and the engine completes a weight step only once
+the route shows its weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from modelship import api
+from modelship.api import ConditionValue
 from modelship.core import manifests
 from modelship.core.manifests import Manifest, Owner
 
 GROUP_VERSION = "gateway.networking.k8s.io/v1"
-ConditionValue = tuple[str, str, str]
 
 
 def weights(owner_name: str, canary_weight: int) -> dict[str, int]:
@@ -72,7 +74,11 @@ def read_weights(obj: dict[str, Any], owner_name: str) -> dict[str, int] | None:
     return {ref["name"]: ref.get("weight", 1) for ref in refs if ref.get("kind", "Service") == "Service"}
 
 
-def traffic_condition(route_name: str, wanted: dict[str, int], read: dict[str, int] | None) -> ConditionValue:
+def traffic_condition(
+    route_name: str, wanted: dict[str, int], read: dict[str, int] | None, writing: bool = False
+) -> ConditionValue:
+    """`TrafficRouted` from what the route showed; `writing`: this pass writes new weights, so the
+    route cannot show them yet."""
     if read is None:
         return (
             "False",
@@ -80,9 +86,17 @@ def traffic_condition(route_name: str, wanted: dict[str, int], read: dict[str, i
             f"HTTPRoute {route_name} has no rule with a backendRef to {', '.join(wanted)}",
         )
     if read != wanted:
-        return ("False", "WeightMismatch", f"HTTPRoute {route_name} routes {read}, modelship wrote {wanted}")
-    shown = ", ".join(f"{k}={v}" for k, v in wanted.items())
-    return ("True", "WeightsSet", f"HTTPRoute {route_name}: {shown}")
+        if writing:
+            message = f"HTTPRoute {route_name}: setting {shown(wanted)} (it routes {shown(read)})"
+            return ("False", "WeightsPending", message)
+        message = f"HTTPRoute {route_name} routes {shown(read)}; modelship asked for {shown(wanted)}"
+        return ("False", "WeightMismatch", message)
+    return ("True", "WeightsSet", f"HTTPRoute {route_name}: {shown(read)}")
+
+
+def shown(weights: Mapping[str, int]) -> str:
+    """Weights as a person reads them: `fraud-stable=80, fraud-canary=20`."""
+    return ", ".join(f"{k}={v}" for k, v in weights.items())
 
 
 MISSING: ConditionValue = (

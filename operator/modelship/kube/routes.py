@@ -19,7 +19,7 @@ def route_path(namespace: str, name: str) -> str:
 
 def sync(
     kube: Kube, owner: Owner, spec: api.ModelDeploymentSpec, canary_weight: int
-) -> gateway.ConditionValue | None:
+) -> api.ConditionValue | None:
     """Set the route's weights for `canary_weight`; the `TrafficRouted` condition (None: other router)."""
     if spec.traffic.router != "gatewayAPI" or not spec.traffic.http_route:
         return None

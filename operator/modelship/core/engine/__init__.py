@@ -61,22 +61,32 @@ from modelship.core.analysis import runs
 from modelship.core.engine import rollout
 from modelship.core.engine.model import (
     SWITCHED,
+    Apply,
     Decision,
+    Delete,
     Event,
     Observations,
     ObservedDeployment,
     Plan,
+    Route,
+    RouteObservation,
     Wants,
+    Write,
     current,
 )
 from modelship.core.engine.status import finish, set_condition
 
 __all__ = [
+    "Apply",
     "Decision",
+    "Delete",
     "Event",
     "Observations",
     "ObservedDeployment",
+    "Route",
+    "RouteObservation",
     "Wants",
+    "Write",
     "decide",
     "set_condition",
     "wants",

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from modelship import api
 from modelship.core import gates
+from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
 from modelship.core.engine.model import SWITCHED, Event, Observations, Plan, ready
 from modelship.core.engine.moves import apply, promote
@@ -101,6 +102,9 @@ def preview(
         # `<name>` selects the new colour. `modelship promote` (phase Accepted) accepts a
         # post-promotion analysis as it is.
         plan.phase, plan.weight = phase, 100
+    if phase in SWITCHED and not routing.verified(observations, 100):
+        plan.waiting = f"switched: {routing.waiting(observations, 100)}"
+        return
     if post is not None and phase == "Switched":
         _fit(plan, spec, observations, switched=False)  # the old colour keeps pods to switch back to
         gate = gates.analysis_gate(

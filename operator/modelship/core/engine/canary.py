@@ -8,6 +8,7 @@ from datetime import datetime
 
 from modelship import api
 from modelship.core import gates, traffic
+from modelship.core.engine import routing
 from modelship.core.engine.model import Event, Observations, Plan, ready
 from modelship.core.engine.moves import apply, promote
 
@@ -55,7 +56,11 @@ def walk(
                 plan.events.append(
                     Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%")
                 )
-            weight, step = wanted, step + 1
+                weight = wanted
+            if not routing.verified(observations, weight):
+                plan.waiting = f"{label}: {routing.waiting(observations, weight)}"
+                break
+            step += 1
         elif current.pause is not None:
             duration = current.pause.duration
             if plan.pause_start is None:

@@ -159,7 +159,7 @@ class Plan:
 Health = Literal["Missing", "Ready", "Starting", "Stuck"]
 
 
-ConditionValue = tuple[str, str, str]  # (status, reason, message)
+ConditionValue = api.ConditionValue
 
 
 def current(observed: ObservedDeployment) -> bool:

@@ -9,6 +9,7 @@ from datetime import datetime
 from modelship import api
 from modelship.core import gateway, manifests, traffic
 from modelship.core.analysis import runs
+from modelship.core.engine import routing
 from modelship.core.engine.accelerator import device_conditions, device_events, placement
 from modelship.core.engine.model import (
     SWITCHED,
@@ -84,7 +85,8 @@ def finish(
         now,
         {"Available": _available(health, observed, plan.stable, counts), "Progressing": progressing}
         | ({"Paused": paused} if plan.mode == "rolling" or has(status, "Paused") else {})
-        | device_conditions(spec, status, plan, on_cpu, observations),
+        | device_conditions(spec, status, plan, on_cpu, observations)
+        | _traffic(spec, status, plan, observations),
     )
     stable_selector = manifests.revision_selector(owner, plan.stable)
     canary_selector = manifests.revision_selector(owner, plan.canary) if plan.canary else stable_selector
@@ -133,6 +135,14 @@ def finish(
 
 def _routes(spec: api.ModelDeploymentSpec) -> bool:
     return spec.traffic.router == "gatewayAPI" and bool(spec.traffic.http_route)
+
+
+def _traffic(
+    spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, plan: Plan, observations: Observations
+) -> dict[str, ConditionValue]:
+    weight = plan.weight or 0
+    routed = routing.condition(spec, observations, weight, writing=weight != routing.asked(status))
+    return {"TrafficRouted": routed} if routed is not None else {}
 
 
 def _rollout(plan: Plan) -> api.Rollout | None:
