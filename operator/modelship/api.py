@@ -302,6 +302,18 @@ class Strategy(_Model):
     canary: Canary | None = None
     blue_green: BlueGreen | None = None
 
+    @property
+    def chosen(self) -> Canary | BlueGreen:
+        """The one strategy set (admission refuses none and both)."""
+        chosen = self.canary or self.blue_green
+        assert chosen is not None, "spec.strategy must set exactly one of canary or blueGreen"
+        return chosen
+
+    @property
+    def steps(self) -> list[CanaryStep]:
+        """The canary's steps; none for blue/green."""
+        return self.canary.steps if self.canary is not None else []
+
 
 class ParentRef(_Model):
     """A Gateway (or listener) the HTTPRoute modelship creates attaches to, as in Gateway API."""

@@ -113,7 +113,7 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
     """The status view: one screen, most important first."""
     spec = api.ModelDeploymentSpec.model_validate(obj["spec"])
     status = api.read_status(obj.get("status"), spec)
-    steps = spec.strategy.canary.steps if spec.strategy.canary else []
+    steps = spec.strategy.steps
     lines = [
         f"Name:       {obj['metadata']['name']}",
         f"Namespace:  {obj['metadata']['namespace']}",

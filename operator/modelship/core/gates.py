@@ -53,9 +53,15 @@ def compare(test: api.SmokeTest, outputs: tuple[tuple[float, ...] | str, ...]) -
     return None
 
 
+def smoke_result(revision: str, recorded: api.SmokeTestResult | None) -> api.SmokeTestResult | None:
+    """The smoke test's result for this revision, if it was tested (None: due)."""
+    return recorded if recorded is not None and recorded.revision == revision else None
+
+
 def smoke_passed(test: api.SmokeTest | None, revision: str, recorded: api.SmokeTestResult | None) -> bool:
     """The revision has no smoke test to pass, or has passed it."""
-    return test is None or (recorded is not None and recorded.revision == revision and recorded.passed)
+    result = smoke_result(revision, recorded)
+    return test is None or (result is not None and result.passed)
 
 
 def smoke_gate(

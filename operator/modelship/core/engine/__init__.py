@@ -13,8 +13,9 @@ the events). Every rule lives here; `modelship.core.traffic` turns weights into 
   restore it and the Services if they drift or disappear. Healthy when all replicas
   are available; Progressing while pods come up; Degraded when its Deployment is
   missing or has exceeded `spec.progressDeadline`, as Kubernetes itself reports it.
-- The spec asks for another revision (canary strategy): it becomes `canaryRevision`
-  and walks `spec.strategy.canary.steps` from `currentStep` (see `canary.walk`). After the
+- The spec asks for another revision (canary strategy): it becomes `status.rollout.canary`
+  and walks `spec.strategy.canary.steps` from its `step` (see `canary.walk`). A setWeight
+  step completes only once the router shows its weight (`routing`). After the
   last step the whole canary comes up, then it is promoted: the pointers move
   (`stableRevision`, `stableTemplate`), no pod restarts, and the old revision keeps
   running until `scaleDownAt` (`scaleDownDelay` later) before it is deleted.
@@ -22,14 +23,15 @@ the events). Every rule lives here; `modelship.core.traffic` turns weights into 
   once) and starts again from step 0; the image reverted to the stable one is an
   immediate rollback (phase RolledBack). A canary whose Deployment exceeds its
   progress deadline is aborted (reason ProgressDeadlineExceeded), as is one named by
-  `status.abortedRevision` (`modelship abort`), one that fails its smoke test or an
+  `status.rollout.aborted` (`modelship abort`), one that fails its smoke test or an
   analysis run (`modelship.core.gates`): stable takes all traffic in that same pass, the
   canary's pods stay (no traffic) for `abortScaleDownDelay`, then scale to 0; phase
   Degraded until `retry` clears the field or the spec changes.
 - Gates: before a new revision gets any traffic it must pass `spec.smokeTest`; an
   `analysis` step waits for its run; a background run watches the whole canary. The
   shell takes the measurements `wants` asks for and passes them in `Observations`.
-- Blue/green (`bluegreen.preview`): the new revision runs behind `<name>-preview` with no
+- Blue/green (`bluegreen.preview`, `status.rollout.blueGreen` with its phase Preview ->
+  Promoted -> Switched -> Accepted): the new revision runs behind `<name>-preview` with no
   traffic; once its smoke test and pre-promotion analysis pass, a promotion (manual, or
   `autoPromote` after its delay) scales it up and swaps the `<name>`/`<name>-stable`
   selectors in one pass (with post-promotion analysis, the pointers move only once it
@@ -38,6 +40,12 @@ the events). Every rule lives here; `modelship.core.traffic` turns weights into 
 
 Events are derived from what a pass changed, so deciding twice on the same inputs
 emits nothing the second time.
+
+Writes are ordered so that the operator may stop after any one of them and users are still
+served by ready pods (`writes.ordered`): weight leaves a revision before its Service or pods
+change, and a revision gets weight only after its pods are ready and its Service points at
+them. The status goes first; a crash after it leaves a status from which the next pass
+decides the same writes again.
 
 `wants` says what the shell should measure before `decide` (due analysis runs, a smoke
 test). A pass builds a `Plan` and renders it; the submodules, each one concept:
@@ -48,6 +56,8 @@ test). A pass builds a `Plan` and renders it; the submodules, each one concept:
 - `rollout`: one pass with a stable revision: steady, a rollout in progress, or aborted.
 - `canary`, `bluegreen`: the two strategies' walks to promotion.
 - `accelerator`: device-aware replicas, placement, the device conditions.
+- `routing`: what the router read back, judged (`TrafficRouted`, a step held for it).
+- `writes`: the crash-safe order of a Decision's writes.
 - `status`: the plan rendered into a Decision (phase, conditions, manifests, events).
 """
 
@@ -56,7 +66,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
-from modelship.core import revisions
+from modelship.core import gates, revisions
 from modelship.core.analysis import runs
 from modelship.core.engine import rollout
 from modelship.core.engine.model import (
@@ -114,9 +124,8 @@ def wants(
     )
     smoke = None
     if spec.smoke_test is not None and canary is not None and not serving:
-        recorded = status.smoke_test
         observed = observations.deployments.get(canary)
-        fresh = recorded is None or recorded.revision != canary
+        fresh = gates.smoke_result(canary, status.smoke_test) is None
         if fresh and observed is not None and current(observed) and observed.available_replicas >= 1:
             smoke = canary
     return Wants(due, smoke)

@@ -40,8 +40,8 @@ def abort(
 ) -> None:
     """Roll back now: all traffic to stable in this pass; the canary's pods (no traffic) stay for
     `abortScaleDownDelay` so people can look at them, then scale to 0."""
-    strategy = spec.strategy.canary or spec.strategy.blue_green
-    delay = api.parse_duration(strategy.abort_scale_down_delay if strategy and keep_pods else "0s")
+    strategy = spec.strategy.chosen
+    delay = api.parse_duration(strategy.abort_scale_down_delay if keep_pods else "0s")
     plan.mode, plan.aborted, plan.abort_reason, plan.abort_message = "aborted", plan.target, reason, message
     plan.abort_scale_down_at = now + delay if delay else None
     pods = f"its pods scale to 0 after {delay.total_seconds():g}s" if delay else "its pods scale to 0"
@@ -54,8 +54,7 @@ def promote(
     plan: Plan, spec: api.ModelDeploymentSpec, template: api.RevisionTemplate, now: datetime, how: str
 ) -> None:
     """The pointers move to the new revision (no pod restarts); the old one stays for scaleDownDelay."""
-    strategy = spec.strategy.canary or spec.strategy.blue_green
-    delay = strategy.scale_down_delay if strategy is not None else "0s"
+    delay = spec.strategy.chosen.scale_down_delay
     old, new = plan.stable, plan.target
     plan.previous_template = plan.stable_template
     plan.scale_down, plan.scale_down_at = old, now + api.parse_duration(delay)

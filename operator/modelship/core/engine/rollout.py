@@ -70,7 +70,7 @@ def roll(
     plan.scale_down, plan.scale_down_at = status.scale_down_revision, status.scale_down_at
     plan.previous_template = status.previous_template
     canary = status.rolling
-    steps = spec.strategy.canary.steps if spec.strategy.canary else None
+    steps = spec.strategy.steps if spec.strategy.canary else None
 
     if plan.target == plan.stable:
         plan.aborted = None

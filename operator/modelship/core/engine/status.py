@@ -182,7 +182,7 @@ def _wake_at(plan: Plan, spec: api.ModelDeploymentSpec) -> datetime | None:
             at = runs.next_at(run, spec.analysis)
             if at is not None and run.revision == plan.canary:
                 times.append(at)
-    steps = spec.strategy.canary.steps if spec.strategy.canary else []
+    steps = spec.strategy.steps
     if plan.mode == "rolling" and plan.pause_start and plan.step is not None and plan.step < len(steps):
         pause = steps[plan.step].pause
         if pause is not None and pause.duration:
