@@ -25,7 +25,7 @@ lint-docker: $(STAMP)  ## hadolint every Dockerfile of the serving image (any fi
 # The root `make typecheck` covers the operator's packages; this covers the serving image and bench.
 serving-typecheck: $(STAMP)  ## mypy --strict on modelserver and the benchmark scripts
 	$(VENV)/bin/mypy --strict $(SERVING_DIR)/modelserver bench/serving.py bench/loadgen.py
-	MYPYPATH=hack $(VENV)/bin/mypy --strict bench/rollback.py
+	MYPYPATH=hack $(VENV)/bin/mypy --strict bench/rollback.py bench/images.py
 
 $(BENCH_VENV)/.installed: bench/requirements-bench.lock
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
