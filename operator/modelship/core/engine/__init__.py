@@ -48,17 +48,20 @@ them. The status goes first; a crash after it leaves a status from which the nex
 decides the same writes again.
 
 `wants` says what the shell should measure before `decide` (due analysis runs, a smoke
-test). A pass builds a `Plan` and renders it; the submodules, each one concept:
+test). A pass builds one frozen `Context` (spec, status, observations, now, target), works out
+an `Outcome` (each rule returns a new one: no module writes to another's state), and one
+renderer (`status.finish`) turns it into the Decision. The submodules, each one concept:
 
 - `model`: the data read and returned (Observations, Decision, Event, Wants), the
-  working Plan, and helpers about one observed Deployment (`current`, `ready`, `health_of`).
-- `moves`: what a plan can do: carry out a gate's answer, abort, promote.
+  Context and Outcome of one pass, and helpers about one observed Deployment (`current`,
+  `ready`, `health_of`).
+- `moves`: what a pass can do to its outcome: carry out a gate's answer, abort, promote.
 - `rollout`: one pass with a stable revision: steady, a rollout in progress, or aborted.
 - `canary`, `bluegreen`: the two strategies' walks to promotion.
 - `accelerator`: device-aware replicas, placement, the device conditions.
 - `routing`: what the router read back, judged (`TrafficRouted`, a step held for it).
 - `writes`: the crash-safe order of a Decision's writes.
-- `status`: the plan rendered into a Decision (phase, conditions, manifests, events).
+- `status`: the outcome rendered into a Decision (phase, conditions, writes, events).
 """
 
 from __future__ import annotations
@@ -72,12 +75,13 @@ from modelship.core.engine import rollout
 from modelship.core.engine.model import (
     SWITCHED,
     Apply,
+    Context,
     Decision,
     Delete,
     Event,
     Observations,
     ObservedDeployment,
-    Plan,
+    Outcome,
     Route,
     RouteObservation,
     Wants,
@@ -141,12 +145,9 @@ def decide(
     target = revisions.revision_name(observations.owner.name, template)
     measured, events = rollout.measured(spec, status, observations, now)
     status = status.model_copy(update={"analysis": measured})
+    ctx = Context(spec, status, observations, now, template, target)
     if status.stable_revision is None or status.stable_template is None:
         # A stable pointer without its template cannot be re-rendered (status edited
         # by hand); treat it as unset rather than guess what the stable pods were.
-        plan = Plan(target, template, target=target, mode="first", stable_replicas=spec.replicas)
-    else:
-        plan = Plan(status.stable_revision, status.stable_template, target=target)
-        plan.events.extend(events)
-        rollout.roll(plan, spec, status, observations, now, template)
-    return finish(plan, spec, status, observations, now, template)
+        return finish(ctx, Outcome(target, template, mode="first", stable_replicas=spec.replicas))
+    return finish(ctx, rollout.advance(ctx, tuple(events)))

@@ -8,41 +8,43 @@ from modelship import api
 from modelship.core import devices, traffic
 from modelship.core.engine.model import (
     ConditionValue,
+    Context,
     Event,
     Observations,
     ObservedDeployment,
-    Plan,
+    Outcome,
     current,
     has,
 )
 
 
-def make_room(
-    plan: Plan, spec: api.ModelDeploymentSpec, observations: Observations, weight: int | None = None
-) -> devices.Plan | None:
+def make_room(ctx: Context, out: Outcome, weight: int | None = None) -> tuple[Outcome, devices.Plan | None]:
     """Device-aware replicas (see `modelship.core.devices`): the canary surges while devices are free;
     otherwise stable pods make room one at a time, or (`rollout: surge`) the rollout stops.
-    `weight`: the traffic share the devices plan for (default: the plan's). Returns the device
-    plan, or None when nothing counts devices (no accelerator, CPU fallback, hostPath)."""
+    `weight`: the traffic share the devices plan for (default: the outcome's). Returns the outcome
+    with the replicas the devices allow, and the device plan (None when nothing counts devices:
+    no accelerator, CPU fallback, hostPath)."""
+    spec, observations = ctx.spec, ctx.observations
     accelerator, observed = spec.accelerator, observations.devices
     if accelerator is None or observed is None or not devices.counts_resource(accelerator):
-        return None
-    assert plan.canary is not None
-    if placement(plan.canary, accelerator, spec, observations) == "cpu":
-        return None
+        return out, None
+    assert out.canary is not None
+    if placement(out.canary, accelerator, spec, observations) == "cpu":
+        return out, None
     decided = devices.plan(
         accelerator,
-        (plan.stable_replicas, plan.canary_replicas),
-        _revision(observations.deployments.get(plan.stable)),
-        _revision(observations.deployments.get(plan.canary)),
+        (out.stable_replicas, out.canary_replicas),
+        _revision(ctx.observed(out.stable)),
+        _revision(ctx.observed(out.canary)),
         observed,
-        plan.weight or 0 if weight is None else weight,
+        out.weight or 0 if weight is None else weight,
         # Blue/green never puts both colours behind one Service.
         spec.strategy.canary is not None and traffic.router_for(spec).shares_one_service,
     )
-    plan.stable_replicas, plan.canary_replicas = decided.stable, decided.canary
-    plan.device_blocked = decided.blocked
-    return decided
+    fitted = out.but(
+        stable_replicas=decided.stable, canary_replicas=decided.canary, device_blocked=decided.blocked
+    )
+    return fitted, decided
 
 
 def _revision(observed: ObservedDeployment | None) -> devices.Revision:
@@ -70,38 +72,46 @@ def placement(
 def device_conditions(
     spec: api.ModelDeploymentSpec,
     status: api.ModelDeploymentStatus,
-    plan: Plan,
+    out: Outcome,
     on_cpu: list[str],
     observations: Observations,
 ) -> dict[str, ConditionValue]:
     """InsufficientAccelerator, AcceleratorFallback and HostDeviceMount, once they have applied."""
-    out: dict[str, ConditionValue] = {}
+    conditions: dict[str, ConditionValue] = {}
     accelerator = spec.accelerator
-    if plan.device_blocked:
-        out["InsufficientAccelerator"] = ("True", *plan.device_blocked)
+    if out.device_blocked:
+        conditions["InsufficientAccelerator"] = ("True", *out.device_blocked)
     elif has(status, "InsufficientAccelerator"):
-        out["InsufficientAccelerator"] = ("False", "DevicesAvailable", "the rollout has the devices it needs")
+        conditions["InsufficientAccelerator"] = (
+            "False",
+            "DevicesAvailable",
+            "the rollout has the devices it needs",
+        )
     if on_cpu and accelerator is not None:
         known = observations.devices.describe() if observations.devices else "capacity unknown"
-        out["AcceleratorFallback"] = (
+        conditions["AcceleratorFallback"] = (
             "True",
             "NoFreeDevice",
             f"revision(s) {', '.join(on_cpu)} run on CPU nodes (spec.accelerator.fallback: cpu): the devices "
             f"cannot hold {spec.replicas} pod(s) x {accelerator.resource.count}; {known}",
         )
     elif has(status, "AcceleratorFallback"):
-        out["AcceleratorFallback"] = ("False", "OnDevices", "every revision runs on the accelerator nodes")
+        conditions["AcceleratorFallback"] = (
+            "False",
+            "OnDevices",
+            "every revision runs on the accelerator nodes",
+        )
     if accelerator is not None and accelerator.host_path:
         path = api.HOST_DEVICE_PATHS[accelerator.interface]
-        out["HostDeviceMount"] = (
+        conditions["HostDeviceMount"] = (
             "True",
             "HostPathInUse",
             f"spec.accelerator.hostPath: {path} is mounted from the host into a privileged container, "
             "and the scheduler cannot count devices; install a device plugin and drop hostPath",
         )
     elif has(status, "HostDeviceMount"):
-        out["HostDeviceMount"] = ("False", "DevicePlugin", "the device comes from a device plugin")
-    return out
+        conditions["HostDeviceMount"] = ("False", "DevicePlugin", "the device comes from a device plugin")
+    return conditions
 
 
 def device_events(old: api.ModelDeploymentStatus, new: list[api.Condition]) -> list[Event]:

@@ -1,113 +1,136 @@
 """The canary strategy: walk `spec.strategy.canary.steps` as far as the observations allow,
 then promote.
+
+One pass runs in a fixed order: the gates that hold the whole canary (spec.paused, background
+analysis, the smoke test before any traffic), then the steps (a setWeight step completes once
+the canary's pods for it are ready and the router shows the weight; a pause once its time is up;
+an analysis step once its run passes), then the replicas for where the walk stopped (the
+router's split, then what the devices allow), then the promotion.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from modelship import api
 from modelship.core import gates, traffic
 from modelship.core.engine import routing
-from modelship.core.engine.model import Event, Observations, Plan, ready
+from modelship.core.engine.accelerator import make_room
+from modelship.core.engine.model import Context, Event, Outcome, ready
 from modelship.core.engine.moves import apply, promote
 
 
-def walk(
-    plan: Plan,
-    spec: api.ModelDeploymentSpec,
-    steps: list[api.CanaryStep],
-    observations: Observations,
-    now: datetime,
-    template: api.RevisionTemplate,
-) -> None:
-    """Advance the canary through as many steps as the observations allow, then promote it."""
-    assert plan.canary is not None and plan.step is not None and plan.weight is not None
-    router = traffic.router_for(spec)
-    observed = observations.deployments.get(plan.canary)
+def advance(ctx: Context, out: Outcome) -> Outcome:
+    """The canary's outcome for this pass: as many steps as the observations allow, then promotion."""
+    assert out.step is not None and out.weight is not None
+    spec, steps = ctx.spec, ctx.spec.strategy.steps
     n = len(steps)
-    step, weight = min(plan.step, n), plan.weight
-    if plan.promote_full:
-        step = n
-    if spec.paused:
-        plan.paused = ("PausedBySpec", "spec.paused is true; `modelship resume` continues")
-    analysis = spec.analysis
-    background = analysis.background if analysis is not None else None
-    blocked = plan.paused is not None
-    if not blocked and background is not None and "background" in plan.runs:
-        assert analysis is not None
-        gate = gates.analysis_gate(
-            "background", plan.canary, None, "background analysis", analysis, plan.runs["background"], now
-        )
-        blocked = apply(plan, spec, gate, now, holds=False) in ("pause", "abort")
-    if not blocked and weight == 0 and spec.smoke_test is not None:
-        gate = gates.smoke_gate(spec.smoke_test, plan.canary, plan.smoke, observations.smoke, now)
-        blocked = apply(plan, spec, gate, now) != "pass"
-    if plan.mode == "aborted":
-        return
-    while not blocked and plan.paused is None and step < n:
-        current, label = steps[step], f"step {step + 1}/{n}"
-        if current.set_weight is not None:
-            wanted = current.set_weight
-            replicas = router.replicas(spec.replicas, weight, wanted, _scale(steps, step), False)
-            if not ready(observed, replicas.canary):
-                break
-            if wanted != weight:
-                plan.events.append(
-                    Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%")
-                )
-                weight = wanted
-            if not routing.verified(observations, weight):
-                plan.waiting = f"{label}: {routing.waiting(observations, weight)}"
-                break
-            step += 1
-        elif current.pause is not None:
-            duration = current.pause.duration
-            if plan.pause_start is None:
-                plan.pause_start = now
-                until = f"for {duration}" if duration else "until promoted"
-                plan.events.append(Event("Normal", "PauseStarted", f"{label}: paused {until}"))
-            if duration is None:
-                plan.paused = ("CanaryPauseStep", f"{label}: paused until `modelship promote` is run")
-                break
-            ends = plan.pause_start + api.parse_duration(duration)
-            if now < ends:
-                plan.paused = ("CanaryPauseStep", f"{label}: paused until {ends:%Y-%m-%dT%H:%M:%SZ}")
-                break
-            plan.pause_start, step = None, step + 1
-        elif current.set_canary_scale is not None:
-            step += 1  # applies through _scale from the next step on
-        else:
-            assert analysis is not None  # admission requires spec.analysis for analysis steps
-            gate = gates.analysis_gate("step", plan.canary, step, label, analysis, plan.runs.get("step"), now)
-            if apply(plan, spec, gate, now) != "pass":
-                break
-            step += 1
-    if _aborted(plan):  # a gate in the loop rolled back
-        return
-    plan.step, plan.weight = step, weight
-    if background is not None and step >= background.starting_step and "background" not in plan.runs:
-        assert analysis is not None
-        gate = gates.analysis_gate(
-            "background", plan.canary, None, "background analysis", analysis, None, now
-        )
-        apply(plan, spec, gate, now, holds=False)
+    step, weight = (n if out.promote_full else min(out.step, n)), out.weight
+    out = _gates(ctx, out)
+    if out.mode == "aborted":
+        return out
+    blocked = out.paused is not None or out.waiting is not None
+    while not blocked and step < n:
+        out, step, weight, done = _step(ctx, out, step, weight)
+        if out.mode == "aborted":  # an analysis step rolled back
+            return out
+        blocked = not done
+    out = out.but(step=step, weight=weight)
+    out = _background(ctx, out, step)
 
-    promoting = plan.paused is None and plan.waiting is None and step >= n
+    router = traffic.router_for(spec)
+    promoting = out.paused is None and out.waiting is None and step >= n
     in_step = steps[step] if step < n else None
-    wanted = in_step.set_weight if in_step and in_step.set_weight is not None and not plan.paused else weight
+    wanted = in_step.set_weight if in_step and in_step.set_weight is not None and not out.paused else weight
     replicas = router.replicas(spec.replicas, weight, wanted or 0, _scale(steps, step), promoting)
-    plan.stable_replicas, plan.canary_replicas = replicas.stable, replicas.canary
-    if not promoting:
-        return
-    if not ready(observed, replicas.canary):
-        plan.promote_waiting = True
-        return
-    promote(plan, spec, template, now, f"after {n} steps")
+    out = out.but(stable_replicas=replicas.stable, canary_replicas=replicas.canary)
+    if promoting and ready(ctx.observed(ctx.target), replicas.canary):
+        return promote(out, ctx, f"after {n} steps")
+    out, _ = make_room(ctx, out.but(promote_waiting=promoting))  # the devices may allow fewer pods
+    return out
 
 
-def _aborted(plan: Plan) -> bool:
-    return plan.mode == "aborted"
+def _gates(ctx: Context, out: Outcome) -> Outcome:
+    """What holds every step: spec.paused, a background run that failed or paused, the smoke test."""
+    spec, analysis = ctx.spec, ctx.spec.analysis
+    if spec.paused:
+        return out.but(paused=("PausedBySpec", "spec.paused is true; `modelship resume` continues"))
+    background = analysis.background if analysis is not None else None
+    if background is not None and "background" in out.runs:
+        assert analysis is not None
+        gate = gates.analysis_gate(
+            "background", ctx.target, None, "background analysis", analysis, out.runs["background"], ctx.now
+        )
+        out, state = apply(out, ctx, gate, holds=False)
+        if state in ("pause", "abort"):
+            return out
+    if out.weight == 0 and spec.smoke_test is not None:
+        gate = gates.smoke_gate(spec.smoke_test, ctx.target, out.smoke, ctx.observations.smoke, ctx.now)
+        out, _ = apply(out, ctx, gate)
+    return out
+
+
+def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, int, int, bool]:
+    """One step: (outcome, step, weight, whether the step completed)."""
+    steps, spec = ctx.spec.strategy.steps, ctx.spec
+    current, label = steps[step], f"step {step + 1}/{len(steps)}"
+    if current.set_weight is not None:
+        wanted = current.set_weight
+        replicas = traffic.router_for(spec).replicas(
+            spec.replicas, weight, wanted, _scale(steps, step), False
+        )
+        if not ready(ctx.observed(ctx.target), replicas.canary):
+            return out, step, weight, False
+        if wanted != weight:
+            out = out.said(Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%"))
+            weight = wanted
+        if not routing.verified(ctx.observations, weight):
+            return (
+                out.but(waiting=f"{label}: {routing.waiting(ctx.observations, weight)}"),
+                step,
+                weight,
+                False,
+            )
+        return out, step + 1, weight, True
+    if current.pause is not None:
+        duration = current.pause.duration
+        start = out.pause_start
+        if start is None:
+            start = ctx.now
+            until = f"for {duration}" if duration else "until promoted"
+            out = out.but(pause_start=start).said(Event("Normal", "PauseStarted", f"{label}: paused {until}"))
+        if duration is None:
+            return (
+                out.but(paused=("CanaryPauseStep", f"{label}: paused until `modelship promote` is run")),
+                step,
+                weight,
+                False,
+            )
+        ends = start + api.parse_duration(duration)
+        if ctx.now < ends:
+            return (
+                out.but(paused=("CanaryPauseStep", f"{label}: paused until {ends:%Y-%m-%dT%H:%M:%SZ}")),
+                step,
+                weight,
+                False,
+            )
+        return out.but(pause_start=None), step + 1, weight, True
+    if current.set_canary_scale is not None:
+        return out, step + 1, weight, True  # applies through _scale from the next step on
+    assert spec.analysis is not None  # admission requires spec.analysis for analysis steps
+    gate = gates.analysis_gate("step", ctx.target, step, label, spec.analysis, out.runs.get("step"), ctx.now)
+    out, state = apply(out, ctx, gate)
+    return (out, step + 1, weight, True) if state == "pass" else (out, step, weight, False)
+
+
+def _background(ctx: Context, out: Outcome, step: int) -> Outcome:
+    """Start the background analysis once the walk reaches its `startingStep`."""
+    analysis = ctx.spec.analysis
+    background = analysis.background if analysis is not None else None
+    if background is None or step < background.starting_step or "background" in out.runs:
+        return out
+    assert analysis is not None
+    gate = gates.analysis_gate("background", ctx.target, None, "background analysis", analysis, None, ctx.now)
+    out, _ = apply(out, ctx, gate, holds=False)
+    return out
 
 
 def _scale(steps: list[api.CanaryStep], step: int) -> api.CanaryScale | None:

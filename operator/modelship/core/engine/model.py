@@ -1,13 +1,14 @@
-"""The data the engine reads (observations) and returns (a Decision), the working Plan of one
+"""The data the engine reads (observations) and returns (a Decision), the Context and Outcome of one
 pass, and small pure helpers about one observed revision Deployment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from modelship import api
 from modelship.core import devices, gates
@@ -122,13 +123,28 @@ Mode = Literal["first", "steady", "rolling", "aborted"]  # "rolling": a canary o
 SWITCHED: tuple[api.BlueGreenPhase, ...] = ("Switched", "Accepted")  # `<name>` serves the new colour
 
 
-@dataclass
-class Plan:
-    """What one pass decided, before it is rendered into a Decision."""
+@dataclass(frozen=True)
+class Context:
+    """Everything one pass decides from, built once and read by every rule."""
+
+    spec: api.ModelDeploymentSpec
+    status: api.ModelDeploymentStatus  # as read, with this pass's measurements recorded
+    observations: Observations
+    now: datetime
+    template: api.RevisionTemplate  # the spec's revision template
+    target: str  # its revision name
+
+    def observed(self, name: str | None) -> ObservedDeployment | None:
+        return self.observations.deployments.get(name) if name is not None else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one pass decided, before `status.finish` renders it into a Decision. Frozen: each rule
+    returns a new Outcome (`but`, `said`), so no rule writes to another's state."""
 
     stable: str
     stable_template: api.RevisionTemplate
-    target: str
     mode: Mode = "steady"
     stable_replicas: int = 0
     canary: str | None = None  # the revision rolling out (a canary or a blue/green preview)
@@ -150,10 +166,19 @@ class Plan:
     promote_waiting: bool = False
     previous_template: api.RevisionTemplate | None = None
     waiting: str | None = None  # why the rollout is not moving on yet (a gate still deciding)
-    runs: dict[str, api.AnalysisRun] = field(default_factory=dict)  # by kind
+    runs: Mapping[str, api.AnalysisRun] = field(default_factory=dict)  # by kind
     smoke: api.SmokeTestResult | None = None
     device_blocked: tuple[str, str] | None = None  # (reason, message): InsufficientAccelerator
-    events: list[Event] = field(default_factory=list)
+    events: tuple[Event, ...] = ()
+
+    def but(self, **changes: Any) -> Outcome:
+        return dataclasses.replace(self, **changes)
+
+    def said(self, *events: Event) -> Outcome:
+        return dataclasses.replace(self, events=self.events + events)
+
+    def with_run(self, run: api.AnalysisRun) -> Outcome:
+        return dataclasses.replace(self, runs={**self.runs, run.kind: run})
 
 
 Health = Literal["Missing", "Ready", "Starting", "Stuck"]

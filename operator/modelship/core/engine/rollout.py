@@ -1,5 +1,5 @@
 """One pass over a ModelDeployment that has a stable revision: record this pass's analysis
-measurements (`measured`), then fill the plan: steady, a rollout in progress, or aborted (`roll`).
+measurements (`measured`), then its outcome: steady, a rollout in progress, or aborted (`advance`).
 """
 
 from __future__ import annotations
@@ -8,10 +8,8 @@ from datetime import datetime
 
 from modelship import api
 from modelship.core.analysis import runs
-from modelship.core.engine.accelerator import make_room
-from modelship.core.engine.bluegreen import preview
-from modelship.core.engine.canary import walk
-from modelship.core.engine.model import Event, Observations, Plan, current, ready
+from modelship.core.engine import bluegreen, canary
+from modelship.core.engine.model import Context, Event, Observations, Outcome, current, ready
 from modelship.core.engine.moves import abort, promote
 
 
@@ -47,125 +45,131 @@ def measured(
     return out, events
 
 
-def roll(
-    plan: Plan,
-    spec: api.ModelDeploymentSpec,
-    status: api.ModelDeploymentStatus,
-    observations: Observations,
-    now: datetime,
-    template: api.RevisionTemplate,
-) -> None:
-    """Fill `plan` for a ModelDeployment with a stable revision: steady, canary or aborted."""
-    plan.stable_replicas = spec.replicas
-    aborted = status.aborted
-    if aborted is not None:
-        plan.aborted, plan.abort_reason, plan.abort_message = (
-            aborted.revision,
-            aborted.reason,
-            aborted.message,
-        )
-        plan.abort_scale_down_at = aborted.scale_down_at
-    plan.runs = {r.kind: r for r in status.analysis or []}
-    plan.smoke = status.smoke_test
-    plan.scale_down, plan.scale_down_at = status.scale_down_revision, status.scale_down_at
-    plan.previous_template = status.previous_template
-    canary = status.rolling
-    steps = spec.strategy.steps if spec.strategy.canary else None
-
-    if plan.target == plan.stable:
-        plan.aborted = None
-        if canary is not None:
-            plan.rolled_back = True
-            plan.events.append(
-                Event(
-                    "Warning",
-                    "RolledBack",
-                    f"spec reverted to the stable revision {plan.stable}: canary {canary} removed, "
-                    "all traffic to stable",
-                )
-            )
-    elif plan.aborted == plan.target:
-        plan.mode = "aborted"
-        if plan.abort_reason is None:  # `modelship abort`: the status names the revision, nothing else yet
-            abort(
-                plan, spec, now, "Aborted", f"rollout of revision {plan.target} aborted by `modelship abort`"
-            )
+def advance(ctx: Context, events: tuple[Event, ...]) -> Outcome:
+    """The outcome for a ModelDeployment with a stable revision: steady, a rollout in progress
+    (`canary.advance`, `bluegreen.advance`), or aborted. `events`: this pass's analysis events."""
+    out = _carried(ctx).said(*events)
+    if ctx.target == out.stable:
+        out = _back_to_stable(ctx, out)
+    elif out.aborted == ctx.target:
+        out = out.but(mode="aborted")
+        if out.abort_reason is None:  # `modelship abort`: the status names the revision, nothing else yet
+            out = abort(out, ctx, "Aborted", f"rollout of revision {ctx.target} aborted by `modelship abort`")
     else:
-        plan.mode, plan.aborted = "rolling", None
-        if canary == plan.target and status.canary is not None:
-            plan.step, plan.weight = status.canary.step, status.canary.weight
-            plan.pause_start, plan.promote_full = status.canary.pause_start_time, status.canary.promote_full
-        elif canary == plan.target and status.blue_green is not None:
-            plan.phase, plan.pause_start = status.blue_green.phase, status.blue_green.ready_time
-            plan.promote_full = status.blue_green.promote_full
-        else:
-            if canary is not None:
-                plan.events.append(
-                    Event(
-                        "Warning",
-                        "CanaryReplaced",
-                        f"spec asks for revision {plan.target}: canary {canary} removed (its traffic back "
-                        "to stable first); the rollout restarts from step 0",
-                    )
-                )
-            how = f"in {len(steps)} canary steps" if steps is not None else "as a blue/green preview"
-            plan.events.append(
-                Event(
-                    "Normal",
-                    "RolloutStarted",
-                    f"rolling out revision {plan.target} {how}; revision {plan.stable} stays stable",
-                )
-            )
-            plan.weight = 0
-            if steps is not None:
-                plan.step = 0
-            else:
-                plan.phase = "Preview"
-            plan.runs, plan.smoke = {}, None
-        plan.canary = plan.target
-        observed = observations.deployments.get(plan.target)
-        if observed is not None and observed.deadline_exceeded and current(observed):
-            abort(
-                plan,
-                spec,
-                now,
-                "ProgressDeadlineExceeded",
-                f"canary {plan.target} made no progress within spec.progressDeadline "
-                f"({spec.progress_deadline})",
-                keep_pods=False,  # they never became ready: nothing to inspect that the Deployment lacks
-            )
-        elif (
-            canary != plan.target
-            and plan.target == status.scale_down_revision
-            and ready(observed, spec.replicas)
-        ):
-            # Fast-track rollback: the previous stable revision is still up (within its
-            # scaleDownDelay), so going back to it is one move, no steps and no new pods.
-            promote(
-                plan, spec, template, now, "back to the previous stable revision, whose pods were still up"
-            )
-        elif steps is None:
-            preview(plan, spec, observations, now, template)
-        else:
-            walk(plan, spec, steps, observations, now, template)
+        out = _rolling(ctx, out.but(mode="rolling", aborted=None))
+    return _tidy(ctx, out)
 
-    if plan.mode == "rolling" and plan.canary is not None and spec.strategy.canary is not None:
-        make_room(plan, spec, observations)  # blue/green makes its own room (`bluegreen.preview`)
-    if plan.mode != "rolling":
-        plan.canary = plan.step = plan.phase = plan.weight = plan.pause_start = plan.promote_full = None
+
+def _carried(ctx: Context) -> Outcome:
+    """What the status carries into this pass."""
+    status, aborted = ctx.status, ctx.status.aborted
+    assert status.stable_revision is not None and status.stable_template is not None
+    return Outcome(
+        status.stable_revision,
+        status.stable_template,
+        stable_replicas=ctx.spec.replicas,
+        aborted=aborted.revision if aborted else None,
+        abort_reason=aborted.reason if aborted else None,
+        abort_message=aborted.message if aborted else None,
+        abort_scale_down_at=aborted.scale_down_at if aborted else None,
+        runs={r.kind: r for r in status.analysis or []},
+        smoke=status.smoke_test,
+        scale_down=status.scale_down_revision,
+        scale_down_at=status.scale_down_at,
+        previous_template=status.previous_template,
+    )
+
+
+def _back_to_stable(ctx: Context, out: Outcome) -> Outcome:
+    """The spec asks for the stable revision: steady, or (mid-rollout) an immediate rollback."""
+    # A rollback is remembered by the phase until the next rollout or promotion.
+    out = out.but(aborted=None, rolled_back=ctx.status.phase == "RolledBack")
+    rolling = ctx.status.rolling
+    if rolling is None:
+        return out
+    message = (
+        f"spec reverted to the stable revision {out.stable}: canary {rolling} removed, all traffic to stable"
+    )
+    return out.but(rolled_back=True).said(Event("Warning", "RolledBack", message))
+
+
+def _rolling(ctx: Context, out: Outcome) -> Outcome:
+    """The spec asks for a new revision: carry on with its rollout, or start one."""
+    spec, status, target = ctx.spec, ctx.status, ctx.target
+    rolling = status.rolling
+    if rolling == target and status.canary is not None:
+        walking = status.canary
+        out = out.but(
+            step=walking.step,
+            weight=walking.weight,
+            pause_start=walking.pause_start_time,
+            promote_full=walking.promote_full,
+        )
+    elif rolling == target and status.blue_green is not None:
+        blue_green = status.blue_green
+        out = out.but(
+            phase=blue_green.phase,
+            weight=0,
+            pause_start=blue_green.ready_time,
+            promote_full=blue_green.promote_full,
+        )
+    else:
+        out = _started(ctx, out)
+    out = out.but(canary=target)
+    observed = ctx.observed(target)
+    if observed is not None and observed.deadline_exceeded and current(observed):
+        message = f"canary {target} made no progress within spec.progressDeadline ({spec.progress_deadline})"
+        # They never became ready: nothing to inspect that the Deployment lacks.
+        return abort(out, ctx, "ProgressDeadlineExceeded", message, keep_pods=False)
+    if rolling != target and target == status.scale_down_revision and ready(observed, spec.replicas):
+        # Fast-track rollback: the previous stable revision is still up (within its
+        # scaleDownDelay), so going back to it is one move, no steps and no new pods.
+        return promote(out, ctx, "back to the previous stable revision, whose pods were still up")
+    if spec.strategy.canary is None:
+        return bluegreen.advance(ctx, out)
+    return canary.advance(ctx, out)
+
+
+def _started(ctx: Context, out: Outcome) -> Outcome:
+    """A new rollout of the spec's revision, from its first step (or preview)."""
+    rolling, steps = ctx.status.rolling, ctx.spec.strategy.canary
+    if rolling is not None:
+        message = (
+            f"spec asks for revision {ctx.target}: canary {rolling} removed (its traffic back to stable "
+            "first); the rollout restarts from step 0"
+        )
+        out = out.said(Event("Warning", "CanaryReplaced", message))
+    how = f"in {len(steps.steps)} canary steps" if steps is not None else "as a blue/green preview"
+    message = f"rolling out revision {ctx.target} {how}; revision {out.stable} stays stable"
+    out = out.said(Event("Normal", "RolloutStarted", message))
+    fresh = {"step": 0} if steps is not None else {"phase": "Preview"}
+    return out.but(weight=0, runs={}, smoke=None, **fresh)
+
+
+def _tidy(ctx: Context, out: Outcome) -> Outcome:
+    """What a pass's mode leaves behind: no rollout fields outside a rollout, no abort fields outside
+    an abort, the previous stable revision gone once its delay is over."""
+    if out.mode != "rolling":
+        runs = dict(out.runs)
         # The background analysis of a promoted canary is over; other runs stay to be read.
-        background = plan.runs.get("background")
-        if plan.promoted and background is not None and background.phase == "Running":
-            plan.runs["background"] = background.model_copy(
+        background = runs.get("background")
+        if out.promoted and background is not None and background.phase == "Running":
+            runs["background"] = background.model_copy(
                 update={"phase": "Successful", "message": "the canary was promoted"}
             )
-    if plan.mode != "aborted":
-        plan.abort_reason = plan.abort_message = plan.abort_scale_down_at = None
-    if plan.scale_down is not None and (
-        plan.scale_down in (plan.stable, plan.canary) or (plan.scale_down_at and now >= plan.scale_down_at)
-    ):
-        if plan.scale_down not in (plan.stable, plan.canary):
-            plan.events.append(
-                Event("Normal", "ScaledDown", f"previous stable revision {plan.scale_down} scaled down")
-            )
-        plan.scale_down = plan.scale_down_at = None
+        out = out.but(
+            canary=None, step=None, phase=None, weight=None, pause_start=None, promote_full=None, runs=runs
+        )
+    if out.mode != "aborted":
+        out = out.but(abort_reason=None, abort_message=None, abort_scale_down_at=None)
+    gone = out.scale_down is not None and (
+        out.scale_down in (out.stable, out.canary)
+        or (out.scale_down_at is not None and ctx.now >= out.scale_down_at)
+    )
+    if not gone:
+        return out
+    if out.scale_down not in (out.stable, out.canary):
+        out = out.said(
+            Event("Normal", "ScaledDown", f"previous stable revision {out.scale_down} scaled down")
+        )
+    return out.but(scale_down=None, scale_down_at=None)

@@ -1,4 +1,4 @@
-"""A plan rendered into a Decision: the status (phase, pointers, conditions), the manifests to
+"""A out rendered into a Decision: the status (phase, pointers, conditions), the manifests to
 apply, the Deployments to delete, the events, and when to decide again.
 """
 
@@ -14,12 +14,13 @@ from modelship.core.engine.accelerator import device_conditions, device_events, 
 from modelship.core.engine.model import (
     SWITCHED,
     ConditionValue,
+    Context,
     Decision,
     Event,
     Health,
     Observations,
     ObservedDeployment,
-    Plan,
+    Outcome,
     Route,
     has,
     health_of,
@@ -27,38 +28,29 @@ from modelship.core.engine.model import (
 from modelship.core.engine.writes import ordered
 
 
-def finish(
-    plan: Plan,
-    spec: api.ModelDeploymentSpec,
-    status: api.ModelDeploymentStatus,
-    observations: Observations,
-    now: datetime,
-    template: api.RevisionTemplate,
-) -> Decision:
+def finish(ctx: Context, out: Outcome) -> Decision:
+    """The one renderer: an outcome into the Decision (it changes nothing in the outcome)."""
+    spec, status, observations, now, template = ctx.spec, ctx.status, ctx.observations, ctx.now, ctx.template
     owner = observations.owner
-    observed = observations.deployments.get(plan.stable)
-    health = health_of(observed, plan.stable_replicas)
+    observed = observations.deployments.get(out.stable)
+    health = health_of(observed, out.stable_replicas)
     rolled_back: str | None = None  # this pass rolled a rollout back: why
-    if plan.mode == "aborted" and (status.aborted is None or status.aborted.reason is None):
-        rolled_back = plan.abort_reason
-    elif plan.rolled_back and status.rolling is not None:
+    if out.mode == "aborted" and (status.aborted is None or status.aborted.reason is None):
+        rolled_back = out.abort_reason
+    elif out.rolled_back and status.rolling is not None:
         rolled_back = "RolledBack"
-    # A rollback is remembered by the phase until the next rollout or promotion.
-    plan.rolled_back = plan.rolled_back or (
-        plan.mode == "steady" and not plan.promoted and status.phase == "RolledBack"
-    )
-    stable: str | None = plan.stable
-    stable_template: api.RevisionTemplate | None = plan.stable_template
+    stable: str | None = out.stable
+    stable_template: api.RevisionTemplate | None = out.stable_template
     phase: api.Phase
-    if plan.mode == "first":
+    if out.mode == "first":
         phase = _PHASES[health] if observed is not None else "Pending"
         if phase != "Healthy":
             stable = stable_template = None
-    elif health in ("Missing", "Stuck") or plan.mode == "aborted":
+    elif health in ("Missing", "Stuck") or out.mode == "aborted":
         phase = "Degraded"
-    elif plan.mode == "rolling":
-        phase = "Paused" if plan.paused else "Progressing"
-    elif plan.rolled_back:
+    elif out.mode == "rolling":
+        phase = "Paused" if out.paused else "Progressing"
+    elif out.rolled_back:
         phase = "RolledBack"  # at once: the canary is gone, even while stable scales back up
     elif health != "Ready":
         phase = "Progressing"
@@ -66,50 +58,50 @@ def finish(
         phase = "Healthy"
 
     available = observed.available_replicas if observed else 0
-    counts = f"revision {plan.stable}: {available}/{plan.stable_replicas} replicas available"
-    progressing = _progressing(plan, spec, health, counts, stable is not None)
-    paused = ("True", plan.paused[0], plan.paused[1]) if plan.paused else ("False", "NotPaused", "not paused")
-    wanted = [(plan.stable, plan.stable_template, plan.stable_replicas)]
-    if plan.mode == "rolling" and plan.canary:
-        wanted.append((plan.canary, template, plan.canary_replicas))
-    elif plan.mode == "aborted":
+    counts = f"revision {out.stable}: {available}/{out.stable_replicas} replicas available"
+    progressing = _progressing(out, spec, health, counts, stable is not None)
+    paused = ("True", out.paused[0], out.paused[1]) if out.paused else ("False", "NotPaused", "not paused")
+    wanted = [(out.stable, out.stable_template, out.stable_replicas)]
+    if out.mode == "rolling" and out.canary:
+        wanted.append((out.canary, template, out.canary_replicas))
+    elif out.mode == "aborted":
         # Kept (at 0 once `abortScaleDownDelay` is over) so `retry` only has to scale it up.
-        aborted = observations.deployments.get(plan.target)
-        inspect = plan.abort_scale_down_at is not None and now < plan.abort_scale_down_at
-        wanted.append((plan.target, template, aborted.spec_replicas if aborted and inspect else 0))
+        aborted = observations.deployments.get(ctx.target)
+        inspect = out.abort_scale_down_at is not None and now < out.abort_scale_down_at
+        wanted.append((ctx.target, template, aborted.spec_replicas if aborted and inspect else 0))
     placements = {name: placement(name, t.accelerator, spec, observations) for name, t, _ in wanted}
     on_cpu = [name for name, t, n in wanted if t.accelerator and placements[name] == "cpu" and n]
     conditions = _conditions(
         status,
         owner.generation,
         now,
-        {"Available": _available(health, observed, plan.stable, counts), "Progressing": progressing}
-        | ({"Paused": paused} if plan.mode == "rolling" or has(status, "Paused") else {})
-        | device_conditions(spec, status, plan, on_cpu, observations)
-        | _traffic(spec, status, plan, observations),
+        {"Available": _available(health, observed, out.stable, counts), "Progressing": progressing}
+        | ({"Paused": paused} if out.mode == "rolling" or has(status, "Paused") else {})
+        | device_conditions(spec, status, out, on_cpu, observations)
+        | _traffic(spec, status, out, observations),
     )
-    stable_selector = manifests.revision_selector(owner, plan.stable)
-    canary_selector = manifests.revision_selector(owner, plan.canary) if plan.canary else stable_selector
+    stable_selector = manifests.revision_selector(owner, out.stable)
+    canary_selector = manifests.revision_selector(owner, out.canary) if out.canary else stable_selector
     blue_green = spec.strategy.blue_green is not None
     # With the service router the canary joins `<name>` only once it is given a weight.
     shared = bool(
-        plan.canary and plan.weight and traffic.router_for(spec).shares_one_service and not blue_green
+        out.canary and out.weight and traffic.router_for(spec).shares_one_service and not blue_green
     )
     # Blue/green switched but not promoted yet (post-promotion analysis, or the new colour still
     # taking the old one's devices): `<name>` is the new one.
-    active = canary_selector if blue_green and plan.canary and plan.phase in SWITCHED else stable_selector
+    active = canary_selector if blue_green and out.canary and out.phase in SWITCHED else stable_selector
     new_status = status.model_copy(
         update={
             "observed_generation": owner.generation,
             "phase": phase,
             "stable_revision": stable,
             "stable_template": stable_template,
-            "rollout": _rollout(plan),
-            "scale_down_revision": plan.scale_down,
-            "scale_down_at": plan.scale_down_at,
-            "previous_template": plan.previous_template,
-            "analysis": list(plan.runs.values()) or None,
-            "smoke_test": plan.smoke,
+            "rollout": _rollout(out),
+            "scale_down_revision": out.scale_down,
+            "scale_down_at": out.scale_down_at,
+            "previous_template": out.previous_template,
+            "analysis": list(out.runs.values()) or None,
+            "smoke_test": out.smoke,
             "replicas": observed.replicas if observed else 0,
             "available_replicas": available,
             "selector": manifests.selector_string(stable_selector),
@@ -125,12 +117,12 @@ def finish(
     ]
     if spec.strategy.blue_green is not None:
         desired.append(manifests.service(owner, f"{owner.name}-preview", canary_selector))
-    keep = {name for name, _, _ in wanted} | ({plan.scale_down} if plan.scale_down else set())
+    keep = {name for name, _, _ in wanted} | ({out.scale_down} if out.scale_down else set())
     delete = tuple(sorted(name for name in observations.deployments if name not in keep))
-    route = Route(gateway.weights(owner.name, plan.weight or 0)) if _routes(spec) else None
+    route = Route(gateway.weights(owner.name, out.weight or 0)) if _routes(spec) else None
     writes = ordered(desired, delete, route, f"{owner.name}-canary", observations)
-    events = tuple(plan.events) + _events(status, new_status) + tuple(device_events(status, conditions))
-    return Decision(new_status, writes, events, _wake_at(plan, spec), rolled_back)
+    events = tuple(out.events) + _events(status, new_status) + tuple(device_events(status, conditions))
+    return Decision(new_status, writes, events, _wake_at(out, spec), rolled_back)
 
 
 def _routes(spec: api.ModelDeploymentSpec) -> bool:
@@ -138,58 +130,58 @@ def _routes(spec: api.ModelDeploymentSpec) -> bool:
 
 
 def _traffic(
-    spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, plan: Plan, observations: Observations
+    spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, out: Outcome, observations: Observations
 ) -> dict[str, ConditionValue]:
-    weight = plan.weight or 0
+    weight = out.weight or 0
     routed = routing.condition(spec, observations, weight, writing=weight != routing.asked(status))
     return {"TrafficRouted": routed} if routed is not None else {}
 
 
-def _rollout(plan: Plan) -> api.Rollout | None:
-    """The plan's rollout in the status's shape for it: one of canary, blueGreen, aborted."""
-    if plan.mode == "aborted" and plan.aborted is not None:
+def _rollout(out: Outcome) -> api.Rollout | None:
+    """The out's rollout in the status's shape for it: one of canary, blueGreen, aborted."""
+    if out.mode == "aborted" and out.aborted is not None:
         aborted = api.AbortedRollout(
-            revision=plan.aborted,
-            reason=plan.abort_reason,
-            message=plan.abort_message,
-            scale_down_at=plan.abort_scale_down_at,
+            revision=out.aborted,
+            reason=out.abort_reason,
+            message=out.abort_message,
+            scale_down_at=out.abort_scale_down_at,
         )
         return api.Rollout(aborted=aborted)
-    if plan.mode != "rolling" or plan.canary is None:
+    if out.mode != "rolling" or out.canary is None:
         return None
-    if plan.phase is not None:
+    if out.phase is not None:
         blue_green = api.BlueGreenRollout(
-            revision=plan.canary,
-            phase=plan.phase,
-            ready_time=plan.pause_start,
-            promote_full=plan.promote_full or None,
+            revision=out.canary,
+            phase=out.phase,
+            ready_time=out.pause_start,
+            promote_full=out.promote_full or None,
         )
         return api.Rollout(blue_green=blue_green)
     canary = api.CanaryRollout(
-        revision=plan.canary,
-        step=plan.step or 0,
-        weight=plan.weight or 0,
-        pause_start_time=plan.pause_start,
-        promote_full=plan.promote_full or None,
+        revision=out.canary,
+        step=out.step or 0,
+        weight=out.weight or 0,
+        pause_start_time=out.pause_start,
+        promote_full=out.promote_full or None,
     )
     return api.Rollout(canary=canary)
 
 
-def _wake_at(plan: Plan, spec: api.ModelDeploymentSpec) -> datetime | None:
-    times = [t for t in (plan.scale_down_at, plan.abort_scale_down_at) if t is not None]
-    if plan.mode == "rolling" and spec.analysis is not None:
-        for run in plan.runs.values():
+def _wake_at(out: Outcome, spec: api.ModelDeploymentSpec) -> datetime | None:
+    times = [t for t in (out.scale_down_at, out.abort_scale_down_at) if t is not None]
+    if out.mode == "rolling" and spec.analysis is not None:
+        for run in out.runs.values():
             at = runs.next_at(run, spec.analysis)
-            if at is not None and run.revision == plan.canary:
+            if at is not None and run.revision == out.canary:
                 times.append(at)
     steps = spec.strategy.steps
-    if plan.mode == "rolling" and plan.pause_start and plan.step is not None and plan.step < len(steps):
-        pause = steps[plan.step].pause
+    if out.mode == "rolling" and out.pause_start and out.step is not None and out.step < len(steps):
+        pause = steps[out.step].pause
         if pause is not None and pause.duration:
-            times.append(plan.pause_start + api.parse_duration(pause.duration))
+            times.append(out.pause_start + api.parse_duration(pause.duration))
     blue_green = spec.strategy.blue_green
-    if plan.mode == "rolling" and plan.pause_start and blue_green and blue_green.auto_promote:
-        times.append(plan.pause_start + api.parse_duration(blue_green.auto_promotion_delay or "0s"))
+    if out.mode == "rolling" and out.pause_start and blue_green and blue_green.auto_promote:
+        times.append(out.pause_start + api.parse_duration(blue_green.auto_promotion_delay or "0s"))
     return min(times, default=None)
 
 
@@ -214,7 +206,7 @@ def _available(
 
 
 def _progressing(
-    plan: Plan,
+    out: Outcome,
     spec: api.ModelDeploymentSpec,
     health: Health,
     counts: str,
@@ -223,37 +215,37 @@ def _progressing(
     # Most urgent first: a stuck stable revision, then the rollout's own state, then pods coming up.
     if health == "Stuck":
         return ("False", "ProgressDeadlineExceeded", f"{counts}; no progress within spec.progressDeadline")
-    if plan.mode == "aborted":
-        why = f"{plan.abort_message}. " if plan.abort_message else ""
+    if out.mode == "aborted":
+        why = f"{out.abort_message}. " if out.abort_message else ""
         return (
             "False",
-            plan.abort_reason or "Aborted",
-            f"{why}Rollout of revision {plan.target} aborted; revision {plan.stable} serves all traffic. "
+            out.abort_reason or "Aborted",
+            f"{why}Rollout of revision {out.aborted} aborted; revision {out.stable} serves all traffic. "
             "`modelship retry` or a spec change starts again",
         )
-    if plan.mode == "rolling":
+    if out.mode == "rolling":
         n = len(spec.strategy.canary.steps) if spec.strategy.canary else 0
         where = (
-            f"canary {plan.canary}: weight {plan.weight}%, step {min((plan.step or 0) + 1, n)}/{n}"
+            f"canary {out.canary}: weight {out.weight}%, step {min((out.step or 0) + 1, n)}/{n}"
             if spec.strategy.canary
-            else f"{plan.canary}: switched, serving all traffic until it is promoted"
-            if plan.phase in SWITCHED
-            else f"preview {plan.canary}: no traffic until promoted"
+            else f"{out.canary}: switched, serving all traffic until it is promoted"
+            if out.phase in SWITCHED
+            else f"preview {out.canary}: no traffic until promoted"
         )
-        if plan.paused:
-            return ("True", "RolloutPaused", f"{where}; {plan.paused[1]}")
-        if plan.promote_waiting:
-            return ("True", "Promoting", f"{plan.canary}: promoting, waiting for all its replicas")
-        if plan.waiting:
-            return ("True", "Canarying", f"{where}; {plan.waiting}")
+        if out.paused:
+            return ("True", "RolloutPaused", f"{where}; {out.paused[1]}")
+        if out.promote_waiting:
+            return ("True", "Promoting", f"{out.canary}: promoting, waiting for all its replicas")
+        if out.waiting:
+            return ("True", "Canarying", f"{where}; {out.waiting}")
         return ("True", "Canarying", where)
-    if plan.rolled_back:
+    if out.rolled_back:
         if health != "Ready":
-            return ("True", "RollingBack", f"rolling back to revision {plan.stable}: {counts}")
-        return ("False", "RolledBack", f"rolled back to revision {plan.stable}; the canary was removed")
+            return ("True", "RollingBack", f"rolling back to revision {out.stable}: {counts}")
+        return ("False", "RolledBack", f"rolled back to revision {out.stable}; the canary was removed")
     if health != "Ready":
         return ("True", "ReplicasStarting" if has_stable else "DeployingRevision", counts)
-    return ("False", "RolloutComplete", f"revision {plan.stable} is stable and fully available")
+    return ("False", "RolloutComplete", f"revision {out.stable} is stable and fully available")
 
 
 def _conditions(
