@@ -58,7 +58,6 @@ class Settings:
     model_path: Path
     model_sha256: str | None
     model_cpu_sha256: str | None
-    allow_unverified: bool
     model_name: str
     model_version: str
     framework: Framework
@@ -157,7 +156,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     accelerator: Accelerator = "coral" if raw_acc == "coral" else "cpu"
 
     sha = _sha(env, "MODEL_SHA256")
-    allow_unverified = _bool(env, "MODEL_ALLOW_UNVERIFIED")
+    allow_unverified = _bool(env, "MODEL_ALLOW_UNVERIFIED")  # checked even when MODEL_SHA256 is set
     if sha is None and not allow_unverified:
         raise ConfigError(
             "MODEL_SHA256 is required (the artifact's sha256); "
@@ -179,7 +178,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         model_path=model_path,
         model_sha256=sha,
         model_cpu_sha256=_sha(env, "MODEL_CPU_SHA256"),
-        allow_unverified=allow_unverified,
         model_name=name,
         model_version=env.get("MODEL_VERSION", "").strip() or "unversioned",
         framework=framework,

@@ -84,7 +84,6 @@ class Service:
         self.golden_rows = 0
         self.n_classes: int | None = None  # columns of the probabilities, None if the model has none
         self.ready = False
-        self.started_at = time.time()
 
     @classmethod
     def start(cls, settings: Settings) -> Service:
