@@ -190,24 +190,29 @@ class Prometheus:
     def _result(self, promql: str) -> Any:
         try:
             return self._client.custom_query(promql)
-        except requests.Timeout as e:
-            raise Unreachable(
-                f"Prometheus at {self._address} did not answer within {self.config.timeout_seconds:g}s"
-            ) from e
-        except requests.exceptions.SSLError as e:
-            raise Unreachable(
-                f"TLS with Prometheus at {self._address} failed: {_reason(e)} "
+        except (requests.RequestException, PrometheusApiClientException, KeyError, TypeError) as e:
+            raise self._problem(e) from e
+
+    def _problem(self, e: Exception) -> Unreachable | QueryError:
+        """What a failed query means, in the words a person needs (the most specific cause first)."""
+        where = f"Prometheus at {self._address}"
+        if isinstance(e, requests.Timeout):
+            return Unreachable(f"{where} did not answer within {self.config.timeout_seconds:g}s")
+        if isinstance(e, requests.exceptions.SSLError):
+            return Unreachable(
+                f"TLS with {where} failed: {_reason(e)} "
                 "(give its CA as `ca.crt` in the auth Secret, or skip verification)"
-            ) from e
-        except requests.ConnectionError as e:
-            raise Unreachable(f"Prometheus at {self._address} is unreachable: {_reason(e)}") from e
-        except (requests.exceptions.JSONDecodeError, PrometheusApiClientException, KeyError, TypeError) as e:
-            raise QueryError(
+            )
+        if isinstance(e, requests.ConnectionError):
+            return Unreachable(f"{where} is unreachable: {_reason(e)}")
+        if isinstance(
+            e, (requests.exceptions.JSONDecodeError, PrometheusApiClientException, KeyError, TypeError)
+        ):
+            return QueryError(
                 f"{self._address} did not answer like a Prometheus query API ({type(e).__name__}); "
                 "is the address right?"
-            ) from e
-        except requests.RequestException as e:
-            raise QueryError(f"querying Prometheus at {self._address} failed: {e}") from e
+            )
+        return QueryError(f"querying {where} failed: {e}")
 
     def query(self, promql: str) -> float | None:
         """The instant query's single value: None when there are no series or the value is NaN
