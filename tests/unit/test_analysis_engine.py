@@ -64,7 +64,8 @@ def test_a_good_canary_passes_each_analysis_step_and_is_promoted_with_measuremen
     world.reconcile(new)
     world.settle()
     decision = world.reconcile(new)
-    assert world.status.current_step == 1 and world.status.canary_weight == 20
+    assert world.status.canary is not None
+    assert world.status.canary.step == 1 and world.status.canary.weight == 20
     run = world.status.analysis[0]  # type: ignore[index]
     assert (run.kind, run.step, run.phase) == ("step", 1, "Running")
     assert condition(world.status, "Progressing").reason == "Canarying"
@@ -87,12 +88,13 @@ def test_a_failing_metric_sends_all_traffic_to_stable_in_the_same_pass_and_says_
     world.tick(5)
     decision = world.reconcile(new)
     status = decision.status
-    assert status.phase == "Degraded" and status.canary_weight is None and status.canary_revision is None
+    assert status.phase == "Degraded" and status.canary is None
     progressing = condition(status, "Progressing")
     assert progressing.reason == "AnalysisFailed"
     assert "errors = 0.3" in progressing.message and "above max 0.05" in progressing.message
     assert any(e.reason == "AnalysisFailed" and e.type == "Warning" for e in decision.events)
-    assert status.abort_reason == "AnalysisFailed" and status.aborted_revision == name_of(new)
+    assert status.aborted is not None
+    assert status.aborted.reason == "AnalysisFailed" and status.aborted.revision == name_of(new)
     # The canary's pods stay (no traffic) for abortScaleDownDelay, then go to 0.
     assert replicas(world)[name_of(new)] > 0
     world.tick(20)
@@ -107,7 +109,7 @@ def test_a_broken_query_past_the_error_limit_aborts_with_analysis_error() -> Non
     new = with_analysis(NEW_IMAGE, analysis={**ANALYSIS, "consecutiveErrorLimit": 1})
     step(world, new)
     world.metrics["errors"] = RawMeasurement(error="bad_data: unknown function")
-    run_until(world, new, lambda s: s.aborted_revision is not None, passes=10)
+    run_until(world, new, lambda s: s.aborted is not None, passes=10)
     assert condition(world.status, "Progressing").reason == "AnalysisError"
 
 
@@ -120,7 +122,8 @@ def test_prometheus_unreachable_pauses_without_promoting_and_continues_when_back
     for _ in range(3):
         world.tick(5)
         world.reconcile(new)
-        assert world.status.phase == "Paused" and world.status.canary_weight == 20
+        assert world.status.phase == "Paused" and world.status.canary is not None
+        assert world.status.canary.weight == 20
         assert condition(world.status, "Paused").reason == "AnalysisInconclusive"
         assert "unreachable" in condition(world.status, "Paused").message
     world.metrics = {}
@@ -159,7 +162,8 @@ def test_inconclusive_past_its_limit_waits_for_a_person_and_promote_accepts_it()
         world.tick(5)
         world.reconcile(new)
     assert world.status.analysis[0].phase == "Inconclusive"  # type: ignore[index]
-    assert world.status.phase == "Paused" and world.status.current_step == 1
+    assert world.status.phase == "Paused" and world.status.canary is not None
+    assert world.status.canary.step == 1
     assert "promote" in condition(world.status, "Paused").message
     assert world.decide(new).wake_at is None  # nothing more to measure: a person decides
 
@@ -193,12 +197,13 @@ def test_the_smoke_test_passes_before_the_canary_gets_any_traffic() -> None:
     world = stable_world(with_analysis(smokeTest=SMOKE))
     new = with_analysis(NEW_IMAGE, smokeTest=SMOKE)
     world.reconcile(new)
-    assert world.status.canary_weight == 0 and world.status.smoke_test is None
+    assert world.status.canary is not None
+    assert world.status.canary.weight == 0 and world.status.smoke_test is None
     world.settle()
     world.reconcile(new)  # the shell smoke-tests the ready canary pod; weight may now move
     assert world.status.smoke_test is not None and world.status.smoke_test.passed
     world.reconcile(new)
-    assert world.status.canary_weight == 20
+    assert world.status.canary is not None and world.status.canary.weight == 20
 
 
 def test_a_smoke_test_mismatch_aborts_before_any_user_request_reaches_the_canary() -> None:
@@ -209,7 +214,7 @@ def test_a_smoke_test_mismatch_aborts_before_any_user_request_reaches_the_canary
     for _ in range(5):
         world.reconcile(new)
         world.settle()
-        weights.append(world.status.canary_weight or 0)
+        weights.append(world.status.canary.weight if world.status.canary else 0)
     assert weights == [0] * 5
     progressing = condition(world.status, "Progressing")
     assert (
@@ -258,11 +263,12 @@ def test_blue_green_post_promotion_failure_switches_back_to_the_old_revision() -
     old = bg(postPromotionAnalysis=True)
     world = stable_world(old)
     new = bg(NEW_IMAGE, postPromotionAnalysis=True)
-    run_until(world, new, lambda s: s.current_step == 2)
+    run_until(world, new, lambda s: s.blue_green is not None and s.blue_green.phase == "Switched")
     assert service_selector(world, new) == name_of(new)  # switched; the old one still up
-    assert replicas(world)[name_of(old)] == 2 and world.status.canary_weight == 100
+    assert world.status.blue_green is not None
+    assert replicas(world)[name_of(old)] == 2 and world.status.blue_green.phase in ("Switched", "Accepted")
     world.metrics["errors"] = BAD_ERRORS
-    run_until(world, new, lambda s: s.aborted_revision is not None, passes=5)
+    run_until(world, new, lambda s: s.aborted is not None, passes=5)
     assert service_selector(world, new) == name_of(old)
     assert world.status.stable_revision == name_of(old)
 
@@ -293,8 +299,9 @@ def test_a_step_analysis_someone_promoted_past_is_measured_no_more() -> None:
     world = stable_world(with_analysis(analysis=slow))
     new = with_analysis(NEW_IMAGE, analysis=slow)
     step(world, new)
-    assert world.status.current_step == 1
+    assert world.status.canary is not None and world.status.canary.step == 1
     new, world.status = command("promote", new, world.status)
     world.tick(30)
     world.reconcile(new)  # on to setWeight 60 (its pods coming up): the step-1 run is left as it was
-    assert world.measured == [] and world.status.current_step == 2
+    assert world.status.canary is not None
+    assert world.measured == [] and world.status.canary.step == 2

@@ -43,7 +43,8 @@ def test_preview_comes_up_beside_stable_and_waits_for_promote() -> None:
     assert replicas(world) == {stable: 4, preview: 1}
     assert world.status.phase == "Paused"
     assert condition(world.status, "Paused").reason == "PreviewPause"
-    assert (world.status.canary_revision, world.status.canary_weight) == (preview, 0)
+    assert world.status.blue_green is not None
+    assert (world.status.blue_green.revision, world.status.blue_green.phase) == (preview, "Preview")
     assert selectors(world, new) == {
         "fraud": stable,
         "fraud-stable": stable,
@@ -85,7 +86,7 @@ def test_undo_within_the_scale_down_delay_swaps_back_without_new_pods() -> None:
     assert name_of(undone) == name_of(old)
     decision = world.reconcile(undone)
     assert decision.status.stable_revision == name_of(old)  # at once: its pods were still up
-    assert decision.status.canary_revision is None
+    assert decision.status.rolling is None
     assert replicas(world) == {name_of(old): 4, name_of(new): 4}
     assert selectors(world, undone)["fraud"] == name_of(old)
 
@@ -95,7 +96,7 @@ def test_auto_promote_switches_after_the_delay() -> None:
     world = stable_world(old)
     new = bg_spec(NEW_IMAGE, autoPromote=True, autoPromotionDelay="20s")
     step(world, new)
-    ready_at = world.status.pause_start_time
+    ready_at = world.status.blue_green.ready_time if world.status.blue_green else None
     assert ready_at is not None and world.status.phase == "Paused"
     assert world.decide(new).wake_at == ready_at + api.parse_duration("20s")
     world.now = ready_at + api.parse_duration("20s")
@@ -112,10 +113,11 @@ def test_pausing_after_the_switch_keeps_the_new_colour_serving_at_full_size() ->
     for _ in range(4):
         world.reconcile(new)
         world.settle()
-    assert world.status.current_step == 2 and selectors(world, new)["fraud"] == name_of(new)
+    assert world.status.blue_green is not None
+    assert world.status.blue_green.phase == "Switched" and selectors(world, new)["fraud"] == name_of(new)
     paused = new.model_copy(update={"paused": True})
     world.reconcile(paused)
     world.settle()
-    assert world.status.current_step == 2 and world.status.canary_weight == 100
+    assert world.status.blue_green is not None and world.status.blue_green.phase == "Switched"
     assert selectors(world, paused)["fraud"] == name_of(new)
     assert replicas(world)[name_of(new)] == 4  # not back to previewReplicas while it serves

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modelship import api, metrics
+from modelship import api
 from modelship.core import control, revisions, traffic
 
 from .enginesim import OWNER, World, command, spec
@@ -97,35 +97,36 @@ def test_canary_walks_its_steps_with_replica_ratios_and_promotes_without_touchin
     canary = name_of(new)
 
     world.reconcile(new)
-    assert world.status.canary_revision == canary
-    assert (world.status.current_step, world.status.canary_weight) == (0, 0)
+    assert world.status.canary is not None and world.status.canary.revision == canary
+    assert (world.status.canary.step, world.status.canary.weight) == (0, 0)
     assert world.status.phase == "Progressing"
     # The canary comes up first (one pod for 20% of 4), stable keeps all 4 until the weight moves.
     assert replicas(world) == {stable: 4, canary: 1}
     world.settle()
     world.reconcile(new)
-    assert (world.status.current_step, world.status.canary_weight) == (1, 20)
+    assert (world.status.canary.step, world.status.canary.weight) == (1, 20)
     assert world.status.phase == "Paused"
-    assert world.status.pause_start_time is not None
+    paused_at = world.status.canary.pause_start_time
+    assert paused_at is not None
     assert replicas(world) == {stable: 3, canary: 1}
 
-    world.now = world.status.pause_start_time + api.parse_duration("1s")
+    world.now = paused_at + api.parse_duration("1s")
     world.reconcile(new)
-    assert world.status.current_step == 1
-    world.now = world.status.pause_start_time + api.parse_duration("2s")
+    assert world.status.canary.step == 1
+    world.now = paused_at + api.parse_duration("2s")
     world.reconcile(new)
-    assert (world.status.current_step, world.status.canary_weight) == (2, 20)
+    assert (world.status.canary.step, world.status.canary.weight) == (2, 20)
     assert replicas(world) == {stable: 3, canary: 2}
     world.settle()
     world.reconcile(new)
-    assert (world.status.current_step, world.status.canary_weight) == (3, 50)
+    assert (world.status.canary.step, world.status.canary.weight) == (3, 50)
     assert replicas(world) == {stable: 2, canary: 2}
     assert world.status.phase == "Paused"
     assert condition(world.status, "Paused").reason == "CanaryPauseStep"
     world.settle()
     for _ in range(3):  # pause{} holds until promoted
         world.reconcile(new)
-    assert world.status.current_step == 3
+    assert world.status.canary.step == 3
 
     new, world.status = command("promote", new, world.status)
     world.reconcile(new)
@@ -134,7 +135,7 @@ def test_canary_walks_its_steps_with_replica_ratios_and_promotes_without_touchin
     world.settle()
     decision = world.reconcile(new)
     status = decision.status
-    assert (status.stable_revision, status.canary_revision, status.canary_weight) == (canary, None, None)
+    assert (status.stable_revision, status.rollout) == (canary, None)
     assert status.stable_template == revisions.template_of(new)
     assert status.phase == "Healthy"
     assert status.scale_down_revision == stable
@@ -170,7 +171,7 @@ def test_service_router_selects_both_revisions_only_while_a_canary_runs() -> Non
     assert selector["fraud"]["modelship.io/revision"] == name_of(old)  # weight 0: the canary gets nothing
     world.settle()
     world.reconcile(new)
-    assert world.status.canary_weight == 20
+    assert world.status.canary is not None and world.status.canary.weight == 20
     services = world.decide(new).apply
     selector = {m["metadata"]["name"]: m["spec"]["selector"] for m in services if m["kind"] == "Service"}
     assert selector["fraud"] == {"modelship.io/model": "fraud"}
@@ -185,7 +186,7 @@ def test_gateway_router_keeps_stable_whole_and_sizes_the_canary_by_weight_or_set
     new = canary_spec(NEW_IMAGE, router="gatewayAPI", strategy={"canary": {"steps": steps}})
     step(world, new)
     step(world, new)
-    assert (world.status.current_step, world.status.canary_weight) == (2, 10)
+    assert (world.status.canary.step, world.status.canary.weight) == (2, 10)
     assert replicas(world) == {name_of(old): 4, name_of(new): 3}
     # The `<name>` Service keeps selecting stable: the HTTPRoute splits the traffic.
     svc = next(m for m in world.decide(new).apply if m["metadata"]["name"] == "fraud")
@@ -197,11 +198,12 @@ def test_a_new_digest_mid_rollout_replaces_the_canary_and_restarts_from_step_zer
     world = stable_world(old)
     first = canary_spec(NEW_IMAGE)
     step(world, first)
-    assert world.status.canary_weight == 20
+    assert world.status.canary is not None and world.status.canary.weight == 20
     second = canary_spec(THIRD_IMAGE)
     decision = world.reconcile(second)
     assert decision.delete == (name_of(first),)
-    assert (decision.status.canary_revision, decision.status.current_step, decision.status.canary_weight) == (
+    assert decision.status.canary is not None
+    assert (decision.status.canary.revision, decision.status.canary.step, decision.status.canary.weight) == (
         name_of(second),
         0,
         0,
@@ -222,7 +224,7 @@ def test_reverting_the_image_mid_rollout_is_an_immediate_rollback() -> None:
     world.settle()
     decision = world.reconcile(old)
     assert decision.status.phase == "RolledBack"
-    assert decision.status.canary_revision is None and decision.status.canary_weight is None
+    assert decision.status.rollout is None
     assert condition(decision.status, "Progressing").reason == "RolledBack"
     assert replicas(world) == {name_of(old): 4}
     assert "RolledBack" in [e.reason for e in world.events]
@@ -239,20 +241,21 @@ def test_abort_sends_traffic_to_stable_until_retried() -> None:
     new, world.status = command("abort", new, world.status)
     decision = world.reconcile(new)
     assert decision.status.phase == "Degraded"
-    assert decision.status.aborted_revision == name_of(new)
-    assert decision.status.canary_revision is None and decision.status.canary_weight is None
+    assert decision.status.aborted is not None and decision.status.aborted.revision == name_of(new)
+    assert decision.status.canary is None
     assert condition(decision.status, "Progressing").reason == "Aborted"
     # No traffic at once; the canary's pods stay for abortScaleDownDelay (30s), to be inspected.
     kept = replicas(world)[name_of(new)]
     assert kept > 0 and replicas(world)[name_of(old)] == 4
-    assert decision.wake_at == decision.status.abort_scale_down_at
+    assert decision.wake_at == decision.status.aborted.scale_down_at
     world.tick(30)
     assert world.reconcile(new).status.phase == "Degraded"  # stays aborted
     assert replicas(world) == {name_of(old): 4, name_of(new): 0}
 
     new, world.status = command("retry", new, world.status)
     decision = world.reconcile(new)
-    assert (decision.status.canary_revision, decision.status.current_step) == (name_of(new), 0)
+    assert decision.status.canary is not None
+    assert (decision.status.canary.revision, decision.status.canary.step) == (name_of(new), 0)
     assert decision.status.phase == "Progressing"
 
 
@@ -264,8 +267,8 @@ def test_a_spec_change_after_an_abort_starts_a_new_rollout() -> None:
     new, world.status = command("abort", new, world.status)
     world.reconcile(new)
     decision = world.reconcile(canary_spec(THIRD_IMAGE))
-    assert decision.status.canary_revision == name_of(canary_spec(THIRD_IMAGE))
-    assert decision.status.aborted_revision is None
+    assert decision.status.rolling == name_of(canary_spec(THIRD_IMAGE))
+    assert decision.status.aborted is None
 
 
 def test_a_canary_past_its_progress_deadline_is_aborted() -> None:
@@ -279,7 +282,7 @@ def test_a_canary_past_its_progress_deadline_is_aborted() -> None:
     )
     decision = world.reconcile(new)
     assert decision.status.phase == "Degraded"
-    assert decision.status.aborted_revision == canary
+    assert decision.status.aborted is not None and decision.status.aborted.revision == canary
     progressing = condition(decision.status, "Progressing")
     assert (progressing.status, progressing.reason) == ("False", "ProgressDeadlineExceeded")
     assert (decision.events[0].type, decision.events[0].reason) == ("Warning", "ProgressDeadlineExceeded")
@@ -299,10 +302,12 @@ def test_spec_paused_holds_every_step_and_resume_continues() -> None:
     decision = world.reconcile(new)
     assert decision.status.phase == "Paused"
     assert condition(decision.status, "Paused").reason == "PausedBySpec"
-    assert (decision.status.current_step, decision.status.canary_weight) == (0, 0)
+    assert decision.status.canary is not None
+    assert (decision.status.canary.step, decision.status.canary.weight) == (0, 0)
     new, world.status = command("resume", new, world.status)
     decision = world.reconcile(new)
-    assert (decision.status.current_step, decision.status.canary_weight) == (1, 20)
+    assert decision.status.canary is not None
+    assert (decision.status.canary.step, decision.status.canary.weight) == (1, 20)
 
 
 def test_promote_full_skips_the_remaining_steps() -> None:
@@ -313,7 +318,7 @@ def test_promote_full_skips_the_remaining_steps() -> None:
     new, world.status = command("promote", new, world.status, full=True)
     step(world, new)
     assert world.status.stable_revision == name_of(new)
-    assert world.status.promote_full is None and world.status.canary_revision is None
+    assert world.status.rollout is None  # no promoteFull left behind, no canary
 
 
 def test_verbs_that_need_a_rollout_refuse_without_one() -> None:
@@ -346,7 +351,7 @@ def test_restart_mid_rollout_repeats_no_step() -> None:
     world = stable_world(old)
     new = canary_spec(NEW_IMAGE)
     step(world, new)
-    assert world.status.pause_start_time is not None
+    assert world.status.canary is not None and world.status.canary.pause_start_time is not None
     # A fresh operator sees only the cluster and the status as the API server stored it (JSON),
     # at the moment of the last pass.
     persisted = api.ModelDeploymentStatus.model_validate(api.dump(world.status))
@@ -365,8 +370,9 @@ def test_the_decision_asks_to_be_woken_when_a_timed_pause_or_the_scale_down_dela
     world.reconcile(new)
     world.settle()
     decision = world.reconcile(new)
-    assert decision.status.pause_start_time is not None
-    assert decision.wake_at == decision.status.pause_start_time + api.parse_duration("2s")
+    paused_at = decision.status.canary.pause_start_time if decision.status.canary else None
+    assert paused_at is not None
+    assert decision.wake_at == paused_at + api.parse_duration("2s")
     new, world.status = command("promote", new, world.status, full=True)
     step(world, new)
     assert world.status.scale_down_at is not None
@@ -374,20 +380,17 @@ def test_the_decision_asks_to_be_woken_when_a_timed_pause_or_the_scale_down_dela
 
 
 def test_aborts_deadlines_and_reverts_count_as_rollbacks_in_the_operator_metrics() -> None:
+    # The decision says why its pass rolled a rollout back; the operator's metrics count that.
     old = canary_spec()
     world = stable_world(old)
     new = canary_spec(NEW_IMAGE)
     step(world, new)
     before = world.status
-    assert metrics.rollback_reason(before, world.decide(old).status) == "RollingBack"
+    assert world.decide(old).rolled_back == "RolledBack"
     _, aborted = command("abort", new, before)
-    assert (
-        metrics.rollback_reason(before, World(dict(world.deployments), aborted).decide(new).status)
-        == "Aborted"
-    )
+    assert World(dict(world.deployments), aborted).decide(new).rolled_back == "Aborted"
     # Promotion is not a rollback.
     new, world.status = command("promote", new, world.status, full=True)
     world.reconcile(new)
     world.settle()
-    promoting = world.status
-    assert metrics.rollback_reason(promoting, world.decide(new).status) is None
+    assert world.decide(new).rolled_back is None

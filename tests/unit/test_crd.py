@@ -87,23 +87,17 @@ def test_names_subresources_and_printer_columns() -> None:
     version = spec["versions"][0]
     assert version["subresources"]["status"] == {}
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
-    columns = [c["name"].upper() for c in version["additionalPrinterColumns"]]
-    assert columns == ["PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "AGE"]
+    columns = [c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    assert columns == ["PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "PREVIEW", "AGE"]
 
 
 def test_status_declares_the_fields_later_features_need() -> None:
     status = schema()["properties"]["status"]["properties"]
-    for name in (
-        "phase",
-        "stableRevision",
-        "canaryRevision",
-        "currentStep",
-        "canaryWeight",
-        "pauseStartTime",
-        "conditions",
-        "analysis",
-    ):
+    for name in ("phase", "stableRevision", "rollout", "conditions", "analysis"):
         assert name in status, name
+    canary = status["rollout"]["properties"]["canary"]["properties"]
+    for name in ("revision", "step", "weight", "pauseStartTime"):
+        assert name in canary, name
     assert status["phase"]["enum"] == [
         "Pending",
         "Progressing",

@@ -92,10 +92,8 @@ def test_progress_line_shows_step_weight_phase_and_each_revision_stable_first() 
     act = acts(Settings())[0]
     status = {
         "phase": "Paused",
-        "currentStep": 1,
-        "canaryWeight": 20,
         "stableRevision": "r1",
-        "canaryRevision": "r2",
+        "rollout": {"canary": {"revision": "r2", "step": 1, "weight": 20}},
     }
     stats = {
         "r1": progress.RevisionStats(rate=16.04, error_ratio=0.0, p99=0.0061, accuracy=0.889),

@@ -12,7 +12,7 @@ from modelship import api
 from modelship.core import devices, engine, manifests, revisions
 from modelship.core.analysis.verdicts import RawMeasurement
 
-from .enginesim import OWNER, World, spec
+from .enginesim import OWNER, World, command, spec
 
 RES = "squat.ai/coral"
 
@@ -227,7 +227,13 @@ class DeviceWorld(World):
         status = self.status
         ready = {n: d.available_replicas for n, d in self.deployments.items()}
         stable = ready.get(status.stable_revision or "", 0)
-        canary = ready.get(status.canary_revision or "", 0) if status.canary_weight else 0
+        # The rollout's pods serve once it has weight (a canary's, or a blue/green after its switch).
+        rollout = status.canary or status.blue_green
+        if status.canary is not None:
+            weighted = status.canary.weight > 0
+        else:
+            weighted = status.blue_green is not None and status.blue_green.phase in ("Switched", "Accepted")
+        canary = ready.get(rollout.revision, 0) if rollout is not None and weighted else 0
         return stable + canary
 
 
@@ -247,8 +253,8 @@ def test_a_canary_on_full_devices_completes_by_replacement_never_serving_from_ze
         world.settle()
         serving.append(world.serving())
         assert world.held() <= 2
-        if world.status.phase == "Paused" and world.status.current_step == 1:
-            world.status = world.status.model_copy(update={"current_step": 2, "pause_start_time": None})
+        if world.status.phase == "Paused" and world.status.canary and world.status.canary.step == 1:
+            _, world.status = command("promote", new, world.status)  # step 2, the pause's start cleared
         if world.status.stable_revision != stable and world.status.phase == "Healthy":
             break
         modes |= {c.reason for c in decision.status.conditions or [] if c.type == "InsufficientAccelerator"}
@@ -275,8 +281,9 @@ def test_surge_only_rollout_reports_insufficient_accelerator_and_a_warning() -> 
     assert "0 of 2" in condition.message
     assert any(e.type == "Warning" and e.reason == "InsufficientAccelerator" for e in world.events)
     assert (
-        world.status.canary_weight == 0
-        and world.deployments[world.status.canary_revision or ""].spec_replicas == 0
+        world.status.canary is not None
+        and world.status.canary.weight == 0
+        and world.deployments[world.status.canary.revision].spec_replicas == 0
     )
 
 
@@ -356,15 +363,16 @@ def test_blue_green_replace_mode_keeps_the_old_colour_until_post_promotion_passe
         world.settle()
         if active(decision) == target:
             break
-    assert world.status.current_step == 2
+    assert world.status.blue_green is not None and world.status.blue_green.phase == "Switched"
     world.metrics["errors"] = BAD_ERRORS
     for _ in range(10):
         decision = world.reconcile(new)
         world.settle()
         assert world.deployments[old].available_replicas >= 1  # something to switch back to
-        if world.status.aborted_revision:
+        if world.status.aborted:
             break
-    assert world.status.aborted_revision == target and active(decision) == old
+    assert world.status.aborted is not None
+    assert world.status.aborted.revision == target and active(decision) == old
     assert serving(world, decision) >= 1
     assert condition_reason(decision, "Progressing") == "AnalysisFailed"
 

@@ -114,7 +114,7 @@ def test_an_unproven_first_revision_is_replaced_when_the_spec_changes() -> None:
     decision = world.decide(second)
     assert decision.apply[0]["metadata"]["name"] == target(second)
     assert decision.delete == (target(first),)
-    assert decision.status.pending_revision is None
+    assert decision.status.rollout is None  # the new revision is not held back as a rollout
 
 
 def test_scaling_to_zero_is_healthy_with_no_pods() -> None:

@@ -113,13 +113,23 @@ def play(
     return world, s
 
 
+def rollout_weight(status: api.ModelDeploymentStatus) -> int:
+    """The percent of traffic the rollout in progress gets: a canary's weight, 100 once a
+    blue/green switched, else 0."""
+    if status.canary is not None:
+        return status.canary.weight
+    if status.blue_green is not None:
+        return 100 if status.blue_green.phase in ("Switched", "Accepted") else 0
+    return 0
+
+
 def check(decision: engine.Decision, s: api.ModelDeploymentSpec) -> None:
     """The invariants every single decision keeps."""
     status = decision.status
-    weight = status.canary_weight or 0
+    weight = rollout_weight(status)
     assert 0 <= weight <= 100 and (100 - weight) + weight == 100
-    if status.canary_revision is None:
-        assert status.canary_weight is None and status.current_step is None
+    if status.rolling is None:  # no rollout in progress: no step, no weight
+        assert status.canary is None and status.blue_green is None
     replicas = {
         m["metadata"]["name"]: m["spec"]["replicas"] for m in decision.apply if m["kind"] == "Deployment"
     }
@@ -129,8 +139,8 @@ def check(decision: engine.Decision, s: api.ModelDeploymentSpec) -> None:
         # Stable carries 100 - weight percent of traffic: it keeps pods while it does.
         if weight < 100 and s.replicas > 0:
             assert replicas[stable] >= 1
-    if status.canary_revision is not None and s.replicas > 0:
-        assert replicas[status.canary_revision] >= 1
+    if status.rolling is not None and s.replicas > 0:
+        assert replicas[status.rolling] >= 1
 
 
 @settings(max_examples=300, deadline=None)
@@ -181,7 +191,7 @@ def finish(world: World, s: api.ModelDeploymentSpec) -> api.ModelDeploymentSpec:
         world.reconcile(s)
         world.settle()
         paused = next((c for c in world.status.conditions or [] if c.type == "Paused"), None)
-        if paused is not None and paused.status == "True" and world.status.canary_revision:
+        if paused is not None and paused.status == "True" and world.status.rolling:
             s, world.status = command("promote", s, world.status)
         world.tick(30)
     world.reconcile(s)
@@ -200,14 +210,14 @@ def test_a_restart_from_any_persisted_status_reaches_the_same_end(
     wanted = revisions.revision_name(OWNER.name, revisions.template_of(s))
     stable = status.stable_revision
     assert stable is not None
-    if status.aborted_revision is not None:
-        assert (status.phase, status.aborted_revision, status.canary_revision) == ("Degraded", wanted, None)
+    if status.aborted is not None:
+        assert (status.phase, status.aborted.revision, status.rolling) == ("Degraded", wanted, None)
         assert set(world.deployments) == {stable, wanted}
         assert world.deployments[wanted].spec_replicas == 0
     else:
         assert status.phase in ("Healthy", "RolledBack")
         assert stable == wanted
-        assert status.canary_revision is None and status.scale_down_revision is None
+        assert status.rolling is None and status.scale_down_revision is None
         assert set(world.deployments) == {stable}
     assert world.deployments[stable].spec_replicas == s.replicas
 

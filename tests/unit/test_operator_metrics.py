@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import pytest
 
 from modelship import api, metrics
+
+from .enginesim import World, command, spec
+from .test_analysis_engine import BAD_ERRORS, with_analysis
+from .test_canary import NEW_IMAGE, canary_spec, stable_world, step
 
 pytestmark = pytest.mark.unit
 
@@ -36,26 +41,58 @@ def sample(metric: str, **labels: str) -> float | None:
     return metrics.REGISTRY.get_sample_value(metric, labels)
 
 
+# Which pass rolled a rollout back, and why, is the engine's to say (`Decision.rolled_back`);
+# `record_pass` counts it.
+
+
 def test_a_canary_dropped_with_the_stable_unchanged_and_phase_degraded_is_a_rollback() -> None:
-    before = status(phase="Progressing", stableRevision="m-a", canaryRevision="m-b", canaryWeight=20)
-    after = status(phase="Degraded", stableRevision="m-a", conditions=progressing("AnalysisFailed"))
-    assert metrics.rollback_reason(before, after) == "AnalysisFailed"
-    assert metrics.rollback_reason(before, status(phase="RolledBack", stableRevision="m-a")) == "RolledBack"
+    service = {"router": "service"}
+    old = with_analysis(traffic=service)
+    world = stable_world(old)
+    new = with_analysis(NEW_IMAGE, traffic=service)
+    step(world, new)
+    world.metrics["errors"] = BAD_ERRORS
+    world.tick(5)
+    decision = world.decide(new)
+    assert (decision.status.phase, decision.status.stable_revision) == (
+        "Degraded",
+        world.status.stable_revision,
+    )
+    assert decision.rolled_back == "AnalysisFailed"
+    # The spec reverted to stable while the canary ran.
+    assert world.decide(old).rolled_back == "RolledBack"
 
 
 def test_promotion_first_rollout_and_steady_state_are_not_rollbacks() -> None:
-    canary = status(phase="Progressing", stableRevision="m-a", canaryRevision="m-b")
-    promoted = status(phase="Healthy", stableRevision="m-b")
-    assert metrics.rollback_reason(canary, promoted) is None
-    first = status(phase="Progressing")
-    assert metrics.rollback_reason(first, status(phase="Degraded", conditions=progressing("X"))) is None
-    assert metrics.rollback_reason(canary, canary) is None
+    old = canary_spec()
+    world = stable_world(old)
+    assert world.decide(old).rolled_back is None  # steady state
+    new = canary_spec(NEW_IMAGE)
+    step(world, new)
+    assert world.status.rolling is not None
+    assert world.decide(new).rolled_back is None  # a canary carrying on
+    new, world.status = command("promote", new, world.status, full=True)
+    world.reconcile(new)
+    world.settle()
+    promotion = world.decide(new)
+    assert promotion.status.stable_revision != world.status.stable_revision
+    assert promotion.rolled_back is None
+    first = World()  # a first revision that never becomes available
+    first.reconcile(spec())
+    name = next(iter(first.deployments))
+    first.deployments[name] = dataclasses.replace(
+        first.deployments[name], observed_generation=1, deadline_exceeded=True
+    )
+    stuck = first.decide(spec())
+    assert stuck.status.phase == "Degraded" and stuck.rolled_back is None
 
 
 def test_a_pass_sets_phase_counts_weight_and_counts_rollbacks_once() -> None:
     ns, name = "metrics-test", "fraud"
-    canary = status(phase="Progressing", stableRevision="m-a", canaryRevision="m-b", canaryWeight=30)
-    metrics.record_pass(ns, name, status(phase="Healthy", stableRevision="m-a"), canary)
+    canary = status(
+        phase="Progressing", stableRevision="m-a", rollout={"canary": {"revision": "m-b", "weight": 30}}
+    )
+    metrics.record_pass(ns, name, status(phase="Healthy", stableRevision="m-a"), canary, None)
     assert sample("modelship_canary_weight", namespace=ns, name=name) == 30
     progressing_before = sample("modelship_rollouts", phase="Progressing") or 0
     assert progressing_before >= 1
@@ -63,8 +100,8 @@ def test_a_pass_sets_phase_counts_weight_and_counts_rollbacks_once() -> None:
     aborted = status(
         phase="Degraded", stableRevision="m-a", conditions=progressing("ProgressDeadlineExceeded")
     )
-    metrics.record_pass(ns, name, canary, aborted)
-    metrics.record_pass(ns, name, aborted, aborted)  # the next pass repeats nothing
+    metrics.record_pass(ns, name, canary, aborted, "ProgressDeadlineExceeded")
+    metrics.record_pass(ns, name, aborted, aborted, None)  # the next pass repeats nothing
     total = sample("modelship_rollbacks_total", namespace=ns, name=name, reason="ProgressDeadlineExceeded")
     assert total == 1
     assert sample("modelship_canary_weight", namespace=ns, name=name) == 0

@@ -47,9 +47,7 @@ def test_status_view_shows_revisions_weight_step_conditions_and_events() -> None
                 "phase": "Paused",
                 "stableRevision": "fraud-aaa",
                 "availableReplicas": 3,
-                "canaryRevision": "fraud-bbb",
-                "canaryWeight": 20,
-                "currentStep": 1,
+                "rollout": {"canary": {"revision": "fraud-bbb", "weight": 20, "step": 1}},
                 "conditions": [
                     {
                         "type": "Paused",
@@ -82,8 +80,8 @@ def test_status_view_shows_revisions_weight_step_conditions_and_events() -> None
 
 def test_watch_stops_when_the_rollout_is_done() -> None:
     assert plugin.done(obj({"phase": "Healthy"}))
-    assert not plugin.done(obj({"phase": "Paused", "canaryRevision": "fraud-bbb"}))
-    assert plugin.done(obj({"phase": "Degraded", "abortedRevision": "fraud-bbb"}))
+    assert not plugin.done(obj({"phase": "Paused", "rollout": {"canary": {"revision": "fraud-bbb"}}}))
+    assert plugin.done(obj({"phase": "Degraded", "rollout": {"aborted": {"revision": "fraud-bbb"}}}))
 
 
 def test_status_view_shows_the_smoke_test_and_each_analysis_metric() -> None:
