@@ -25,10 +25,10 @@ def apply_merge_patch(target: object, patch: object) -> object:
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        ({"a": 1, "abortedRevision": "x"}, {"a": 1}),
+        ({"a": 1, "rollout": {"aborted": {"revision": "x"}}}, {"a": 1}),
         ({"stableTemplate": {"image": "i", "env": [{"name": "A"}]}}, {"stableTemplate": {"image": "j"}}),
         ({"conditions": [{"type": "A"}, {"type": "B"}]}, {"conditions": [{"type": "B"}]}),
-        ({}, {"phase": "Healthy", "canaryWeight": 0}),
+        ({}, {"phase": "Healthy", "rollout": {"canary": {"revision": "y", "weight": 0}}}),
         ({"phase": "Healthy"}, {"phase": "Healthy"}),
     ],
 )
