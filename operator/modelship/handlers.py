@@ -26,8 +26,8 @@ import kopf
 from modelship import api, logs, metrics, peering
 from modelship.analysis.measure import Defaults
 from modelship.core import manifests
-from modelship.kube.client import Kube
 from modelship.kube.reconciler import Reconciler
+from modelship.kube.storage import Storage, md_path
 
 log = logging.getLogger("modelship")
 
@@ -117,9 +117,9 @@ def _standing_by() -> bool:
     """HA: kopf pauses its own handlers on a standby replica; this loop must pause too."""
     if RUNTIME.peering is None:
         return False
-    kube, now = RUNTIME.get().kube, datetime.now(UTC)
+    storage, now = RUNTIME.get().storage, datetime.now(UTC)
     for path in peering.peering_paths(RUNTIME.peering, RUNTIME.namespaces):
-        peers = (kube.get(path) or {}).get("status") or {}
+        peers = (storage.get(path) or {}).get("status") or {}
         if not peering.is_active(peers, RUNTIME.identity, RUNTIME.priority, now):
             return True
     return False
@@ -129,14 +129,10 @@ def _resync_once() -> int:
     reconciler = RUNTIME.get()
     if _standing_by():
         return 0
-    paths = (
-        [f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{ns}/{api.PLURAL}" for ns in RUNTIME.namespaces]
-        if RUNTIME.namespaces
-        else [f"/apis/{api.GROUP}/{api.VERSION}/{api.PLURAL}"]
-    )
+    paths = [md_path(ns) for ns in RUNTIME.namespaces] if RUNTIME.namespaces else [md_path(None)]
     count = 0
     for path in paths:
-        for item in reconciler.kube.request("GET", path).get("items", []):
+        for item in reconciler.storage.items(path):
             count += 1
             namespace, name = item["metadata"]["namespace"], item["metadata"]["name"]
             logger = logs.object_logger(namespace, name)
@@ -160,7 +156,7 @@ async def _resync_forever() -> None:
 
 
 def install(
-    kube: Kube,
+    storage: Storage,
     namespaces: list[str],
     resync_seconds: float,
     peering_name: str | None = None,
@@ -168,7 +164,7 @@ def install(
     priority: int = 0,
     prometheus: Defaults | None = None,
 ) -> None:
-    RUNTIME.reconciler = Reconciler(kube, prometheus=prometheus)
+    RUNTIME.reconciler = Reconciler(storage, prometheus=prometheus)
     RUNTIME.namespaces = namespaces
     RUNTIME.resync_seconds = resync_seconds
     RUNTIME.peering, RUNTIME.identity, RUNTIME.priority = peering_name, identity, priority

@@ -15,10 +15,9 @@ from typing import Any
 
 from modelship import api
 from modelship.core import control
-from modelship.kube.client import Kube, KubeError
+from modelship.kube.storage import KubeError, Storage, md_path
 
 FIELD_MANAGER = "kubectl-modelship"
-MERGE = "application/merge-patch+json"
 DONE_PHASES = ("Healthy", "Degraded", "RolledBack")
 
 VERB_HELP = {
@@ -78,31 +77,22 @@ def parser(prog: str = "kubectl modelship") -> argparse.ArgumentParser:
     return top
 
 
-def md_path(namespace: str, name: str) -> str:
-    return f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.PLURAL}/{name}"
-
-
-def run_verb(kube: Kube, namespace: str, name: str, verb: str, full: bool = False) -> str:
+def run_verb(kube: Storage, namespace: str, name: str, verb: str, full: bool = False) -> str:
     """Patch the ModelDeployment for `verb`; retried when it changed under us. Returns what was done."""
     for _ in range(5):
         obj = _get(kube, namespace, name)
         spec = api.ModelDeploymentSpec.model_validate(obj["spec"])
         status = api.read_status(obj.get("status"), spec)
         patch = control.patch_for(verb, spec, status, full)
-        path = md_path(namespace, name) + ("/status" if patch.target == "status" else "")
-        body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, patch.target: patch.body}
-        try:
-            kube.request("PATCH", path, query={"fieldManager": FIELD_MANAGER}, body=body, content_type=MERGE)
-        except KubeError as err:
-            if err.status == 409:
-                continue  # the operator wrote meanwhile: decide again on the fresh object
-            raise
+        version = obj["metadata"]["resourceVersion"]
+        if kube.patch_md(namespace, name, patch.target, patch.body, version, FIELD_MANAGER) is None:
+            continue  # the operator wrote meanwhile: decide again on the fresh object
         done = "fully promoted" if full else _DONE[verb]
         return f"modeldeployment.{api.GROUP}/{name} {done}"
     raise control.NotApplicable("the ModelDeployment kept changing; try again")
 
 
-def _get(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+def _get(kube: Storage, namespace: str, name: str) -> dict[str, Any]:
     obj = kube.get(md_path(namespace, name))
     if obj is None:
         raise control.NotApplicable(f'modeldeployment "{name}" not found in namespace "{namespace}"')
@@ -169,14 +159,8 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _events(kube: Kube, namespace: str, obj: dict[str, Any]) -> list[dict[str, Any]]:
-    listed = kube.request(
-        "GET",
-        f"/api/v1/namespaces/{namespace}/events",
-        query={"fieldSelector": f"involvedObject.uid={obj['metadata']['uid']}"},
-    )
-    items: list[dict[str, Any]] = listed.get("items", [])
-    return items
+def _events(kube: Storage, namespace: str, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return kube.events_of(namespace, obj["metadata"]["uid"])
 
 
 def done(obj: dict[str, Any]) -> bool:
@@ -186,7 +170,7 @@ def done(obj: dict[str, Any]) -> bool:
 
 
 def status(
-    kube: Kube,
+    kube: Storage,
     namespace: str,
     name: str,
     watch: bool,
@@ -221,7 +205,7 @@ def main(argv: list[str] | None = None, prog: str = "kubectl modelship") -> int:
     args = parser(prog).parse_args(argv)
     from modelship.kube.client import load_api_client
 
-    kube = Kube(load_api_client())
+    kube = Storage(load_api_client())
     namespace = args.namespace or current_namespace()
     try:
         if args.verb == "status":

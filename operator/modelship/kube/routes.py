@@ -1,57 +1,76 @@
-"""The `gatewayAPI` router's I/O: write the HTTPRoute's weights, read them back.
+"""The `gatewayAPI` router's I/O: read the HTTPRoute before a pass, write the weights a pass decided.
 
-The rules (which route, which rule, what weights) are in `modelship.core.gateway`.
+The rules (which route, which rule, what weights) are in `modelship.core.gateway`; whether the
+route shows what a step asked for is the engine's judgement (`Observations.route`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 from modelship import api
-from modelship.core import gateway
+from modelship.core import engine, gateway
 from modelship.core.manifests import Owner
-from modelship.kube.client import Kube, KubeError
-
-JSON_PATCH = "application/json-patch+json"
+from modelship.kube.storage import Conflict, Invalid, Storage, route_path
 
 
-def route_path(namespace: str, name: str) -> str:
-    return f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes/{name}"
+@dataclass(frozen=True)
+class Read:
+    """The route as one pass read it: what the engine is told, and the object the write starts from."""
+
+    observation: engine.RouteObservation
+    obj: dict[str, Any] | None
 
 
-def sync(
-    kube: Kube, owner: Owner, spec: api.ModelDeploymentSpec, canary_weight: int
-) -> api.ConditionValue | None:
-    """Set the route's weights for `canary_weight`; the `TrafficRouted` condition (None: other router)."""
-    if spec.traffic.router != "gatewayAPI" or not spec.traffic.http_route:
+def routed(spec: api.ModelDeploymentSpec) -> str | None:
+    """The HTTPRoute's name when the gatewayAPI router manages one."""
+    return spec.traffic.http_route if spec.traffic.router == "gatewayAPI" else None
+
+
+def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read | None:
+    """The route and the weights of the rule modelship manages (None: no route to read)."""
+    name = routed(spec)
+    if not name:
         return None
-    name = spec.traffic.http_route
-    path = route_path(owner.namespace, name)
-    wanted = gateway.weights(owner.name, canary_weight)
-    current = kube.get(path)
-    owned = current is not None and any(
-        ref.get("uid") == owner.uid for ref in current["metadata"].get("ownerReferences", [])
-    )
-    if current is None or owned:
+    obj = storage.get(route_path(owner.namespace, name))
+    weights = gateway.read_weights(obj, owner.name) if obj is not None else None
+    return Read(engine.RouteObservation(route=name, weights=weights or None, exists=obj is not None), obj)
+
+
+def owned(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences", []))
+
+
+def write(
+    storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec, weights: Mapping[str, int], seen: Read
+) -> bool:
+    """Set the managed rule's backend weights. A route modelship owns (or creates) is applied whole;
+    in someone else's only the managed rule changes, and only if it is still what this pass read.
+    Returns whether anything was written. Nothing is read back: the next pass reads the route."""
+    wanted = dict(weights)
+    current = seen.obj
+    path = route_path(owner.namespace, seen.observation.route)
+    if current is None or owned(current, owner.uid):
         parents = spec.traffic.parent_refs
         if not parents and current is not None:
             parents = [api.ParentRef.model_validate(p) for p in current["spec"].get("parentRefs") or []]
         if not parents:
-            return gateway.MISSING
-        kube.apply(path, gateway.route(owner, name, parents, wanted))
-    else:
-        index = gateway.managed_rule(current, owner.name)
-        if index is None:
-            return gateway.traffic_condition(name, wanted, None)
-        if gateway.read_weights(current, owner.name) != wanted:
-            pointer = f"/spec/rules/{index}/backendRefs"
-            ops = [
-                # Only if the rule is still what we read: never overwrite a concurrent edit blindly.
-                {"op": "test", "path": pointer, "value": current["spec"]["rules"][index]["backendRefs"]},
-                {"op": "replace", "path": pointer, "value": gateway.backend_refs(wanted)},
-            ]
-            try:
-                kube.request("PATCH", path, body=ops, content_type=JSON_PATCH)
-            except KubeError as err:
-                if err.status not in (409, 422):
-                    raise
-    read = kube.get(path)
-    return gateway.traffic_condition(name, wanted, gateway.read_weights(read, owner.name) if read else None)
+            return False  # the engine reports it (HTTPRouteMissing)
+        storage.apply(gateway.route(owner, seen.observation.route, parents, wanted))
+        return True
+    index = gateway.managed_rule(current, owner.name)
+    if index is None or gateway.read_weights(current, owner.name) == wanted:
+        return False  # no rule of ours (RuleNotFound), or nothing to change
+    pointer = f"/spec/rules/{index}/backendRefs"
+    ops = [
+        # Only if the rule is still what we read: never overwrite a concurrent edit blindly.
+        {"op": "test", "path": pointer, "value": current["spec"]["rules"][index]["backendRefs"]},
+        {"op": "replace", "path": pointer, "value": gateway.backend_refs(wanted)},
+    ]
+    try:
+        storage.json_patch(path, ops)
+    except (Conflict, Invalid):
+        return False  # edited meanwhile: the next pass reads it again
+    return True

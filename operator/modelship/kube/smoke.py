@@ -16,21 +16,16 @@ from typing import Any
 
 from modelship import api
 from modelship.core import gates, manifests
-from modelship.kube.client import Kube
+from modelship.kube.storage import Storage, pods_path
 
 TIMEOUT = 5.0
 Output = tuple[float, ...] | str
 
 
-def ready_pods(kube: Kube, namespace: str, revision: str) -> list[tuple[str, str]]:
+def ready_pods(storage: Storage, namespace: str, revision: str) -> list[tuple[str, str]]:
     """(name, IP) of the revision's pods that are Ready."""
-    listed = kube.request(
-        "GET",
-        f"/api/v1/namespaces/{namespace}/pods",
-        query={"labelSelector": f"{manifests.REVISION_LABEL}={revision}"},
-    )
     out = []
-    for pod in listed.get("items", []):
+    for pod in storage.items(pods_path(namespace), labelSelector=f"{manifests.REVISION_LABEL}={revision}"):
         status = pod.get("status", {})
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
@@ -84,7 +79,8 @@ def ask(ip: str, port: int, test: api.SmokeTest, revision: str) -> tuple[Output,
 
 
 def smoke_test(
-    kube: Kube, namespace: str, revision: str, port: int, test: api.SmokeTest
+    storage: Storage, namespace: str, revision: str, port: int, test: api.SmokeTest
 ) -> gates.SmokeObservation:
-    answers = [(name, ask(ip, port, test, revision)) for name, ip in ready_pods(kube, namespace, revision)]
+    pods = ready_pods(storage, namespace, revision)
+    answers = [(name, ask(ip, port, test, revision)) for name, ip in pods]
     return gates.SmokeObservation(revision, tuple((name, out) for name, out in answers if out is not None))

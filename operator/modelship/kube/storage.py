@@ -1,0 +1,258 @@
+"""Kubernetes I/O in one place: the REST paths, the patch content types, the resourceVersion-guarded
+writes of a ModelDeployment, and what an error answer means.
+
+Everything in modelship that reads or writes the cluster (the reconciler, the kopf handlers, the
+smoke test, the gatewayAPI router, the kubectl plugin, the test helpers and the demo) goes
+through `Storage`; `modelship.kube.client` is only the transport under it.
+
+Errors: an answer outside 2xx raises a `KubeError`, as the subclass its status names
+(`NotFound` 404, `Forbidden` 403, `Conflict` 409, `Invalid` 422); `get` turns NotFound into None.
+
+Crash injection (for tests): `Storage(api, crash_after=k)` performs its k-th write and then
+raises `SimulatedCrash`, as if the process had died right after it; every later write raises it
+too. A write is every request that changes cluster state and succeeded: a status or spec PATCH,
+a server-side apply, a JSON patch (the route), a DELETE, a POST. Events are not counted: they are
+a record for people, posted after every other write, and nothing a later pass decides from.
+`SimulatedCrash` is a BaseException, so no `except Exception` on the way up can swallow it.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Literal
+
+from kubernetes import client as k8s
+
+from modelship import api
+from modelship.kube import client
+
+APPLY = "application/apply-patch+yaml"  # server-side apply; a JSON body is valid YAML
+MERGE = "application/merge-patch+json"  # RFC 7386: null removes a key, lists are replaced
+JSON_PATCH = "application/json-patch+json"  # RFC 6902: ops, including `test`
+FIELD_MANAGER = "modelship"
+
+Manifest = dict[str, Any]
+
+
+# ---- errors ---------------------------------------------------------------------------------------
+
+
+class KubeError(Exception):
+    """An answer outside 2xx."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        message = body.get("message", body) if isinstance(body, dict) else body
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.body = body
+
+
+class Forbidden(KubeError):
+    """403: RBAC does not allow it."""
+
+
+class NotFound(KubeError):
+    """404: no such object (or no such API)."""
+
+
+class Conflict(KubeError):
+    """409: the resourceVersion sent is not the object's any more, or it already exists."""
+
+
+class Invalid(KubeError):
+    """422: refused by validation (or a JSON patch `test` op that failed)."""
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid}
+
+
+def error_for(status: int, body: Any) -> KubeError:
+    return _BY_STATUS.get(status, KubeError)(status, body)
+
+
+class SimulatedCrash(BaseException):
+    """Raised by a `Storage` made with `crash_after`: the operator "died" after that many writes."""
+
+
+# ---- paths ----------------------------------------------------------------------------------------
+
+
+def md_path(namespace: str | None, name: str = "") -> str:
+    """A ModelDeployment, or the list in `namespace` (None: in all namespaces)."""
+    where = f"/namespaces/{namespace}" if namespace else ""
+    base = f"/apis/{api.GROUP}/{api.VERSION}{where}/{api.PLURAL}"
+    return f"{base}/{name}" if name else base
+
+
+def object_path(manifest: Manifest) -> str:
+    """Where `manifest` lives (namespaced by its metadata.namespace, else cluster-scoped)."""
+    meta = manifest["metadata"]
+    prefix = "/api/v1" if manifest["apiVersion"] == "v1" else f"/apis/{manifest['apiVersion']}"
+    where = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+    return f"{prefix}{where}/{manifest['kind'].lower()}s/{meta['name']}"
+
+
+def deployments_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    return f"{base}/{name}" if name else base
+
+
+def service_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/services/{name}"
+
+
+def route_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes"
+    return f"{base}/{name}" if name else base
+
+
+def pods_path(namespace: str | None = None) -> str:
+    return f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+
+
+def events_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/events"
+
+
+def secret_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/secrets/{name}"
+
+
+def endpointslices_path(namespace: str) -> str:
+    return f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+
+
+def crd_path(name: str) -> str:
+    return f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+
+
+NODES_PATH = "/api/v1/nodes"
+
+
+# ---- patches --------------------------------------------------------------------------------------
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) from `old` to `new`: null removes a key, lists are replaced.
+
+    The operator writes status this way, not by server-side apply: fields a person set with
+    `modelship abort` (another field manager), or that an older modelship wrote, must go away
+    when the operator's status no longer has them.
+    """
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {}
+    for key in old.keys() | new.keys():
+        if key not in new:
+            patch[key] = None
+        elif key not in old:
+            patch[key] = new[key]
+        elif old[key] != new[key]:
+            patch[key] = merge_patch(old[key], new[key]) if isinstance(new[key], dict) else new[key]
+    return patch
+
+
+# ---- the storage ----------------------------------------------------------------------------------
+
+
+class Storage:
+    def __init__(self, api_client: k8s.ApiClient, crash_after: int | None = None) -> None:
+        self.api = api_client
+        self.crash_after = crash_after
+        self.writes = 0  # counted writes so far (see the module's docstring)
+
+    @property
+    def crashed(self) -> bool:
+        return self.crash_after is not None and self.writes >= self.crash_after
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        counted: bool = True,
+    ) -> Manifest:
+        """One call; a typed `KubeError` for an answer outside 2xx. Anything but GET is a write
+        (`counted=False`: one that crash injection does not count)."""
+        write = method != "GET" and counted
+        if write and self.crashed:
+            raise SimulatedCrash(f"the operator stopped after {self.writes} writes")
+        status, data = client.call(self.api, method, path, query, body, content_type)
+        if not 200 <= status < 300:
+            raise error_for(status, data)
+        if write:
+            self.writes += 1
+            if self.crashed:
+                raise SimulatedCrash(f"the operator stopped after write {self.writes}: {method} {path}")
+        return data if isinstance(data, dict) else {}
+
+    def get(self, path: str, **query: str) -> Manifest | None:
+        try:
+            return self.request("GET", path, query=query)
+        except NotFound:
+            return None
+
+    def items(self, path: str, **query: str) -> list[Manifest]:
+        """The items of a list (a label or field selector in `query`)."""
+        items: list[Manifest] = self.request("GET", path, query=query).get("items") or []
+        return items
+
+    def create(self, path: str, manifest: Manifest, **query: str) -> Manifest:
+        return self.request("POST", path, query=query, body=manifest)
+
+    def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER) -> Manifest:
+        """Server-side apply, taking over fields others changed (drift is reverted)."""
+        query = {"fieldManager": field_manager, "force": "true"}
+        return self.request("PATCH", object_path(manifest), query=query, body=manifest, content_type=APPLY)
+
+    def merge(self, path: str, patch: Manifest, field_manager: str = FIELD_MANAGER) -> Manifest:
+        """A merge patch without a resourceVersion guard (a person's edit of a spec, say)."""
+        query = {"fieldManager": field_manager}
+        return self.request("PATCH", path, query=query, body=patch, content_type=MERGE)
+
+    def json_patch(self, path: str, ops: list[dict[str, Any]]) -> Manifest:
+        return self.request("PATCH", path, body=ops, content_type=JSON_PATCH)
+
+    def delete(self, path: str) -> bool:
+        """Delete in the background (dependents follow); False when it was already gone."""
+        try:
+            self.request("DELETE", path, body={"propagationPolicy": "Background"})
+        except NotFound:
+            return False
+        return True
+
+    def patch_md(
+        self,
+        namespace: str,
+        name: str,
+        part: Literal["spec", "status"],
+        patch: Manifest,
+        resource_version: str,
+        field_manager: str = FIELD_MANAGER,
+    ) -> str | None:
+        """Merge `patch` into the ModelDeployment's spec or status, only if it is still at
+        `resource_version`: its new resourceVersion, or None when it changed meanwhile (409)."""
+        path = md_path(namespace, name) + ("/status" if part == "status" else "")
+        body = {"metadata": {"resourceVersion": resource_version}, part: patch}
+        try:
+            written = self.merge(path, body, field_manager)
+        except Conflict:
+            return None
+        return str(written["metadata"]["resourceVersion"])
+
+    def post_event(self, namespace: str, event: Manifest) -> None:
+        """Events are not counted writes (see the module's docstring)."""
+        self.request("POST", events_path(namespace), body=event, counted=False)
+
+    def events_of(self, namespace: str, uid: str) -> list[Manifest]:
+        return self.items(events_path(namespace), fieldSelector=f"involvedObject.uid={uid}")
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's decoded data; LookupError when there is none."""
+        found = self.get(secret_path(namespace, name))
+        if found is None:
+            raise LookupError("not found")
+        return {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
