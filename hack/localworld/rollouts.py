@@ -1,57 +1,74 @@
-"""The operator in the local world: its CRD, `python -m modelship run` as a process, and the
-ModelDeployments the e2e tests and the demo roll out with catalogue images.
+"""ModelDeployments against a real API server, for every suite and the demo: the CRD, the
+ModelDeployments themselves (create, patch, read, wait), and the operator as a process.
 
-The operator is the real one, started exactly as a user would start it outside a cluster; its
-pods are then run by the pod runner and its HTTPRoutes served by the world's router.
+One module serves the integration tests (`tests/integration/mdhelpers.py` adds only pytest
+fixtures), the e2e tests, the demo and the benchmarks. It reaches the cluster through the
+operator's own storage layer (`modelship.kube.storage`): the same paths, content types and errors.
+
+The operator is the real one, `python -m modelship run`, started exactly as a user would start it
+outside a cluster.
 """
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
-from devcluster.cluster import free_port, terminate, wait_for
-from localworld.catalogue import Image
+from devcluster.cluster import free_port, wait_for
+
+if TYPE_CHECKING:
+    from localworld.catalogue import Image
+    from modelship.kube.storage import Storage
 
 FIELD_MANAGER = "modelship-localworld"
-GATEWAY = "local-gateway"  # the parentRef of the routes; the world's router stands in for it
+GATEWAY = "local-gateway"  # the parentRef of the routes; the world's gateway serves it
 PORT = 8080
-APPLY = "application/apply-patch+yaml"
-MERGE = "application/merge-patch+json"
 
 
-def install_crd(api: client.ApiClient, timeout: float = 30) -> None:
+def storage_of(api: client.ApiClient | Storage) -> Storage:
+    from modelship.kube.storage import Storage
+
+    return api if isinstance(api, Storage) else Storage(api)
+
+
+def install_crd(api: client.ApiClient | Storage, timeout: float = 30) -> None:
     """Apply the ModelDeployment CRD as the operator's models generate it; wait until it is served."""
     from modelship import api as md_api
     from modelship import crd
-    from modelship.kube.client import Kube
+    from modelship.kube.storage import crd_path
 
-    kube = Kube(api)
+    storage = storage_of(api)
     manifest = crd.generate()
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{manifest['metadata']['name']}"
-    kube.request(
-        "PATCH",
-        path,
-        query={"fieldManager": FIELD_MANAGER, "force": "true"},
-        body=manifest,
-        content_type=APPLY,
-    )
+    storage.apply(manifest, FIELD_MANAGER)
+    path = crd_path(manifest["metadata"]["name"])
 
     def established() -> bool:
-        conditions = (kube.get(path) or {}).get("status", {}).get("conditions") or []
+        conditions = (storage.get(path) or {}).get("status", {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     wait_for("the ModelDeployment CRD to be established", established, timeout=timeout)
     # Discovery can lag behind Established by a moment.
     wait_for(
-        "the ModelDeployment API to be served", lambda: kube.get(f"/apis/{md_api.GROUP}/{md_api.VERSION}")
+        "the ModelDeployment API to be served", lambda: storage.get(f"/apis/{md_api.GROUP}/{md_api.VERSION}")
     )
+
+
+def revision(manifest: Mapping[str, Any]) -> str:
+    """The revision (and Deployment) name the operator gives `manifest`'s spec."""
+    from modelship import api as md_api
+    from modelship.core import revisions
+
+    spec = md_api.ModelDeploymentSpec.model_validate(manifest["spec"])
+    return revisions.revision_name(manifest["metadata"]["name"], revisions.template_of(spec))
 
 
 @dataclass
@@ -63,14 +80,15 @@ class OperatorProcess:
     namespaces: list[str] = field(default_factory=list)  # none: all namespaces
     resync_seconds: float = 2.0
     args: list[str] = field(default_factory=list)  # more `modelship run` flags
+    # A free liveness port: two operators (parallel sessions) must not collide on the default.
+    liveness_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
         args = [sys.executable, "-m", "modelship", "run", "--resync-seconds", str(self.resync_seconds)]
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
-        # A free liveness port: two operators (parallel sessions) must not collide on the default.
-        args += ["--liveness", f"http://127.0.0.1:{free_port()}/healthz", *self.args]
+        args += ["--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz", *self.args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -78,10 +96,39 @@ class OperatorProcess:
             )
         return self
 
-    def stop(self, timeout: float = 15) -> None:
-        if self.process is not None:
-            terminate(self.process, timeout)
-        self.process = None
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        """`sig` (SIGKILL: a crash), then SIGKILL if it has not exited after `timeout` seconds."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+
+    def health(self) -> dict[str, Any] | None:
+        """What the liveness endpoint answers (kopf's probes), None while it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2) as r:
+                result: dict[str, Any] = json.loads(r.read())
+                return result
+        except OSError:
+            return None
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The operator's JSON log lines (a line that is not JSON as `{"unstructured": line}`)."""
+        lines = []
+        for raw in self.log_path.read_text().splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except json.JSONDecodeError:
+                lines.append({"unstructured": raw})
+        return lines
+
+    def resync_passes(self) -> int:
+        return sum(1 for line in self.log_lines() if str(line.get("message", "")).startswith("resync pass"))
 
     def __enter__(self) -> OperatorProcess:
         return self.start()
@@ -104,7 +151,7 @@ def model_deployment(
     analysis: dict[str, Any] | None = None,
     scale_down_delay: str = "5s",
 ) -> dict[str, Any]:
-    """A ModelDeployment of a catalogue image behind a Gateway API route `name` (served by the router)."""
+    """A ModelDeployment of a catalogue image behind a Gateway API route `name` (served by the gateway)."""
     from modelship import api as md_api
 
     spec: dict[str, Any] = {
@@ -122,37 +169,37 @@ def model_deployment(
 class ModelDeployments:
     """Create, patch and read ModelDeployments in one namespace."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        from modelship.kube.client import Kube
-
-        self.kube = Kube(api)
+    def __init__(self, api: client.ApiClient | Storage, namespace: str) -> None:
+        self.kube = storage_of(api)
         self.namespace = namespace
 
     def path(self, name: str = "") -> str:
-        from modelship import api as md_api
+        from modelship.kube.storage import md_path
 
-        base = f"/apis/{md_api.GROUP}/{md_api.VERSION}/namespaces/{self.namespace}/{md_api.PLURAL}"
-        return f"{base}/{name}" if name else base
+        return md_path(self.namespace, name)
 
-    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         body = {**manifest, "metadata": {**manifest["metadata"], "namespace": self.namespace}}
-        return self.kube.request("POST", self.path(), query={"fieldValidation": "Strict"}, body=body)
+        return self.kube.create(self.path(), body, fieldValidation="Strict")
 
     def patch(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return self.kube.request("PATCH", self.path(name), body={"spec": spec}, content_type=MERGE)
+        return self.kube.merge(self.path(name), {"spec": spec}, FIELD_MANAGER)
 
     def delete(self, name: str) -> None:
-        self.kube.request("DELETE", self.path(name))
+        self.kube.delete(self.path(name))
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.kube.get(self.path(name))
 
     def status(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = (self.kube.get(self.path(name)) or {}).get("status") or {}
+        result: dict[str, Any] = (self.get(name) or {}).get("status") or {}
         return result
 
     def wait_phase(self, name: str, phase: str, timeout: float = 120) -> dict[str, Any]:
         """The status once `phase` is reached for the current generation."""
 
         def reached() -> dict[str, Any] | None:
-            obj = self.kube.get(self.path(name)) or {}
+            obj = self.get(name) or {}
             status = obj.get("status") or {}
             current = status.get("observedGeneration", obj.get("metadata", {}).get("generation"))
             if status.get("phase") == phase and current == obj.get("metadata", {}).get("generation"):
@@ -162,15 +209,49 @@ class ModelDeployments:
         found: dict[str, Any] = wait_for(f"{self.namespace}/{name} to be {phase}", reached, timeout=timeout)
         return found
 
+    def deploy_stable(self, manifest: Mapping[str, Any], timeout: float = 90) -> str:
+        """Create `manifest`, wait until its revision is the stable one and Healthy; return it."""
+        self.create(manifest)
+        rev, name = revision(manifest), manifest["metadata"]["name"]
+
+        def healthy() -> bool:
+            current = self.status(name)
+            return current.get("phase") == "Healthy" and current.get("stableRevision") == rev
+
+        wait_for("a Healthy stable revision", healthy, timeout=timeout)
+        return rev
+
     def pod_revisions(self, name: str) -> dict[str, str]:
         """pod IP -> revision, for the ModelDeployment's running pods."""
-        pods = self.kube.request(
-            "GET",
-            f"/api/v1/namespaces/{self.namespace}/pods",
-            query={"labelSelector": f"modelship.io/model={name}"},
-        )["items"]
+        from modelship.core import manifests
+        from modelship.kube.storage import pods_path
+
+        pods = self.kube.items(pods_path(self.namespace), labelSelector=f"{manifests.MODEL_LABEL}={name}")
         return {
-            p["status"]["podIP"]: p["metadata"]["labels"]["modelship.io/revision"]
+            p["status"]["podIP"]: p["metadata"]["labels"][manifests.REVISION_LABEL]
             for p in pods
             if p.get("status", {}).get("podIP")
         }
+
+
+def at(obj: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    """A field by its dotted path (`rollout.canary.weight`), or `default` when any part is missing."""
+    node: Any = obj
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def canary_weight(status: Mapping[str, Any]) -> int:
+    """The traffic the rollout in progress gets: a canary's weight, 100 once a blue/green switched."""
+    if at(status, "rollout.blueGreen.phase") in ("Switched", "Accepted"):
+        return 100
+    return int(at(status, "rollout.canary.weight", 0))
+
+
+def rolling_revision(status: Mapping[str, Any]) -> str | None:
+    """The revision of a canary or blue/green rollout in progress (not an aborted one)."""
+    found = at(status, "rollout.canary.revision") or at(status, "rollout.blueGreen.revision")
+    return str(found) if found else None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modelship.kube.client import Kube
+from modelship.kube.storage import Storage
 
 from .mdhelpers import EXAMPLES, crd_installed, create_md, example, kube, md_path, refusal
 
@@ -326,7 +326,7 @@ INVALID: list[tuple[str, Edit, str, str]] = [
     ("edit", "field", "reason"), [case[1:] for case in INVALID], ids=[c[0] for c in INVALID]
 )
 def test_invalid_model_deployment_is_refused_naming_the_field(
-    kube: Kube, namespace: str, crd_installed: None, edit: Edit, field: str, reason: str
+    kube: Storage, namespace: str, crd_installed: None, edit: Edit, field: str, reason: str
 ) -> None:
     manifest = copy.deepcopy(example("basic.yaml"))
     edit(manifest)
@@ -341,7 +341,7 @@ def test_there_are_at_least_twenty_refusal_cases() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
 def test_example_is_accepted_and_defaulted(
-    kube: Kube, namespace: str, crd_installed: None, name: str
+    kube: Storage, namespace: str, crd_installed: None, name: str
 ) -> None:
     created = create_md(kube, namespace, example(name))
     stored = kube.get(md_path(namespace, created["metadata"]["name"]))
@@ -352,7 +352,7 @@ def test_example_is_accepted_and_defaulted(
 
 
 def test_weights_may_drop_after_a_pause_or_an_analysis(
-    kube: Kube, namespace: str, crd_installed: None
+    kube: Storage, namespace: str, crd_installed: None
 ) -> None:
     manifest = example("basic.yaml")
     manifest["spec"]["strategy"] = {
@@ -363,7 +363,7 @@ def test_weights_may_drop_after_a_pause_or_an_analysis(
 
 @pytest.mark.parametrize("rollout", ["surge", "auto"])
 def test_blue_green_on_devices_is_admitted_when_surge_or_replace_is_chosen(
-    kube: Kube, namespace: str, crd_installed: None, rollout: str
+    kube: Storage, namespace: str, crd_installed: None, rollout: str
 ) -> None:
     manifest = example("basic.yaml")
     manifest["spec"]["strategy"] = {"blueGreen": {}}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from devcluster.cluster import ExistingCluster
-from modelship.kube.client import Kube
+from modelship.kube.storage import Storage
 
 from .mdhelpers import Operator, crd_installed, kube, operator, wait_until
 from .test_rollouts import (
@@ -37,20 +37,26 @@ def bg_manifest(image: str = IMAGES["a"]) -> dict[str, Any]:
     return doc
 
 
-def selected(kube: Kube, namespace: str, service: str) -> str:
+def selected(kube: Storage, namespace: str, service: str) -> str:
     obj = kube.get(f"/api/v1/namespaces/{namespace}/services/{service}") or {}
     return str(obj.get("spec", {}).get("selector", {}).get("modelship.io/revision", "*"))
 
 
 def test_preview_then_promote_swaps_and_undo_swaps_back_without_new_pods(
-    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
     blue = deploy_stable(kube, namespace, bg_manifest())
     green = revision(bg_manifest(IMAGES["b"]))
     blue_pods = pod_uids(kube, namespace, blue)
     set_image(kube, namespace, IMAGES["b"])
 
-    until_status(kube, namespace, "the preview ready and waiting", canaryRevision=green, phase="Paused")
+    until_status(
+        kube,
+        namespace,
+        "the preview ready and waiting",
+        phase="Paused",
+        **{"rollout.blueGreen.revision": green},
+    )
     assert spec_replicas(kube, namespace) == {blue: 4, green: 1}
     # Services are applied right after the status is written: wait for them, do not race them.
     wait_until("the preview Service on green", lambda: selected(kube, namespace, f"{NAME}-preview") == green)

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from devcluster.cluster import ExistingCluster
-from modelship.kube.client import Kube
+from modelship.kube.storage import Storage
 
-from .mdhelpers import Operator, kube
+from .mdhelpers import kube, operator_in
 from .test_chart import chart_crds, install, operator_account, release
 from .test_operator import deploy_basic
 
@@ -35,7 +35,7 @@ def service_account_kubeconfig(cluster: ExistingCluster, namespace: str, sa: str
 @pytest.mark.parametrize("mode", ["namespaced", "cluster"])
 def test_operator_with_the_charts_service_account_deploys_the_basic_example(
     cluster: ExistingCluster,
-    kube: Kube,
+    kube: Storage,
     namespace: str,
     release: str,
     chart_crds: None,
@@ -53,7 +53,7 @@ def test_operator_with_the_charts_service_account_deploys_the_basic_example(
     forbidden = as_operator.kubectl("get", "secrets", "-n", namespace, check=False)
     assert forbidden == "", "the chart's ServiceAccount can read Secrets"
 
-    operator = Operator(as_operator, namespace, tmp_path / "operator.log").start()
+    operator = operator_in(as_operator, namespace, tmp_path / "operator.log").start()
     try:
         obj, revision = deploy_basic(kube, namespace)
         assert obj["status"]["stableRevision"] == revision

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from devcluster.nodes import FakeNode
+from localworld.rollouts import at
 from modelship import api
-from modelship.kube.client import Kube
+from modelship.kube.storage import Storage
 
 from .mdhelpers import (
     Operator,
@@ -52,7 +53,7 @@ def resource() -> str:
 
 
 @pytest.fixture
-def add_nodes(kube: Kube, resource: str) -> Iterator[AddNodes]:
+def add_nodes(kube: Storage, resource: str) -> Iterator[AddNodes]:
     """Create fake Coral nodes (1 unit of `resource` each); deleted after the test."""
     made: list[str] = []
 
@@ -82,7 +83,7 @@ def add_nodes(kube: Kube, resource: str) -> Iterator[AddNodes]:
         kube.delete(f"/api/v1/nodes/{name}")
 
 
-def _node_ready(kube: Kube, name: str) -> bool:
+def _node_ready(kube: Storage, name: str) -> bool:
     node = kube.get(f"/api/v1/nodes/{name}") or {}
     conditions = node.get("status", {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -108,15 +109,15 @@ def manifest(
     return doc
 
 
-def status(kube: Kube, namespace: str) -> dict[str, Any]:
+def status(kube: Storage, namespace: str) -> dict[str, Any]:
     return md_status(kube, namespace, NAME)
 
 
-def condition(kube: Kube, namespace: str, type_: str) -> dict[str, Any] | None:
+def condition(kube: Storage, namespace: str, type_: str) -> dict[str, Any] | None:
     return next((c for c in status(kube, namespace).get("conditions") or [] if c["type"] == type_), None)
 
 
-def pods(kube: Kube, namespace: str, rev: str | None = None) -> list[dict[str, Any]]:
+def pods(kube: Storage, namespace: str, rev: str | None = None) -> list[dict[str, Any]]:
     selector = f"modelship.io/revision={rev}" if rev else f"modelship.io/model={NAME}"
     items: list[dict[str, Any]] = kube.request(
         "GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": selector}
@@ -129,7 +130,7 @@ def ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-def deploy_healthy(kube: Kube, namespace: str, doc: dict[str, Any]) -> str:
+def deploy_healthy(kube: Storage, namespace: str, doc: dict[str, Any]) -> str:
     rev = deploy_stable(kube, namespace, doc)
     wait_until(
         "all pods ready", lambda: sum(map(ready, pods(kube, namespace, rev))) == doc["spec"]["replicas"]
@@ -138,7 +139,7 @@ def deploy_healthy(kube: Kube, namespace: str, doc: dict[str, Any]) -> str:
 
 
 def test_coral_pods_land_only_on_coral_nodes_tolerating_the_taint_and_requesting_the_device(
-    kube: Kube, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
+    kube: Storage, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
 ) -> None:
     coral = set(add_nodes(2))
     rev = deploy_healthy(kube, namespace, manifest(resource))
@@ -154,7 +155,7 @@ def test_coral_pods_land_only_on_coral_nodes_tolerating_the_taint_and_requesting
 
 
 def test_a_canary_on_two_full_devices_completes_by_replacement_never_at_zero_ready_pods(
-    kube: Kube, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
+    kube: Storage, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
 ) -> None:
     coral = set(add_nodes(2))
     stable = deploy_healthy(kube, namespace, manifest(resource))
@@ -179,7 +180,7 @@ def test_a_canary_on_two_full_devices_completes_by_replacement_never_at_zero_rea
     assert insufficient is None or insufficient["status"] == "False"
 
 
-def serving(kube: Kube, namespace: str) -> int:
+def serving(kube: Storage, namespace: str) -> int:
     """Ready pods of the revision the `<name>` Service selects: what users reach."""
     service = kube.get(f"/api/v1/namespaces/{namespace}/services/{NAME}") or {}
     revision = (service.get("spec", {}).get("selector") or {}).get("modelship.io/revision")
@@ -187,7 +188,7 @@ def serving(kube: Kube, namespace: str) -> int:
 
 
 def test_blue_green_in_replace_mode_switches_early_then_takes_the_old_colours_devices(
-    kube: Kube, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
+    kube: Storage, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
 ) -> None:
     coral = set(add_nodes(2))
     doc = manifest(resource, rollout="auto")
@@ -208,7 +209,8 @@ def test_blue_green_in_replace_mode_switches_early_then_takes_the_old_colours_de
             break
         # Switched while the new colour held one device and the old colour the other.
         early = early or (
-            (current.get("currentStep") or 0) >= 2 and sum(map(ready, pods(kube, namespace, target))) == 1
+            at(current, "rollout.blueGreen.phase") in ("Switched", "Accepted")
+            and sum(map(ready, pods(kube, namespace, target))) == 1
         )
         time.sleep(0.2)
     assert status(kube, namespace).get("stableRevision") == target, status(kube, namespace)
@@ -220,7 +222,7 @@ def test_blue_green_in_replace_mode_switches_early_then_takes_the_old_colours_de
 
 
 def test_surge_only_stops_with_insufficient_accelerator_and_the_numbers(
-    kube: Kube, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
+    kube: Storage, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
 ) -> None:
     add_nodes(2)
     stable = deploy_healthy(kube, namespace, manifest(resource, rollout="surge"))
@@ -235,11 +237,11 @@ def test_surge_only_stops_with_insufficient_accelerator_and_the_numbers(
     assert f"0 of 2 {resource} free on" in found["message"]  # other matching nodes lack the resource
     time.sleep(3)  # it stays stopped: stable keeps both devices, the canary has none
     assert len(pods(kube, namespace, stable)) == 2
-    assert status(kube, namespace).get("canaryWeight") == 0
+    assert at(status(kube, namespace), "rollout.canary.weight", 0) == 0
 
 
 def test_nfd_preset_selects_nodes_labelled_the_nfd_way(
-    kube: Kube, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
+    kube: Storage, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
 ) -> None:
     # One stick before its firmware loaded (1a6e:089a), one after (18d1:9302); no modelship label.
     nfd = set(add_nodes(2, [{NFD_BOOT: "true"}, {NFD_RUNTIME: "true"}]))
@@ -248,7 +250,7 @@ def test_nfd_preset_selects_nodes_labelled_the_nfd_way(
 
 
 def test_fallback_cpu_runs_on_cpu_nodes_when_no_device_is_free_and_says_so(
-    kube: Kube, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
+    kube: Storage, namespace: str, operator: Operator, add_nodes: AddNodes, resource: str
 ) -> None:
     (node,) = add_nodes(1)
     blocker = {
@@ -273,7 +275,7 @@ def test_fallback_cpu_runs_on_cpu_nodes_when_no_device_is_free_and_says_so(
 
 
 def test_host_path_opt_in_renders_the_documented_pod_spec_and_warns(
-    kube: Kube, namespace: str, operator: Operator, resource: str
+    kube: Storage, namespace: str, operator: Operator, resource: str
 ) -> None:
     doc = manifest(resource, replicas=1, hostPath=True)
     create_md(kube, namespace, doc)

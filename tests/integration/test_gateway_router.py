@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from devcluster.cluster import ExistingCluster
-from modelship.kube.client import Kube
+from localworld.rollouts import at
+from modelship.kube.storage import Storage
 
 from .mdhelpers import Operator, crd_installed, kube, operator, wait_until
 from .test_rollouts import (
@@ -34,7 +35,7 @@ def route_path(namespace: str, name: str = ROUTE) -> str:
     return f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes/{name}"
 
 
-def weights(kube: Kube, namespace: str, rule: int = 0) -> tuple[int, int] | None:
+def weights(kube: Storage, namespace: str, rule: int = 0) -> tuple[int, int] | None:
     route = kube.get(route_path(namespace))
     if route is None:
         return None
@@ -42,7 +43,7 @@ def weights(kube: Kube, namespace: str, rule: int = 0) -> tuple[int, int] | None
     return refs.get(f"{NAME}-stable", 0), refs.get(f"{NAME}-canary", 0)
 
 
-def condition(kube: Kube, namespace: str, type_: str) -> dict[str, Any] | None:
+def condition(kube: Storage, namespace: str, type_: str) -> dict[str, Any] | None:
     return next((c for c in status(kube, namespace).get("conditions", []) if c["type"] == type_), None)
 
 
@@ -52,7 +53,7 @@ def gateway_manifest(image: str = IMAGES["a"]) -> dict[str, Any]:
 
 
 def test_created_route_carries_each_steps_weights_in_order(
-    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
     stable = deploy_stable(kube, namespace, gateway_manifest())
     wait_until("the route created at 100/0", lambda: weights(kube, namespace) == (100, 0))
@@ -68,7 +69,7 @@ def test_created_route_carries_each_steps_weights_in_order(
         current = weights(kube, namespace)
         if not seen or seen[-1] != current:
             seen.append(current)
-        if current == (50, 50) and status(kube, namespace).get("currentStep") == 3:
+        if current == (50, 50) and at(status(kube, namespace), "rollout.canary.step") == 3:
             break
         time.sleep(0.2)
     assert seen[-1] == (50, 50) and (80, 20) in seen, seen
@@ -90,7 +91,7 @@ def test_created_route_carries_each_steps_weights_in_order(
 
 
 def test_in_an_existing_route_only_the_managed_rule_changes(
-    kube: Kube, namespace: str, operator: Operator
+    kube: Storage, namespace: str, operator: Operator
 ) -> None:
     other_rule = {
         "matches": [{"path": {"type": "PathPrefix", "value": "/other"}}],
@@ -129,7 +130,7 @@ def test_in_an_existing_route_only_the_managed_rule_changes(
 
 
 def test_a_route_without_our_rule_is_reported_not_touched(
-    kube: Kube, namespace: str, operator: Operator
+    kube: Storage, namespace: str, operator: Operator
 ) -> None:
     kube.request(
         "POST",

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from devcluster.cluster import ExistingCluster
+from localworld.rollouts import rolling_revision
 from modelship.api import ModelDeploymentSpec
 from modelship.core import revisions
-from modelship.kube.client import Kube
+from modelship.kube.storage import Storage
 
 from .mdhelpers import Operator, crd_installed, create_md, example, kube, md_path, operator, wait_until
 
@@ -30,13 +31,13 @@ def expected_revision(manifest: dict[str, Any]) -> str:
     return revisions.revision_name(manifest["metadata"]["name"], revisions.template_of(spec))
 
 
-def md(kube: Kube, namespace: str) -> dict[str, Any]:
+def md(kube: Storage, namespace: str) -> dict[str, Any]:
     obj = kube.get(md_path(namespace, NAME))
     assert obj is not None
     return obj
 
 
-def deployments(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+def deployments(kube: Storage, namespace: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = kube.request(
         "GET",
         f"/apis/apps/v1/namespaces/{namespace}/deployments",
@@ -49,7 +50,7 @@ def deployment_path(namespace: str, name: str) -> str:
     return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
 
 
-def running_pods(kube: Kube, namespace: str, revision: str) -> list[dict[str, Any]]:
+def running_pods(kube: Storage, namespace: str, revision: str) -> list[dict[str, Any]]:
     pods = kube.request(
         "GET",
         f"/api/v1/namespaces/{namespace}/pods",
@@ -62,7 +63,7 @@ def running_pods(kube: Kube, namespace: str, revision: str) -> list[dict[str, An
     ]
 
 
-def events(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+def events(kube: Storage, namespace: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = kube.request(
         "GET",
         f"/api/v1/namespaces/{namespace}/events",
@@ -71,13 +72,13 @@ def events(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     return items
 
 
-def healthy(kube: Kube, namespace: str) -> dict[str, Any] | None:
+def healthy(kube: Storage, namespace: str) -> dict[str, Any] | None:
     obj = md(kube, namespace)
     status = obj.get("status", {})
     return obj if status.get("phase") == "Healthy" and status.get("stableRevision") else None
 
 
-def deploy_basic(kube: Kube, namespace: str) -> tuple[dict[str, Any], str]:
+def deploy_basic(kube: Storage, namespace: str) -> tuple[dict[str, Any], str]:
     manifest = example("basic.yaml")
     create_md(kube, namespace, manifest)
     obj = wait_until("phase Healthy with a stable revision", lambda: healthy(kube, namespace), timeout=90)
@@ -85,7 +86,7 @@ def deploy_basic(kube: Kube, namespace: str) -> tuple[dict[str, Any], str]:
 
 
 def test_basic_example_becomes_healthy_with_its_deployment_services_and_pods(
-    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
     obj, revision = deploy_basic(kube, namespace)
     status = obj["status"]
@@ -123,7 +124,8 @@ def test_basic_example_becomes_healthy_with_its_deployment_services_and_pods(
 
     table = cluster.kubectl("get", "modeldeployments", "-n", namespace)
     header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "AGE"]
+    columns = ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "PREVIEW", "AGE"]
+    assert header.split() == columns
     assert (row.split()[0], row.split()[2]) == (NAME, revision)
 
     health = wait_until("the liveness endpoint", operator.health)
@@ -132,7 +134,7 @@ def test_basic_example_becomes_healthy_with_its_deployment_services_and_pods(
     assert object_lines and all(line["namespace"] == namespace for line in object_lines)
 
 
-def test_deleted_or_edited_children_are_restored(kube: Kube, namespace: str, operator: Operator) -> None:
+def test_deleted_or_edited_children_are_restored(kube: Storage, namespace: str, operator: Operator) -> None:
     _, revision = deploy_basic(kube, namespace)
     path = deployment_path(namespace, revision)
     old_uid = (kube.get(path) or {})["metadata"]["uid"]
@@ -154,7 +156,7 @@ def test_deleted_or_edited_children_are_restored(kube: Kube, namespace: str, ope
 
 
 def test_replicas_scale_in_place_and_a_new_image_starts_a_canary_beside_stable(
-    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
     _, revision = deploy_basic(kube, namespace)
     path = md_path(namespace, NAME)
@@ -175,18 +177,16 @@ def test_replicas_scale_in_place_and_a_new_image_starts_a_canary_beside_stable(
     kube.request("PATCH", path, body={"spec": {"image": new_image}}, content_type=merge)
     status = wait_until(
         "a canary revision",
-        lambda: (
-            md(kube, namespace)["status"] if md(kube, namespace)["status"].get("canaryRevision") else None
-        ),
+        lambda: md(kube, namespace)["status"] if rolling_revision(md(kube, namespace)["status"]) else None,
     )
     assert status["stableRevision"] == revision
-    assert status["canaryRevision"] != revision
+    assert rolling_revision(status) != revision
     wait_until(
         "a RolloutStarted event",
         lambda: any(e["reason"] == "RolloutStarted" for e in events(kube, namespace)),
     )
     names = sorted(d["metadata"]["name"] for d in deployments(kube, namespace))
-    assert names == sorted([revision, status["canaryRevision"]])
+    assert names == sorted([revision, rolling_revision(status)])
     stable = next(d for d in deployments(kube, namespace) if d["metadata"]["name"] == revision)
     assert (
         stable["spec"]["template"]["spec"]["containers"][0]["image"] == example("basic.yaml")["spec"]["image"]
@@ -194,7 +194,7 @@ def test_replicas_scale_in_place_and_a_new_image_starts_a_canary_beside_stable(
 
 
 def test_killing_and_restarting_the_operator_changes_nothing(
-    kube: Kube, namespace: str, operator: Operator
+    kube: Storage, namespace: str, operator: Operator
 ) -> None:
     _, revision = deploy_basic(kube, namespace)
     wait_until("a resync pass after Healthy", lambda: operator.resync_passes() >= 2)
@@ -235,7 +235,7 @@ def test_killing_and_restarting_the_operator_changes_nothing(
 
 
 def test_deleting_the_model_deployment_removes_everything_it_created(
-    kube: Kube, namespace: str, operator: Operator
+    kube: Storage, namespace: str, operator: Operator
 ) -> None:
     deploy_basic(kube, namespace)
     kube.delete(md_path(namespace, NAME))
@@ -253,7 +253,7 @@ def test_deleting_the_model_deployment_removes_everything_it_created(
     assert kube.get(md_path(namespace, NAME)) is None
 
 
-def test_coral_example_runs_on_the_coral_node(kube: Kube, namespace: str, operator: Operator) -> None:
+def test_coral_example_runs_on_the_coral_node(kube: Storage, namespace: str, operator: Operator) -> None:
     manifest = example("coral.yaml")
     create_md(kube, namespace, manifest)
     revision = expected_revision(manifest)

@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devcluster.cluster import ExistingCluster, free_port
-from modelship.kube.client import Kube
+from modelship.kube.storage import Storage
 
-from .mdhelpers import Operator, crd_installed, kube, wait_until
+from .mdhelpers import Operator, crd_installed, kube, operator_in, wait_until
 from .test_operator import NAME, deploy_basic
 
 __all__ = ["crd_installed", "kube"]  # fixtures used by this module
@@ -31,12 +31,10 @@ def metric(port: int, metric_name: str, **labels: str) -> float | None:
 
 
 def test_operator_metrics_describe_the_basic_example(
-    cluster: ExistingCluster, kube: Kube, namespace: str, crd_installed: None, tmp_path: Path
+    cluster: ExistingCluster, kube: Storage, namespace: str, crd_installed: None, tmp_path: Path
 ) -> None:
     port = free_port()
-    operator = Operator(
-        cluster, namespace, tmp_path / "op.log", extra_args=["--metrics-port", str(port)]
-    ).start()
+    operator = operator_in(cluster, namespace, tmp_path / "op.log", ["--metrics-port", str(port)]).start()
     try:
         deploy_basic(kube, namespace)
         wait_until(
@@ -50,7 +48,7 @@ def test_operator_metrics_describe_the_basic_example(
 
 
 def test_only_the_active_replica_reconciles_and_a_standby_takes_over(
-    cluster: ExistingCluster, kube: Kube, namespace: str, crd_installed: None, tmp_path: Path
+    cluster: ExistingCluster, kube: Storage, namespace: str, crd_installed: None, tmp_path: Path
 ) -> None:
     cluster.kubectl(
         "apply", "--server-side", "-f", str(REPO / "charts/modelship/crds/kopf.dev_peerings.yaml")
@@ -69,7 +67,7 @@ def test_only_the_active_replica_reconciles_and_a_standby_takes_over(
 
     def replica(name: str, priority: int, port: int) -> Operator:
         args = ["--peering", "ms", "--priority", str(priority), "--metrics-port", str(port)]
-        return Operator(cluster, namespace, tmp_path / f"{name}.log", extra_args=args)
+        return operator_in(cluster, namespace, tmp_path / f"{name}.log", args)
 
     port_a, port_b = free_port(), free_port()
     active = replica("active", 20, port_a).start()

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from devcluster.cluster import ExistingCluster
-from modelship.kube.client import Kube
+from localworld.rollouts import at
+from modelship.kube.storage import Storage
 
 from .mdhelpers import (
     Operator,
@@ -39,6 +40,9 @@ pytestmark = pytest.mark.integration
 NAME = "fraud-detector"
 MERGE = "application/merge-patch+json"
 IMAGES = {c: "registry.example/modelship/fraud-detector@sha256:" + c * 64 for c in "abcd"}
+# Where a canary's fields live in the status.
+REVISION, STEP, WEIGHT = "rollout.canary.revision", "rollout.canary.step", "rollout.canary.weight"
+ABORTED = "rollout.aborted.revision"
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]
 
 
@@ -57,11 +61,11 @@ def manifest(
     return doc
 
 
-def status(kube: Kube, namespace: str) -> dict[str, Any]:
+def status(kube: Storage, namespace: str) -> dict[str, Any]:
     return md_status(kube, namespace, NAME)
 
 
-def spec_replicas(kube: Kube, namespace: str) -> dict[str, int]:
+def spec_replicas(kube: Storage, namespace: str) -> dict[str, int]:
     items = kube.request(
         "GET",
         f"/apis/apps/v1/namespaces/{namespace}/deployments",
@@ -70,14 +74,14 @@ def spec_replicas(kube: Kube, namespace: str) -> dict[str, int]:
     return {d["metadata"]["name"]: d["spec"]["replicas"] for d in items}
 
 
-def pod_uids(kube: Kube, namespace: str, rev: str) -> set[str]:
+def pod_uids(kube: Storage, namespace: str, rev: str) -> set[str]:
     pods = kube.request(
         "GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": f"modelship.io/revision={rev}"}
     )["items"]
     return {p["metadata"]["uid"] for p in pods if not p["metadata"].get("deletionTimestamp")}
 
 
-def event_reasons(kube: Kube, namespace: str) -> list[str]:
+def event_reasons(kube: Storage, namespace: str) -> list[str]:
     items = kube.request(
         "GET",
         f"/api/v1/namespaces/{namespace}/events",
@@ -86,12 +90,12 @@ def event_reasons(kube: Kube, namespace: str) -> list[str]:
     return [e["reason"] for e in items]
 
 
-def wait_for_event(kube: Kube, namespace: str, reason: str) -> None:
+def wait_for_event(kube: Storage, namespace: str, reason: str) -> None:
     # Events are posted after the status and the children are written: wait, do not assume.
     wait_until(f"a {reason} event", lambda: reason in event_reasons(kube, namespace), timeout=30)
 
 
-def set_image(kube: Kube, namespace: str, image: str) -> None:
+def set_image(kube: Storage, namespace: str, image: str) -> None:
     kube.request("PATCH", md_path(namespace, NAME), body={"spec": {"image": image}}, content_type=MERGE)
 
 
@@ -109,16 +113,18 @@ def plugin(cluster: ExistingCluster, *args: str) -> str:
     return done.stdout
 
 
-def until_status(kube: Kube, namespace: str, what: str, **fields: Any) -> dict[str, Any]:
+def until_status(kube: Storage, namespace: str, what: str, **fields: Any) -> dict[str, Any]:
+    """The status once every field (a dotted path, `rollout.canary.weight`) has its value."""
+
     def probe() -> dict[str, Any] | None:
         current = status(kube, namespace)
-        return current if all(current.get(k) == v for k, v in fields.items()) else None
+        return current if all(at(current, k) == v for k, v in fields.items()) else None
 
     return wait_until(what, probe, timeout=90, interval=0.2)
 
 
 def test_canary_20_pause_50_pause_promote_with_the_service_router(
-    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
     stable = deploy_stable(kube, namespace, manifest())
     new = manifest(IMAGES["b"])
@@ -130,10 +136,10 @@ def test_canary_20_pause_50_pause_promote_with_the_service_router(
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         current, replicas = status(kube, namespace), spec_replicas(kube, namespace)
-        point = (current.get("canaryWeight"), replicas.get(stable, 0), replicas.get(canary, 0))
+        point = (at(current, "rollout.canary.weight"), replicas.get(stable, 0), replicas.get(canary, 0))
         if not seen or seen[-1] != point:
             seen.append(point)
-        if current.get("currentStep") == 3 and point == (50, 2, 2):
+        if at(current, "rollout.canary.step") == 3 and point == (50, 2, 2):
             break
         time.sleep(0.2)
     assert (20, 3, 1) in seen and (50, 2, 2) in seen, seen
@@ -141,7 +147,7 @@ def test_canary_20_pause_50_pause_promote_with_the_service_router(
     assert max(w or 0 for w, _, _ in seen) == 50
 
     current = status(kube, namespace)
-    assert (current["phase"], current["canaryRevision"], current["stableRevision"]) == (
+    assert (current["phase"], at(current, "rollout.canary.revision"), current["stableRevision"]) == (
         "Paused",
         canary,
         stable,
@@ -149,7 +155,7 @@ def test_canary_20_pause_50_pause_promote_with_the_service_router(
     paused = next(c for c in current["conditions"] if c["type"] == "Paused")
     assert paused["reason"] == "CanaryPauseStep"
     time.sleep(3)  # pause{} holds
-    assert status(kube, namespace)["currentStep"] == 3
+    assert at(status(kube, namespace), "rollout.canary.step") == 3
     wait_until("2 canary pods", lambda: len(pod_uids(kube, namespace, canary)) == 2)
     canary_pods = pod_uids(kube, namespace, canary)
 
@@ -170,16 +176,16 @@ def test_canary_20_pause_50_pause_promote_with_the_service_router(
 
 
 def test_abort_pause_retry_resume_and_promote_full_with_the_plugin(
-    kube: Kube, namespace: str, operator: Operator, cluster: ExistingCluster
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
     stable = deploy_stable(kube, namespace, manifest())
     canary = revision(manifest(IMAGES["b"]))
     set_image(kube, namespace, IMAGES["b"])
-    until_status(kube, namespace, "the canary at 20%", canaryRevision=canary, canaryWeight=20)
+    until_status(kube, namespace, "the canary at 20%", **{REVISION: canary, WEIGHT: 20})
 
     assert "aborted" in plugin(cluster, "abort", NAME, "-n", namespace)
-    aborted = until_status(kube, namespace, "phase Degraded", phase="Degraded", abortedRevision=canary)
-    assert "canaryRevision" not in aborted
+    aborted = until_status(kube, namespace, "phase Degraded", phase="Degraded", **{ABORTED: canary})
+    assert "canary" not in aborted["rollout"]
     assert next(c for c in aborted["conditions"] if c["type"] == "Progressing")["reason"] == "Aborted"
     wait_until("canary at 0, stable at 4", lambda: spec_replicas(kube, namespace) == {stable: 4, canary: 0})
     wait_for_event(kube, namespace, "Aborted")
@@ -187,12 +193,12 @@ def test_abort_pause_retry_resume_and_promote_full_with_the_plugin(
     # Paused before the retry: the restarted rollout holds at step 0, weight 0.
     plugin(cluster, "pause", NAME, "-n", namespace)
     plugin(cluster, "retry", NAME, "-n", namespace)
-    held = until_status(kube, namespace, "the retried canary, paused", canaryRevision=canary, phase="Paused")
+    held = until_status(kube, namespace, "the retried canary, paused", phase="Paused", **{REVISION: canary})
     assert next(c for c in held["conditions"] if c["type"] == "Paused")["reason"] == "PausedBySpec"
     time.sleep(4)  # nothing moves while paused
-    assert (status(kube, namespace)["canaryWeight"], status(kube, namespace)["currentStep"]) == (0, 0)
+    assert (at(status(kube, namespace), WEIGHT), at(status(kube, namespace), STEP)) == (0, 0)
     plugin(cluster, "resume", NAME, "-n", namespace)
-    until_status(kube, namespace, "the canary at 50% after resume", canaryWeight=50, currentStep=3)
+    until_status(kube, namespace, "the canary at 50% after resume", **{WEIGHT: 50, STEP: 3})
 
     view = plugin(cluster, "status", NAME, "-n", namespace)
     assert f"Canary:     {canary}" in view and "Step:       4/4" in view and "50% canary" in view
@@ -204,19 +210,19 @@ def test_abort_pause_retry_resume_and_promote_full_with_the_plugin(
 
 
 def test_new_digest_mid_rollout_restarts_and_revert_rolls_back(
-    kube: Kube, namespace: str, operator: Operator
+    kube: Storage, namespace: str, operator: Operator
 ) -> None:
     stable = deploy_stable(kube, namespace, manifest())
     first, second = revision(manifest(IMAGES["b"])), revision(manifest(IMAGES["c"]))
     set_image(kube, namespace, IMAGES["b"])
-    until_status(kube, namespace, "the first canary at 20%", canaryRevision=first, canaryWeight=20)
+    until_status(kube, namespace, "the first canary at 20%", **{REVISION: first, WEIGHT: 20})
 
     set_image(kube, namespace, IMAGES["c"])
-    restarted = until_status(kube, namespace, "the second canary", canaryRevision=second)
-    assert restarted["currentStep"] in (0, 1)
+    restarted = until_status(kube, namespace, "the second canary", **{REVISION: second})
+    assert at(restarted, STEP) in (0, 1)
     wait_until("the first canary deleted", lambda: first not in spec_replicas(kube, namespace))
     wait_for_event(kube, namespace, "CanaryReplaced")
-    until_status(kube, namespace, "the second canary at 20%", canaryRevision=second, canaryWeight=20)
+    until_status(kube, namespace, "the second canary at 20%", **{REVISION: second, WEIGHT: 20})
 
     set_image(kube, namespace, IMAGES["a"])
     until_status(kube, namespace, "rolled back", phase="RolledBack", stableRevision=stable)
@@ -225,7 +231,7 @@ def test_new_digest_mid_rollout_restarts_and_revert_rolls_back(
 
 
 def test_an_unschedulable_canary_is_aborted_at_the_progress_deadline(
-    kube: Kube, namespace: str, operator: Operator
+    kube: Storage, namespace: str, operator: Operator
 ) -> None:
     # The short deadline comes with the canary: on a busy machine the first deploy may need longer.
     stable = deploy_stable(kube, namespace, manifest())
@@ -238,8 +244,8 @@ def test_an_unschedulable_canary_is_aborted_at_the_progress_deadline(
         content_type=MERGE,
     )
     aborted = until_status(kube, namespace, "aborted at the deadline", phase="Degraded")
-    canary = aborted["abortedRevision"]
-    assert canary != stable and "canaryRevision" not in aborted
+    canary = at(aborted, ABORTED)
+    assert canary != stable and "canary" not in aborted["rollout"]
     progressing = next(c for c in aborted["conditions"] if c["type"] == "Progressing")
     assert progressing["reason"] == "ProgressDeadlineExceeded"
     wait_until("canary at 0, stable at 4", lambda: spec_replicas(kube, namespace) == {stable: 4, canary: 0})
