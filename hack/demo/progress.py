@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from demo.acts import Act
+from localworld.rollouts import at, rolling_revision
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,13 @@ def progress_line(
 
     `images` maps revision names to the image (model) names shown; the stable revision comes first.
     """
-    step = status.get("currentStep")
-    shown_step = "-" if step is None else f"{min(int(step) + 1, len(act.steps))}/{len(act.steps)}"
-    weight = int(status.get("canaryWeight") or 0)
+    canary = at(status, "rollout.canary")  # absent unless a canary is in progress
+    step = None if canary is None else int(canary.get("step") or 0)
+    shown_step = "-" if step is None else f"{min(step + 1, len(act.steps))}/{len(act.steps)}"
+    weight = int(at(status, "rollout.canary.weight", 0))
     phase = status.get("phase") or "Pending"
     head = f"{elapsed:5.0f}s  act {act.number}  step {shown_step:>5}  canary {weight:3d}%  {phase:<11}"
-    revisions = [r for r in (status.get("stableRevision"), status.get("canaryRevision")) if r]
+    revisions = [r for r in (status.get("stableRevision"), rolling_revision(status)) if r]
     revisions += sorted(r for r in stats if r not in revisions and (stats[r].rate or 0) > 0)
     columns = [_revision(images.get(r, r), stats.get(r)) for r in revisions]
     return "  |  ".join([head, *columns])

@@ -24,7 +24,13 @@ from loadgen import Load
 from loadgen.mix import holdout_samples
 from localworld.catalogue import Catalogue, UnknownImage
 from localworld.prometheus import Prometheus
-from localworld.rollouts import ModelDeployments, model_deployment, model_spec
+from localworld.rollouts import (
+    ModelDeployments,
+    canary_weight,
+    model_deployment,
+    model_spec,
+    rolling_revision,
+)
 from localworld.router import Router
 from localworld.stack import start as start_stack
 
@@ -167,18 +173,18 @@ def play(
         now = time.monotonic()
         if first_canary is None and router.by_backend.get(canary, 0) > served_before:
             first_canary = now
-        if first_canary is not None and weight_zero is None and not status.get("canaryWeight"):
+        if first_canary is not None and weight_zero is None and not canary_weight(status):
             weight_zero = now
-        if now < next_line and not (status.get("phase") in TERMINAL and not status.get("canaryRevision")):
+        if now < next_line and not (status.get("phase") in TERMINAL and not rolling_revision(status)):
             continue
         next_line = now + settings.interval
         stats = live_stats(prometheus, mds.namespace)
-        revisions = [r for r in (status.get("stableRevision"), status.get("canaryRevision")) if r]
+        revisions = [r for r in (status.get("stableRevision"), rolling_revision(status)) if r]
         names = images([*revisions, *stats])
         stable_image = names.get(status.get("stableRevision") or "")
         out(progress.progress_line(time.monotonic() - started, act, status, names, stats))
         current = int(status.get("observedGeneration") or 0) >= generation
-        if current and status.get("phase") in TERMINAL and not status.get("canaryRevision"):
+        if current and status.get("phase") in TERMINAL and not rolling_revision(status):
             break
     else:
         out(f"  act {act.number} did not finish within {settings.act_timeout:.0f}s (DEMO_ACT_TIMEOUT)")
