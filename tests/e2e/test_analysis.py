@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from localworld import demomodels
-from localworld.rollouts import model_deployment
+from localworld.rollouts import at, canary_weight, model_deployment, rolling_revision
 from localworld.router import Router
 from localworld.world import LocalWorld
 
@@ -99,7 +99,7 @@ def test_each_bad_model_is_rolled_back_by_the_metric_it_breaks(
     condition = progressing(status)
     assert condition["reason"] == "AnalysisFailed", condition
     assert f"{metric} = " in condition["message"] and words in condition["message"], condition
-    assert status["stableRevision"] == v1 and not status.get("canaryRevision")
+    assert status["stableRevision"] == v1 and not rolling_revision(status)
     no_canary_traffic_after_rollback(router)
 
 
@@ -124,10 +124,14 @@ def test_prometheus_down_pauses_without_promoting_and_the_rollout_continues_when
         )
         assert paused(status)["reason"] == "AnalysisInconclusive"
         assert "unreachable" in paused(status)["message"]
-        weight = status["canaryWeight"]
+        weight = at(status, "rollout.canary.weight")
         time.sleep(6)  # two more intervals without Prometheus: nothing moves
         later = rollout.mds.status(NAME)
-        assert (later["phase"], later["canaryWeight"], later["stableRevision"]) == ("Paused", weight, v1)
+        assert (later["phase"], at(later, "rollout.canary.weight"), later["stableRevision"]) == (
+            "Paused",
+            weight,
+            v1,
+        )
     finally:
         world.prometheus.start()
     eventually(
@@ -201,7 +205,7 @@ def test_blue_green_with_a_failing_pre_promotion_analysis_never_switches(rollout
     weights = []
     deadline = time.monotonic() + 120
     while (status := rollout.mds.status(NAME)).get("phase") != "Degraded" and time.monotonic() < deadline:
-        weights.append(status.get("canaryWeight") or 0)
+        weights.append(canary_weight(status))  # 100 once switched
         time.sleep(0.3)
     assert progressing(status)["reason"] == "AnalysisFailed", status
     assert status["stableRevision"] == v1 and set(weights) <= {0}
@@ -215,7 +219,7 @@ def test_blue_green_with_a_failing_post_promotion_analysis_switches_back(rollout
     rollout.set_image(NAME, "v3-bad-errors")
     eventually(
         "the switch to the new revision",
-        lambda: rollout.mds.status(NAME).get("canaryWeight") == 100,
+        lambda: canary_weight(rollout.mds.status(NAME)) == 100,
         timeout=90,
     )
     status = rollout.mds.wait_phase(NAME, "Degraded", timeout=90)

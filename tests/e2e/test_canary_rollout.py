@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from localworld.prometheus import Prometheus
-from localworld.rollouts import OperatorProcess
+from localworld.rollouts import OperatorProcess, canary_weight, rolling_revision
 
 from .conftest import Rollout
 from .helpers import eventually
@@ -56,13 +56,13 @@ def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
         status = rollout.mds.status(NAME)
-        samples.append((int(status.get("canaryWeight") or 0), Counter(router.by_backend)))
+        samples.append((canary_weight(status), Counter(router.by_backend)))
         if status.get("phase") == "Healthy" and status.get("stableRevision") != v1:
             break
         time.sleep(0.5)
     final = rollout.mds.wait_phase(NAME, "Healthy", timeout=5)
     v2 = final["stableRevision"]
-    assert v2 != v1 and not final.get("canaryRevision")
+    assert v2 != v1 and not rolling_revision(final)
 
     shares = shares_by_weight(samples)
     assert 20 in shares and 50 in shares, shares
