@@ -764,9 +764,17 @@ class AbortedRollout(_Model):
     scale_down_at: datetime | None = Field(default=None, description="When its pods are scaled to 0.")
 
 
+class RolledBackRollout(_Model):
+    """A rollout the spec took back mid-way (its image reverted to the stable one); remembered
+    until the next rollout, so the phase stays RolledBack while stable scales back up."""
+
+    revision: RevisionName = Field(description="The revision whose rollout was taken back.")
+
+
 _ONE_ROLLOUT = Rule(
-    "[has(self.canary), has(self.blueGreen), has(self.aborted)].filter(x, x).size() <= 1",
-    "status.rollout holds at most one of canary, blueGreen and aborted",
+    "[has(self.canary), has(self.blueGreen), has(self.aborted), has(self.rolledBack)]"
+    ".filter(x, x).size() <= 1",
+    "status.rollout holds at most one of canary, blueGreen, aborted and rolledBack",
 )
 
 
@@ -777,11 +785,12 @@ class Rollout(_Model):
     canary: CanaryRollout | None = None
     blue_green: BlueGreenRollout | None = None
     aborted: AbortedRollout | None = None
+    rolled_back: RolledBackRollout | None = None
 
     @property
     def revision(self) -> str | None:
-        """The revision being rolled out (or aborted), whatever the shape."""
-        state = self.canary or self.blue_green or self.aborted
+        """The revision being rolled out (or aborted, or rolled back), whatever the shape."""
+        state = self.canary or self.blue_green or self.aborted or self.rolled_back
         return state.revision if state is not None else None
 
 
@@ -840,6 +849,10 @@ class ModelDeploymentStatus(_Model):
     @property
     def aborted(self) -> AbortedRollout | None:
         return self.rollout.aborted if self.rollout else None
+
+    @property
+    def rolled_back(self) -> RolledBackRollout | None:
+        return self.rollout.rolled_back if self.rollout else None
 
     @property
     def rolling(self) -> str | None:

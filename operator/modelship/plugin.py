@@ -143,6 +143,10 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
         lines.append(
             f"Aborted:    {status.aborted.revision} ({why}`kubectl modelship retry` starts it again)"
         )
+    if status.rolled_back is not None:
+        lines.append(
+            f"Rolled back: {status.rolled_back.revision} (the spec went back to the stable revision)"
+        )
     if status.scale_down_revision and status.scale_down_at:
         lines.append(f"Old:        {status.scale_down_revision} (deleted at {_stamp(status.scale_down_at)})")
     lines.append("Conditions:")

@@ -122,8 +122,21 @@ class World:
         )
 
     def reconcile(self, s: api.ModelDeploymentSpec) -> engine.Decision:
+        """One pass, as the shell runs it: a pass that changed the route's weights is followed at
+        once by another that reads them back, as the Reconciler does. Returns what both decided:
+        the last status, every write and event."""
+        before = self.route
         decision = self.decide(s)
         self.apply(decision)
+        if decision.route is not None and self.route != before:
+            first, decision = decision, self.decide(s)
+            self.apply(decision)
+            decision = dataclasses.replace(
+                decision,
+                writes=first.writes + decision.writes,
+                events=first.events + decision.events,
+                rolled_back=first.rolled_back or decision.rolled_back,
+            )
         self.tick()
         return decision
 

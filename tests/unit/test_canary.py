@@ -224,7 +224,7 @@ def test_reverting_the_image_mid_rollout_is_an_immediate_rollback() -> None:
     world.settle()
     decision = world.reconcile(old)
     assert decision.status.phase == "RolledBack"
-    assert decision.status.rollout is None
+    assert decision.status.rolling is None and decision.status.rolled_back is not None
     assert condition(decision.status, "Progressing").reason == "RolledBack"
     assert replicas(world) == {name_of(old): 4}
     assert "RolledBack" in [e.reason for e in world.events]

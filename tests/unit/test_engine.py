@@ -103,7 +103,8 @@ def test_replicas_edited_behind_our_back_are_reverted() -> None:
     name = target(s)
     world.deployments[name] = dataclasses.replace(world.deployments[name], spec_replicas=7, generation=9)
     decision = world.decide(s)
-    assert decision.apply[0]["spec"]["replicas"] == 2
+    deployment = next(m for m in decision.apply if m["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
 
 
 def test_an_unproven_first_revision_is_replaced_when_the_spec_changes() -> None:

@@ -174,17 +174,21 @@ def test_a_weight_step_holds_until_the_route_shows_it_and_says_which_backend_has
 
 
 def test_a_pause_starts_when_its_weight_is_verified_not_when_it_was_asked_for() -> None:
-    world, s = stable({"canary": {"steps": [{"setWeight": 20}, {"pause": {"duration": "60s"}}]}})
-    s = md({"canary": {"steps": [{"setWeight": 20}, {"pause": {"duration": "60s"}}]}}, image=1)
+    strategy = {"canary": {"steps": [{"setWeight": 20}, {"pause": {"duration": "60s"}}]}}
+    world, s = stable(strategy)
+    s = md(strategy, image=1)
     world.route_stuck = True
     run(world, s, 3)
+    canary = world.status.canary
+    assert canary is not None and (canary.step, canary.weight, canary.pause_start_time) == (0, 20, None)
+    asked_by = world.now  # the weight was asked for before now, and the route did not show it
+    world.tick(30)
     world.route_stuck = False
     verified_at = world.now
-    world.reconcile(s)  # writes the weight again; the route now shows it
-    world.reconcile(s)  # verified: the pause begins
+    world.reconcile(s)  # writes the weight again and reads it back: verified, the pause begins
     canary = world.status.canary
-    assert canary is not None and canary.step == 1 and canary.pause_start_time is not None
-    assert canary.pause_start_time > verified_at
+    assert canary is not None and canary.step == 1
+    assert canary.pause_start_time == verified_at and canary.pause_start_time > asked_by
 
 
 def test_a_status_written_by_0_1_is_converted_on_first_read() -> None:
@@ -273,7 +277,7 @@ def one_shape(status: api.ModelDeploymentStatus, s: api.ModelDeploymentSpec) -> 
     rollout = status.rollout
     if rollout is None:
         return
-    shapes = [x for x in (rollout.canary, rollout.blue_green, rollout.aborted) if x is not None]
+    shapes = [x for x in (rollout.canary, rollout.blue_green, rollout.aborted, rollout.rolled_back) if x]
     assert len(shapes) == 1
     if s.strategy.canary is not None:
         assert rollout.blue_green is None

@@ -48,7 +48,8 @@ def patch_for(
         return Patch("status", {"rollout": None})
     if verb == "undo":
         # Mid-rollout (or after an abort) back to stable; otherwise back to the revision before it.
-        back_to = status.stable_template if status.rollout is not None else status.previous_template
+        rolling = status.rolling is not None or status.aborted is not None
+        back_to = status.stable_template if rolling else status.previous_template
         if back_to is None:
             raise NotApplicable("nothing to undo: no rollout in progress and no previous stable revision")
         template = api.dump(back_to)

@@ -74,11 +74,8 @@ def read_weights(obj: dict[str, Any], owner_name: str) -> dict[str, int] | None:
     return {ref["name"]: ref.get("weight", 1) for ref in refs if ref.get("kind", "Service") == "Service"}
 
 
-def traffic_condition(
-    route_name: str, wanted: dict[str, int], read: dict[str, int] | None, writing: bool = False
-) -> ConditionValue:
-    """`TrafficRouted` from what the route showed; `writing`: this pass writes new weights, so the
-    route cannot show them yet."""
+def traffic_condition(route_name: str, wanted: dict[str, int], read: dict[str, int] | None) -> ConditionValue:
+    """`TrafficRouted` from what the route showed when the pass began."""
     if read is None:
         return (
             "False",
@@ -86,9 +83,6 @@ def traffic_condition(
             f"HTTPRoute {route_name} has no rule with a backendRef to {', '.join(wanted)}",
         )
     if read != wanted:
-        if writing:
-            message = f"HTTPRoute {route_name}: setting {shown(wanted)} (it routes {shown(read)})"
-            return ("False", "WeightsPending", message)
         message = f"HTTPRoute {route_name} routes {shown(read)}; modelship asked for {shown(wanted)}"
         return ("False", "WeightMismatch", message)
     return ("True", "WeightsSet", f"HTTPRoute {route_name}: {shown(read)}")

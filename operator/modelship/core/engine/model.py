@@ -162,7 +162,7 @@ class Outcome:
     scale_down_at: datetime | None = None
     paused: tuple[str, str] | None = None  # (reason, message)
     promoted: bool = False
-    rolled_back: bool = False
+    rolled_back: str | None = None  # the revision a spec revert took back (phase RolledBack)
     promote_waiting: bool = False
     previous_template: api.RevisionTemplate | None = None
     waiting: str | None = None  # why the rollout is not moving on yet (a gate still deciding)

@@ -82,15 +82,16 @@ def _carried(ctx: Context) -> Outcome:
 
 def _back_to_stable(ctx: Context, out: Outcome) -> Outcome:
     """The spec asks for the stable revision: steady, or (mid-rollout) an immediate rollback."""
-    # A rollback is remembered by the phase until the next rollout or promotion.
-    out = out.but(aborted=None, rolled_back=ctx.status.phase == "RolledBack")
+    # A rollback is remembered (status.rollout.rolledBack) until the next rollout.
+    remembered = ctx.status.rolled_back
+    out = out.but(aborted=None, rolled_back=remembered.revision if remembered else None)
     rolling = ctx.status.rolling
     if rolling is None:
         return out
     message = (
         f"spec reverted to the stable revision {out.stable}: canary {rolling} removed, all traffic to stable"
     )
-    return out.but(rolled_back=True).said(Event("Warning", "RolledBack", message))
+    return out.but(rolled_back=rolling).said(Event("Warning", "RolledBack", message))
 
 
 def _rolling(ctx: Context, out: Outcome) -> Outcome:

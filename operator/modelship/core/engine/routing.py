@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from modelship import api
 from modelship.core import gateway
-from modelship.core.engine.model import SWITCHED, ConditionValue, Observations
+from modelship.core.engine.model import ConditionValue, Observations
 
 
 def verified(observations: Observations, weight: int) -> bool:
@@ -34,24 +34,21 @@ def waiting(observations: Observations, weight: int) -> str:
     return f"waiting for HTTPRoute {seen.route} to route {gateway.shown(asked)} (it routes {routes})"
 
 
-def asked(status: api.ModelDeploymentStatus) -> int:
-    """The canary weight the previous pass wrote to the route."""
-    if status.canary is not None:
-        return status.canary.weight
-    return 100 if status.blue_green is not None and status.blue_green.phase in SWITCHED else 0
-
-
 def condition(
-    spec: api.ModelDeploymentSpec, observations: Observations, weight: int, writing: bool
+    spec: api.ModelDeploymentSpec, observations: Observations, weight: int
 ) -> ConditionValue | None:
-    """`TrafficRouted` for the weight this pass routes; None without a route to read."""
+    """`TrafficRouted`: does the route show the weight this pass routes? None without a route to read."""
     seen = observations.route
     if seen is None:
         return None
     if not seen.exists:
         if not spec.traffic.parent_refs:
             return gateway.MISSING
-        return ("False", "WeightsPending", f"creating HTTPRoute {seen.route}")
+        return (
+            "False",
+            "HTTPRouteMissing",
+            f"HTTPRoute {seen.route} does not exist yet; modelship creates it",
+        )
     wanted = gateway.weights(observations.owner.name, weight)
     read = dict(seen.weights) if seen.weights is not None else None
-    return gateway.traffic_condition(seen.route, wanted, read, writing)
+    return gateway.traffic_condition(seen.route, wanted, read)

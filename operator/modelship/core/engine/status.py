@@ -78,7 +78,7 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         {"Available": _available(health, observed, out.stable, counts), "Progressing": progressing}
         | ({"Paused": paused} if out.mode == "rolling" or has(status, "Paused") else {})
         | device_conditions(spec, status, out, on_cpu, observations)
-        | _traffic(spec, status, out, observations),
+        | _traffic(spec, out, observations),
     )
     stable_selector = manifests.revision_selector(owner, out.stable)
     canary_selector = manifests.revision_selector(owner, out.canary) if out.canary else stable_selector
@@ -130,10 +130,9 @@ def _routes(spec: api.ModelDeploymentSpec) -> bool:
 
 
 def _traffic(
-    spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, out: Outcome, observations: Observations
+    spec: api.ModelDeploymentSpec, out: Outcome, observations: Observations
 ) -> dict[str, ConditionValue]:
-    weight = out.weight or 0
-    routed = routing.condition(spec, observations, weight, writing=weight != routing.asked(status))
+    routed = routing.condition(spec, observations, out.weight or 0)
     return {"TrafficRouted": routed} if routed is not None else {}
 
 
@@ -147,6 +146,8 @@ def _rollout(out: Outcome) -> api.Rollout | None:
             scale_down_at=out.abort_scale_down_at,
         )
         return api.Rollout(aborted=aborted)
+    if out.mode == "steady" and out.rolled_back is not None:
+        return api.Rollout(rolled_back=api.RolledBackRollout(revision=out.rolled_back))
     if out.mode != "rolling" or out.canary is None:
         return None
     if out.phase is not None:
