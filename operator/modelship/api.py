@@ -711,6 +711,7 @@ class RevisionTemplate(_Model):
 
 RevisionName = Annotated[str, Field(max_length=63)]
 BlueGreenPhase = Literal["Preview", "Promoted", "Switched", "Accepted"]
+SWITCHED: tuple[BlueGreenPhase, ...] = ("Switched", "Accepted")  # `<name>` serves the new colour
 
 
 class CanaryRollout(_Model):
@@ -849,6 +850,15 @@ class ModelDeploymentStatus(_Model):
     @property
     def aborted(self) -> AbortedRollout | None:
         return self.rollout.aborted if self.rollout else None
+
+    @property
+    def new_revision_weight(self) -> int:
+        """Percent of traffic the rollout's new revision gets: a canary's weight, 100 once a
+        blue/green rollout switched, else 0."""
+        if self.canary is not None:
+            return self.canary.weight
+        switched = self.blue_green is not None and self.blue_green.phase in SWITCHED
+        return 100 if switched else 0
 
     @property
     def rolled_back(self) -> RolledBackRollout | None:

@@ -98,7 +98,7 @@ def record_status(namespace: str, name: str, status: api.ModelDeploymentStatus) 
     with _lock:
         _phases[(namespace, name)] = status.phase or "Pending"
         _refresh_phases()
-    CANARY_WEIGHT.labels(namespace, name).set(status.canary.weight if status.canary else 0)
+    CANARY_WEIGHT.labels(namespace, name).set(status.new_revision_weight)
 
 
 def forget(namespace: str, name: str) -> None:

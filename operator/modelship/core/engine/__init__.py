@@ -73,7 +73,6 @@ from modelship.core import gates, revisions
 from modelship.core.analysis import runs
 from modelship.core.engine import rollout
 from modelship.core.engine.model import (
-    SWITCHED,
     Apply,
     Context,
     Decision,
@@ -123,11 +122,8 @@ def wants(
         and runs.due(r, spec.analysis, now)
     )
     canary = status.rolling
-    serving = (status.canary is not None and status.canary.weight > 0) or (
-        status.blue_green is not None and status.blue_green.phase in SWITCHED
-    )
     smoke = None
-    if spec.smoke_test is not None and canary is not None and not serving:
+    if spec.smoke_test is not None and canary is not None and not status.new_revision_weight:
         observed = observations.deployments.get(canary)
         fresh = gates.smoke_result(canary, status.smoke_test) is None
         if fresh and observed is not None and current(observed) and observed.available_replicas >= 1:

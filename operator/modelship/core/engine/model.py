@@ -120,7 +120,7 @@ class Decision:
 
 Mode = Literal["first", "steady", "rolling", "aborted"]  # "rolling": a canary or blue/green in progress
 
-SWITCHED: tuple[api.BlueGreenPhase, ...] = ("Switched", "Accepted")  # `<name>` serves the new colour
+SWITCHED = api.SWITCHED
 
 
 @dataclass(frozen=True)
