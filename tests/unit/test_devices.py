@@ -14,6 +14,8 @@ from modelship.core.analysis.verdicts import RawMeasurement
 
 from .enginesim import OWNER, World, command, spec
 
+pytestmark = pytest.mark.unit
+
 RES = "squat.ai/coral"
 
 
