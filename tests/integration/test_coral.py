@@ -18,7 +18,7 @@ import pytest
 from devcluster.nodes import FakeNode
 from localworld.rollouts import at
 from modelship import api
-from modelship.kube.storage import Storage
+from modelship.kube.storage import MERGE, Storage
 
 from .mdhelpers import (
     Operator,
@@ -38,7 +38,6 @@ __all__ = ["crd_installed", "kube", "operator"]
 pytestmark = pytest.mark.integration
 
 NAME = "edge-classifier"
-MERGE = "application/merge-patch+json"
 IMAGES = {c: "registry.example/modelship/edge-classifier@sha256:" + c * 64 for c in "ab"}
 DEFAULT_TAINT = {"key": api.CORAL_TAINT_KEY, "value": api.CORAL_LABEL_VALUE, "effect": "NoSchedule"}
 NFD_BOOT, NFD_RUNTIME = api.NFD_USB_LABELS

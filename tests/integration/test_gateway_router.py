@@ -10,6 +10,7 @@ import pytest
 
 from devcluster.cluster import ExistingCluster
 from localworld.rollouts import at
+from modelship.kube import storage
 from modelship.kube.storage import Storage
 
 from .mdhelpers import Operator, crd_installed, kube, operator, wait_until
@@ -32,7 +33,7 @@ ROUTE = "fraud-route"
 
 
 def route_path(namespace: str, name: str = ROUTE) -> str:
-    return f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes/{name}"
+    return storage.route_path(namespace, name)
 
 
 def weights(kube: Storage, namespace: str, rule: int = 0) -> tuple[int, int] | None:
@@ -97,10 +98,9 @@ def test_in_an_existing_route_only_the_managed_rule_changes(
         "matches": [{"path": {"type": "PathPrefix", "value": "/other"}}],
         "backendRefs": [{"name": "other-service", "port": 8080}],
     }
-    kube.request(
-        "POST",
-        f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes",
-        body={
+    kube.create(
+        storage.route_path(namespace),
+        {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
             "metadata": {"name": ROUTE},
@@ -132,10 +132,9 @@ def test_in_an_existing_route_only_the_managed_rule_changes(
 def test_a_route_without_our_rule_is_reported_not_touched(
     kube: Storage, namespace: str, operator: Operator
 ) -> None:
-    kube.request(
-        "POST",
-        f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes",
-        body={
+    kube.create(
+        storage.route_path(namespace),
+        {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
             "metadata": {"name": ROUTE},

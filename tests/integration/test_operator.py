@@ -146,7 +146,7 @@ def test_deleted_or_edited_children_are_restored(kube: Storage, namespace: str, 
     )
     wait_until("phase Healthy again", lambda: healthy(kube, namespace), timeout=90)
 
-    kube.request("PATCH", path, body={"spec": {"replicas": 5}}, content_type="application/merge-patch+json")
+    kube.merge(path, {"spec": {"replicas": 5}}, "modelship-tests")
     wait_until("replicas reverted to the spec's 2", lambda: (kube.get(path) or {})["spec"]["replicas"] == 2)
 
     svc_path = f"/api/v1/namespaces/{namespace}/services/{NAME}-stable"
@@ -160,7 +160,6 @@ def test_replicas_scale_in_place_and_a_new_image_starts_a_canary_beside_stable(
 ) -> None:
     _, revision = deploy_basic(kube, namespace)
     path = md_path(namespace, NAME)
-    merge = "application/merge-patch+json"
 
     cluster.kubectl(
         "scale", "-n", namespace, f"modeldeployment/{NAME}", "--replicas=3"
@@ -174,7 +173,7 @@ def test_replicas_scale_in_place_and_a_new_image_starts_a_canary_beside_stable(
     assert [d["metadata"]["name"] for d in deployments(kube, namespace)] == [revision]
 
     new_image = "registry.example/modelship/fraud-detector@sha256:" + "e" * 64
-    kube.request("PATCH", path, body={"spec": {"image": new_image}}, content_type=merge)
+    kube.merge(path, {"spec": {"image": new_image}}, "modelship-tests")
     status = wait_until(
         "a canary revision",
         lambda: md(kube, namespace)["status"] if rolling_revision(md(kube, namespace)["status"]) else None,

@@ -19,6 +19,7 @@ import pytest
 
 from devcluster.cluster import ExistingCluster
 from localworld.rollouts import at
+from modelship.kube import storage
 from modelship.kube.storage import Storage
 
 from .mdhelpers import (
@@ -38,7 +39,6 @@ __all__ = ["crd_installed", "kube", "operator"]
 pytestmark = pytest.mark.integration
 
 NAME = "fraud-detector"
-MERGE = "application/merge-patch+json"
 IMAGES = {c: "registry.example/modelship/fraud-detector@sha256:" + c * 64 for c in "abcd"}
 # Where a canary's fields live in the status.
 REVISION, STEP, WEIGHT = "rollout.canary.revision", "rollout.canary.step", "rollout.canary.weight"
@@ -66,27 +66,17 @@ def status(kube: Storage, namespace: str) -> dict[str, Any]:
 
 
 def spec_replicas(kube: Storage, namespace: str) -> dict[str, int]:
-    items = kube.request(
-        "GET",
-        f"/apis/apps/v1/namespaces/{namespace}/deployments",
-        query={"labelSelector": "modelship.io/model"},
-    )["items"]
+    items = kube.items(storage.deployments_path(namespace), labelSelector="modelship.io/model")
     return {d["metadata"]["name"]: d["spec"]["replicas"] for d in items}
 
 
 def pod_uids(kube: Storage, namespace: str, rev: str) -> set[str]:
-    pods = kube.request(
-        "GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": f"modelship.io/revision={rev}"}
-    )["items"]
+    pods = kube.items(storage.pods_path(namespace), labelSelector=f"modelship.io/revision={rev}")
     return {p["metadata"]["uid"] for p in pods if not p["metadata"].get("deletionTimestamp")}
 
 
 def event_reasons(kube: Storage, namespace: str) -> list[str]:
-    items = kube.request(
-        "GET",
-        f"/api/v1/namespaces/{namespace}/events",
-        query={"fieldSelector": f"involvedObject.name={NAME}"},
-    )["items"]
+    items = kube.items(storage.events_path(namespace), fieldSelector=f"involvedObject.name={NAME}")
     return [e["reason"] for e in items]
 
 
@@ -96,7 +86,7 @@ def wait_for_event(kube: Storage, namespace: str, reason: str) -> None:
 
 
 def set_image(kube: Storage, namespace: str, image: str) -> None:
-    kube.request("PATCH", md_path(namespace, NAME), body={"spec": {"image": image}}, content_type=MERGE)
+    kube.merge(md_path(namespace, NAME), {"spec": {"image": image}}, "modelship-tests")
 
 
 def plugin(cluster: ExistingCluster, *args: str) -> str:
@@ -235,14 +225,9 @@ def test_an_unschedulable_canary_is_aborted_at_the_progress_deadline(
 ) -> None:
     # The short deadline comes with the canary: on a busy machine the first deploy may need longer.
     stable = deploy_stable(kube, namespace, manifest())
-    kube.request(
-        "PATCH",
-        md_path(namespace, NAME),
-        body={
-            "spec": {"progressDeadline": "15s", "resources": {"limits": {"example.com/no-such-device": 1}}}
-        },
-        content_type=MERGE,
-    )
+    limits = {"example.com/no-such-device": 1}
+    spec = {"progressDeadline": "15s", "resources": {"limits": limits}}
+    kube.merge(md_path(namespace, NAME), {"spec": spec}, "modelship-tests")
     aborted = until_status(kube, namespace, "aborted at the deadline", phase="Degraded")
     canary = at(aborted, ABORTED)
     assert canary != stable and "canary" not in aborted["rollout"]

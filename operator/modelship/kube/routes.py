@@ -13,6 +13,7 @@ from typing import Any
 from modelship import api
 from modelship.core import engine, gateway
 from modelship.core.manifests import Owner
+from modelship.kube.observe import owned_by
 from modelship.kube.storage import Conflict, Invalid, Storage, route_path
 
 
@@ -39,10 +40,6 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
     return Read(engine.RouteObservation(route=name, weights=weights or None, exists=obj is not None), obj)
 
 
-def owned(obj: dict[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences", []))
-
-
 def write(
     storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec, weights: Mapping[str, int], seen: Read
 ) -> bool:
@@ -52,7 +49,7 @@ def write(
     wanted = dict(weights)
     current = seen.obj
     path = route_path(owner.namespace, seen.observation.route)
-    if current is None or owned(current, owner.uid):
+    if current is None or owned_by(current, owner.uid):
         parents = spec.traffic.parent_refs
         if not parents and current is not None:
             parents = [api.ParentRef.model_validate(p) for p in current["spec"].get("parentRefs") or []]
