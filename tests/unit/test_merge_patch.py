@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelship.kube.reconciler import merge_patch
+from modelship.kube.storage import merge_patch
 
 pytestmark = pytest.mark.unit
 
