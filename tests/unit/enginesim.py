@@ -122,9 +122,9 @@ class World:
         )
 
     def reconcile(self, s: api.ModelDeploymentSpec) -> engine.Decision:
-        """One pass, as the shell runs it: a pass that changed the route's weights is followed at
-        once by another that reads them back, as the Reconciler does. Returns what both decided:
-        the last status, every write and event."""
+        """One pass, as the shell runs it: a pass that changed the route's weights is followed by
+        another that reads them back (the Reconciler's ROUTE_READBACK_SECONDS; here at the same
+        `now`). Returns what both decided: the last status, every write and event."""
         before = self.route
         decision = self.decide(s)
         self.apply(decision)
