@@ -6,20 +6,9 @@ import pytest
 
 from modelship.kube.storage import merge_patch
 
+from .enginesim import merged
+
 pytestmark = pytest.mark.unit
-
-
-def apply_merge_patch(target: object, patch: object) -> object:
-    """RFC 7386, as the API server applies it."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = apply_merge_patch(out.get(key), value)
-    return out
 
 
 @pytest.mark.parametrize(
@@ -34,5 +23,5 @@ def apply_merge_patch(target: object, patch: object) -> object:
 )
 def test_merge_patch_turns_old_into_new(old: dict[str, object], new: dict[str, object]) -> None:
     patch = merge_patch(old, new)
-    assert apply_merge_patch(old, patch) == new
+    assert merged(old, patch) == new
     assert (patch == {}) == (old == new)
