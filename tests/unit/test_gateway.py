@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from modelship import api
-from modelship.core import engine, gateway
+from modelship.core import gateway
 
-from .enginesim import OWNER, T0
+from .enginesim import OWNER
 
 pytestmark = pytest.mark.unit
 
@@ -62,12 +62,3 @@ def test_traffic_condition_reports_a_mismatch_a_missing_rule_and_success() -> No
     mismatch = gateway.traffic_condition("shop", wanted, {"fraud-stable": 100, "fraud-canary": 0})
     assert mismatch[:2] == ("False", "WeightMismatch")
     assert gateway.traffic_condition("shop", wanted, None)[:2] == ("False", "RuleNotFound")
-
-
-def test_set_condition_adds_or_replaces_one_condition() -> None:
-    status = api.ModelDeploymentStatus()
-    once = engine.set_condition(status, "TrafficRouted", ("True", "WeightsSet", "x"), T0, 3)
-    twice = engine.set_condition(once, "TrafficRouted", ("False", "WeightMismatch", "y"), T0, 3)
-    assert [(c.type, c.reason, c.observed_generation) for c in twice.conditions or []] == [
-        ("TrafficRouted", "WeightMismatch", 3)
-    ]

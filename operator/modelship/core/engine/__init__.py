@@ -87,7 +87,7 @@ from modelship.core.engine.model import (
     Write,
     current,
 )
-from modelship.core.engine.status import finish, set_condition
+from modelship.core.engine.status import finish
 
 __all__ = [
     "Apply",
@@ -101,7 +101,6 @@ __all__ = [
     "Wants",
     "Write",
     "decide",
-    "set_condition",
     "wants",
 ]
 

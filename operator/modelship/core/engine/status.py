@@ -275,17 +275,6 @@ def _conditions(
     return out
 
 
-def set_condition(
-    status: api.ModelDeploymentStatus, type_: str, value: ConditionValue, now: datetime, generation: int
-) -> api.ModelDeploymentStatus:
-    """`status` with one condition set (for what only the shell can observe, e.g. a router's read-back)."""
-    mine = _conditions(status, generation, now, {type_: value})[0]
-    conditions = [mine if c.type == type_ else c for c in status.conditions or []]
-    if all(c.type != type_ for c in conditions):
-        conditions.append(mine)
-    return status.model_copy(update={"conditions": conditions})
-
-
 def _events(old: api.ModelDeploymentStatus, new: api.ModelDeploymentStatus) -> tuple[Event, ...]:
     events: list[Event] = []
     if new.stable_revision is not None and new.stable_revision != old.stable_revision:
