@@ -30,9 +30,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 VERSIONS_FILE = HERE / "versions.env"
 # Bump when the build recipe changes in a way that changes the output.
-RECIPE = "2"
+RECIPE = "3"
 
-KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+# kubelet and kube-proxy run the one real node (realnode.py); same build, so they share packages.
+KUBE_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "kube-proxy",
+)
 BINARIES = (*KUBE_COMMANDS, "etcd", "kwok", "helm", "kubeconform")
 
 # Stage files passed to `kwok --config`: nodes become Ready and keep a lease; pods
@@ -72,13 +80,26 @@ def cache_root() -> Path:
     return root / "devcluster"
 
 
+# The pins this build uses; others in versions.env (Traefik's) have caches of their own.
+BUILD_KEYS = (
+    "KUBERNETES_VERSION",
+    "ETCD_VERSION",
+    "KWOK_VERSION",
+    "HELM_VERSION",
+    "KUBECONFORM_VERSION",
+    "GATEWAY_API_VERSION",
+    "PROMETHEUS_OPERATOR_VERSION",
+)
+
+
 def cache_dir(versions: dict[str, str] | None = None) -> Path:
     versions = versions or load_versions()
+    pins = {k: versions[k] for k in BUILD_KEYS}
     key = "-".join(
         [
             "k8s" + versions["KUBERNETES_VERSION"],
             "etcd" + versions["ETCD_VERSION"],
-            hashlib.sha256(json.dumps([versions, RECIPE], sort_keys=True).encode()).hexdigest()[:10],
+            hashlib.sha256(json.dumps([pins, RECIPE], sort_keys=True).encode()).hexdigest()[:10],
         ]
     )
     return cache_root() / key

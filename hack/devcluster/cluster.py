@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -29,7 +28,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from devcluster import build, nodes, pki, stages
+from devcluster import build, nodeconfig, nodes, pki
+from devcluster.net import free_port
+from devcluster.realnode import RealNode
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
@@ -44,12 +45,6 @@ class ClusterError(RuntimeError):
 
 class KubectlError(RuntimeError):
     """A kubectl command failed; the message carries its stderr."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def terminate(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
@@ -136,6 +131,9 @@ class LocalCluster(ExistingCluster):
     fake_nodes: Sequence[nodes.FakeNode] = field(default_factory=nodes.default_nodes)
     artifacts: Path = field(default_factory=lambda: build.cache_dir())
     keep_state: bool = False
+    # One real node (containerd, kubelet, kube-proxy) beside the fake ones; one per machine.
+    real_node: bool = False
+    node: RealNode | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -157,8 +155,13 @@ class LocalCluster(ExistingCluster):
         return self.state_dir / "logs"
 
     @property
+    def address(self) -> str:
+        """Where the API server listens: the node address when pods must reach it too."""
+        return nodeconfig.NODE_IP if self.real_node else "127.0.0.1"
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.address}:{self.ports['apiserver']}"
 
     def __enter__(self) -> LocalCluster:
         self.start()
@@ -178,12 +181,23 @@ class LocalCluster(ExistingCluster):
             path = self.kubeconfig if stem == "admin" else self.state_dir / f"{stem}.kubeconfig"
             write_kubeconfig(path, self.server, keys.ca, keys.cert(stem), keys.key(stem), stem)
         try:
+            if self.real_node:
+                self.node = RealNode(
+                    bin_dir=self.bin_dir,
+                    root=self.state_dir / "node",
+                    kubeconfigs={s: self.state_dir / f"{s}.kubeconfig" for s in ("node", "kube-proxy")},
+                    client_ca=keys.ca,
+                    kubectl=self.kubectl,
+                )
+                self.node.prepare()
             self._start_etcd()
             self._start_apiserver(keys)
             self._start_controllers(keys)
             self._create_nodes()
             self._install_gateway_api()
             self._wait_ready()
+            if self.node is not None:
+                self.node.start()
         except Exception as err:
             self.stop(keep=True)
             raise ClusterError(f"{err}\n{self.describe_failure()}") from err
@@ -192,7 +206,15 @@ class LocalCluster(ExistingCluster):
         )
 
     def stop(self, keep: bool | None = None) -> None:
-        """SIGTERM every component (newest first), SIGKILL what is left after 10 s."""
+        """Stop the real node (while the API server still runs, to drain it), then SIGTERM every
+        component (newest first), SIGKILL what is left after 10 s."""
+        if self.node is not None:
+            # Nothing may replace or place the pods the drain deletes.
+            for name in ("kube-controller-manager", "kube-scheduler"):
+                if name in self.processes:
+                    terminate(self.processes.pop(name), timeout=10)
+            self.node.stop()
+            self.node = None
         for proc in reversed(list(self.processes.values())):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -269,11 +291,10 @@ class LocalCluster(ExistingCluster):
             [
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
                 f"--secure-port={self.ports['apiserver']}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={self.address}",
                 # With no default route the API server cannot pick an address by itself.
-                "--advertise-address=127.0.0.1",
-                # No kube-proxy here, and 127.0.0.1 endpoints for `kubernetes` fail validation.
-                "--endpoint-reconciler-type=none",
+                f"--advertise-address={self.address}",
+                *self._apiserver_node_args(keys),
                 f"--tls-cert-file={keys.cert('apiserver')}",
                 f"--tls-private-key-file={keys.key('apiserver')}",
                 f"--client-ca-file={keys.ca}",
@@ -281,7 +302,7 @@ class LocalCluster(ExistingCluster):
                 f"--service-account-key-file={keys.dir / 'service-account.pub'}",
                 f"--service-account-signing-key-file={keys.key('service-account')}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=RBAC",
+                f"--authorization-mode={'Node,RBAC' if self.real_node else 'RBAC'}",
                 # New nodes would get a not-ready taint that only the node-lifecycle
                 # controller removes, and that controller is off (see _start_controllers).
                 "--disable-admission-plugins=TaintNodesByCondition",
@@ -303,6 +324,21 @@ class LocalCluster(ExistingCluster):
                 return False
 
         wait_for("kube-apiserver /readyz", ready, 90)
+
+    def _apiserver_node_args(self, keys: pki.Pki) -> list[str]:
+        if not self.real_node:
+            # No kube-proxy, and 127.0.0.1 endpoints for `kubernetes` fail validation.
+            return ["--endpoint-reconciler-type=none"]
+        return [
+            # `kubernetes` gets the node address as endpoint: in-cluster clients reach it via kube-proxy.
+            "--endpoint-reconciler-type=lease",
+            # The node's name does not resolve; its InternalIP does (kubectl logs/exec).
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={keys.cert('kubelet-client')}",
+            f"--kubelet-client-key={keys.key('kubelet-client')}",
+            # Namespaces that must run for real pin their pods to the real node (see REAL_NODE_LABEL).
+            "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
+        ]
 
     def _start_controllers(self, keys: pki.Pki) -> None:
         def common(stem: str, port: int) -> list[str]:
@@ -336,7 +372,8 @@ class LocalCluster(ExistingCluster):
             ],
         )
         self._spawn("kube-scheduler", [*common("scheduler", self.ports["scheduler"]), "--v=1"])
-        stage_files = stages.write_stage_files(self.artifacts / "kwok-stages", self.state_dir / "kwok-stages")
+        # KWOK's stock stages, as cached by build.py; it manages only the fake nodes and their pods.
+        stage_files = sorted((self.artifacts / "kwok-stages").glob("*.yaml"))
         self._spawn(
             "kwok",
             [

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from devcluster.nodeconfig import NODE_IP, NODE_NAME
+
 VALIDITY = datetime.timedelta(days=30)
 
 # (file stem, common name, organization) of each client identity.
@@ -26,6 +28,11 @@ CLIENTS = (
     ("controller-manager", "system:kube-controller-manager", None),
     ("scheduler", "system:kube-scheduler", None),
     ("kwok", "modelship-kwok", "system:masters"),
+    # The real node's: the kubelet (the Node authorizer's name and group), kube-proxy (bootstrap
+    # RBAC's system:node-proxier), and the API server's client identity towards kubelets.
+    ("node", f"system:node:{NODE_NAME}", "system:nodes"),
+    ("kube-proxy", "system:kube-proxy", None),
+    ("kubelet-client", "modelship-apiserver-kubelet-client", "system:masters"),
 )
 
 
@@ -125,7 +132,7 @@ def generate(directory: Path, service_ip: str) -> Pki:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ),
-        server_ips=("127.0.0.1", service_ip),
+        server_ips=("127.0.0.1", service_ip, NODE_IP),
     )
     for stem, cn, org in CLIENTS:
         issue(stem, _name(cn, org), client=True)

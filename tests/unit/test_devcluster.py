@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from devcluster import build, nodes, pki
 from devcluster.cluster import LocalCluster, write_kubeconfig
+from devcluster.nodeconfig import NODE_IP
 
 pytestmark = pytest.mark.unit
 
@@ -66,14 +67,18 @@ def test_wrapper_gomod_requires_the_module_and_replaces_staging() -> None:
     assert "godebug default=go1.26\n" in text
 
 
-def test_cache_dir_is_keyed_by_every_pinned_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cache_dir_is_keyed_by_every_pinned_version_it_builds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MODELSHIP_CACHE", str(tmp_path))
     versions = build.load_versions()
     base = build.cache_dir(versions)
     assert base.is_relative_to(tmp_path)
-    for key in versions:
+    for key in build.BUILD_KEYS:
         bumped = {**versions, key: versions[key] + "-next"}
         assert build.cache_dir(bumped) != base, key
+    # Traefik has a cache of its own: a new Traefik does not rebuild Kubernetes.
+    assert build.cache_dir({**versions, "TRAEFIK_VERSION": "v9"}) == base
 
 
 def test_versions_file_pins_every_component() -> None:
@@ -86,6 +91,7 @@ def test_versions_file_pins_every_component() -> None:
         "KUBECONFORM_VERSION",
         "GATEWAY_API_VERSION",
         "PROMETHEUS_OPERATOR_VERSION",
+        "TRAEFIK_VERSION",
     }
     assert all(v.startswith("v") for v in versions.values())
 
@@ -155,7 +161,11 @@ def test_pki_issues_certificates_signed_by_the_ca_with_the_right_names(tmp_path:
     serving.verify_directly_issued_by(ca)
     sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
-    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "10.96.0.1"}
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {
+        "127.0.0.1",
+        "10.96.0.1",
+        NODE_IP,  # pods reach the API server at the real node's address
+    }
     admin = x509.load_pem_x509_certificate(keys.cert("admin").read_bytes())
     admin.verify_directly_issued_by(ca)
     orgs = admin.subject.get_attributes_for_oid(x509.oid.NameOID.ORGANIZATION_NAME)

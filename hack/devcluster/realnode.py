@@ -1,0 +1,302 @@
+"""One real node in the local cluster: containerd, the kubelet, CNI and kube-proxy.
+
+It runs pods of real images (imported from podman's storage into containerd; nothing is ever
+pulled) beside the KWOK nodes, which stay for scheduling and scale tests. Every process is
+started and stopped by its id, with its log under the node's state directory.
+
+The kubelet writes fixed host paths whatever its root dir, so only one real node runs on a
+machine (`hostchanges.claim_node`). Stopping the node leaves the machine as it was: pods are
+deleted through the API server so the kubelet tears down their sandboxes, kube-proxy removes
+its iptables rules (`--cleanup`), leftover shims, network namespaces, the bridge, mounts and
+containerd's state are removed, and the sysctls the kubelet changed are restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from devcluster import hostchanges, images
+from devcluster.net import free_port
+from devcluster.nodeconfig import (
+    BRIDGE,
+    NODE_IP,
+    NODE_NAME,
+    Layout,
+    cni_conflist,
+    containerd_config,
+    dump_json,
+    kube_proxy_args,
+    kubelet_args,
+    kubelet_config,
+)
+
+COMPONENTS = ("containerd", "kubelet", "kube-proxy")
+Kubectl = Callable[..., str]
+
+
+class NodeError(RuntimeError):
+    """The real node could not start; the message names the step and where the logs are."""
+
+
+def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, check=check)
+
+
+def add_node_ip() -> None:
+    if NODE_IP not in _sh("ip", "-4", "-o", "addr", "show", "dev", "lo").stdout:
+        _sh("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root.resolve()) + "/"
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        target = line.split()[1].replace("\\040", " ")
+        if target.startswith(prefix) or target.startswith("/run/netns/cni-"):
+            found.append(target)
+    return sorted(found, key=len, reverse=True)
+
+
+def _shim_pids(socket: Path) -> list[int]:
+    """containerd-shim processes serving this node's containerd (they outlive it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def clean_host(layout: Layout) -> None:
+    """Remove what a node leaves on the machine: its shims (and their containers), mounts, network
+    namespaces, the bridge and the node address. Safe to run twice, and on a killed run's leftovers."""
+    for pid in _shim_pids(layout.containerd_socket):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+    for target in _mounts_under(layout.root):
+        _sh("umount", "-l", target, check=False)
+    for netns in Path("/run/netns").glob("cni-*") if Path("/run/netns").is_dir() else []:
+        _sh("ip", "netns", "delete", netns.name, check=False)
+    _sh("ip", "link", "delete", BRIDGE, check=False)
+    remove_kube_chains()
+    _sh("ip", "addr", "del", f"{NODE_IP}/32", "dev", "lo", check=False)
+    _remove_pod_cgroups()
+
+
+def remove_kube_chains() -> None:
+    """KUBE-* chains (the kubelet's canaries; kube-proxy's if its --cleanup did not run), with the
+    rules that jump to them, in both address families."""
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle"):
+            rules = _sh(tool, "-t", table, "-S", check=False).stdout.splitlines()
+            chains = [r.split()[1] for r in rules if r.startswith("-N KUBE-")]
+            if not chains:
+                continue
+            for rule in rules:
+                if rule.startswith("-A ") and not rule.split()[1].startswith("KUBE-") and "-j KUBE-" in rule:
+                    _sh(tool, "-t", table, "-D", *shlex.split(rule)[1:], check=False)
+            for chain in chains:
+                _sh(tool, "-t", table, "-F", chain, check=False)
+            for chain in chains:
+                _sh(tool, "-t", table, "-X", chain, check=False)
+
+
+def _remove_pod_cgroups() -> None:
+    """The kubelet's /kubepods cgroups, deepest first (rmdir only removes empty ones)."""
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        top = controller / "kubepods"
+        if not top.is_dir():
+            continue
+        for d in [*sorted(top.rglob("*/"), key=lambda p: len(p.parts), reverse=True), top]:
+            with contextlib.suppress(OSError):  # not empty: a process is still in it
+                d.rmdir()
+
+
+@dataclass
+class RealNode:
+    bin_dir: Path
+    root: Path
+    kubeconfigs: dict[str, Path]  # "node" (the kubelet's identity) and "kube-proxy"
+    client_ca: Path
+    kubectl: Kubectl
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    imported: dict[str, str] = field(default_factory=dict)  # podman ref -> ref@digest on the node
+    _lock: TextIO | None = None
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
+
+    def prepare(self) -> None:
+        """Claim the machine's one real node and put the node address on `lo`; before the API
+        server starts, which listens on that address so pods can reach it."""
+        self._lock = hostchanges.claim_node()
+        hostchanges.mark_holder(self._lock, os.getpid())
+        try:
+            clean_host(self.layout)  # a killed run's leftovers (we hold the lock: none is live)
+            hostchanges.record()
+            add_node_ip()
+        except Exception:
+            self.stop()
+            raise
+
+    def start(self, timeout: float = 90) -> None:
+        try:
+            sandbox = images.sandbox_image()
+            self._write_configs(sandbox)
+            self._start_containerd()
+            self.load([sandbox])
+            self._start_kubelet(timeout)
+            self._start_kube_proxy()
+        except Exception as err:
+            self.stop()
+            raise NodeError(f"{err}\n{self.describe_failure()}") from err
+
+    def load(self, refs: Sequence[str]) -> dict[str, str]:
+        """Import podman images onto the running node; returns ref -> what a pod's `image:` says
+        for it (its repository at the digest containerd gives it)."""
+        missing = [r for r in refs if r not in self.imported]
+        if missing:
+            self.imported |= images.import_into(self.layout.containerd_socket, missing)
+        return {r: self.imported[r] for r in refs}
+
+    def stop(self) -> None:
+        self._drain()
+        for name in ("kube-proxy", "kubelet"):
+            self._terminate(name)
+        if (self.bin_dir / "kube-proxy").exists():
+            # Removes the KUBE-* chains and rules kube-proxy wrote; harmless when there are none.
+            _sh(str(self.bin_dir / "kube-proxy"), "--cleanup", check=False)
+        clean_host(self.layout)
+        self._terminate("containerd")
+        clean_host(self.layout)
+        shutil.rmtree(self.layout.containerd_root, ignore_errors=True)
+        shutil.rmtree(self.layout.containerd_state, ignore_errors=True)
+        shutil.rmtree(self.layout.kubelet_root, ignore_errors=True)
+        hostchanges.restore()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def describe_failure(self) -> str:
+        lines = [f"node logs: {self.layout.logs}"]
+        for name in COMPONENTS:
+            log = self.layout.logs / f"{name}.log"
+            if log.exists():
+                lines += [f"--- {name} (last lines)", *log.read_text(errors="replace").splitlines()[-12:]]
+        return "\n".join(lines)
+
+    # -- steps -----------------------------------------------------------------
+
+    def _write_configs(self, sandbox_image: str) -> None:
+        layout = self.layout
+        for d in (layout.logs, layout.cni_conf_dir, layout.containerd_root, layout.kubelet_root):
+            d.mkdir(parents=True, exist_ok=True)
+        (layout.root / "containerd.toml").write_text(containerd_config(layout, sandbox_image))
+        (layout.cni_conf_dir / "10-modelship.conflist").write_text(dump_json(cni_conflist(layout)))
+        config = kubelet_config(layout, free_port(), free_port(), self.client_ca)
+        (layout.root / "kubelet.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = (self.layout.logs / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+    def _alive(self, name: str) -> None:
+        if self.processes[name].poll() is not None:
+            raise NodeError(f"{name} exited with code {self.processes[name].returncode}")
+
+    def _wait(self, what: str, probe: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not probe():
+            if time.monotonic() > deadline:
+                raise NodeError(f"timed out after {timeout:.0f}s waiting for {what}")
+            time.sleep(0.2)
+
+    def _start_containerd(self) -> None:
+        self._spawn("containerd", ["containerd", "--config", str(self.root / "containerd.toml")])
+        sock = self.layout.containerd_socket
+
+        def up() -> bool:
+            self._alive("containerd")
+            return sock.exists() and _sh("ctr", "-a", str(sock), "version", check=False).returncode == 0
+
+        self._wait("containerd's socket", up, 30)
+
+    def _start_kubelet(self, timeout: float) -> None:
+        args = kubelet_args(self.layout, self.root / "kubelet.yaml", self.kubeconfigs["node"])
+        self._spawn("kubelet", [str(self.bin_dir / "kubelet"), *args])
+
+        def ready() -> bool:
+            self._alive("kubelet")
+            out = self.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
+            if not out:
+                return False
+            conditions = json.loads(out)["status"].get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+        self._wait(f"node {NODE_NAME} Ready", ready, timeout)
+
+    def _start_kube_proxy(self) -> None:
+        args = kube_proxy_args(self.kubeconfigs["kube-proxy"], free_port(), free_port())
+        self._spawn("kube-proxy", [str(self.bin_dir / "kube-proxy"), *args])
+
+        def syncing() -> bool:
+            self._alive("kube-proxy")
+            rules = _sh("iptables", "-t", "nat", "-S", "KUBE-SERVICES", check=False)
+            return rules.returncode == 0
+
+        self._wait("kube-proxy's KUBE-SERVICES chain", syncing, 30)
+
+    def _drain(self) -> None:
+        """Delete every pod on the node while the kubelet still runs, so it tears their sandboxes
+        down itself (CNI DEL, unmounts); what it leaves, clean_host removes."""
+        if "kubelet" not in self.processes or self.processes["kubelet"].poll() is not None:
+            return
+        selector = f"spec.nodeName={NODE_NAME}"
+        self.kubectl(
+            "delete",
+            "pods",
+            "-A",
+            "--field-selector",
+            selector,
+            "--grace-period=1",
+            "--wait=false",
+            check=False,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            left = self.kubectl("get", "pods", "-A", "--field-selector", selector, "-o", "name", check=False)
+            if not left.strip():
+                return
+            time.sleep(0.5)
+
+    def _terminate(self, name: str, timeout: float = 10) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
