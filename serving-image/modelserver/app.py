@@ -84,6 +84,7 @@ class App:
         self._max_body = s.max_body_bytes
         self._max_rows = s.max_batch_rows
         self._faults = s.faults
+        self._started = time.monotonic()
         self._openapi = orjson.dumps(document(s.model_name, service.schema, s.max_batch_rows))
         self._v2_model_meta = orjson.dumps(
             v2.model_metadata(
@@ -307,6 +308,10 @@ class App:
         return _json(200, self.service.metadata())
 
     def _live(self, scope: Scope, body: bytes, params: dict[str, str]) -> Response:
+        after = self._faults.unhealthy_after_s
+        if after > 0 and time.monotonic() - self._started >= after:
+            message = f"injected fault: MODELSERVER_FAULT_UNHEALTHY_AFTER={after:g}"
+            return 503, orjson.dumps({"live": False, "error": message}), JSON, []
         return 200, b'{"live":true}', JSON, []
 
     def _ready(self, scope: Scope, body: bytes, params: dict[str, str]) -> Response:

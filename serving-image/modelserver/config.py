@@ -44,13 +44,20 @@ class Faults:
 
     error_ratio: float = 0.0  # share of predict/infer requests answered 500
     latency_s: float = 0.0  # seconds added to every predict/infer request
+    # /healthz answers 503 once the server has been up this long (0: never), so a liveness probe
+    # fails and the kubelet restarts the container: a hung process, on purpose.
+    unhealthy_after_s: float = 0.0
 
     @property
     def on(self) -> bool:
-        return self.error_ratio > 0 or self.latency_s > 0
+        return self.error_ratio > 0 or self.latency_s > 0 or self.unhealthy_after_s > 0
 
     def as_json(self) -> dict[str, float]:
-        return {"error_ratio": self.error_ratio, "latency_seconds": self.latency_s}
+        return {
+            "error_ratio": self.error_ratio,
+            "latency_seconds": self.latency_s,
+            "unhealthy_after_seconds": self.unhealthy_after_s,
+        }
 
 
 @dataclass(frozen=True)
@@ -198,5 +205,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         faults=Faults(
             error_ratio=_float(env, "MODELSERVER_FAULT_ERROR_RATIO", 0.0, 1.0),
             latency_s=_float(env, "MODELSERVER_FAULT_LATENCY", 0.0, 60.0),
+            unhealthy_after_s=_float(env, "MODELSERVER_FAULT_UNHEALTHY_AFTER", 0.0, 86400.0),
         ),
     )

@@ -119,10 +119,12 @@ class Service:
         svc.n_classes = None if probe.probabilities is None else int(probe.probabilities.shape[1])
         if settings.faults.on:
             log.warning(
-                "FAULT INJECTION IS ON: %.0f%% of predict requests will fail and each will take %gs longer "
-                "(MODELSERVER_FAULT_ERROR_RATIO, MODELSERVER_FAULT_LATENCY); never serve this in production",
+                "FAULT INJECTION IS ON: %.0f%% of predict requests will fail and each will take %gs longer, "
+                "/healthz fails after %gs up (0: never) (MODELSERVER_FAULT_ERROR_RATIO, "
+                "MODELSERVER_FAULT_LATENCY, MODELSERVER_FAULT_UNHEALTHY_AFTER); never serve this in production",
                 100 * settings.faults.error_ratio,
                 settings.faults.latency_s,
+                settings.faults.unhealthy_after_s,
             )
         svc.ready = True
         log.info(

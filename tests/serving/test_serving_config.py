@@ -51,6 +51,7 @@ def test_faults_are_off_unless_asked_for() -> None:
         base | {"MODELSERVER_FAULT_ERROR_RATIO": "0.3", "MODELSERVER_FAULT_LATENCY": "0.5"}
     ).faults
     assert faults.on and (faults.error_ratio, faults.latency_s) == (0.3, 0.5)
+    assert from_env(base | {"MODELSERVER_FAULT_UNHEALTHY_AFTER": "30"}).faults.on
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from modelserver.sample_models import Bundle
@@ -75,12 +76,14 @@ def test_metadata_and_log_say_faults_are_on(faulty: Server, sk_server: Server) -
         "on": True,
         "error_ratio": RATIO,
         "latency_seconds": LATENCY,
+        "unhealthy_after_seconds": 0.0,
     }
     assert "FAULT INJECTION IS ON" in faulty.output()
     assert sk_server.get("/metadata").json()["faults"] == {
         "on": False,
         "error_ratio": 0.0,
         "latency_seconds": 0.0,
+        "unhealthy_after_seconds": 0.0,
     }
     assert "FAULT INJECTION" not in sk_server.output()
 
@@ -93,3 +96,21 @@ def test_slow_requests_do_not_hold_up_each_other(faulty: Server) -> None:
         list(pool.map(lambda _: faulty.post("/predict", {"instances": [ROW]}), range(8)))
     # Eight concurrent requests overlap their added latency instead of queueing behind it.
     assert time.perf_counter() - t0 < 5 * LATENCY
+
+
+def test_healthz_fails_once_the_server_has_been_up_as_long_as_asked(
+    sklearn_bundle: Bundle, tmp_path: Path
+) -> None:
+    server = Server(sklearn_bundle.env() | {"MODELSERVER_FAULT_UNHEALTHY_AFTER": "1.5"})
+    server.start(tmp_path / "unhealthy.log")
+    try:
+        assert server.get("/healthz").status == 200
+        time.sleep(1.6)
+        reply = server.get("/healthz")
+        assert reply.status == 503
+        assert "MODELSERVER_FAULT_UNHEALTHY_AFTER=1.5" in reply.json()["error"]
+        # Only liveness: the server still answers predictions and says it is ready.
+        assert server.get("/readyz").status == 200
+        assert server.get("/metadata").json()["faults"]["unhealthy_after_seconds"] == 1.5
+    finally:
+        server.stop()
