@@ -2,9 +2,10 @@
 
 By default the session starts its own local control plane (hack/devcluster). When
 `--kubeconfig PATH` is given, or KUBECONFIG is set, the tests run against that
-cluster instead (kind, k3d, a cloud cluster). If the local control plane cannot be
-built or started, every test that needs it errors with the reason: nothing is
-skipped.
+cluster instead (kind, k3d, a cloud cluster). When e2e tests are collected, the local
+cluster also runs the real node (containerd, kubelet, kube-proxy: hack/devcluster/realnode.py).
+If the local control plane cannot be built or started, every test that needs it errors with
+the reason: nothing is skipped.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ExistingCluster]:
     if kubeconfig:
         yield ExistingCluster(kubeconfig=Path(kubeconfig), bin_dir=build.build() / "bin")
         return
-    local = LocalCluster.create()
+    # The e2e suites run pods for real: the cluster gets the machine's one real node then (a second
+    # session beside this one would be refused it; integration tests alone leave it free).
+    real_node = any(item.get_closest_marker("e2e") for item in request.session.items)
+    local = LocalCluster.create(real_node=real_node)
     local.start()
     try:
         yield local
@@ -66,3 +70,9 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
         time.sleep(0.2)
     yield name
     core.delete_namespace(name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The demo's tests first: each demo starts its own cluster with the machine's one real node,
+    which the session cluster holds from the first test that needs it until the end."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/e2e/test_demo.py"))

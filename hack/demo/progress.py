@@ -105,7 +105,7 @@ class ActResult:
     phase: str  # the phase it ended in (or what it was when it timed out)
     seconds: float
     stable_image: str | None  # which image serves all traffic at the end
-    requests: int  # through the router during the act
+    requests: int  # through the gateway during the act
     errors: int
     verdicts: list[str] = field(default_factory=list)  # analysis's last verdicts, the abort reason
     rollback_seconds: float | None = None  # a bad act: its first canary request -> canary weight 0
@@ -134,7 +134,7 @@ def summary_lines(results: list[ActResult], planned: int) -> list[str]:
             f"  act {r.act.number}: {r.act.title}: {r.act.from_image} -> {r.act.to_image}: "
             f"{r.phase} in {r.seconds:.0f}s, {r.stable_image or 'nothing'} serves all traffic; {verdict}"
         )
-        lines.append(f"         {r.requests} requests through the router, {r.errors} failed")
+        lines.append(f"         {r.requests} requests through the gateway, {r.errors} failed")
         if r.rollback_seconds is not None:
             lines.append(
                 f"         the bad canary served users for {r.rollback_seconds:.1f}s before its weight was 0"

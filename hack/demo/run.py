@@ -22,7 +22,7 @@ from demo.settings import Settings
 from devcluster.cluster import LocalCluster
 from loadgen import Load
 from loadgen.mix import holdout_samples
-from localworld.catalogue import Catalogue, UnknownImage
+from localworld.podmetrics import served_by_revision
 from localworld.prometheus import Prometheus
 from localworld.rollouts import (
     ModelDeployments,
@@ -31,8 +31,8 @@ from localworld.rollouts import (
     model_spec,
     rolling_revision,
 )
-from localworld.router import Router
 from localworld.stack import start as start_stack
+from localworld.world import Endpoint, LocalWorld
 
 NAMESPACE = "modelship-demo"
 LOAD_BOUND_SECONDS = 6 * 3600  # the load's own time bound; the demo stops it long before
@@ -101,11 +101,12 @@ def live_stats(prometheus: Prometheus, namespace: str) -> dict[str, progress.Rev
 
 
 class RevisionImages:
-    """Revision (Deployment) name -> the catalogue image name it runs, looked up once each."""
+    """Revision (Deployment) name -> the model image name it runs, looked up once each."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, catalogue: Catalogue) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, world: LocalWorld) -> None:
         self.apps = client.AppsV1Api(api)
-        self.namespace, self.catalogue = namespace, catalogue
+        self.namespace = namespace
+        self.by_ref = {image.ref: name for name, image in world.images.items()}
         self.known: dict[str, str] = {}
 
     def __call__(self, revisions: list[str]) -> dict[str, str]:
@@ -115,9 +116,10 @@ class RevisionImages:
             try:
                 deployment = self.apps.read_namespaced_deployment(rev, self.namespace)
                 ref = deployment.spec.template.spec.containers[0].image  # type: ignore[union-attr]
-                self.known[rev] = self.catalogue.resolve(str(ref)).name
-            except (client.ApiException, UnknownImage):
-                pass
+            except client.ApiException:
+                continue
+            if str(ref) in self.by_ref:
+                self.known[rev] = self.by_ref[str(ref)]
         return dict(self.known)
 
 
@@ -140,11 +142,9 @@ def verdicts(status: dict[str, Any]) -> list[str]:
 def play(
     act: Act,
     mds: ModelDeployments,
-    catalogue: Catalogue,
+    world: LocalWorld,
     images: RevisionImages,
-    prometheus: Prometheus,
     load: Load,
-    router: Router,
     settings: Settings,
     out: Print,
 ) -> progress.ActResult:
@@ -153,7 +153,7 @@ def play(
     before = load.summary()
     started = time.monotonic()
     spec: dict[str, Any] = {
-        **model_spec(catalogue.by_name(act.to_image), act.to_image, NAME),
+        **model_spec(world.image(act.to_image), act.to_image, NAME),
         "strategy": {"canary": {"steps": act.steps, "scaleDownDelay": "5s"}},
     }
     if act.analysis is not None:
@@ -161,9 +161,8 @@ def play(
     generation = int(mds.patch(NAME, spec)["metadata"]["generation"])
     status: dict[str, Any] = {}
     stable_image: str | None = None
-    canary = f"{NAME}-canary"
-    served_before = router.by_backend.get(canary, 0)
-    first_canary: float | None = None  # when the router forwarded the act's first canary request
+    core = client.CoreV1Api(world.api)
+    first_canary: float | None = None  # when the act's canary pods answered their first request
     weight_zero: float | None = None  # when the canary's weight went back to 0 after that
     next_line = started
     while time.monotonic() - started < settings.act_timeout:
@@ -171,14 +170,15 @@ def play(
         time.sleep(0.2)
         status = mds.status(NAME)
         now = time.monotonic()
-        if first_canary is None and router.by_backend.get(canary, 0) > served_before:
-            first_canary = now
+        canary = rolling_revision(status)
+        if first_canary is None and canary and served_by_revision(core, mds.namespace)[canary] > 0:
+            first_canary = now  # counted by the canary's own pods
         if first_canary is not None and weight_zero is None and not canary_weight(status):
             weight_zero = now
         if now < next_line and not (status.get("phase") in TERMINAL and not rolling_revision(status)):
             continue
         next_line = now + settings.interval
-        stats = live_stats(prometheus, mds.namespace)
+        stats = live_stats(world.prometheus, mds.namespace)
         revisions = [r for r in (status.get("stableRevision"), rolling_revision(status)) if r]
         names = images([*revisions, *stats])
         stable_image = names.get(status.get("stableRevision") or "")
@@ -217,34 +217,33 @@ def run(settings: Settings, out: Print = print) -> int:
     try:
         with signals_interrupt():
             out("finding (or building) the local control plane's binaries ...")
-            cluster = LocalCluster.create()
+            cluster = LocalCluster.create(real_node=True)
             cleanup.callback(cluster.stop)
-            stack = start_stack(cluster, cleanup, NAMESPACE, say=out)
+            stack = start_stack(cluster, cleanup, NAMESPACE, in_cluster=settings.in_cluster, say=out)
             api, world = stack.api, stack.world
             mds = ModelDeployments(api, NAMESPACE)
-            first = world.catalogue.by_name(FIRST)
+            first = world.image(FIRST)
+            endpoint: Endpoint = world.expose(NAMESPACE, NAME)
             mds.create(model_deployment(NAME, first, FIRST, planned[0].steps, replicas=settings.replicas))
             out(f"ModelDeployment {NAMESPACE}/{NAME} on {FIRST} ({first.ref}); waiting for Healthy ...")
             mds.wait_phase(NAME, "Healthy", timeout=settings.act_timeout)
-            router = world.router(NAMESPACE, NAME)
             load = Load(
-                f"{router.url}/predict",
+                f"{endpoint.url}/predict",
                 holdout_samples(),
                 rate=settings.rate,
                 duration=LOAD_BOUND_SECONDS,
                 feedback_ratio=FEEDBACK_RATIO,
+                host=endpoint.host,
             )
             cleanup.callback(load.stop)
             load.start()
             out(
-                f"load: {settings.rate:g} requests/s through the router at {router.url} "
-                f"(HTTPRoute {NAME}), feedback for {FEEDBACK_RATIO:.0%}"
+                f"load: {settings.rate:g} requests/s through Traefik at {endpoint.url} "
+                f"(HTTPRoute {NAME}, host {endpoint.host}), feedback for {FEEDBACK_RATIO:.0%}"
             )
-            images = RevisionImages(api, NAMESPACE, world.catalogue)
+            images = RevisionImages(api, NAMESPACE, world)
             for act in planned:
-                results.append(
-                    play(act, mds, world.catalogue, images, world.prometheus, load, router, settings, out)
-                )
+                results.append(play(act, mds, world, images, load, settings, out))
             final = load.stop()
             out("\nload: " + "\n      ".join(final.lines()))
             code = 0 if all(r.as_expected for r in results) and len(results) == len(planned) else 1
@@ -259,7 +258,7 @@ def run(settings: Settings, out: Print = print) -> int:
         code = 1
     finally:
         with signals_ignored():
-            out("tearing down: load, router, Prometheus, serving processes, operator, cluster ...")
+            out("tearing down: load, operator, Traefik, Prometheus, the real node's pods, cluster ...")
             cleanup.close()
             out("torn down")
     for line in progress.summary_lines(results, len(planned)):

@@ -18,10 +18,13 @@ class Settings:
     acts: int = 2  # DEMO_ACTS: 1 = only the good rollout; 2 = also the bad one, rolled back by analysis
     bad: str = "v3-bad-errors"  # DEMO_BAD: the model act 2 rolls out
     step_seconds: float = 20.0  # DEMO_STEP_SECONDS: each pause step's duration
-    rate: float = 20.0  # DEMO_RATE: requests per second through the router
+    rate: float = 20.0  # DEMO_RATE: requests per second through the gateway (Traefik)
     replicas: int = 2  # DEMO_REPLICAS
     interval: float = 2.0  # DEMO_INTERVAL: seconds between progress lines
     act_timeout: float = 600.0  # DEMO_ACT_TIMEOUT: give up on an act after this long
+    # DEMO_OPERATOR: `cluster` installs it with Helm as a pod (as users run it); `process` runs it
+    # on this machine, for quick iteration on the operator's code.
+    in_cluster: bool = True
 
 
 def _number(env: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
@@ -48,7 +51,11 @@ def from_env(env: Mapping[str, str]) -> Settings:
     bad = env.get("DEMO_BAD", "").strip() or Settings.bad
     if bad not in BAD_MODELS:
         raise SettingsError(f"DEMO_BAD={bad!r} must be one of {', '.join(BAD_MODELS)}")
+    operator = env.get("DEMO_OPERATOR", "").strip() or "cluster"
+    if operator not in ("cluster", "process"):
+        raise SettingsError(f"DEMO_OPERATOR={operator!r} must be cluster or process")
     return Settings(
+        in_cluster=operator == "cluster",
         acts=_integer(env, "DEMO_ACTS", Settings.acts, 1, 2),
         bad=bad,
         step_seconds=_number(env, "DEMO_STEP_SECONDS", Settings.step_seconds, 1, 3600),

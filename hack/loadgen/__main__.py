@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--url", required=True, help="predict URL, e.g. http://127.0.0.1:8080/predict (loopback only)"
     )
+    p.add_argument("--host", help="Host header, for a gateway routing by hostname (default: the URL's)")
     p.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds to send for, at most (default 30)")
     p.add_argument("--count", type=int, help="requests to send, at most (default rate x duration)")
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             feedback_ratio=args.feedback_ratio,
             workers=args.workers,
             timeout=args.timeout,
+            host=args.host,
         )
     except (MixError, ValueError) as err:
         print(f"loadgen: {err}", file=sys.stderr)

@@ -85,13 +85,16 @@ class Load:
         feedback_ratio: float = 0.0,
         workers: int = 16,
         timeout: float = 5.0,
+        host: str | None = None,
     ) -> None:
+        """`host`: the Host header, for a gateway that routes by hostname (default: the URL's)."""
         parts = check_loopback(url)
         if not samples:
             raise ValueError("no samples to send")
         if not 0 <= feedback_ratio <= 1:
             raise ValueError(f"feedback ratio must be between 0 and 1, got {feedback_ratio}")
         self.url = url
+        self._headers = {"Host": host} if host else {}
         self._host, self._port = parts.hostname or "", parts.port or 80
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.samples = list(samples)
@@ -192,7 +195,7 @@ class Load:
         self, conn: http.client.HTTPConnection | None, path: str, body: bytes, rid: str
     ) -> tuple[int, float, bytes, http.client.HTTPConnection | None]:
         """(status or 0 for no answer, seconds, body, the connection to reuse) for one POST."""
-        headers = {"Content-Type": "application/json", "X-Request-Id": rid}
+        headers = {"Content-Type": "application/json", "X-Request-Id": rid, **self._headers}
         for attempt in range(2):  # a kept-alive connection the server closed is retried once, fresh
             c = conn or http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
             conn = None

@@ -13,7 +13,7 @@ An image that misbehaves is a different image: its manifest differs, so its dige
 All are trained on the first TRAIN rows of `modelserver.sample_models.dataset` (fixed seed);
 the HOLDOUT rows after them, never trained on, are what a load generator sends, with their
 true labels as feedback. Each becomes a bundle (model, schema, examples, golden answers) and
-a catalogue image.
+a container image on the serving image (localworld.demoimages).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-from localworld.catalogue import Catalogue, add_image
 
 TRAIN, HOLDOUT = 3000, 1000
 
@@ -96,15 +94,3 @@ def bundle(version: str, d: Path) -> None:
     proba = model.predict_proba(x)
     labels = model.classes_[proba.argmax(axis=1)].tolist()
     _write_sidecars(d, x, labels, proba, atol=1e-9, classes=tuple(model.classes_))
-
-
-def build_demo(root: Path) -> Catalogue:
-    """Bundles and catalogue images of every VERSIONS under root (bundles kept when there)."""
-    for version in TRAINED:
-        d = root / "bundles" / version
-        if not (d / "model.joblib").exists():
-            bundle(version, d)
-        add_image(root, version, d, "model.joblib")
-    for version, (base, env) in FAULTY.items():
-        add_image(root, version, root / "bundles" / base, "model.joblib", env)
-    return Catalogue(root)

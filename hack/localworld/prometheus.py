@@ -5,8 +5,8 @@ It discovers pods through the API server: Debian builds Prometheus without
 labels over `http_sd_configs`. It keeps pods labelled `modelship.io/model` on their port named
 `http`, and copies the pod labels `modelship.io/revision` and `modelship.io/model` to
 `revision` and `model`: the same relabelling as the Helm chart's PodMonitor and
-docs/metrics.md (RECOMMENDED_RELABELINGS). The one local-world addition rewrites the
-pod IP to its loopback twin (localworld.addresses), where the pod's process listens.
+docs/metrics.md (RECOMMENDED_RELABELINGS). Pods run on the real node, so their IPs are
+reachable from this machine as they are.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from devcluster.cluster import free_port, terminate
-from localworld import addresses
+from devcluster.cluster import terminate
+from devcluster.net import free_port
 from localworld.discovery import PodDiscovery
 
 INSTALL_HINT = "install it with `make prometheus` (Debian: apt-get install prometheus)"
@@ -47,12 +47,6 @@ SELECT_MODEL_PODS: list[dict[str, Any]] = [
     },
     {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "http", "action": "keep"},
 ]
-TO_LOOPBACK: dict[str, Any] = {
-    "source_labels": ["__address__"],
-    "regex": addresses.ADDRESS_REGEX,
-    "replacement": addresses.ADDRESS_REPLACEMENT,
-    "target_label": "__address__",
-}
 
 
 class PrometheusMissing(RuntimeError):
@@ -72,11 +66,10 @@ def recommended_job(interval: str = DEFAULT_INTERVAL) -> dict[str, Any]:
 
 def local_config(discovery_url: str, interval: str = DEFAULT_INTERVAL) -> dict[str, Any]:
     """The recommended job with Debian's Prometheus: pods come from localworld.discovery over
-    `http_sd_configs` (same labels as `kubernetes_sd_configs`), addresses moved to loopback."""
+    `http_sd_configs` (same labels as `kubernetes_sd_configs`)."""
     job = recommended_job(interval)
     del job["kubernetes_sd_configs"]
     job["http_sd_configs"] = [{"url": discovery_url, "refresh_interval": "1s"}]
-    job["relabel_configs"] = [*job["relabel_configs"], TO_LOOPBACK]
     return {"global": {"scrape_interval": interval, "evaluation_interval": interval}, "scrape_configs": [job]}
 
 
@@ -91,18 +84,20 @@ def binary() -> str:
 
 @dataclass
 class Prometheus:
-    """One Prometheus process on a free loopback port, its data in `state_dir`."""
+    """One Prometheus process on a free port of `host`, its data in `state_dir`. The host is the
+    real node's address when the operator runs as a pod and queries it from there."""
 
     api: client.ApiClient
     state_dir: Path
     interval: str = DEFAULT_INTERVAL
+    host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     discovery: PodDiscovery | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
         exe = binary()
@@ -117,7 +112,7 @@ class Prometheus:
                 exe,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self.state_dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 "--storage.tsdb.retention.time=2h",
             ],
             stdout=log,

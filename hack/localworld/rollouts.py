@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
-from devcluster.cluster import free_port, wait_for
+from devcluster.cluster import wait_for
+from devcluster.net import free_port
 
 if TYPE_CHECKING:
-    from localworld.catalogue import Image
+    from localworld.demoimages import ModelImage as Image
     from modelship.kube.storage import Storage
 
 FIELD_MANAGER = "modelship-localworld"
@@ -151,7 +152,8 @@ def model_deployment(
     analysis: dict[str, Any] | None = None,
     scale_down_delay: str = "5s",
 ) -> dict[str, Any]:
-    """A ModelDeployment of a catalogue image behind a Gateway API route `name` (served by the gateway)."""
+    """A ModelDeployment of a model image behind the Gateway API route `name`: the route the
+    local world exposes (localworld.world.expose), or one modelship creates on `GATEWAY`."""
     from modelship import api as md_api
 
     spec: dict[str, Any] = {

@@ -1,80 +1,147 @@
-"""The whole local world on a running cluster: catalogue, pod runner, Prometheus, routers.
+"""The local world on a cluster with a real node: the model images on the node, Prometheus, and
+Traefik as the Gateway API data plane.
 
-What the e2e fixture and the demo start on top of the local control plane, and stop in
-reverse order (routers, Prometheus, then the pod runner, which ends every server process).
+What the e2e fixture and the demo start on top of the local control plane, and stop in reverse
+order. Pods run for real on the node (devcluster.realnode); a namespace gets there through
+`pin_namespace`. Traffic reaches a model through Traefik: `expose` creates an HTTPRoute with a
+hostname of its own on the world's Gateway, and modelship manages that route's weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 
-from localworld.catalogue import Catalogue, build_samples
-from localworld.demomodels import build_demo
-from localworld.podrunner import PodRunner
+from devcluster import nodeconfig, traefik
+from devcluster.cluster import LocalCluster
+from imagebuild.build import OPERATOR, SERVING
+from imagebuild.build import build as build_image
+from localworld.demoimages import ModelImage, build_model_images
 from localworld.prometheus import DEFAULT_INTERVAL, Prometheus
-from localworld.router import Router
+from modelship.core.manifests import SERVICE_PORT
+
+GATEWAY_NAMESPACE = "modelship-gateway"
+GATEWAY_GROUP, GATEWAY_VERSION = "gateway.networking.k8s.io", "v1"
+HOSTNAME_SUFFIX = "modelship.test"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a load generator sends a model's traffic: Traefik's entrypoint, with the route's host."""
+
+    url: str
+    host: str
+
+
+def route_host(namespace: str, name: str) -> str:
+    return f"{name}.{namespace}.{HOSTNAME_SUFFIX}"
+
+
+def http_route(namespace: str, name: str, backends: dict[str, int]) -> dict[str, Any]:
+    """A route owned by the world (as a platform team would own it): one hostname, on the world's
+    Gateway, one rule with `backends` (Service -> weight)."""
+    return {
+        "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "parentRefs": [{"name": traefik.GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE}],
+            "hostnames": [route_host(namespace, name)],
+            "rules": [
+                {
+                    "backendRefs": [
+                        {"kind": "Service", "name": service, "port": SERVICE_PORT, "weight": weight}
+                        for service, weight in backends.items()
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def pin_namespace(api: client.ApiClient, namespace: str, restricted: bool = True) -> None:
+    """Send the namespace's pods to the real node, and (by default) enforce Pod Security
+    `restricted` there, as a production namespace would."""
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"} if restricted else {}
+    client.CoreV1Api(api).patch_namespace(
+        namespace, {"metadata": {"annotations": nodeconfig.namespace_pinning(), "labels": labels}}
+    )
 
 
 @dataclass
 class LocalWorld:
+    cluster: LocalCluster
     api: client.ApiClient
     state_dir: Path
     scrape_interval: str = DEFAULT_INTERVAL
-    demo_models: bool = False  # also catalogue v1, v2, v3-inaccurate (localworld.demomodels)
-    _catalogue: Catalogue | None = None
-    _runner: PodRunner | None = None
+    images: dict[str, ModelImage] = field(default_factory=dict)  # by name; refs as pods name them
+    operator_image: str = ""
     _prometheus: Prometheus | None = None
-    routers: list[Router] = field(default_factory=list)
-
-    @property
-    def catalogue(self) -> Catalogue:
-        assert self._catalogue is not None, "LocalWorld.start() first"
-        return self._catalogue
-
-    @property
-    def pod_runner(self) -> PodRunner:
-        assert self._runner is not None, "LocalWorld.start() first"
-        return self._runner
+    _gateway: traefik.Traefik | None = None
 
     @property
     def prometheus(self) -> Prometheus:
         assert self._prometheus is not None, "LocalWorld.start() first"
         return self._prometheus
 
+    @property
+    def gateway(self) -> traefik.Traefik:
+        assert self._gateway is not None, "LocalWorld.start() first"
+        return self._gateway
+
+    def image(self, name: str) -> ModelImage:
+        if name not in self.images:
+            raise KeyError(f"no model image {name!r}; known: {', '.join(sorted(self.images))}")
+        return self.images[name]
+
     def start(self) -> None:
+        node = self.cluster.node
+        if node is None:
+            raise RuntimeError(
+                "the local world needs a cluster with a real node (LocalCluster(real_node=True))"
+            )
         try:
-            self._catalogue = build_samples(self.state_dir / "images")
-            if self.demo_models:
-                build_demo(self.state_dir / "images")
-            self._runner = PodRunner(self.api, self._catalogue, log_dir=self.state_dir / "pods")
-            self._runner.start()
-            # Raises PrometheusMissing (with the install command) when the package is absent.
+            serving = build_image(SERVING, sbom=False, log=False)
+            operator = build_image(OPERATOR, sbom=False, log=False)
+            models = build_model_images(serving.ref)
+            refs = node.load([operator.ref, *(m.ref for m in models.values())])
+            self.operator_image = refs[operator.ref]
+            self.images = {n: dataclasses.replace(m, ref=refs[m.ref]) for n, m in models.items()}
+            # On the node's address: the operator, when it runs as a pod, queries it from there.
             self._prometheus = Prometheus(
-                self.api, self.state_dir / "prometheus", interval=self.scrape_interval
+                self.api, self.state_dir / "prometheus", self.scrape_interval, host=nodeconfig.NODE_IP
             )
             self._prometheus.start()
+            self._gateway = traefik.Traefik()
+            self._gateway.start(
+                self.cluster.kubeconfig, traefik.binary(traefik.build()), self.state_dir / "traefik"
+            )
+            client.CoreV1Api(self.api).create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=GATEWAY_NAMESPACE))
+            )
+            self._gateway.apply_gateway(self.api, GATEWAY_NAMESPACE)
         except BaseException:
             self.stop()
             raise
 
-    def router(self, namespace: str, name: str) -> Router:
-        """A started router for the HTTPRoute or Service `name`; stopped with the world (or by you)."""
-        router = Router(self.api, namespace, name)
-        router.start()
-        self.routers.append(router)
-        return router
+    def expose(self, namespace: str, name: str, backends: dict[str, int] | None = None) -> Endpoint:
+        """Create the HTTPRoute `name`. By default it is ModelDeployment `name`'s route
+        (spec.traffic.httpRoute: name), all traffic to `<name>-stable` until modelship sets weights."""
+        backends = backends or {f"{name}-stable": 100, f"{name}-canary": 0}
+        client.CustomObjectsApi(self.api).create_namespaced_custom_object(
+            GATEWAY_GROUP, GATEWAY_VERSION, namespace, "httproutes", http_route(namespace, name, backends)
+        )
+        return Endpoint(self.gateway.url, route_host(namespace, name))
 
     def stop(self) -> None:
-        for router in self.routers:
-            router.stop()
-        self.routers.clear()
+        if self._gateway is not None:
+            self._gateway.stop()
         if self._prometheus is not None:
             self._prometheus.stop()
-        if self._runner is not None:
-            self._runner.stop()
 
     def __enter__(self) -> LocalWorld:
         self.start()

@@ -1,4 +1,5 @@
-"""Helpers for the local world's e2e tests: serving Deployments and waiting (`eventually`)."""
+"""Helpers for the local world's e2e tests: serving Deployments on the real node, and waiting
+(`eventually`)."""
 
 from __future__ import annotations
 
@@ -7,37 +8,38 @@ from typing import Any
 from kubernetes import client
 
 from devcluster.cluster import wait_for
-from localworld.catalogue import Catalogue
+from localworld.demoimages import ModelImage
+from localworld.podmetrics import PORT, REVISION_LABEL
 
 eventually = wait_for  # polls until truthy, naming what it waited for
 
+# What Pod Security `restricted` asks of every container (the e2e namespaces enforce it).
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
 
 def serving_deployment(
-    name: str,
-    catalogue: Catalogue,
-    replicas: int,
-    sha256: str | None = None,
-    model: str | None = None,
-    revision: str | None = None,
-    image_name: str = "sklearn",
+    name: str, image: ModelImage, replicas: int, model: str | None = None, revision: str | None = None
 ) -> dict[str, Any]:
-    """A Deployment of a catalogue image (the sample one by default), labelled like the operator's pods."""
-    image = catalogue.by_name(image_name)
-    labels = {
-        "app": name,
-        "modelship.io/model": model or name,
-        "modelship.io/revision": revision or f"{name}-r1",
-    }
+    """A Deployment of a model image, labelled like the operator's pods, fit for `restricted`."""
+    labels = {"app": name, "modelship.io/model": model or name, REVISION_LABEL: revision or f"{name}-r1"}
     container = {
         "name": "modelserver",
         "image": image.ref,
-        "ports": [{"name": "http", "containerPort": 8080}],
+        "ports": [{"name": "http", "containerPort": PORT}],
         "env": [
-            {"name": "MODEL_SHA256", "value": sha256 or image.model_sha256},
+            {"name": "MODEL_SHA256", "value": image.model_sha256},
             {"name": "MODEL_NAME", "value": model or name},
             {"name": "MODEL_VERSION", "value": "1"},
         ],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1},
+        "securityContext": RESTRICTED,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     return {
         "apiVersion": "apps/v1",
@@ -46,7 +48,10 @@ def serving_deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [container], "volumes": [{"name": "tmp", "emptyDir": {}}]},
+            },
         },
     }
 
@@ -66,7 +71,7 @@ def service(name: str, revision: str) -> dict[str, Any]:
         "kind": "Service",
         "metadata": {"name": name},
         "spec": {
-            "selector": {"modelship.io/revision": revision},
+            "selector": {REVISION_LABEL: revision},
             "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
         },
     }

@@ -1,5 +1,5 @@
 """Analysis and automatic rollback, end to end: the real operator judges real serving pods by the
-world's Prometheus, while load with feedback flows through the world's router.
+world's Prometheus, while load with feedback flows through Traefik.
 
 Each bad demo model is rolled back by the metric it breaks; an unreachable Prometheus pauses the
 rollout without promoting; a quiet canary is not judged unless `noData: fail`; the smoke test
@@ -16,8 +16,7 @@ import pytest
 
 from localworld import demomodels
 from localworld.rollouts import at, canary_weight, model_deployment, rolling_revision
-from localworld.router import Router
-from localworld.world import LocalWorld
+from localworld.world import Endpoint, LocalWorld
 
 from .conftest import Rollout
 from .helpers import eventually
@@ -33,9 +32,9 @@ RATE = 30.0
 
 def create(r: Rollout, image: str, **spec: Any) -> str:
     """A ModelDeployment on `image`, Healthy; returns its stable revision."""
-    manifest = model_deployment(NAME, r.world.catalogue.by_name(image), image, STEPS, analysis=ANALYSIS)
+    manifest = model_deployment(NAME, r.world.image(image), image, STEPS, analysis=ANALYSIS)
     manifest["spec"].update(spec)
-    r.mds.create(manifest)
+    r.create(manifest)
     return str(r.mds.wait_phase(NAME, "Healthy")["stableRevision"])
 
 
@@ -47,20 +46,22 @@ def paused(status: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c["type"] == "Paused"), {})
 
 
-def no_canary_traffic_after_rollback(router: Router) -> None:
-    time.sleep(1.5)  # the router follows the HTTPRoute's watch events
-    router.reset_counters()
+def no_canary_traffic_after_rollback(r: Rollout, status: dict[str, Any]) -> None:
+    """Counted by the pods themselves: the aborted revision's answer nothing more, the stable's do."""
+    canary, stable = at(status, "rollout.aborted.revision"), status["stableRevision"]
+    time.sleep(3)  # Traefik applies a route change within its throttle (static config)
+    before = r.served()
     time.sleep(3)
-    assert router.by_backend.get(f"{NAME}-canary", 0) == 0, router.by_backend
-    assert router.by_backend.get(f"{NAME}-stable", 0) > 0, router.by_backend
+    after = r.served()
+    assert after[canary] <= before[canary], (before, after)  # <: its pods are going away
+    assert after[stable] > before[stable], (before, after)
 
 
 def test_a_good_canary_passes_every_analysis_and_reaches_100_percent(rollout: Rollout) -> None:
     v1 = create(
         rollout, "v1", smokeTest={"inputs": [[0.0] * 4], "expected": [[0.5, 0.5, 0.5]], "tolerance": 0.5}
     )
-    router = rollout.router(NAME)
-    rollout.load(router, rate=RATE, duration=240)
+    rollout.load(rollout.endpoint(NAME), rate=RATE, duration=240)
     rollout.set_image(NAME, "v2")
     final = eventually(
         "v2 to be promoted",
@@ -84,15 +85,13 @@ def test_a_good_canary_passes_every_analysis_and_reaches_100_percent(rollout: Ro
     [
         ("v3-bad-errors", "error-rate", "above max 0.05"),
         ("v3-slow", "latency-p99", "above max 0.25"),
-        ("v3-inaccurate", "accuracy", "below min 0.6"),
     ],
 )
 def test_each_bad_model_is_rolled_back_by_the_metric_it_breaks(
     rollout: Rollout, bad: str, metric: str, words: str
 ) -> None:
     v1 = create(rollout, "v1")
-    router = rollout.router(NAME)
-    load = rollout.load(router, rate=RATE, duration=240)
+    load = rollout.load(rollout.endpoint(NAME), rate=RATE, duration=240)
     eventually("v1 to answer", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
     rollout.set_image(NAME, bad)
     status = rollout.mds.wait_phase(NAME, "Degraded", timeout=120)
@@ -100,15 +99,14 @@ def test_each_bad_model_is_rolled_back_by_the_metric_it_breaks(
     assert condition["reason"] == "AnalysisFailed", condition
     assert f"{metric} = " in condition["message"] and words in condition["message"], condition
     assert status["stableRevision"] == v1 and not rolling_revision(status)
-    no_canary_traffic_after_rollback(router)
+    no_canary_traffic_after_rollback(rollout, status)
 
 
 def test_prometheus_down_pauses_without_promoting_and_the_rollout_continues_when_it_is_back(
     rollout: Rollout, world: LocalWorld
 ) -> None:
     v1 = create(rollout, "v1")
-    router = rollout.router(NAME)
-    rollout.load(router, rate=RATE, duration=240)
+    rollout.load(rollout.endpoint(NAME), rate=RATE, duration=240)
     rollout.set_image(NAME, "v2")
     eventually(
         "the first analysis step to run",
@@ -159,11 +157,11 @@ def test_a_canary_without_traffic_is_not_judged_and_with_nodata_fail_is_rolled_b
     )
 
 
-def predict(router: Router, rows: list[list[float]]) -> dict[str, Any]:
+def predict(endpoint: Endpoint, rows: list[list[float]]) -> dict[str, Any]:
     request = urllib.request.Request(
-        f"{router.url}/predict",
+        f"{endpoint.url}/predict",
         data=json.dumps({"instances": rows}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Host": endpoint.host},
     )
     with urllib.request.urlopen(request, timeout=10) as reply:
         answer: dict[str, Any] = json.load(reply)
@@ -172,18 +170,20 @@ def predict(router: Router, rows: list[list[float]]) -> dict[str, Any]:
 
 def test_the_smoke_test_stops_a_wrong_model_before_any_user_request_reaches_it(rollout: Rollout) -> None:
     create(rollout, "v1")
-    router = rollout.router(NAME)
+    endpoint = rollout.endpoint(NAME)
     rows = [[0.5, -1.0, 2.0, 0.1], [1.5, 0.0, -0.5, 2.2]]
-    expected = predict(router, rows)["probabilities"]  # what a correct model answers
+    expected = predict(endpoint, rows)["probabilities"]  # what a correct model answers
     rollout.mds.patch(NAME, {"smokeTest": {"inputs": rows, "expected": expected, "tolerance": 0.05}})
-    rollout.load(router, rate=RATE, duration=240)
-    router.reset_counters()
+    rollout.load(endpoint, rate=RATE, duration=240)
     rollout.set_image(NAME, "v3-inaccurate")
     status = rollout.mds.wait_phase(NAME, "Degraded", timeout=90)
     condition = progressing(status)
     assert condition["reason"] == "SmokeTestFailed" and "expected" in condition["message"], condition
     assert status["smokeTest"]["passed"] is False
-    assert router.by_backend.get(f"{NAME}-canary", 0) == 0, router.by_backend
+    # The canary's pods answered the smoke test's one request each, and no user request (the load
+    # sends 30 a second): counted by the pods themselves.
+    canary = at(status, "rollout.aborted.revision")
+    assert rollout.served()[canary] <= 2, rollout.served()
 
 
 def blue_green(r: Rollout, image: str, **gates: bool) -> str:
@@ -198,9 +198,9 @@ def blue_green(r: Rollout, image: str, **gates: bool) -> str:
 
 def test_blue_green_with_a_failing_pre_promotion_analysis_never_switches(rollout: Rollout) -> None:
     v1 = blue_green(rollout, "v1", prePromotionAnalysis=True)
-    active, preview = rollout.router(NAME), rollout.router(f"{NAME}-preview")
-    rollout.load(active, rate=10, duration=240)
-    rollout.load(preview, rate=RATE, duration=240)  # test traffic for the preview, as a prober would send
+    active = rollout.load(rollout.endpoint(NAME), rate=10, duration=240)
+    # Test traffic for the preview, as a prober would send, through a route of its own.
+    rollout.load(rollout.expose_service(f"{NAME}-preview"), rate=RATE, duration=240)
     rollout.set_image(NAME, "v3-bad-errors")
     weights = []
     deadline = time.monotonic() + 120
@@ -209,13 +209,13 @@ def test_blue_green_with_a_failing_pre_promotion_analysis_never_switches(rollout
         time.sleep(0.3)
     assert progressing(status)["reason"] == "AnalysisFailed", status
     assert status["stableRevision"] == v1 and set(weights) <= {0}
-    assert active.by_backend.get(f"{NAME}-canary", 0) == 0, active.by_backend
+    # v3-bad-errors fails 30% of predictions: not one user request through the active route reached it.
+    assert active.summary().errors == 0, active.summary().lines()
 
 
 def test_blue_green_with_a_failing_post_promotion_analysis_switches_back(rollout: Rollout) -> None:
     v1 = blue_green(rollout, "v1", postPromotionAnalysis=True)
-    router = rollout.router(NAME)
-    rollout.load(router, rate=RATE, duration=240)
+    rollout.load(rollout.endpoint(NAME), rate=RATE, duration=240)
     rollout.set_image(NAME, "v3-bad-errors")
     eventually(
         "the switch to the new revision",
@@ -228,4 +228,19 @@ def test_blue_green_with_a_failing_post_promotion_analysis_switches_back(rollout
         and "error-rate = " in progressing(status)["message"]
     )
     assert status["stableRevision"] == v1
-    no_canary_traffic_after_rollback(router)
+    no_canary_traffic_after_rollback(rollout, status)
+
+
+def test_an_inaccurate_canary_behind_traefik_is_held_as_inconclusive_never_promoted(rollout: Rollout) -> None:
+    """Traefik has no session persistence: labels mostly reach a replica that did not make the
+    prediction (404), so the accuracy gate starves. It must hold the canary, not pass it. Counting
+    every label whichever pod it reaches is the real-workloads issue's (#16) to build."""
+    v1 = create(rollout, "v1")
+    rollout.load(rollout.endpoint(NAME), rate=RATE, duration=240)
+    rollout.set_image(NAME, "v3-inaccurate")
+    status = eventually(
+        "the accuracy analysis to hold the canary",
+        lambda: (s := rollout.mds.status(NAME)).get("phase") in ("Paused", "Degraded") and s,
+        timeout=120,
+    )
+    assert status["stableRevision"] == v1, status

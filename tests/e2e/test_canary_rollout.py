@@ -1,6 +1,6 @@
 """The real operator rolls a demo model from v1 to v2 through canary steps in the local world:
-real serving processes behind the world's router (the HTTPRoute's weights), load with feedback,
-Prometheus scraping both revisions."""
+real serving pods on the real node behind Traefik (the HTTPRoute's weights), load with feedback,
+Prometheus scraping both revisions. The split is what the pods themselves counted."""
 
 from __future__ import annotations
 
@@ -28,17 +28,13 @@ STEPS: list[dict[str, Any]] = [
 ]
 
 
-def shares_by_weight(samples: list[tuple[int, Counter[str]]]) -> dict[int, tuple[float, int]]:
+def shares_by_weight(samples: list[tuple[int, Counter[str]]], canary: str) -> dict[int, tuple[float, int]]:
     """canary weight -> (canary share of requests, requests), over intervals the weight held."""
     totals: dict[int, Counter[str]] = {}
     for (w0, c0), (w1, c1) in itertools.pairwise(samples):
         if w0 == w1:
             totals.setdefault(w0, Counter()).update(c1 - c0)
-    return {
-        w: (c[f"{NAME}-canary"] / n, n)
-        for w, c in totals.items()
-        if (n := c[f"{NAME}-canary"] + c[f"{NAME}-stable"])
-    }
+    return {w: (c[canary] / n, n) for w, c in totals.items() if (n := sum(c.values()))}
 
 
 def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
@@ -47,43 +43,46 @@ def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
     rollout.apply(NAME, "v1", STEPS)
     first = rollout.mds.wait_phase(NAME, "Healthy")
     v1 = first["stableRevision"]
-    router = rollout.router(NAME)
-    load = rollout.load(router, rate=40, duration=180)
-    eventually("v1 to answer through the router", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
+    load = rollout.load(rollout.endpoint(NAME), rate=40, duration=180)
+    eventually("v1 to answer through Traefik", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
 
     rollout.set_image(NAME, "v2")
     samples: list[tuple[int, Counter[str]]] = []
+    canary = None
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
         status = rollout.mds.status(NAME)
-        samples.append((canary_weight(status), Counter(router.by_backend)))
+        canary = rolling_revision(status) or canary
+        samples.append((canary_weight(status), rollout.served()))
         if status.get("phase") == "Healthy" and status.get("stableRevision") != v1:
             break
         time.sleep(0.5)
     final = rollout.mds.wait_phase(NAME, "Healthy", timeout=5)
     v2 = final["stableRevision"]
-    assert v2 != v1 and not rolling_revision(final)
+    assert v2 != v1 and v2 == canary and not rolling_revision(final)
 
-    shares = shares_by_weight(samples)
+    shares = shares_by_weight(samples, v2)
     assert 20 in shares and 50 in shares, shares
     share20, n20 = shares[20]
     share50, n50 = shares[50]
     assert n20 >= 80 and n50 >= 80, shares
-    # Binomial spread at ~200 requests is about 3 points; the bounds allow for more than that.
+    # Binomial spread at ~200 requests is about 3 points; the bounds allow for more than that, and
+    # for Traefik applying a weight a moment after the route shows it.
     assert 0.08 <= share20 <= 0.35, shares
     assert 0.35 <= share50 <= 0.65, shares
 
     # After promotion everything goes to v2's pods; v1's (still up for scaleDownDelay) get nothing.
-    time.sleep(1)
-    router.reset_counters()
     time.sleep(3)
-    revisions = rollout.mds.pod_revisions(NAME)
-    served = {revisions.get(endpoint.split(":")[0], "gone") for endpoint in router.by_endpoint}
-    assert served == {v2}, (served, router.by_endpoint)
+    before = rollout.served()
+    time.sleep(3)
+    after = rollout.served()
+    assert after[v2] > before[v2] and after[v1] <= before[v1], (before, after)
 
     summary = load.stop()
     assert summary.errors == 0, summary.lines()
-    assert summary.feedback_codes.get(200, 0) == summary.feedback_sent > 0
+    # Traefik has no session persistence: a label reaches the replica that made the prediction only
+    # by chance, and the others answer 404 (test_loadgen shows it); some always find theirs.
+    assert summary.feedback_codes.get(200, 0) > 0 and set(summary.feedback_codes) <= {200, 404}
 
     def requests_by_revision() -> dict[str, float]:
         selector = f'namespace="{rollout.namespace}", route="/predict"'

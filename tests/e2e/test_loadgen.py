@@ -1,60 +1,77 @@
-"""The load generator against real pods: feedback reaches the pod that answered (the router's
-stand-in for session persistence), and online accuracy shows in Prometheus per revision."""
+"""The load generator through Traefik to real pods, with feedback.
+
+Traefik's Gateway API provider has no session persistence, so a label sent after a prediction
+reaches the replica that made it only by chance: the others do not know its request id and answer
+404. The test shows that, and that what does arrive is counted right in Prometheus per revision.
+Counting every label whichever replica it reaches is the real-workloads issue's (#16) to build."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import urllib.error
+import urllib.request
 
 import pytest
 from kubernetes import client
 
 from loadgen import Load
 from loadgen.mix import holdout_samples
-from localworld.catalogue import Catalogue
-from localworld.podrunner import PodRunner
 from localworld.prometheus import Prometheus
-from localworld.router import Router
+from localworld.world import Endpoint, LocalWorld
 
-from .helpers import eventually, service, serving_deployment
-from .test_router import wait_routable
+from .helpers import eventually, is_ready, pods, service, serving_deployment
 
 pytestmark = pytest.mark.e2e
+REPLICAS = 3
 
 
-def deploy_demo(api_client: client.ApiClient, namespace: str, catalogue: Catalogue, version: str) -> None:
-    image = catalogue.by_name(version)
+def deploy_demo(api_client: client.ApiClient, namespace: str, world: LocalWorld, version: str) -> Endpoint:
     deployment = serving_deployment(
-        "risk", catalogue, replicas=3, sha256=image.model_sha256, model="risk", revision=f"risk-{version}"
+        "risk", world.image(version), replicas=REPLICAS, model="risk", revision=f"risk-{version}"
     )
-    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = image.ref
     client.AppsV1Api(api_client).create_namespaced_deployment(namespace, deployment)
     client.CoreV1Api(api_client).create_namespaced_service(namespace, service("risk", f"risk-{version}"))
-    wait_routable(api_client, namespace, {"risk": 3})
-
-
-def test_feedback_through_the_router_reaches_the_replica_that_answered_and_prometheus_counts_accuracy(
-    api_client: client.ApiClient,
-    namespace: str,
-    catalogue: Catalogue,
-    pod_runner: PodRunner,
-    prometheus: Prometheus,
-    make_router: Callable[[str, str], Router],
-) -> None:
-    deploy_demo(api_client, namespace, catalogue, "v1")
-    router = make_router(namespace, "risk")
-
-    summary = (
-        Load(f"{router.url}/predict", holdout_samples(), rate=50, duration=6, feedback_ratio=1).start().wait()
+    core = client.CoreV1Api(api_client)
+    eventually(
+        f"{REPLICAS} Ready pods",
+        lambda: sum(is_ready(p) for p in pods(core, namespace, "risk")) == REPLICAS,
+        timeout=90,
     )
+    endpoint = world.expose(namespace, "risk", backends={"risk": 100})
+
+    def routed() -> bool:
+        request = urllib.request.Request(f"{endpoint.url}/readyz", headers={"Host": endpoint.host})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    eventually("Traefik to route the new HTTPRoute", routed, timeout=30)
+    return endpoint
+
+
+def test_feedback_through_traefik_mostly_misses_the_replica_that_answered_and_what_arrives_is_counted(
+    api_client: client.ApiClient, namespace: str, world: LocalWorld, prometheus: Prometheus
+) -> None:
+    endpoint = deploy_demo(api_client, namespace, world, "v1")
+    load = Load(
+        f"{endpoint.url}/predict",
+        holdout_samples(),
+        rate=50,
+        duration=6,
+        feedback_ratio=1,
+        host=endpoint.host,
+    )
+    summary = load.start().wait()
 
     assert summary.codes == {200: 300}
-    # Three replicas, each remembering only its own predictions: every label still found its
-    # prediction, because the router sent it where the prediction came from.
-    assert summary.feedback_codes == {200: 300}
-    assert router.feedback == {"remembered": 300}
-    assert len(router.by_endpoint) == 3
-    assert summary.accuracy is not None and 0.8 < summary.accuracy < 0.97  # v1: 0.889 on the holdout
+    # Without affinity a label finds its prediction only when it lands on the replica that made it.
+    # Traefik balances round robin, and a client sends its label right after its prediction, so the
+    # label mostly lands on the next replica: far fewer than one in REPLICAS find theirs.
+    found, unknown = summary.feedback_codes.get(200, 0), summary.feedback_codes.get(404, 0)
+    assert found + unknown == 300, summary.feedback_codes
+    assert found < 300 / REPLICAS and unknown > 300 / 2, summary.feedback_codes
 
     def outcomes() -> dict[str, int]:
         query = (
@@ -66,25 +83,15 @@ def test_feedback_through_the_router_reaches_the_replica_that_answered_and_prome
     eventually(f"Prometheus feedback outcomes == {expected}", lambda: outcomes() == expected, timeout=20)
 
 
-def test_feedback_for_an_unknown_request_id_is_routed_as_usual_and_counted(
-    api_client: client.ApiClient,
-    namespace: str,
-    catalogue: Catalogue,
-    pod_runner: PodRunner,
-    make_router: Callable[[str, str], Router],
+def test_feedback_for_an_unknown_request_id_is_answered_404(
+    api_client: client.ApiClient, namespace: str, world: LocalWorld
 ) -> None:
-    deploy_demo(api_client, namespace, catalogue, "v1")
-    router = make_router(namespace, "risk")
-    import urllib.error
-    import urllib.request
-
+    endpoint = deploy_demo(api_client, namespace, world, "v1")
     request = urllib.request.Request(
-        f"{router.url}/feedback",
+        f"{endpoint.url}/feedback",
         data=json.dumps({"request_id": "never-predicted", "label": "a"}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Host": endpoint.host},
     )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request, timeout=10)
     assert err.value.code == 404  # a replica said it does not know the id
-    assert router.feedback == {"unknown": 1}
-    assert sum(router.by_endpoint.values()) == 1

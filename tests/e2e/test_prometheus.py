@@ -1,4 +1,5 @@
-"""Prometheus discovers the serving pods through the API server and labels them by revision."""
+"""Prometheus discovers the serving pods on the real node through the API server and labels them
+by revision."""
 
 from __future__ import annotations
 
@@ -9,34 +10,28 @@ import urllib.request
 import pytest
 from kubernetes import client
 
-from localworld.catalogue import Catalogue
-from localworld.podrunner import PodRunner
 from localworld.prometheus import Prometheus
+from localworld.world import LocalWorld
 
-from .helpers import eventually, is_ready, pods, serving_deployment
+from .helpers import PORT, eventually, is_ready, pods, serving_deployment
 
 pytestmark = pytest.mark.e2e
 
 
 def test_serving_pods_metrics_reach_prometheus_with_revision_and_model_labels(
-    api_client: client.ApiClient,
-    namespace: str,
-    catalogue: Catalogue,
-    pod_runner: PodRunner,
-    prometheus: Prometheus,
+    api_client: client.ApiClient, namespace: str, world: LocalWorld, prometheus: Prometheus
 ) -> None:
     core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    apps.create_namespaced_deployment(namespace, serving_deployment("risk", catalogue, replicas=3))
+    apps.create_namespaced_deployment(namespace, serving_deployment("risk", world.image("v1"), replicas=3))
     eventually(
         "3 Ready pods", lambda: sum(is_ready(p) for p in pods(core, namespace, "risk")) == 3, timeout=90
     )
     ready_at = time.monotonic()
     body = json.dumps({"instances": [[10.5, 6.1, 0.2, -1.3]]}).encode()
     for pod in pods(core, namespace, "risk"):
-        run = pod_runner.process_of(namespace, pod.metadata.name)
-        assert run is not None
-        for _ in range(3):
-            with urllib.request.urlopen(f"http://{run.address}:8080/predict", data=body, timeout=5) as r:
+        for _ in range(3):  # the pod IPs, on the node's bridge, are reachable from this machine
+            url = f"http://{pod.status.pod_ip}:{PORT}/predict"
+            with urllib.request.urlopen(url, data=body, timeout=5) as r:
                 assert r.status == 200
 
     selector = f'namespace="{namespace}", revision="risk-r1", model="risk"'
@@ -52,3 +47,6 @@ def test_serving_pods_metrics_reach_prometheus_with_revision_and_model_labels(
     series = prometheus.query(f"modelserver_model_info{{{selector}}}")
     names = {p.metadata.name for p in pods(core, namespace, "risk")}
     assert {s["metric"]["pod"] for s in series} == names
+    assert {s["metric"]["instance"].split(":")[0] for s in series} == {
+        p.status.pod_ip for p in pods(core, namespace, "risk")
+    }

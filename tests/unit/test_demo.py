@@ -117,7 +117,7 @@ def test_summary_says_how_each_act_ended_and_whether_that_was_expected() -> None
     lines = progress.summary_lines(results, planned=2)
     assert "  act 1: a good rollout: v1 -> v2: Healthy in 61s, v2 serves all traffic; as expected" in lines
     assert any("act 2" in line and "NOT as expected (wanted Degraded)" in line for line in lines)
-    assert "         600 requests through the router, 170 failed" in lines
+    assert "         600 requests through the gateway, 170 failed" in lines
     assert lines[-1] == "  1/2 acts ended as expected"
     assert "  stopped after 1 of 2 acts" in progress.summary_lines(results[:1], planned=2)
 
