@@ -16,7 +16,7 @@ TEST_DEPS :=      # targets `make test` runs before pytest (e.g. Dockerfile lint
 -include hack/localworld/localworld.mk
 -include hack/imagebuild/images.mk
 
-.PHONY: help venv cluster-bins lint typecheck test test-unit cluster-up clean chart-crds operator-lock lint-operator-image \
+.PHONY: help venv cluster-bins traefik lint typecheck test test-unit cluster-up clean chart-crds operator-lock lint-operator-image \
 	bench bench-rollback
 
 help:  ## list the targets
@@ -46,13 +46,16 @@ typecheck: $(STAMP)  ## mypy --strict
 test-unit: $(STAMP)  ## only the tests that need no cluster
 	$(VENV)/bin/pytest -m unit
 
-test: lint typecheck lint-operator-image $(TEST_DEPS) cluster-bins  ## everything CI runs: lint, types, unit + integration + e2e
+test: lint typecheck lint-operator-image $(TEST_DEPS) cluster-bins traefik  ## everything CI runs: lint, types, unit + integration + e2e
 	$(VENV)/bin/pytest
+
+traefik: $(STAMP)  ## build (or find cached) Traefik, the local Gateway API data plane
+	$(PY) hack/devcluster/traefik.py
 
 cluster-up: cluster-bins  ## start a local cluster in the foreground (Ctrl-C tears it down)
 	PYTHONPATH=hack $(PY) -m devcluster up
 
-bench-rollback: cluster-bins prometheus  ## time from a bad canary's first request to weight 0 -> bench/results/rollback.json
+bench-rollback: cluster-bins traefik prometheus images  ## time from a bad canary's first request to weight 0 -> bench/results/rollback.json
 	$(PY) bench/rollback.py --out bench/results/rollback.json
 
 bench: bench-serving bench-rollback bench-images  ## every benchmark; results in bench/results/

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the container tools `make images` uses, from Debian's packages. CI machines start
+# Installs the container tools `make images` and the real node use, from Debian's packages. CI machines start
 # fresh, so this runs on every `make images`; it is a no-op when everything is there.
 set -euo pipefail
 # command -> Debian package; runc because crun refuses this machine's hybrid cgroups.
 declare -A wanted=(
 	[podman]=podman [buildah]=buildah [runc]=runc [skopeo]=skopeo [umoci]=umoci
 	[debootstrap]=debootstrap [conmon]=conmon [iptables]=iptables
+	# The local cluster's real node (hack/devcluster/realnode.py).
+	[containerd]=containerd [ctr]=containerd
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

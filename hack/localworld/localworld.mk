@@ -19,5 +19,5 @@ prometheus:  ## install Prometheus (Debian's package) for the local world, if mi
 
 # Installs what it needs (each step a no-op when done), then runs the demo in the foreground;
 # Ctrl-C tears everything down. Knobs: DEMO_ACTS, DEMO_BAD, DEMO_STEP_SECONDS, ... (docs/local-world.md).
-demo: $(STAMP) prometheus cluster-bins  ## local cluster + world + operator: roll the demo model v1 -> v2 under load
+demo: $(STAMP) prometheus cluster-bins traefik images  ## local cluster + world + operator: on the real node behind Traefik, operator via Helm: v1 -> v2, a bad v3 rolled back
 	PYTHONPATH=hack exec $(PY) -m demo
