@@ -171,7 +171,14 @@ def test_the_smoke_test_stops_a_wrong_model_before_any_user_request_reaches_it(r
     create(rollout, "v1")
     endpoint = rollout.endpoint(NAME)
     rows = [[0.5, -1.0, 2.0, 0.1], [1.5, 0.0, -0.5, 2.2]]
-    expected = predict(endpoint, rows)["probabilities"]  # what a correct model answers
+
+    def answered() -> dict[str, Any] | None:
+        try:
+            return predict(endpoint, rows)
+        except OSError:  # 503 until Traefik has loaded the new route's endpoints
+            return None
+
+    expected = eventually("v1 to answer through Traefik", answered, timeout=30)["probabilities"]
     rollout.mds.patch(NAME, {"smokeTest": {"inputs": rows, "expected": expected, "tolerance": 0.05}})
     rollout.load(endpoint, rate=RATE, duration=240)
     rollout.set_image(NAME, "v3-inaccurate")
