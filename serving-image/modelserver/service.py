@@ -121,7 +121,8 @@ class Service:
             log.warning(
                 "FAULT INJECTION IS ON: %.0f%% of predict requests will fail and each will take %gs longer, "
                 "/healthz fails after %gs up (0: never) (MODELSERVER_FAULT_ERROR_RATIO, "
-                "MODELSERVER_FAULT_LATENCY, MODELSERVER_FAULT_UNHEALTHY_AFTER); never serve this in production",
+                "MODELSERVER_FAULT_LATENCY, MODELSERVER_FAULT_UNHEALTHY_AFTER); "
+                "never serve this in production",
                 100 * settings.faults.error_ratio,
                 settings.faults.latency_s,
                 settings.faults.unhealthy_after_s,
