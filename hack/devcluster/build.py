@@ -23,9 +23,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the `devcluster` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from devcluster.cache import MANIFEST, build_once, cache_root
 
 HERE = Path(__file__).resolve().parent
 VERSIONS_FILE = HERE / "versions.env"
@@ -72,14 +76,6 @@ def load_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
     return versions
 
 
-def cache_root() -> Path:
-    base = os.environ.get("MODELSHIP_CACHE") or os.environ.get("XDG_CACHE_HOME")
-    root = Path(base) if base else Path.home() / ".cache"
-    if not os.environ.get("MODELSHIP_CACHE"):
-        root = root / "modelship"
-    return root / "devcluster"
-
-
 # The pins this build uses; others in versions.env (Traefik's) have caches of their own.
 BUILD_KEYS = (
     "KUBERNETES_VERSION",
@@ -106,36 +102,7 @@ def cache_dir(versions: dict[str, str] | None = None) -> Path:
 
 
 def is_built(out: Path) -> bool:
-    return (out / "manifest.json").is_file() and all((out / "bin" / b).is_file() for b in BINARIES)
-
-
-# Another checkout (an older branch) may still use a cache of other versions; one untouched
-# this long is gone from every checkout in practice, and each holds ~500 MB.
-STALE_DAYS = 14
-USED = "last-used"
-
-
-def mark_used(out: Path) -> None:
-    (out / USED).touch()
-
-
-def prune(root: Path, keep: Path, now: float | None = None) -> list[Path]:
-    """Remove caches of other versions not used for STALE_DAYS, and scratch dirs of builds that
-    were killed (over a day old). Returns what was removed."""
-    now = time.time() if now is None else now
-    removed = []
-    for entry in root.iterdir() if root.is_dir() else []:
-        if entry == keep or not entry.is_dir():
-            continue
-        if ".partial-" in entry.name:
-            stale = now - entry.stat().st_mtime > 86400
-        else:
-            marker = entry / USED if (entry / USED).exists() else entry / "manifest.json"
-            stale = marker.exists() and now - marker.stat().st_mtime > STALE_DAYS * 86400
-        if stale:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
-    return removed
+    return (out / MANIFEST).is_file() and all((out / "bin" / b).is_file() for b in BINARIES)
 
 
 def _go_env() -> dict[str, str]:
@@ -294,18 +261,8 @@ def copy_module_files(versions: dict[str, str], out: Path) -> None:
 def build(out: Path | None = None) -> Path:
     """Build everything into the cache (no-op when already there); return the cache dir."""
     versions = load_versions()
-    out = out or cache_dir(versions)
-    if is_built(out):
-        mark_used(out)
-        return out
-    if shutil.which("go") is None:
-        raise RuntimeError("the Go toolchain is required to build the local control plane (go not on PATH)")
-    started = time.monotonic()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Build into a scratch dir next to the cache and rename at the end: an interrupted
-    # build never leaves a half-filled cache that looks complete.
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".partial-", dir=out.parent))
-    try:
+
+    def make(tmp: Path) -> dict[str, Any]:
         bindir = tmp / "bin"
         bindir.mkdir()
         build_kubernetes(versions, tmp / "work", bindir)
@@ -313,22 +270,9 @@ def build(out: Path | None = None) -> Path:
         build_tools(versions, bindir)
         copy_module_files(versions, tmp)
         shutil.rmtree(tmp / "work")
-        manifest = {
-            "versions": versions,
-            "recipe": RECIPE,
-            "build_seconds": round(time.monotonic() - started),
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    mark_used(out)
-    for stale in prune(out.parent, keep=out):
-        print(f"removed a cache unused for {STALE_DAYS} days: {stale}", file=sys.stderr)
-    return out
+        return {"versions": versions, "recipe": RECIPE}
+
+    return build_once(out or cache_dir(versions), is_built, make, "the local control plane")
 
 
 def main(argv: list[str] | None = None) -> int:

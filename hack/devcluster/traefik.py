@@ -21,8 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -35,15 +33,8 @@ import yaml
 if __package__ in (None, ""):  # run as a script: make the `devcluster` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devcluster.build import (
-    _module,
-    _run,
-    cache_root,
-    godebug_lines,
-    load_versions,
-    mark_used,
-    prune,
-)
+from devcluster.build import _module, _run, godebug_lines, load_versions
+from devcluster.cache import MANIFEST, build_once, cache_root
 from devcluster.cluster import terminate, wait_for
 from devcluster.net import free_port
 
@@ -95,7 +86,7 @@ def binary(out: Path) -> Path:
 
 
 def is_built(out: Path) -> bool:
-    return (out / "manifest.json").is_file() and binary(out).is_file()
+    return (out / MANIFEST).is_file() and binary(out).is_file()
 
 
 def directives(gomod: str, verb: str) -> list[str]:
@@ -318,17 +309,8 @@ def _prepare(version: str, work: Path) -> dict[str, Any]:
 def build(out: Path | None = None) -> Path:
     """Build traefik into the cache (no-op when already there); return the cache dir."""
     version = traefik_version()
-    out = out or cache_dir(version)
-    if is_built(out):
-        mark_used(out)
-        return out
-    if shutil.which("go") is None:
-        raise RuntimeError("the Go toolchain is required to build Traefik (go not on PATH)")
-    started = time.monotonic()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Build into a scratch dir and rename at the end: a killed build never looks complete.
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".partial-", dir=out.parent))
-    try:
+
+    def make(tmp: Path) -> dict[str, Any]:
         work = tmp / "work"
         work.mkdir()
         changes = _prepare(version, work)
@@ -336,26 +318,13 @@ def build(out: Path | None = None) -> Path:
         # One `go build` of the one command; CGO_ENABLED=0 and GOTOOLCHAIN=local come from _run.
         cmd = ["go", "build", "-mod=mod", "-trimpath", "-ldflags", ldflags(version)]
         _run([*cmd, "-o", str(binary(tmp)), PACKAGE], cwd=work)
-        manifest = {
-            "version": version,
-            "recipe": RECIPE,
-            "build_seconds": round(time.monotonic() - started),
-            "go.mod": (work / "go.mod").read_text(),
-            # Paths in the scratch dir, which is gone once the build is done.
-            **json.loads(json.dumps(changes).replace(str(work), "<build dir>")),
-        }
+        gomod = (work / "go.mod").read_text()
         shutil.rmtree(work)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    mark_used(out)
-    for stale in prune(out.parent, keep=out):
-        print(f"removed an unused cache: {stale}", file=sys.stderr)
-    return out
+        # Paths in the scratch dir, which is gone once the build is done.
+        recorded = json.loads(json.dumps(changes).replace(str(work), "<build dir>"))
+        return {"version": version, "recipe": RECIPE, "go.mod": gomod, **recorded}
+
+    return build_once(out or cache_dir(version), is_built, make, "Traefik")
 
 
 # --- configuration ---------------------------------------------------------------------------

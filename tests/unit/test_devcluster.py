@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,39 +104,6 @@ def test_an_empty_cache_dir_is_not_mistaken_for_a_build(tmp_path: Path) -> None:
     assert not build.is_built(tmp_path)
     (tmp_path / "bin" / build.BINARIES[-1]).touch()
     assert build.is_built(tmp_path)
-
-
-def test_prune_removes_caches_unused_for_two_weeks_and_killed_builds_but_never_the_current(
-    tmp_path: Path,
-) -> None:
-    day, now = 86400.0, 1_900_000_000.0
-
-    def cache(name: str, used_days_ago: float | None, built_days_ago: float = 100) -> Path:
-        d = tmp_path / name
-        d.mkdir()
-        (d / "manifest.json").write_text("{}")
-        os.utime(d / "manifest.json", (now - built_days_ago * day,) * 2)
-        if used_days_ago is not None:
-            (d / build.USED).touch()
-            os.utime(d / build.USED, (now - used_days_ago * day,) * 2)
-        return d
-
-    current = cache("k8sv1.37.2-new", used_days_ago=30)  # the one in use is never removed
-    recent = cache("k8sv1.36.0-branch", used_days_ago=3)  # another checkout still uses it
-    stale = cache("k8sv1.35.0-old", used_days_ago=15)
-    never_marked = cache("k8sv1.34.0-older", used_days_ago=None)  # built before markers existed
-    fresh_unmarked = cache("k8sv1.34.1-x", used_days_ago=None, built_days_ago=1)
-    killed = tmp_path / "k8sv1.37.2-new.partial-abc"
-    killed.mkdir()
-    os.utime(killed, (now - 2 * day,) * 2)
-    running = tmp_path / "k8sv1.37.2-new.partial-def"  # a build under way in another shell
-    running.mkdir()
-    os.utime(running, (now - 600,) * 2)
-    (tmp_path / "not-a-dir").write_text("")
-    removed = build.prune(tmp_path, keep=current, now=now)
-    assert sorted(removed) == sorted([stale, never_marked, killed])
-    assert all(d.exists() for d in (current, recent, fresh_unmarked, running))
-    assert not any(d.exists() for d in removed)
 
 
 def test_default_nodes_are_three_cpu_and_one_tainted_coral_node_with_the_device() -> None:

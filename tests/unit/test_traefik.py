@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import build, traefik
+from devcluster import cache, traefik
 
 pytestmark = pytest.mark.unit
 
@@ -183,7 +183,7 @@ def test_patch_dns_factory_drops_the_import_and_answers_with_an_error() -> None:
 def test_cache_dir_is_keyed_by_version_and_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MODELSHIP_CACHE", str(tmp_path))
     a, b = traefik.cache_dir("v3.7.13"), traefik.cache_dir("v3.7.12")
-    assert a.parent == b.parent == build.cache_root() == tmp_path / "devcluster"
+    assert a.parent == b.parent == cache.cache_root() == tmp_path / "devcluster"
     assert a.name.startswith("traefik-v3.7.13-") and b.name.startswith("traefik-v3.7.12-")
     assert a != b
     monkeypatch.setattr(traefik, "RECIPE", traefik.RECIPE + "x")
@@ -202,7 +202,7 @@ def test_build_is_a_no_op_when_cached(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
     monkeypatch.setattr(traefik, "_run", no_go)
     assert traefik.build(out) == out
-    assert (out / build.USED).exists()
+    assert (out / cache.USED).exists()
 
 
 def test_versions_env_pins_a_traefik_v3() -> None:
