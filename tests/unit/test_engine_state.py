@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from modelship import api
 from modelship.core import control, engine
+from modelship.core.manifests import REVISION_LABEL
 
 from .enginesim import World, command, spec
 
@@ -136,6 +137,37 @@ def test_a_crash_after_any_write_leaves_users_on_ready_pods_and_the_next_pass_co
             crashed.settle()
             users_on_ready_pods(crashed)
         assert done(crashed), (k, crashed.status.rollout, crashed.route)
+
+
+def routed_to(world: World, revision: str) -> int:
+    """The route's weight that reaches `revision`'s pods, through each backend Service's selector."""
+    return sum(
+        weight
+        for backend, weight in (world.route or {}).items()
+        if world.services.get(backend, {}).get(REVISION_LABEL) == revision
+    )
+
+
+@pytest.mark.parametrize("scenario", [promotion, blue_green_switch], ids=lambda f: f.__name__)
+def test_a_promotion_never_sends_traffic_back_to_the_old_revision_whichever_write_it_stops_after(
+    scenario: Scenario,
+) -> None:
+    world, s, done = scenario()
+    target = world.status.rolling
+    assert target is not None
+    for _ in range(12):  # the passes until promoted, each cut short after every one of its writes
+        before = routed_to(world, target)
+        decision = world.decide(s)
+        for k in range(len(decision.writes) + 1):
+            crashed = copy.deepcopy(world)
+            crashed.apply(decision, crash_after=k)
+            assert routed_to(crashed, target) >= before, (k, crashed.route, crashed.services)
+        world.apply(decision)
+        world.settle()
+        world.tick()
+        if done(world):
+            break
+    assert done(world) and routed_to(world, target) == 100
 
 
 def test_the_new_digest_pass_takes_the_canarys_weight_away_before_repointing_its_service() -> None:

@@ -4,8 +4,10 @@ users are still served by ready pods.
 The rule: weight leaves a revision before its Service or pods change, and a revision gets
 weight only after its pods are ready and its Service points at them. So:
 
-1. the route, when it takes weight away from the canary (an abort, a rollback, a new digest
-   mid-rollout, a blue/green switch back);
+1. the route, when it takes weight away from the canary's pods (an abort, a rollback, a new
+   digest mid-rollout, a blue/green switch back); not at a promotion, where the weight moves to
+   the stable Service only as that Service moves to the canary's pods: there the Services go
+   first, or the old revision would serve everyone for a moment;
 2. Deployments that are created or grow;
 3. Services (a selector moves only to pods that the engine saw ready, or that get no weight);
 4. the route, when it gives the canary weight (the engine asked for that weight only once the
@@ -45,9 +47,22 @@ def ordered(
     before: list[Write] = []
     after: list[Write] = []
     if route is not None:
-        (before if _takes_from_canary(route, canary_service, observations) else after).append(route)
+        first = _takes_from_canary(route, canary_service, observations) and not _one_revision(
+            route, manifests
+        )
+        (before if first else after).append(route)
     deletions: list[Write] = [Delete(name) for name in delete]
     return (*before, *grow, *services, *after, *shrink, *deletions)
+
+
+def _one_revision(route: Route, manifests: Sequence[Manifest]) -> bool:
+    """Whether every backend Service of the route is to select the same pods (a promotion)."""
+    selectors = {
+        m["metadata"]["name"]: frozenset(m["spec"]["selector"].items())
+        for m in manifests
+        if m["kind"] == "Service" and m["metadata"]["name"] in route.weights
+    }
+    return len(selectors) == len(route.weights) and len(set(selectors.values())) == 1
 
 
 def _takes_from_canary(route: Route, canary_service: str, observations: Observations) -> bool:
