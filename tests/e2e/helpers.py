@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
 from kubernetes import client
@@ -10,6 +11,7 @@ from kubernetes import client
 from devcluster.cluster import wait_for
 from localworld.demoimages import ModelImage
 from localworld.podmetrics import PORT, REVISION_LABEL
+from localworld.world import Endpoint, LocalWorld
 
 eventually = wait_for  # polls until truthy, naming what it waited for
 
@@ -75,3 +77,44 @@ def service(name: str, revision: str) -> dict[str, Any]:
             "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
         },
     }
+
+
+def deploy_revision(
+    api_client: client.ApiClient,
+    namespace: str,
+    world: LocalWorld,
+    service_name: str,
+    version: str,
+    replicas: int,
+) -> str:
+    """Model image `version` as revision `<model>-<version>` (model "risk") of `replicas` Ready pods,
+    behind Service `service_name`. Returns the revision."""
+    revision = f"risk-{version}"
+    deployment = serving_deployment(
+        service_name, world.image(version), replicas, model="risk", revision=revision
+    )
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, deployment)
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service(namespace, service(service_name, revision))
+    eventually(
+        f"{replicas} Ready pods of {service_name}",
+        lambda: sum(is_ready(p) for p in pods(core, namespace, service_name)) == replicas,
+        timeout=90,
+    )
+    return revision
+
+
+def expose_routed(world: LocalWorld, namespace: str, name: str, backends: dict[str, int]) -> Endpoint:
+    """An HTTPRoute to `backends` (Service -> weight), once Traefik routes it."""
+    endpoint = world.expose(namespace, name, backends=backends)
+
+    def routed() -> bool:
+        request = urllib.request.Request(f"{endpoint.url}/readyz", headers={"Host": endpoint.host})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    eventually("Traefik to route the new HTTPRoute", routed, timeout=30)
+    return endpoint

@@ -19,36 +19,15 @@ from loadgen.mix import holdout_samples
 from localworld.prometheus import Prometheus
 from localworld.world import Endpoint, LocalWorld
 
-from .helpers import eventually, is_ready, pods, service, serving_deployment
+from .helpers import deploy_revision, eventually, expose_routed
 
 pytestmark = pytest.mark.e2e
 REPLICAS = 3
 
 
 def deploy_demo(api_client: client.ApiClient, namespace: str, world: LocalWorld, version: str) -> Endpoint:
-    deployment = serving_deployment(
-        "risk", world.image(version), replicas=REPLICAS, model="risk", revision=f"risk-{version}"
-    )
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, deployment)
-    client.CoreV1Api(api_client).create_namespaced_service(namespace, service("risk", f"risk-{version}"))
-    core = client.CoreV1Api(api_client)
-    eventually(
-        f"{REPLICAS} Ready pods",
-        lambda: sum(is_ready(p) for p in pods(core, namespace, "risk")) == REPLICAS,
-        timeout=90,
-    )
-    endpoint = world.expose(namespace, "risk", backends={"risk": 100})
-
-    def routed() -> bool:
-        request = urllib.request.Request(f"{endpoint.url}/readyz", headers={"Host": endpoint.host})
-        try:
-            with urllib.request.urlopen(request, timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    eventually("Traefik to route the new HTTPRoute", routed, timeout=30)
-    return endpoint
+    deploy_revision(api_client, namespace, world, "risk", version, REPLICAS)
+    return expose_routed(world, namespace, "risk", {"risk": 100})
 
 
 def test_feedback_through_traefik_mostly_misses_the_replica_that_answered_and_what_arrives_is_counted(
