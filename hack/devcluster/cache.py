@@ -8,7 +8,6 @@ killed build never leaves a half-filled cache that looks complete.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -16,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from imagebuild.podman import cache_root as modelship_cache
 
 # Another checkout (an older branch) may still use a cache of other versions; one untouched
 # this long is gone from every checkout in practice, and each holds hundreds of MB.
@@ -25,12 +26,8 @@ MANIFEST = "manifest.json"
 
 
 def cache_root() -> Path:
-    """`$MODELSHIP_CACHE/devcluster`, else `${XDG_CACHE_HOME:-~/.cache}/modelship/devcluster`."""
-    base = os.environ.get("MODELSHIP_CACHE") or os.environ.get("XDG_CACHE_HOME")
-    root = Path(base) if base else Path.home() / ".cache"
-    if not os.environ.get("MODELSHIP_CACHE"):
-        root = root / "modelship"
-    return root / "devcluster"
+    """`devcluster` in modelship's cache (`$MODELSHIP_CACHE`, else `~/.cache/modelship`)."""
+    return modelship_cache() / "devcluster"
 
 
 def mark_used(out: Path) -> None:
