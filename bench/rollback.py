@@ -33,7 +33,13 @@ from localworld.rollouts import ModelDeployments, model_deployment, rolling_revi
 from localworld.stack import start as start_stack
 from localworld.world import LocalWorld
 
-BAD = ("v3-bad-errors", "v3-slow", "v3-inaccurate")
+BAD = ("v3-bad-errors", "v3-slow")
+# Accuracy needs feedback to reach the replica that answered; through Traefik (no session
+# persistence) it rarely does, so the metric has no data and cannot fail a canary yet.
+NOT_MEASURED = {
+    "v3-inaccurate": "accuracy analysis needs feedback that counts whichever replica it reaches (#16); "
+    "through Traefik most labels miss the replica that answered (tests/e2e/test_loadgen.py)"
+}
 SCRAPE = "2s"
 ANALYSIS = demomodels.analysis("5s", count=3, minRequests=10)
 STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]
@@ -93,7 +99,7 @@ def one_run(
 
         def first_canary_request() -> float | None:
             canary = rolling_revision(mds.status(name))
-            served = canary is not None and served_by_revision(core, namespace)[canary] > 0
+            served = canary is not None and served_by_revision(core, namespace, canary)[canary] > 0
             return time.monotonic() if served else None
 
         started = wait_for("the canary's first request", first_canary_request, timeout=180, interval=0.05)
@@ -160,6 +166,7 @@ def main() -> int:
             "machine": f"{platform.machine()}, {platform.python_version()}",
         },
         "results": results,
+        "not_measured": NOT_MEASURED,
         "previous": PREVIOUS,
         "comparison_defaults": COMPARISON,
     }
@@ -170,6 +177,8 @@ def main() -> int:
         verdict = "ok" if r["meets_target"] else "MISSED"
         row = f"{r['min_s']:>8.1f}{r['median_s']:>8.1f}{r['max_s']:>8.1f}"
         print(f"{bad:<16}{row}  <= {r['target_median_s']:.0f}s {verdict}")
+    for bad, why in NOT_MEASURED.items():
+        print(f"{bad:<16}not measured: {why}")
     print(f"written to {args.out}")
     return 0 if all(r["meets_target"] for r in results.values()) else 1
 

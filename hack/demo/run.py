@@ -171,7 +171,7 @@ def play(
         status = mds.status(NAME)
         now = time.monotonic()
         canary = rolling_revision(status)
-        if first_canary is None and canary and served_by_revision(core, mds.namespace)[canary] > 0:
+        if first_canary is None and canary and served_by_revision(core, mds.namespace, canary)[canary] > 0:
             first_canary = now  # counted by the canary's own pods
         if first_canary is not None and weight_zero is None and not canary_weight(status):
             weight_zero = now

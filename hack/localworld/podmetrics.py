@@ -16,9 +16,11 @@ PORT = 8080  # the serving image's default, which the operator's pods and the te
 REQUESTS = "modelserver_requests_total"
 
 
-def pod_metric(pod_ip: str, name: str = REQUESTS, route: str = "/predict", port: int = PORT) -> float:
+def pod_metric(
+    pod_ip: str, name: str = REQUESTS, route: str = "/predict", port: int = PORT, timeout: float = 5
+) -> float:
     """The sum of counter `name`'s samples for `route` on one pod's own /metrics."""
-    with urllib.request.urlopen(f"http://{pod_ip}:{port}/metrics", timeout=5) as r:
+    with urllib.request.urlopen(f"http://{pod_ip}:{port}/metrics", timeout=timeout) as r:
         text = r.read().decode()
     return sum(
         sample.value
@@ -28,16 +30,19 @@ def pod_metric(pod_ip: str, name: str = REQUESTS, route: str = "/predict", port:
     )
 
 
-def served_by_revision(core: client.CoreV1Api, namespace: str) -> Counter[str]:
-    """Predictions each revision's running pods have answered so far (a pod that is gone takes
-    its count with it)."""
+def served_by_revision(core: client.CoreV1Api, namespace: str, revision: str | None = None) -> Counter[str]:
+    """Predictions each revision's running pods (only `revision`'s, when given) have answered so
+    far (a pod that is gone takes its count with it). Pods being deleted are skipped: a server
+    shutting down may hold the request until its timeout, which would delay the answer."""
     counts: Counter[str] = Counter()
-    listed = core.list_namespaced_pod(namespace, label_selector=REVISION_LABEL, _preload_content=False)
+    selector = f"{REVISION_LABEL}={revision}" if revision else REVISION_LABEL
+    listed = core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
     for pod in json.loads(listed.data)["items"]:  # type: ignore[attr-defined]
         status = pod.get("status") or {}
-        if status.get("podIP") and status.get("phase") == "Running":
+        deleting = pod["metadata"].get("deletionTimestamp")
+        if status.get("podIP") and status.get("phase") == "Running" and not deleting:
             try:
-                value = pod_metric(status["podIP"])
+                value = pod_metric(status["podIP"], timeout=2)
             except OSError:
                 continue  # a pod shutting down
             counts[pod["metadata"]["labels"][REVISION_LABEL]] += int(value)
