@@ -7,6 +7,7 @@ per-request overhead of the framework is most of the latency (docs/serving.md ha
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import re
@@ -19,7 +20,8 @@ import orjson
 
 from . import v2
 from .errors import HTTPError, bad_input
-from .feedback import same_label
+from .feedback import forward, same_label
+from .feedbacktoken import Claim, Signer, TokenError, TokenExpired
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .openapi import document
 from .schema import json_type
@@ -33,13 +35,16 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 # A handler gets (scope, body, path params) and answers (status, body, content type, extra headers).
 Response = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
-Handler = Callable[[Scope, bytes, dict[str, str]], Response]
+# Handlers answer at once; only one that waits on another replica (forwarded feedback) is async.
+Handler = Callable[[Scope, bytes, dict[str, str]], Response | Awaitable[Response]]
 
 JSON = b"application/json"
 _DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # The routes that run the model: the ones fault injection (MODELSERVER_FAULT_*) acts on.
 _PREDICT_ROUTES = {"/predict", "/v2/models/{name}/infer"}
+# Set on feedback one replica forwards to the one that answered: never forwarded a second time.
+_FORWARDED = b"x-modelserver-forwarded"
 
 
 class _ClientGone(Exception):
@@ -85,6 +90,9 @@ class App:
         self._max_rows = s.max_batch_rows
         self._faults = s.faults
         self._started = time.monotonic()
+        self._signer = Signer(s.feedback_key) if s.feedback_key and s.pod_address else None
+        self._address = s.pod_address
+        self._token_ttl = s.feedback_token_ttl_s
         self._openapi = orjson.dumps(document(s.model_name, service.schema, s.max_batch_rows))
         self._v2_model_meta = orjson.dumps(
             v2.model_metadata(
@@ -138,7 +146,10 @@ class App:
             body = await self._read_body(scope, receive) if method == "POST" else b""
             if self._faults.on and method == "POST" and route in _PREDICT_ROUTES:
                 await self._inject_faults()
-            status, payload, ctype, headers = handler(scope, body, params)
+            answer = handler(scope, body, params)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            status, payload, ctype, headers = answer
         except HTTPError as e:
             status, payload, ctype, headers = _json(e.status, {"error": e.reason, "field": e.field})
         except _ClientGone:
@@ -222,6 +233,9 @@ class App:
         rid = self._request_id(scope)
         self.service.feedback.remember(rid, pred.labels)
         out: dict[str, Any] = {"request_id": rid, "model": self._model_ref, "predictions": pred.labels}
+        if self._signer is not None and self._address is not None:
+            claim = Claim(self._address, rid, int(time.time()) + self._token_ttl)
+            out["feedback_token"] = self._signer.issue(claim)
         if pred.probabilities is not None:
             out["probabilities"] = pred.probabilities
             out["confidence"] = pred.confidence
@@ -259,17 +273,18 @@ class App:
             },
         )
 
-    def _feedback(self, scope: Scope, body: bytes, params: dict[str, str]) -> Response:
+    def _feedback(self, scope: Scope, body: bytes, params: dict[str, str]) -> Response | Awaitable[Response]:
         req = _parse_json(body)
         if type(req) is not dict:
             raise bad_input(f"the request must be a JSON object, got {json_type(req)}")
-        extra = [k for k in req if k not in ("request_id", "labels", "label")]
+        extra = [k for k in req if k not in ("request_id", "token", "labels", "label")]
         if extra:
-            raise bad_input(f"unknown field {extra[0]!r}; send request_id and labels (or label)", extra[0])
-        rid = req.get("request_id")
-        if not isinstance(rid, str) or not rid:
+            raise bad_input(f"unknown field {extra[0]!r}; send token (or request_id) and labels", extra[0])
+        if ("request_id" in req) == ("token" in req):
             raise bad_input(
-                "request_id is required: the request_id a /predict response returned", "request_id"
+                "send exactly one of token (the feedback_token a /predict response returned) "
+                "or request_id (when feedback reaches the replica that answered)",
+                "token",
             )
         if ("labels" in req) == ("label" in req):
             raise bad_input(
@@ -286,6 +301,51 @@ class App:
                     f"labels[{i}] must be a class (a string or a number), got {json_type(lab)}",
                     f"labels[{i}]",
                 )
+        if "request_id" in req:
+            rid = req["request_id"]
+            if not isinstance(rid, str) or not rid:
+                raise bad_input(
+                    "request_id must be the request_id a /predict response returned", "request_id"
+                )
+            return self._score(rid, labels)
+        claim = self._claim(req["token"])
+        if claim.address == self._address:
+            return self._score(claim.request_id, labels)
+        if _header(scope, _FORWARDED) is not None:
+            raise HTTPError(421, f"this replica is not {claim.address}, which the token names", "token")
+        return self._forward(claim, body)
+
+    def _claim(self, token: Any) -> Claim:
+        if self._signer is None:
+            raise HTTPError(
+                400,
+                "this server issues no feedback tokens (FEEDBACK_KEY and POD_IP are not set); "
+                "send request_id",
+                "token",
+            )
+        if not isinstance(token, str) or not token:
+            raise bad_input(f"token must be the feedback_token string, got {json_type(token)}", "token")
+        try:
+            return self._signer.verify(token, time.time())
+        except TokenExpired as err:
+            raise HTTPError(410, f"{err}: the prediction is too old to label", "token") from None
+        except TokenError as err:
+            raise HTTPError(403, str(err), "token") from None
+
+    async def _forward(self, claim: Claim, body: bytes) -> Response:
+        """Feedback for another replica's prediction, sent on to it; its answer is ours."""
+        try:
+            status, payload = await asyncio.to_thread(forward, claim.address, body, _FORWARDED)
+        except OSError as err:
+            raise HTTPError(
+                410,
+                f"the replica that answered ({claim.address}) cannot be reached ({err}); "
+                "its predictions can no longer be labelled",
+                "token",
+            ) from None
+        return status, payload, JSON, []
+
+    def _score(self, rid: str, labels: list[Any]) -> Response:
         predicted = self.service.feedback.take(rid)
         if predicted is None:
             raise HTTPError(

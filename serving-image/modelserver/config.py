@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -74,6 +75,11 @@ class Settings:
     max_body_bytes: int
     max_batch_rows: int
     feedback_cache_size: int
+    # Feedback through any load balancer (feedbacktoken): the key the model's replicas share and
+    # the address the others reach this one at; tokens are issued only when both are set.
+    feedback_key: bytes | None
+    pod_address: str | None
+    feedback_token_ttl_s: int
     graceful_timeout_s: int
     inference_threads: int
     sklearn_fast_path: bool
@@ -174,6 +180,20 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
         raise ConfigError(f"MODEL_NAME={name!r} must be 1-128 of letters, digits, '.', '_' or '-'")
 
+    feedback_key = env.get("FEEDBACK_KEY", "").strip().encode() or None
+    if feedback_key is not None and len(feedback_key) < 16:
+        raise ConfigError(
+            "FEEDBACK_KEY must be at least 16 characters (the operator sets 64 random hex digits)"
+        )
+    pod_ip = env.get("POD_IP", "").strip()
+    if pod_ip:
+        try:
+            parsed_ip = ipaddress.ip_address(pod_ip)
+        except ValueError:
+            raise ConfigError(f"POD_IP={pod_ip!r} must be an IP address (the pod's status.podIP)") from None
+        pod_ip = f"[{parsed_ip}]" if parsed_ip.version == 6 else str(parsed_ip)
+    port = _int(env, "PORT", 8080, 0)
+
     build = BuildInfo(
         image=env.get("IMAGE", "").strip(),
         image_digest=env.get("IMAGE_DIGEST", "").strip(),
@@ -190,10 +210,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         framework=framework,
         accelerator=accelerator,
         host=env.get("HOST", "").strip() or "127.0.0.1",
-        port=_int(env, "PORT", 8080, 0),
+        port=port,
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576, 64),
         max_batch_rows=_int(env, "MAX_BATCH_ROWS", 1024, 1),
         feedback_cache_size=_int(env, "FEEDBACK_CACHE_SIZE", 10_000, 0),
+        feedback_key=feedback_key,
+        pod_address=f"{pod_ip}:{port}" if pod_ip else None,
+        feedback_token_ttl_s=_int(env, "FEEDBACK_TOKEN_TTL_SECONDS", 3600, 1),
         graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT_SECONDS", 10, 0),
         inference_threads=_int(env, "INFERENCE_THREADS", 1, 1),
         sklearn_fast_path=_bool(env, "SKLEARN_FAST_PATH")

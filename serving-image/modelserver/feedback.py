@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
 from collections import OrderedDict
 from typing import Any
+
+FORWARD_TIMEOUT_S = 2.0
 
 
 class FeedbackStore:
     """A bounded memory of recent predictions; the oldest are forgotten first.
 
-    Feedback must reach the replica that served the prediction (it is per-process memory), which
-    is also what attributes the outcome to the right revision.
+    Feedback is scored by the replica that served the prediction (it is per-process memory), which
+    is also what attributes the outcome to the right revision; a feedback token lets any other
+    replica forward it there (feedbacktoken).
     """
 
     def __init__(self, capacity: int) -> None:
@@ -41,3 +45,16 @@ def same_label(predicted: Any, actual: Any) -> bool:
     if isinstance(predicted, numeric) and isinstance(actual, numeric):
         return float(predicted) == float(actual)
     return bool(predicted == actual)
+
+
+def forward(address: str, body: bytes, marker: bytes) -> tuple[int, bytes]:
+    """POST `body` to /feedback on the replica at `address` (host:port), marked as forwarded;
+    its status and body. Blocking: the server runs it in a thread."""
+    conn = http.client.HTTPConnection(address, timeout=FORWARD_TIMEOUT_S)
+    try:
+        headers = {"content-type": "application/json", marker.decode(): "1"}
+        conn.request("POST", "/feedback", body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()

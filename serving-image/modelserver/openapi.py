@@ -21,7 +21,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     reasons = {
         400: "malformed JSON",
+        403: "a feedback token that was not issued by this model",
         404: "unknown model or request id",
+        410: "an expired feedback token, or the replica that answered is gone",
+        421: "forwarded feedback that names another replica",
         413: "body or batch too large",
         422: "input does not fit the model; the reason names the field",
         503: "not ready",
@@ -62,13 +65,15 @@ def document(model_name: str, schema: InputSchema, max_rows: int) -> dict[str, A
             "probabilities": {"type": "array", "items": {"type": "array", "items": number}},
             "confidence": {"type": "array", "items": number},
             "classes": {"type": "array"},
+            "feedback_token": {"type": "string", "description": "send it with the labels to any replica"},
         },
     }
     feedback_req = {
         "type": "object",
-        "required": ["request_id"],
+        "oneOf": [{"required": ["token"]}, {"required": ["request_id"]}],
         "additionalProperties": False,
         "properties": {
+            "token": {"type": "string", "minLength": 1},
             "request_id": {"type": "string", "minLength": 1},
             "labels": {"type": "array", "minItems": 1},
             "label": {},
@@ -132,8 +137,8 @@ def document(model_name: str, schema: InputSchema, max_rows: int) -> dict[str, A
             "/feedback": {
                 "post": {
                     "summary": "Send the true label(s) of an earlier prediction",
-                    "requestBody": {"required": True, **_json(feedback_req, "request id and labels")},
-                    "responses": {"200": ok_obj, **_errors(400, 404, 413, 422)},
+                    "requestBody": {"required": True, **_json(feedback_req, "token and labels")},
+                    "responses": {"200": ok_obj, **_errors(400, 403, 404, 410, 413, 421, 422)},
                 }
             },
             "/metadata": get("What is being served"),
