@@ -4,8 +4,9 @@ Request i is due at start + i / rate whatever the answers' latency (open loop: a
 does not slow the clients down, it gets a queue), sent by a pool of worker threads. A run is
 bounded twice: at most `count` requests (default rate * duration), and it stops sending when
 `duration` has passed; each request has a timeout. For a share of the predictions answered 200
-the true labels go to `/feedback` (same host) with the request id, so servers can count
-online accuracy.
+the true labels go to `/feedback` (same host) with the answer's `feedback_token` (any replica
+takes it), or the request id when the server issues no tokens, so servers can count online
+accuracy.
 """
 
 from __future__ import annotations
@@ -180,13 +181,13 @@ class Load:
                     return
                 sample = self.samples[i % len(self.samples)]
                 rid = uuid.uuid4().hex
-                code, seconds, _, conn = self._send(conn, self._path, sample.body, rid)
+                code, seconds, answer, conn = self._send(conn, self._path, sample.body, rid)
                 with self._lock:
                     self._codes[code] += 1
                     if code:
                         self._latencies.append(seconds)
                 if code == 200 and sample.labels is not None and feedback_due(i, self.feedback_ratio):
-                    conn = self._feedback(conn, rid, sample.labels)
+                    conn = self._feedback(conn, feedback_key(answer, rid), sample.labels)
         finally:
             if conn is not None:
                 conn.close()
@@ -220,9 +221,9 @@ class Load:
         return 0, 0.0, b"", None
 
     def _feedback(
-        self, conn: http.client.HTTPConnection | None, rid: str, labels: list[Any]
+        self, conn: http.client.HTTPConnection | None, key: dict[str, str], labels: list[Any]
     ) -> http.client.HTTPConnection | None:
-        body = json.dumps({"request_id": rid, "labels": labels}).encode()
+        body = json.dumps({**key, "labels": labels}).encode()
         code, _, answer, conn = self._send(conn, FEEDBACK_PATH, body, uuid.uuid4().hex)
         correct = incorrect = 0
         if code == 200:
@@ -236,6 +237,15 @@ class Load:
             self._correct += correct
             self._incorrect += incorrect
         return conn
+
+
+def feedback_key(answer: bytes, request_id: str) -> dict[str, str]:
+    """What names a prediction in its feedback: the answer's token when it has one."""
+    try:
+        token = json.loads(answer).get("feedback_token")
+    except (ValueError, AttributeError):
+        token = None
+    return {"token": token} if isinstance(token, str) and token else {"request_id": request_id}
 
 
 def steady(

@@ -15,7 +15,7 @@ from typing import ClassVar
 import pytest
 
 from loadgen import mix
-from loadgen.engine import Load, Sample, check_loopback, due, feedback_due, total_requests
+from loadgen.engine import Load, Sample, check_loopback, due, feedback_due, feedback_key, total_requests
 from loadgen.summary import Summary, percentile
 
 pytestmark = pytest.mark.unit
@@ -126,6 +126,7 @@ class _Fake(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: ClassVar[Counter[str]] = Counter()
     ids: ClassVar[set[str]] = set()
+    tokens: ClassVar[bool] = False  # answer with a feedback_token, and take only tokens
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -133,8 +134,11 @@ class _Fake(BaseHTTPRequestHandler):
             rid = self.headers["X-Request-Id"]
             self.ids.add(rid)
             reply = {"request_id": rid, "predictions": ["a"] * len(body["instances"])}
+            if self.tokens:
+                reply["feedback_token"] = f"token-{rid}"
         else:
-            assert body["request_id"] in self.ids
+            named = body["token"].removeprefix("token-") if self.tokens else body["request_id"]
+            assert named in self.ids
             correct = sum(label == "a" for label in body["labels"])
             reply = {"correct": correct, "incorrect": len(body["labels"]) - correct}
         self.seen[self.path] += 1
@@ -152,6 +156,7 @@ class _Fake(BaseHTTPRequestHandler):
 def fake() -> Iterator[str]:
     _Fake.seen.clear()
     _Fake.ids.clear()
+    _Fake.tokens = False
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Fake)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -170,6 +175,20 @@ def test_a_run_sends_its_count_and_feedback_for_its_share(fake: str) -> None:
     # Feedback goes with every other request (the odd ones): the "b" sample, which the fake gets wrong.
     assert (summary.correct, summary.incorrect) == (0, 50)
     assert summary.p50 is not None and summary.p99 is not None
+
+
+def test_feedback_sends_the_answers_token_when_it_has_one_else_the_request_id() -> None:
+    assert feedback_key(b'{"request_id": "r1", "feedback_token": "t1"}', "r1") == {"token": "t1"}
+    assert feedback_key(b'{"request_id": "r1"}', "r1") == {"request_id": "r1"}
+    assert feedback_key(b"not json", "r1") == {"request_id": "r1"}
+    assert feedback_key(b'["a list"]', "r1") == {"request_id": "r1"}
+
+
+def test_a_run_against_a_token_issuing_server_sends_its_tokens(fake: str) -> None:
+    _Fake.tokens = True
+    samples = [Sample(b'{"instances": [[1]]}', ["a"])]
+    summary = Load(fake, samples, rate=100, duration=0.5, feedback_ratio=1).start().wait()
+    assert summary.feedback_codes == {200: 50} and summary.correct == 50
 
 
 def test_a_background_run_stops_when_asked(fake: str) -> None:
