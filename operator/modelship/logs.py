@@ -12,6 +12,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+# What handlers and the reconciler log to: kopf's per-object adapter or a plain logger.
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:

@@ -165,7 +165,10 @@ def test_model_pod_monitor_scrapes_the_port_and_labels_the_operator_sets(cluster
     assert expressions == [{"key": manifests.MODEL_LABEL, "operator": "Exists"}]
 
 
-def test_rbac_has_no_wildcards_and_no_secrets_unless_asked(cluster: ExistingCluster) -> None:
+CREATE_SECRETS = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}  # feedback keys
+
+
+def test_rbac_has_no_wildcards_and_reads_no_secrets_unless_asked(cluster: ExistingCluster) -> None:
     for variant, values in VARIANTS.items():
         rules = [
             rule
@@ -176,7 +179,8 @@ def test_rbac_has_no_wildcards_and_no_secrets_unless_asked(cluster: ExistingClus
         for rule in rules:
             for key in ("verbs", "resources", "apiGroups"):
                 assert "*" not in rule[key], (variant, rule)
-        secret_rules = [r for r in rules if "secrets" in r["resources"]]
+        secret_rules = [r for r in rules if "secrets" in r["resources"] and r != CREATE_SECRETS]
+        assert CREATE_SECRETS in rules, variant
         if "prometheus.authSecret=prometheus-auth" in values:
             assert secret_rules == [
                 {
@@ -233,6 +237,7 @@ def test_cluster_rbac_allows_what_the_operator_needs_and_nothing_more(
         ("patch", "services", "", elsewhere, None),
         ("patch", "httproutes", "gateway.networking.k8s.io", elsewhere, None),
         ("create", "events", "", elsewhere, None),
+        ("create", "secrets", "", elsewhere, None),  # feedback keys, never read back
         ("patch", "clusterkopfpeerings", "kopf.dev", None, None),
         ("list", "nodes", "", None, None),  # free Coral devices (docs/coral.md)
         ("list", "pods", "", None, None),

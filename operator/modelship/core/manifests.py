@@ -23,6 +23,13 @@ LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 
 Manifest = dict[str, Any]
+# The key a ModelDeployment's pods share to sign feedback tokens (serving-image/modelserver/
+# feedbacktoken.py): a Secret the operator creates once per ModelDeployment, key `key`.
+FEEDBACK_KEY_SECRET_KEY = "key"
+
+
+def feedback_key_secret(owner_name: str) -> str:
+    return f"{owner_name}-feedback-key"
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,8 @@ def selector_string(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def _env(template: api.RevisionTemplate) -> list[dict[str, str]]:
-    managed = [
+def _env(owner: Owner, template: api.RevisionTemplate) -> list[dict[str, Any]]:
+    managed: list[dict[str, Any]] = [
         {"name": "MODEL_NAME", "value": template.model.name},
         {"name": "MODEL_VERSION", "value": template.model.version},
         {"name": "MODEL_SHA256", "value": template.model.sha256},
@@ -73,6 +80,19 @@ def _env(template: api.RevisionTemplate) -> list[dict[str, str]]:
         # An image cannot contain its own digest: the server's /metadata shows the one deployed.
         {"name": "IMAGE", "value": template.image},
         {"name": "IMAGE_DIGEST", "value": template.image.rpartition("@")[2]},
+        # Feedback through any load balancer: tokens name this pod, signed with the shared key
+        # (optional: without the Secret the server issues no tokens and feedback needs stickiness).
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {
+            "name": "FEEDBACK_KEY",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": feedback_key_secret(owner.name),
+                    "key": FEEDBACK_KEY_SECRET_KEY,
+                    "optional": True,
+                }
+            },
+        },
     ]
     if template.accelerator is not None:
         managed.append({"name": "ACCELERATOR", "value": template.accelerator.type})
@@ -119,7 +139,7 @@ def deployment(
         "name": CONTAINER,
         "image": template.image,
         "ports": [{"name": PORT_NAME, "containerPort": template.port, "protocol": "TCP"}],
-        "env": _env(template),
+        "env": _env(owner, template),
         "resources": _resources(template, placement),
         # Loading a model can take a while: the startup probe holds liveness off for up to 5 minutes.
         "startupProbe": _probe(LIVENESS_PATH, period=5, failures=60),

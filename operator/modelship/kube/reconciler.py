@@ -33,13 +33,14 @@ from modelship.analysis import measure
 from modelship.core import engine, manifests
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.kube import routes, smoke
+from modelship.kube.feedbackkey import FeedbackKeys
 from modelship.kube.observe import observe_deployments, observe_devices
 from modelship.kube.storage import Storage, deployments_path, md_path, merge_patch
+from modelship.logs import Logger
 
 COMPONENT = "modelship"
 # After writing new weights, read the route back this soon: the read-back completes the step.
 ROUTE_READBACK_SECONDS = 1.0
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def utcnow() -> datetime:
@@ -62,6 +63,7 @@ class Reconciler:
         self._timers: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self._guard = threading.Lock()
         self._instance = socket.gethostname()
+        self._feedback_keys = FeedbackKeys(self.storage)
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
@@ -120,6 +122,7 @@ class Reconciler:
             logger.info("the ModelDeployment changed during this pass; deciding again on the next one")
             return None
         metrics.record_pass(owner.namespace, owner.name, status, decision.status, decision.rolled_back)
+        self._feedback_keys.ensure(owner, logger)  # before the pods that mount it
         moved = self._write(owner, spec, decision.writes, route, logger)
         for event in decision.events:
             level = logging.WARNING if event.type == "Warning" else logging.INFO
