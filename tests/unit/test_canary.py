@@ -78,12 +78,12 @@ def step(world: World, s: api.ModelDeploymentSpec) -> None:
         (4, 100, (0, 4)),
         (1, 1, (1, 1)),  # at least one pod on each side when 0 < weight < 100
         (1, 99, (1, 1)),
-        (10, 25, (7, 3)),  # 2.5 rounds half up
+        (10, 25, (8, 2)),  # 20% and 30% are as close: the smaller canary
         (10, 95, (1, 9)),
         (0, 50, (0, 0)),
     ],
 )
-def test_service_router_split_rounds_half_up_with_a_pod_on_each_side(
+def test_service_router_split_is_closest_with_a_pod_on_each_side(
     replicas_: int, weight: int, expected: tuple[int, int]
 ) -> None:
     assert traffic.split(replicas_, weight) == expected

@@ -3,10 +3,11 @@
 One small interface, `Router`, with one implementation per `spec.traffic.router`:
 
 - `service` (needs no mesh): the `<name>` Service selects every pod of the model
-  while a canary runs, so the canary's share of traffic is its share of ready pods.
-  The weight is approximated by `split`: canary pods = round-half-up(replicas * w /
-  100), with at least one pod on each side when 0 < w < 100 (as Argo Rollouts does
-  without traffic routing). `setCanaryScale` has no effect: replicas *are* the weight.
+  while a canary runs, so the canary's share of traffic is its share of ready pods
+  (`share`). `split` picks the canary pods whose share is closest to the weight, with
+  at least one pod on each side when 0 < w < 100 (as Argo Rollouts does without
+  traffic routing); `unreachable` names the steps the replicas cannot approach.
+  `setCanaryScale` is refused at admission with this router: replicas *are* the weight.
 - `gatewayAPI`: the weight is exact (HTTPRoute backendRefs); the stable revision keeps
   all its replicas and the canary runs as many as its weight needs (or as
   `setCanaryScale` says).
@@ -19,17 +20,55 @@ from dataclasses import dataclass
 
 from modelship import api
 
+# A setWeight step whose closest share is further than this from its weight is flagged
+# (`WeightUnreachable`): 20% served as 25% with 4 replicas is fine, 10% served as 50% is not.
+TOLERANCE = 5
+
+
+def share(stable: int, canary: int) -> int:
+    """Percent of requests (rounded half up) the canary gets when one Service selects `stable` and
+    `canary` ready pods; 0 without a ready canary pod."""
+    total = stable + canary
+    if canary <= 0:
+        return 0
+    return (200 * canary + total) // (2 * total)
+
 
 def split(replicas: int, weight: int) -> tuple[int, int]:
-    """(stable, canary) pods approximating `weight` percent for the canary."""
+    """(stable, canary) pods whose `share` is closest to `weight` percent, `replicas` in all; when
+    0 < weight < 100, at least one pod on each side (so 1 replica runs 1 + 1). A tie goes to fewer
+    canary pods: less traffic on the unproven revision."""
     if replicas <= 0:
         return 0, 0
     if weight <= 0:
         return replicas, 0
     if weight >= 100:
         return 0, replicas
-    canary = min(max(math.floor(replicas * weight / 100 + 0.5), 1), max(replicas - 1, 1))
-    return max(replicas - canary, 1), canary
+    pods = max(replicas, 2)
+    # share() only grows with the canary's pods, so the best count is next to pods * weight / 100.
+    below = min(max(pods * weight // 100, 1), pods - 1)
+    above = min(below + 1, pods - 1)
+    canary = min((below, above), key=lambda c: abs(share(pods - c, c) - weight))
+    return pods - canary, canary
+
+
+def closest_share(replicas: int, weight: int) -> int:
+    """The share of traffic the `service` router gives a canary at `weight` with `replicas` pods."""
+    return share(*split(replicas, weight))
+
+
+def unreachable(spec: api.ModelDeploymentSpec) -> list[tuple[int, int, int]]:
+    """(step index, weight, share served) of each setWeight step the `service` router cannot serve
+    within TOLERANCE points with `spec.replicas` pods (none with another router or strategy)."""
+    if spec.traffic.router != "service" or spec.strategy.canary is None or spec.replicas <= 0:
+        return []
+    out = []
+    for index, step in enumerate(spec.strategy.canary.steps):
+        if step.set_weight is not None:
+            served = closest_share(spec.replicas, step.set_weight)
+            if abs(served - step.set_weight) > TOLERANCE:
+                out.append((index, step.set_weight, served))
+    return out
 
 
 def canary_pods_for(replicas: int, weight: int) -> int:
