@@ -43,9 +43,13 @@ class Rule:
     rule: str
     message: str
     field_path: str | None = None
+    # CEL for a message that names what static text cannot (a list index); `message` is the fallback.
+    message_expression: str | None = None
 
     def as_schema(self) -> dict[str, str]:
         out = {"rule": self.rule, "message": self.message}
+        if self.message_expression:
+            out["messageExpression"] = self.message_expression
         if self.field_path:
             out["fieldPath"] = self.field_path
         return out
@@ -603,12 +607,31 @@ _BLUE_GREEN_DEVICES = Rule(
     ".accelerator",
 )
 
+# With the service router the canary's replicas *are* its traffic share; scaling them apart from
+# the weight would silently change the traffic, so only a router with real weights may.
+_SCALE_WHY = "needs spec.traffic.router gatewayAPI: with router service the canary pods are its traffic share"
+_CANARY_SCALE_NEEDS_ROUTE = Rule(
+    "!has(self.strategy.canary) || (has(self.traffic) && has(self.traffic.router) && "
+    "self.traffic.router != 'service') || !self.strategy.canary.steps.exists(s, has(s.setCanaryScale))",
+    f"spec.strategy.canary.steps[].setCanaryScale {_SCALE_WHY}",
+    ".strategy.canary.steps",
+    # Names the first such step, as OpenAPI errors name an item: steps[2].setCanaryScale.
+    message_expression="'spec.strategy.canary.steps[' + string(self.strategy.canary.steps.transformList("
+    f"i, s, has(s.setCanaryScale), i)[0]) + '].setCanaryScale {_SCALE_WHY}'",
+)
+
 
 class ModelDeploymentSpec(_Model):
     """A model served from an image digest, and how new revisions roll out."""
 
     model_config = ConfigDict(
-        json_schema_extra=rules(_ANALYSIS_NEEDED, _BACKGROUND_STEP, _NO_RESERVED_ENV, _BLUE_GREEN_DEVICES)
+        json_schema_extra=rules(
+            _ANALYSIS_NEEDED,
+            _BACKGROUND_STEP,
+            _NO_RESERVED_ENV,
+            _BLUE_GREEN_DEVICES,
+            _CANARY_SCALE_NEEDS_ROUTE,
+        )
     )
     model: ModelRef
     image: Image
@@ -723,8 +746,14 @@ class CanaryRollout(_Model):
     )
     weight: Annotated[int, Field(ge=0, le=100)] = Field(
         default=0,
-        description="Percent of traffic modelship routes to the canary (the `TrafficRouted` condition "
+        description="Percent of traffic the canary steps asked for (the `TrafficRouted` condition "
         "says whether the router shows it).",
+    )
+    actual_weight: Annotated[int, Field(ge=0, le=100)] | None = Field(
+        default=None,
+        description="Percent of requests the canary really gets, rounded: with router service its share "
+        "of the ready pods `<name>` selects (as close to `weight` as spec.replicas allows), with "
+        "gatewayAPI its weight in the HTTPRoute as read back.",
     )
     pause_start_time: datetime | None = Field(
         default=None,
@@ -853,12 +882,21 @@ class ModelDeploymentStatus(_Model):
 
     @property
     def new_revision_weight(self) -> int:
-        """Percent of traffic the rollout's new revision gets: a canary's weight, 100 once a
-        blue/green rollout switched, else 0."""
+        """Percent of traffic the rollout asked for its new revision: a canary's weight, 100 once
+        a blue/green rollout switched, else 0."""
         if self.canary is not None:
             return self.canary.weight
         switched = self.blue_green is not None and self.blue_green.phase in SWITCHED
         return 100 if switched else 0
+
+    @property
+    def new_revision_actual_weight(self) -> int:
+        """Percent of requests the rollout's new revision really gets: a canary's `actualWeight`
+        (its `weight` in a status no pass has written it to yet), 100 once a blue/green rollout
+        switched (a Service selector swap is exact), else 0."""
+        if self.canary is not None and self.canary.actual_weight is not None:
+            return self.canary.actual_weight
+        return self.new_revision_weight
 
     @property
     def rolled_back(self) -> RolledBackRollout | None:

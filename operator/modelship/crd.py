@@ -32,7 +32,9 @@ PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision"},
     {"name": "Canary", "type": "string", "jsonPath": ".status.rollout.canary.revision"},
-    {"name": "Weight", "type": "integer", "jsonPath": ".status.rollout.canary.weight"},
+    # The share the canary really gets; `-o wide` adds the step's number beside it.
+    {"name": "Weight", "type": "integer", "jsonPath": ".status.rollout.canary.actualWeight"},
+    {"name": "Requested", "type": "integer", "jsonPath": ".status.rollout.canary.weight", "priority": 1},
     {"name": "Step", "type": "integer", "jsonPath": ".status.rollout.canary.step"},
     {"name": "Preview", "type": "string", "jsonPath": ".status.rollout.blueGreen.revision"},
     {"name": "Switch", "type": "string", "jsonPath": ".status.rollout.blueGreen.phase", "priority": 1},

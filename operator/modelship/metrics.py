@@ -30,6 +30,13 @@ CANARY_WEIGHT = Gauge(
     ["namespace", "name"],
     registry=REGISTRY,
 )
+# The step's number beside the real share: with the service router they differ (1 replica: 50%).
+CANARY_REQUESTED_WEIGHT = Gauge(
+    "modelship_canary_requested_weight",
+    "Share of traffic (0-100) the canary steps ask for the canary revision.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
 ANALYSIS_VERDICTS = Counter(
     "modelship_analysis_verdicts_total",
     "Analysis measurements by metric and verdict (Successful, Failed, Inconclusive, Error).",
@@ -51,7 +58,14 @@ ROLLBACKS = Counter(
 
 NAMES = tuple(
     m._name + ("_total" if isinstance(m, Counter) else "")
-    for m in (ROLLOUTS, CANARY_WEIGHT, ANALYSIS_VERDICTS, RECONCILE_SECONDS, ROLLBACKS)
+    for m in (
+        ROLLOUTS,
+        CANARY_WEIGHT,
+        CANARY_REQUESTED_WEIGHT,
+        ANALYSIS_VERDICTS,
+        RECONCILE_SECONDS,
+        ROLLBACKS,
+    )
 )
 
 _phases: dict[tuple[str, str], str] = {}
@@ -98,7 +112,8 @@ def record_status(namespace: str, name: str, status: api.ModelDeploymentStatus) 
     with _lock:
         _phases[(namespace, name)] = status.phase or "Pending"
         _refresh_phases()
-    CANARY_WEIGHT.labels(namespace, name).set(status.new_revision_weight)
+    CANARY_WEIGHT.labels(namespace, name).set(status.new_revision_actual_weight)
+    CANARY_REQUESTED_WEIGHT.labels(namespace, name).set(status.new_revision_weight)
 
 
 def forget(namespace: str, name: str) -> None:
@@ -106,8 +121,9 @@ def forget(namespace: str, name: str) -> None:
     with _lock:
         _phases.pop((namespace, name), None)
         _refresh_phases()
-    with contextlib.suppress(KeyError):
-        CANARY_WEIGHT.remove(namespace, name)
+    for gauge in (CANARY_WEIGHT, CANARY_REQUESTED_WEIGHT):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, name)
 
 
 def _refresh_phases() -> None:

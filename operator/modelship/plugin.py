@@ -115,10 +115,12 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
     ]
     if status.canary is not None:
         step, weight = status.canary.step, status.canary.weight
+        actual = status.new_revision_actual_weight
+        asked = f" (steps ask for {weight}%)" if actual != weight else ""
         current = api.dump(steps[step]) if step < len(steps) else {"promote": "waiting for all replicas"}
         lines += [
             f"Canary:     {status.canary.revision}",
-            f"Weight:     {weight}% canary / {100 - weight}% stable",
+            f"Weight:     {actual}% canary / {100 - actual}% stable{asked}",
             f"Step:       {min(step + 1, len(steps))}/{len(steps)}  {current}",
         ]
     if status.blue_green is not None:

@@ -4,13 +4,16 @@ A setWeight step (and a blue/green switch) completes only once the route shows i
 as Argo Rollouts does; until then the step holds and `TrafficRouted` says which backend has
 which weight. The `service` router has no route to read: its weight is its ready pods, which
 the steps already wait for.
+
+`actual_weight` is the share of requests the canary really gets (`status.rollout.canary.actualWeight`),
+and `reach` warns (`WeightUnreachable`) when the replicas cannot approach a step's weight.
 """
 
 from __future__ import annotations
 
 from modelship import api
-from modelship.core import gateway
-from modelship.core.engine.model import ConditionValue, Observations
+from modelship.core import gateway, traffic
+from modelship.core.engine.model import ConditionValue, Event, Observations, ObservedDeployment, Outcome, has
 
 
 def verified(observations: Observations, weight: int) -> bool:
@@ -52,3 +55,62 @@ def condition(
     wanted = gateway.weights(observations.owner.name, weight)
     read = dict(seen.weights) if seen.weights is not None else None
     return gateway.traffic_condition(seen.route, wanted, read)
+
+
+def actual_weight(spec: api.ModelDeploymentSpec, observations: Observations, out: Outcome) -> int:
+    """Percent of requests the canary gets. With a route: its backend's share of the managed rule as
+    read when the pass began (the verified weight). With the `service` router: its share of the
+    ready pods `<name>` selects once this pass's writes are applied (only stable at weight 0; a
+    Deployment scaled down keeps at most its new replicas)."""
+    seen = observations.route
+    if seen is not None:
+        if not seen.weights:
+            return 0
+        canary = seen.weights.get(f"{observations.owner.name}-canary", 0)
+        return traffic.share(sum(seen.weights.values()) - canary, canary)
+    if not traffic.router_for(spec).shares_one_service:
+        return out.weight or 0  # a router with nothing to read back: trust what was set
+    if not out.weight or out.canary is None:
+        return 0
+    stable = _ready(observations.deployments.get(out.stable), out.stable_replicas)
+    return traffic.share(stable, _ready(observations.deployments.get(out.canary), out.canary_replicas))
+
+
+def _ready(observed: ObservedDeployment | None, replicas: int) -> int:
+    return min(observed.available_replicas, replicas) if observed is not None else 0
+
+
+def reach(spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus) -> dict[str, ConditionValue]:
+    """`WeightUnreachable`: True while `spec.replicas` pods cannot serve some setWeight step within
+    `traffic.TOLERANCE` points with the `service` router (a warning, not a refusal: replicas change,
+    by hand or by an autoscaler); False once it no longer applies; absent if it never did."""
+    far = traffic.unreachable(spec)
+    if far:
+        steps = ", ".join(f"steps[{i}].setWeight {w} is served as {served}%" for i, w, served in far)
+        return {
+            "WeightUnreachable": (
+                "True",
+                "TooFewReplicas",
+                f"router service splits traffic by ready pods, and with spec.replicas {spec.replicas}: "
+                f"{steps}; use more replicas, or router gatewayAPI for exact weights",
+            )
+        }
+    if has(status, "WeightUnreachable"):
+        return {
+            "WeightUnreachable": (
+                "False",
+                "WeightsReachable",
+                f"every setWeight step is served within {traffic.TOLERANCE} points of its weight",
+            )
+        }
+    return {}
+
+
+def reach_events(old: api.ModelDeploymentStatus, new: list[api.Condition]) -> list[Event]:
+    """A Warning when `WeightUnreachable` turns True."""
+    before = next((c.status for c in old.conditions or [] if c.type == "WeightUnreachable"), None)
+    return [
+        Event("Warning", c.type, c.message)
+        for c in new
+        if c.type == "WeightUnreachable" and c.status == "True" and before != "True"
+    ]

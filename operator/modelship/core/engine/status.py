@@ -78,7 +78,8 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         {"Available": _available(health, observed, out.stable, counts), "Progressing": progressing}
         | ({"Paused": paused} if out.mode == "rolling" or has(status, "Paused") else {})
         | device_conditions(spec, status, out, on_cpu, observations)
-        | _traffic(spec, out, observations),
+        | _traffic(spec, out, observations)
+        | routing.reach(spec, status),
     )
     stable_selector = manifests.revision_selector(owner, out.stable)
     canary_selector = manifests.revision_selector(owner, out.canary) if out.canary else stable_selector
@@ -96,7 +97,7 @@ def finish(ctx: Context, out: Outcome) -> Decision:
             "phase": phase,
             "stable_revision": stable,
             "stable_template": stable_template,
-            "rollout": _rollout(out),
+            "rollout": _rollout(out, routing.actual_weight(spec, observations, out)),
             "scale_down_revision": out.scale_down,
             "scale_down_at": out.scale_down_at,
             "previous_template": out.previous_template,
@@ -121,7 +122,12 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     delete = tuple(sorted(name for name in observations.deployments if name not in keep))
     route = Route(gateway.weights(owner.name, out.weight or 0)) if _routes(spec) else None
     writes = ordered(desired, delete, route, f"{owner.name}-canary", observations)
-    events = tuple(out.events) + _events(status, new_status) + tuple(device_events(status, conditions))
+    events = (
+        tuple(out.events)
+        + _events(status, new_status)
+        + tuple(device_events(status, conditions))
+        + tuple(routing.reach_events(status, conditions))
+    )
     return Decision(new_status, writes, events, _wake_at(out, spec), rolled_back)
 
 
@@ -136,8 +142,9 @@ def _traffic(
     return {"TrafficRouted": routed} if routed is not None else {}
 
 
-def _rollout(out: Outcome) -> api.Rollout | None:
-    """The out's rollout in the status's shape for it: one of canary, blueGreen, aborted."""
+def _rollout(out: Outcome, actual_weight: int) -> api.Rollout | None:
+    """The out's rollout in the status's shape for it: one of canary, blueGreen, aborted
+    (`actual_weight`: the share of requests a canary really gets)."""
     if out.mode == "aborted" and out.aborted is not None:
         aborted = api.AbortedRollout(
             revision=out.aborted,
@@ -162,6 +169,7 @@ def _rollout(out: Outcome) -> api.Rollout | None:
         revision=out.canary,
         step=out.step or 0,
         weight=out.weight or 0,
+        actual_weight=actual_weight,
         pause_start_time=out.pause_start,
         promote_full=out.promote_full or None,
     )
