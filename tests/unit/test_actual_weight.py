@@ -105,7 +105,7 @@ def test_one_replica_at_ten_percent_reports_the_fifty_percent_it_really_serves()
     assert condition(world.status, "WeightUnreachable").status == "True"
     warnings = [e for e in world.events if e.reason == "WeightUnreachable"]
     assert len(warnings) == 1 and warnings[0].type == "Warning"
-    assert "steps[0].setWeight 10 is served as 50%" in warnings[0].message
+    assert "spec.strategy.canary.steps[0].setWeight 10 is served as 50%" in warnings[0].message
     new = steps_spec(10, replicas_=1, image=NEW_IMAGE)
 
     world.reconcile(new)  # the canary's pod is not ready yet: `<name>` selects only stable

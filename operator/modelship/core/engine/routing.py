@@ -86,7 +86,9 @@ def reach(spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus) -> d
     by hand or by an autoscaler); False once it no longer applies; absent if it never did."""
     far = traffic.unreachable(spec)
     if far:
-        steps = ", ".join(f"steps[{i}].setWeight {w} is served as {served}%" for i, w, served in far)
+        steps = ", ".join(
+            f"spec.strategy.canary.steps[{i}].setWeight {w} is served as {served}%" for i, w, served in far
+        )
         return {
             "WeightUnreachable": (
                 "True",
