@@ -123,6 +123,12 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "exactly one of replicas, weight",
     ),
     (
+        "canary-scale-service-router",
+        canary({"setWeight": 10}, {"pause": {}}, {"setCanaryScale": {"replicas": 2}}),
+        "spec.strategy.canary.steps[2].setCanaryScale",
+        "needs spec.traffic.router gatewayAPI",
+    ),
+    (
         "pause-duration-words",
         canary({"setWeight": 5}, {"pause": {"duration": "ten minutes"}}),
         "spec.strategy.canary.steps[1].pause.duration",
@@ -357,6 +363,17 @@ def test_weights_may_drop_after_a_pause_or_an_analysis(
     manifest = example("basic.yaml")
     manifest["spec"]["strategy"] = {
         "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1m"}}, {"setWeight": 10}]}
+    }
+    create_md(kube, namespace, manifest)
+
+
+def test_set_canary_scale_is_admitted_with_the_gateway_router(
+    kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    manifest = example("basic.yaml")
+    manifest["spec"]["traffic"] = {"router": "gatewayAPI", "httpRoute": "fraud"}
+    manifest["spec"]["strategy"] = {
+        "canary": {"steps": [{"setCanaryScale": {"replicas": 2}}, {"setWeight": 10}, {"pause": {}}]}
     }
     create_md(kube, namespace, manifest)
 
