@@ -7,6 +7,7 @@ scheduling, with no container really running.
 
 from __future__ import annotations
 
+import base64
 import signal
 from typing import Any
 
@@ -16,7 +17,7 @@ from devcluster.cluster import ExistingCluster
 from localworld.rollouts import rolling_revision
 from modelship.api import ModelDeploymentSpec
 from modelship.core import revisions
-from modelship.kube.storage import Storage
+from modelship.kube.storage import Storage, secret_path
 
 from .mdhelpers import Operator, crd_installed, create_md, example, kube, md_path, operator, wait_until
 
@@ -103,6 +104,10 @@ def test_basic_example_becomes_healthy_with_its_deployment_services_and_pods(
         svc = kube.get(f"/api/v1/namespaces/{namespace}/services/{svc_name}")
         assert svc is not None, svc_name
         assert [r["uid"] for r in svc["metadata"]["ownerReferences"]] == [uid]
+    # The feedback key its pods share: random, made once, owned by the ModelDeployment.
+    key = kube.get(secret_path(namespace, f"{NAME}-feedback-key"))
+    assert key is not None and [r["uid"] for r in key["metadata"]["ownerReferences"]] == [uid]
+    assert len(base64.b64decode(key["data"]["key"])) == 64
     assert len(wait_until("2 running pods", lambda: running_pods(kube, namespace, revision) or None)) >= 1
     wait_until("2 running pods", lambda: len(running_pods(kube, namespace, revision)) == 2)
 
@@ -246,9 +251,12 @@ def test_deleting_the_model_deployment_removes_everything_it_created(
         pods = kube.request(
             "GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": "modelship.io/model"}
         )["items"]
-        return not deployments(kube, namespace) and not svcs and not pods
+        secrets = kube.request(
+            "GET", f"/api/v1/namespaces/{namespace}/secrets", query={"labelSelector": "modelship.io/model"}
+        )["items"]
+        return not deployments(kube, namespace) and not svcs and not pods and not secrets
 
-    wait_until("the garbage collector to remove Deployments, Services and pods", all_gone, timeout=90)
+    wait_until("the garbage collector to remove everything", all_gone, timeout=90)
     assert kube.get(md_path(namespace, NAME)) is None
 
 
