@@ -8,7 +8,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelship import api, crd, metrics, plugin
@@ -216,3 +216,23 @@ def test_set_canary_scale_with_the_service_router_is_refused_naming_the_step() -
     # The API server evaluates it (tests/integration/test_admission.py); the index comes from here.
     assert "'spec.strategy.canary.steps[' + string(" in rule["messageExpression"]
     assert "transformList(i, s, has(s.setCanaryScale), i)[0]" in rule["messageExpression"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 8), st.lists(st.integers(1, 99), min_size=1, max_size=3))
+def test_the_reported_share_is_what_the_shared_service_serves_at_every_pause(
+    replicas_: int, weights: list[int]
+) -> None:
+    old = steps_spec(*weights, replicas_=replicas_)
+    world = stable_world(old)
+    new = steps_spec(*weights, replicas_=replicas_, image=NEW_IMAGE)
+    for index, weight in enumerate(weights):
+        for _ in range(3):  # up to the pause after this step, every pod ready
+            step(world, new)
+        canary = world.status.canary
+        assert canary is not None and (canary.step, canary.weight) == (2 * index + 1, weight)
+        behind = world.ready_endpoints("fraud")
+        from_canary = world.ready_endpoints("fraud-canary")
+        assert canary.actual_weight == traffic.share(behind - from_canary, from_canary)
+        assert (behind - from_canary, from_canary) == traffic.split(replicas_, weight)
+        new, world.status = command("promote", new, world.status)
