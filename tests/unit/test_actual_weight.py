@@ -236,3 +236,11 @@ def test_the_reported_share_is_what_the_shared_service_serves_at_every_pause(
         assert canary.actual_weight == traffic.share(behind - from_canary, from_canary)
         assert (behind - from_canary, from_canary) == traffic.split(replicas_, weight)
         new, world.status = command("promote", new, world.status)
+
+
+def test_the_warning_stays_within_a_condition_message_for_32_coarse_steps() -> None:
+    weights = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+    world = stable_world(steps_spec(*weights, replicas_=1))
+    warning = condition(world.status, "WeightUnreachable")
+    assert warning.status == "True" and "(and 13 more)" in warning.message
+    assert len(warning.message) <= 1024

@@ -86,9 +86,11 @@ def reach(spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus) -> d
     by hand or by an autoscaler); False once it no longer applies; absent if it never did."""
     far = traffic.unreachable(spec)
     if far:
+        # The first few only: a condition's message is bounded (1024), a spec may have 32 steps.
         steps = ", ".join(
-            f"spec.strategy.canary.steps[{i}].setWeight {w} is served as {served}%" for i, w, served in far
-        )
+            f"spec.strategy.canary.steps[{i}].setWeight {w} is served as {served}%"
+            for i, w, served in far[:3]
+        ) + (f" (and {len(far) - 3} more)" if len(far) > 3 else "")
         return {
             "WeightUnreachable": (
                 "True",
