@@ -32,7 +32,9 @@ class Act:
 def analysis(settings: Settings) -> dict[str, Any]:
     """spec.analysis for the bad rollout: the builtin templates over the serving image's metrics,
     measured every 5 s (the world scrapes every 2 s); a step passes after 3 good rounds."""
-    return demomodels.analysis("5s", count=3, failureLimit=0, noData="inconclusive", minRequests=10)
+    return demomodels.analysis(
+        "5s", accuracy=True, count=3, failureLimit=0, noData="inconclusive", minRequests=10
+    )
 
 
 def acts(settings: Settings) -> list[Act]:

@@ -31,9 +31,9 @@ def analysis(interval: str = "5s", accuracy: bool = False, **fields: Any) -> dic
     """`spec.analysis` that tells these models apart, each bad one by the metric it breaks:
     5xx share above 5% (v3-bad-errors fails 30%), p99 above 0.25 s (v3-slow adds 0.5 s to a
     few ms), and with `accuracy`, online accuracy below 0.6 (v3-inaccurate: 0.04; v1 and v2
-    about 0.9). Accuracy is off by default: behind Traefik (no session persistence) feedback
-    rarely reaches the replica that answered, so the metric has no data and holds every rollout
-    as inconclusive, until feedback counts whichever pod it reaches (#16). `fields` override."""
+    about 0.9). Accuracy needs the labels to reach the replica that answered: through Traefik
+    that takes the feedback tokens the operator's pods issue (docs/serving.md), so it is asked
+    for, not the default, for pods run without them. `fields` override."""
     metrics = [
         {"name": "error-rate", "template": "error-rate", "max": 0.05},
         {"name": "latency-p99", "template": "latency-p99", "max": 0.25},

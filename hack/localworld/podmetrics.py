@@ -14,26 +14,34 @@ from prometheus_client.parser import text_string_to_metric_families
 REVISION_LABEL = "modelship.io/revision"
 PORT = 8080  # the serving image's default, which the operator's pods and the tests' use
 REQUESTS = "modelserver_requests_total"
+FEEDBACK = "modelserver_feedback_total"  # feedback rows scored, by outcome
 
 
 def pod_metric(
-    pod_ip: str, name: str = REQUESTS, route: str = "/predict", port: int = PORT, timeout: float = 5
+    pod_ip: str, name: str = REQUESTS, route: str | None = "/predict", port: int = PORT, timeout: float = 5
 ) -> float:
-    """The sum of counter `name`'s samples for `route` on one pod's own /metrics."""
+    """The sum of counter `name`'s samples (those for `route`, unless None) on one pod's /metrics."""
     with urllib.request.urlopen(f"http://{pod_ip}:{port}/metrics", timeout=timeout) as r:
         text = r.read().decode()
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == name and sample.labels.get("route") == route
+        if sample.name == name and (route is None or sample.labels.get("route") == route)
     )
 
 
-def served_by_revision(core: client.CoreV1Api, namespace: str, revision: str | None = None) -> Counter[str]:
-    """Predictions each revision's running pods (only `revision`'s, when given) have answered so
-    far (a pod that is gone takes its count with it). Pods being deleted are skipped: a server
-    shutting down may hold the request until its timeout, which would delay the answer."""
+def served_by_revision(
+    core: client.CoreV1Api,
+    namespace: str,
+    revision: str | None = None,
+    metric: str = REQUESTS,
+    route: str | None = "/predict",
+) -> Counter[str]:
+    """Predictions (or another counter of the serving pods) each revision's running pods (only
+    `revision`'s, when given) have counted so far (a pod that is gone takes its count with it).
+    Pods being deleted are skipped: a server shutting down may hold the request until its timeout,
+    which would delay the answer."""
     counts: Counter[str] = Counter()
     selector = f"{REVISION_LABEL}={revision}" if revision else REVISION_LABEL
     listed = core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
@@ -42,7 +50,7 @@ def served_by_revision(core: client.CoreV1Api, namespace: str, revision: str | N
         deleting = pod["metadata"].get("deletionTimestamp")
         if status.get("podIP") and status.get("phase") == "Running" and not deleting:
             try:
-                value = pod_metric(status["podIP"], timeout=2)
+                value = pod_metric(status["podIP"], metric, route, timeout=2)
             except OSError:
                 continue  # a pod shutting down
             counts[pod["metadata"]["labels"][REVISION_LABEL]] += int(value)

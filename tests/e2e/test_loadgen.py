@@ -1,9 +1,10 @@
 """The load generator through Traefik to real pods, with feedback.
 
-Traefik's Gateway API provider has no session persistence, so a label sent after a prediction
-reaches the replica that made it only by chance: the others do not know its request id and answer
-404. The test shows that, and that what does arrive is counted right in Prometheus per revision.
-Counting every label whichever replica it reaches is the real-workloads issue's (#16) to build."""
+Traefik's Gateway API provider has no session persistence, so for pods that issue no feedback
+tokens (these run without FEEDBACK_KEY and POD_IP) a label reaches the replica that made the
+prediction only by chance: the others do not know its request id and answer 404. The test shows
+that, and that what does arrive is counted right in Prometheus per revision. The operator's pods
+issue tokens, and every label counts whichever pod it reaches: tests/e2e/test_feedback.py."""
 
 from __future__ import annotations
 

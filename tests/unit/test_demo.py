@@ -65,7 +65,7 @@ def test_acts_are_valid_model_deployments_and_the_bad_one_is_judged_by_the_built
     spec_of(good)
     spec = spec_of(bad)
     assert spec.analysis is not None
-    assert {m.template for m in spec.analysis.metrics} == {"error-rate", "latency-p99"}
+    assert {m.template for m in spec.analysis.metrics} == {"error-rate", "latency-p99", "accuracy"}
     assert any(s.analysis is not None for s in spec.strategy.canary.steps)  # type: ignore[union-attr]
 
 
