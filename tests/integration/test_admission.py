@@ -125,7 +125,7 @@ INVALID: list[tuple[str, Edit, str, str]] = [
     (
         "canary-scale-service-router",
         canary({"setWeight": 10}, {"pause": {}}, {"setCanaryScale": {"replicas": 2}}),
-        "spec.strategy.canary.steps[2].setCanaryScale",
+        "spec.strategy.canary.steps[].setCanaryScale",
         "needs spec.traffic.router gatewayAPI",
     ),
     (
@@ -304,6 +304,12 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         put("spec.env", [{"name": "MODEL_SHA256", "value": "x"}]),
         "spec.env",
         "may not set MODEL_NAME",
+    ),
+    (
+        "env-reserved-feedback-key",
+        put("spec.env", [{"name": "FEEDBACK_KEY", "value": "mine"}]),
+        "spec.env",
+        "POD_IP, FEEDBACK_KEY",
     ),
     (
         "env-duplicate",

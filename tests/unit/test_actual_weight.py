@@ -208,14 +208,12 @@ def test_printer_column_weight_is_the_real_share_and_wide_adds_the_requested_one
     }
 
 
-def test_set_canary_scale_with_the_service_router_is_refused_naming_the_step() -> None:
+def test_set_canary_scale_with_the_service_router_is_refused_naming_the_field() -> None:
     spec_schema = crd.generate()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     rule = next(r for r in spec_schema["x-kubernetes-validations"] if "setCanaryScale" in r["rule"])
     assert rule["fieldPath"] == ".strategy.canary.steps"
     assert rule["message"].startswith("spec.strategy.canary.steps[].setCanaryScale needs")
-    # The API server evaluates it (tests/integration/test_admission.py); the index comes from here.
-    assert "'spec.strategy.canary.steps[' + string(" in rule["messageExpression"]
-    assert "transformList(i, s, has(s.setCanaryScale), i)[0]" in rule["messageExpression"]
+    # The API server evaluates it: tests/integration/test_admission.py.
 
 
 @settings(max_examples=40, deadline=None)
