@@ -31,6 +31,32 @@ def test_examples_parse_as_model_deployments(path: Path) -> None:
     api.ModelDeploymentSpec.model_validate(doc["spec"])
 
 
+def _custom_queries() -> list[tuple[str, str]]:
+    """(where, query) of every custom analysis query in the examples and the docs' YAML."""
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for path in EXAMPLES:
+        doc = yaml.safe_load(path.read_text())
+        for metric in (doc["spec"].get("analysis") or {}).get("metrics", []):
+            if "query" in metric:
+                found.append((f"{path.name}:{metric['name']}", metric["query"]))
+    for path in sorted((root / "docs").glob("*.md")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip().startswith("query: '"):
+                found.append((f"{path.name}:{n}", line.split("query: ", 1)[1].strip("'")))
+    return found
+
+
+@pytest.mark.parametrize(("where", "query"), _custom_queries())
+def test_custom_queries_users_copy_filter_by_namespace_and_use_the_window(where: str, query: str) -> None:
+    # Revision names are equal across namespaces for equal specs: without the namespace a query
+    # mixes two teams' models.
+    if "{{revision}}" in query or "{{stable_revision}}" in query:
+        assert 'namespace="{{namespace}}"' in query, where
+    if "rate(" in query or "increase(" in query:
+        assert "[{{window}}]" in query, where
+
+
 @pytest.mark.parametrize(
     "image",
     [
