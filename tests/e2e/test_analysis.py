@@ -77,7 +77,7 @@ def test_a_good_canary_passes_every_analysis_and_reaches_100_percent(rollout: Ro
     for metric in run["metrics"]:
         assert metric["successful"] >= 2 and metric["failed"] == 0, metric
         assert all("value" in m for m in metric["measurements"] if m["verdict"] == "Successful")
-    assert {m["name"] for m in run["metrics"]} == {"error-rate", "latency-p99"}
+    assert {m["name"] for m in run["metrics"]} == {"error-rate", "latency-p99", "accuracy"}
     rollout.mds.wait_phase(NAME, "Healthy")
 
 
