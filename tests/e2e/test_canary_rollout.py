@@ -80,9 +80,10 @@ def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
 
     summary = load.stop()
     assert summary.errors == 0, summary.lines()
-    # Traefik has no session persistence: a label reaches the replica that made the prediction only
-    # by chance, and the others answer 404 (test_loadgen shows it); some always find theirs.
-    assert summary.feedback_codes.get(200, 0) > 0 and set(summary.feedback_codes) <= {200, 404}
+    # Labels reach any pod through Traefik and are forwarded to the one that answered (feedback
+    # tokens); only a label for a v1 pod already scaled down is lost (410).
+    codes = summary.feedback_codes
+    assert set(codes) <= {200, 410} and codes.get(200, 0) >= 0.95 * summary.feedback_sent, codes
 
     def requests_by_revision() -> dict[str, float]:
         selector = f'namespace="{rollout.namespace}", route="/predict"'
