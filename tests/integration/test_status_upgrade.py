@@ -88,6 +88,7 @@ def test_a_canary_paused_under_0_1_carries_on_after_the_upgrade(
         "revision": canary,
         "step": 1,
         "weight": 50,
+        "actualWeight": 50,  # worked out afresh on the first pass: 0.1 had no such field
         "pauseStartTime": pause_start,
     }
     assert not {"canaryRevision", "currentStep", "canaryWeight", "pauseStartTime"} & status.keys()
