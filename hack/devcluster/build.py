@@ -15,7 +15,6 @@ Usage: python hack/devcluster/build.py [--print-dir]
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `devcluster` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devcluster import cache
 from devcluster.cache import MANIFEST, build_once, cache_root
 
 HERE = Path(__file__).resolve().parent
@@ -276,17 +276,7 @@ def build(out: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--print-dir", action="store_true", help="print the cache dir and exit (no build)")
-    args = parser.parse_args(argv)
-    if args.print_dir:
-        print(cache_dir())
-        return 0
-    out = build()
-    print(out)
-    return 0
+    return cache.main(__doc__, cache_dir, build, argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ killed build never leaves a half-filled cache that looks complete.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -81,3 +82,14 @@ def build_once(
     for stale in prune(out.parent, keep=out):
         print(f"removed a cache unused for {STALE_DAYS} days: {stale}", file=sys.stderr)
     return out
+
+
+def main(
+    doc: str | None, where: Callable[[], Path], build: Callable[[], Path], argv: list[str] | None
+) -> int:
+    """A build script's command line: build into the cache and print it, or `--print-dir`."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--print-dir", action="store_true", help="print the cache dir and exit (no build)")
+    args = parser.parse_args(argv)
+    print(where() if args.print_dir else build())
+    return 0

@@ -13,7 +13,6 @@ Usage: python hack/devcluster/traefik.py [--print-dir]
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ import yaml
 if __package__ in (None, ""):  # run as a script: make the `devcluster` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devcluster import cache
 from devcluster.build import _module, _run, godebug_lines, load_versions
 from devcluster.cache import MANIFEST, build_once, cache_root
 from devcluster.cluster import terminate, wait_for
@@ -547,16 +547,7 @@ class Traefik:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--print-dir", action="store_true", help="print the cache dir and exit (no build)")
-    args = parser.parse_args(argv)
-    if args.print_dir:
-        print(cache_dir(traefik_version()))
-        return 0
-    print(build())
-    return 0
+    return cache.main(__doc__, lambda: cache_dir(traefik_version()), build, argv)
 
 
 if __name__ == "__main__":
