@@ -93,8 +93,10 @@ def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
     assert codes.get(200, 0) >= 0.95 * summary.feedback_sent, codes
 
     def requests_by_revision() -> dict[str, float]:
+        # v1's pods may be gone by now (scaleDownDelay), and an instant query drops a series once its
+        # target disappears; what Prometheus recorded over the test is what counts.
         selector = f'namespace="{rollout.namespace}", route="/predict"'
-        query = f"sum by (revision) (modelserver_requests_total{{{selector}}})"
+        query = f"sum by (revision) (max_over_time(modelserver_requests_total{{{selector}}}[10m]))"
         return {s["metric"]["revision"]: float(s["value"][1]) for s in prometheus.query(query)}
 
     eventually(
