@@ -2,6 +2,8 @@
 
 Exit codes: 0 clean shutdown (or ``--check`` passed), 2 bad configuration, 3 checksum mismatch,
 4 the model cannot be loaded or failed its golden self-test.
+
+``modelserver fetch ...`` downloads and verifies an artifact instead (modelserver.fetch).
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fetch"]:
+        from . import fetch
+
+        return fetch.main(argv[1:])
     args = _parse(argv)
     env = dict(os.environ)
     if args.host:
