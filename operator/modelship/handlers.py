@@ -2,7 +2,8 @@
 
 Triggers (level-triggered reconciliation):
 - watch events of ModelDeployments, and of the Deployments and Services they own
-  (so a deleted or edited child is restored within seconds);
+  (so a deleted or edited child is restored within seconds), and of those Services'
+  EndpointSlices (a weight step waits for them);
 - a resync loop that reconciles every ModelDeployment every `resync_seconds`.
 
 Why not `@kopf.timer` for the resync: kopf puts a finalizer on every object a timer
@@ -111,6 +112,14 @@ def deployment_event(body: kopf.Body, **_: Any) -> None:
 @kopf.on.event("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT})
 def service_event(body: kopf.Body, **_: Any) -> None:
     _reconcile_owner(body)
+
+
+@kopf.on.event("discovery.k8s.io", "v1", "endpointslices", labels={manifests.MODEL_LABEL: kopf.PRESENT})
+def endpointslice_event(body: kopf.Body, **_: Any) -> None:
+    # A weight step waits for its Service's slices to list the pods (routing.unserved). Slices
+    # are owned by the Service, but carry its labels, which name the ModelDeployment.
+    namespace, name = body.metadata.namespace or "", body.metadata.labels[manifests.MODEL_LABEL]
+    RUNTIME.get().reconcile(namespace, name, logs.object_logger(namespace, name))
 
 
 def _standing_by() -> bool:

@@ -57,13 +57,21 @@ class World:
     route: dict[str, int] | None = None
     route_stuck: bool = False
     services: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> selector
+    # Ready endpoints per Service as its EndpointSlices list them (None: not read). They lag the
+    # Deployments: `list_endpoints` plays the EndpointSlice controller catching up.
+    slices: dict[str, frozenset[str]] | None = None
 
     def observations(self, s: api.ModelDeploymentSpec | None = None) -> engine.Observations:
         base = engine.Observations(self.owner, dict(self.deployments))
         if s is None:
             return base
         if s.traffic.router == "gatewayAPI" and s.traffic.http_route:
-            seen = engine.RouteObservation(s.traffic.http_route, self.route, exists=self.route is not None)
+            seen = engine.RouteObservation(
+                s.traffic.http_route,
+                self.route,
+                exists=self.route is not None,
+                endpoints=dict(self.slices) if self.slices is not None else None,
+            )
             base = dataclasses.replace(base, route=seen)
         wants = engine.wants(s, self.status, base, self.now)
         metrics = s.analysis.metrics if s.analysis else []
@@ -120,6 +128,18 @@ class World:
             for name, d in self.deployments.items()
             if revision is None or name == revision
         )
+
+    def list_endpoints(self) -> None:
+        """The ready pods behind each Service, named as a Deployment's pods are."""
+        self.slices = {}
+        for service, selector in self.services.items():
+            revision = selector.get(REVISION_LABEL)
+            self.slices[service] = frozenset(
+                f"{name}-5d8f7c-{i}"
+                for name, d in self.deployments.items()
+                if revision is None or name == revision
+                for i in range(min(d.available_replicas, d.spec_replicas))
+            )
 
     def reconcile(self, s: api.ModelDeploymentSpec) -> engine.Decision:
         """One pass, as the shell runs it: a pass that changed the route's weights is followed by

@@ -74,6 +74,29 @@ def test_promote_scales_the_preview_up_then_swaps_the_active_selector_in_one_mov
     assert replicas(world) == {name_of(old): 4, name_of(new): 4}  # old kept for scaleDownDelay
 
 
+def test_gateway_router_swaps_only_once_the_new_colours_service_lists_all_its_pods() -> None:
+    route = {"traffic": {"router": "gatewayAPI", "httpRoute": "fraud"}}
+    old = bg_spec()
+    old = spec(**{**api.dump(old), **route})
+    world = stable_world(old)
+    new = spec(**{**api.dump(bg_spec(NEW_IMAGE)), **route})
+    step(world, new)
+    new, world.status = command("promote", new, world.status)
+    world.reconcile(new)
+    world.settle()
+    world.list_endpoints()  # the slices list the preview's first pod, not the three just added
+    world.slices = {**world.slices, "fraud-canary": frozenset(sorted(world.slices["fraud-canary"])[:1])}
+    world.reconcile(new)
+    assert world.route == {"fraud-stable": 100, "fraud-canary": 0}
+    waiting = condition(world.status, "Progressing").message
+    assert f"Service fraud-canary to list 4 ready pod(s) of {name_of(new)} (it lists 1)" in waiting, waiting
+    assert world.status.stable_revision == name_of(old)
+    world.list_endpoints()
+    world.reconcile(new)
+    assert world.status.stable_revision == name_of(new)
+    assert selectors(world, new)["fraud-stable"] == name_of(new)  # the swap, behind the same route
+
+
 def test_undo_within_the_scale_down_delay_swaps_back_without_new_pods() -> None:
     old = bg_spec()
     world = stable_world(old)

@@ -193,6 +193,22 @@ def test_gateway_router_keeps_stable_whole_and_sizes_the_canary_by_weight_or_set
     assert svc["spec"]["selector"]["modelship.io/revision"] == name_of(old)
 
 
+def test_gateway_router_moves_weight_only_once_the_canary_service_lists_its_ready_pods() -> None:
+    old = canary_spec(router="gatewayAPI")
+    world = stable_world(old)
+    world.list_endpoints()
+    new = canary_spec(NEW_IMAGE, router="gatewayAPI")
+    step(world, new)  # the canary's pod is available, but its Service's slices do not list it yet
+    assert world.route == {"fraud-stable": 100, "fraud-canary": 0}
+    assert world.status.canary is not None and world.status.canary.weight == 0
+    waiting = condition(world.status, "Progressing").message
+    assert f"Service fraud-canary to list 1 ready pod(s) of {name_of(new)} (it lists 0)" in waiting, waiting
+    world.list_endpoints()
+    world.reconcile(new)
+    assert world.route == {"fraud-stable": 80, "fraud-canary": 20}
+    assert world.status.canary is not None and world.status.canary.weight == 20
+
+
 def test_a_new_digest_mid_rollout_replaces_the_canary_and_restarts_from_step_zero() -> None:
     old = canary_spec()
     world = stable_world(old)

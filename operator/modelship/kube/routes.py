@@ -1,4 +1,5 @@
-"""The `gatewayAPI` router's I/O: read the HTTPRoute before a pass, write the weights a pass decided.
+"""The `gatewayAPI` router's I/O: read the HTTPRoute (and its backends' ready endpoints) before a
+pass, write the weights a pass decided.
 
 The rules (which route, which rule, what weights) are in `modelship.core.gateway`; whether the
 route shows what a step asked for is the engine's judgement (`Observations.route`).
@@ -6,7 +7,7 @@ route shows what a step asked for is the engine's judgement (`Observations.route
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,10 @@ from modelship import api
 from modelship.core import engine, gateway
 from modelship.core.manifests import Owner
 from modelship.kube.observe import owned_by
-from modelship.kube.storage import Conflict, Invalid, Storage, route_path
+from modelship.kube.storage import Conflict, Forbidden, Invalid, Storage, endpointslices_path, route_path
+
+# The label the EndpointSlice controller puts on a Service's slices.
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,33 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
         return None
     obj = storage.get(route_path(owner.namespace, name))
     weights = gateway.read_weights(obj, owner.name) if obj is not None else None
-    return Read(engine.RouteObservation(route=name, weights=weights or None, exists=obj is not None), obj)
+    endpoints = ready_endpoints(storage, owner.namespace, gateway.weights(owner.name, 0))
+    observation = engine.RouteObservation(
+        route=name, weights=weights or None, exists=obj is not None, endpoints=endpoints
+    )
+    return Read(observation, obj)
+
+
+def ready_endpoints(
+    storage: Storage, namespace: str, services: Iterable[str]
+) -> dict[str, frozenset[str]] | None:
+    """The ready pods each Service's EndpointSlices list, by name; None when the operator may not
+    list EndpointSlices (then weights move on the Deployments' word alone)."""
+    listed: dict[str, set[str]] = {name: set() for name in services}
+    selector = f"{SERVICE_NAME_LABEL} in ({','.join(sorted(listed))})"
+    try:
+        slices = storage.items(endpointslices_path(namespace), labelSelector=selector)
+    except Forbidden:
+        return None
+    for piece in slices:
+        pods = listed.get(piece["metadata"].get("labels", {}).get(SERVICE_NAME_LABEL, ""))
+        for endpoint in piece.get("endpoints") or []:
+            ref = endpoint.get("targetRef") or {}
+            # The API says an unset `ready` means ready.
+            ready = (endpoint.get("conditions") or {}).get("ready") is not False
+            if pods is not None and ready and ref.get("kind") == "Pod":
+                pods.add(ref.get("name", ""))
+    return {name: frozenset(pods) for name, pods in listed.items()}
 
 
 def write(

@@ -95,6 +95,10 @@ def _switch(ctx: Context, out: Outcome) -> Outcome:
         out, size = _fit(ctx, out, False)
         if size is None or not ready(observed, size):
             return out.but(promote_waiting=True)
+        assert out.canary is not None
+        unserved = routing.unserved(ctx.observations, 100, out.stable, out.canary, size)
+        if unserved is not None:
+            return out.but(promote_waiting=True, waiting=unserved)
         if size < spec.replicas or post is not None:
             phase = "Switched"  # switch now; the analysis, or the rest of the devices, comes after
     if phase in SWITCHED:

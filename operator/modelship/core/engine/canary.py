@@ -79,6 +79,13 @@ def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, 
         )
         if not ready(ctx.observed(ctx.target), replicas.canary):
             return out, step, weight, False
+        unserved = (
+            routing.unserved(ctx.observations, wanted, out.stable, ctx.target, replicas.canary)
+            if wanted != weight
+            else None
+        )
+        if unserved is not None:
+            return out.but(waiting=f"{label}: {unserved}"), step, weight, False
         if wanted != weight:
             out = out.said(Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%"))
             weight = wanted

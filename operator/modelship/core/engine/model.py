@@ -40,6 +40,9 @@ class RouteObservation:
     # Backend Service -> weight in the rule modelship manages; None: no such rule (or no route yet).
     weights: Mapping[str, int] | None
     exists: bool = True  # False: the HTTPRoute itself is missing
+    # Backend Service -> the ready pods its EndpointSlices list, by name (the gateway sends traffic
+    # only to those); None: not read (the operator may not list EndpointSlices).
+    endpoints: Mapping[str, frozenset[str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,30 @@ def verified(observations: Observations, weight: int) -> bool:
     return seen.weights is not None and dict(seen.weights) == gateway.weights(observations.owner.name, weight)
 
 
+def unserved(observations: Observations, weight: int, stable: str, canary: str, pods: int) -> str | None:
+    """Why the route may not move to `weight` yet, or None. A gateway answers 503 for the share it
+    sends to a backend whose EndpointSlices list no ready pod, and they list a pod a moment after
+    its Deployment counts it available (and still list the old revision's pods a moment after a
+    selector changes). So the canary backend gets weight only once its slices list `pods` pods of
+    revision `canary`, and the stable backend only while they list one of `stable`."""
+    seen = observations.route
+    if seen is None or seen.endpoints is None:
+        return None
+    name = observations.owner.name
+    for backend, share in gateway.weights(name, weight).items():
+        revision, needed = (canary, pods) if backend == f"{name}-canary" else (stable, 1)
+        if share == 0:
+            continue
+        # A Deployment's pods are named `<deployment>-<replicaset hash>-<suffix>`.
+        listed = sum(1 for pod in seen.endpoints.get(backend, ()) if pod.startswith(f"{revision}-"))
+        if listed < needed:
+            return (
+                f"waiting for Service {backend} to list {needed} ready pod(s) of {revision} "
+                f"(it lists {listed})"
+            )
+    return None
+
+
 def waiting(observations: Observations, weight: int) -> str:
     """Why a step holds for the router, naming what each backend gets."""
     seen = observations.route

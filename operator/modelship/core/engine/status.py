@@ -244,7 +244,8 @@ def _progressing(
         if out.paused:
             return ("True", "RolloutPaused", f"{where}; {out.paused[1]}")
         if out.promote_waiting:
-            return ("True", "Promoting", f"{out.canary}: promoting, waiting for all its replicas")
+            waiting = out.waiting or "waiting for all its replicas"
+            return ("True", "Promoting", f"{out.canary}: promoting, {waiting}")
         if out.waiting:
             return ("True", "Canarying", f"{where}; {out.waiting}")
         return ("True", "Canarying", where)
