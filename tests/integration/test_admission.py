@@ -62,6 +62,18 @@ def drop(path: str) -> Edit:
     return edit
 
 
+def model_source(source: dict[str, Any]) -> Edit:
+    """spec.model.source, without basic.yaml's MODEL_PATH (modelship sets it for mounted models)."""
+    return edits(put("spec.model.source", source), drop("spec.env"))
+
+
+SIDECAR = {"name": "shipper", "image": "registry.example/shipper@" + DIGEST}
+
+
+def pod_spec(**fields: Any) -> Edit:
+    return put("spec.template", {"spec": fields})
+
+
 # (id, edit of examples/basic.yaml, the field the refusal must name, a fragment of the reason)
 INVALID: list[tuple[str, Edit, str, str]] = [
     ("image-tag", put("spec.image", "registry.example/fraud:1.0"), "spec.image", "pin the image by digest"),
@@ -330,6 +342,160 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "should match",
     ),
     ("unknown-field", put("spec.replica", 3), "spec.replica", "unknown field"),
+    # spec.template: modelship's own fields win; what the merge cannot honour is refused.
+    (
+        "template-model-image",
+        pod_spec(containers=[{"name": "model", "image": "registry.example/other:latest"}]),
+        "spec.template.spec.containers[].image",
+        "must not be set on the model container",
+    ),
+    (
+        "template-reserved-env",
+        pod_spec(containers=[{"name": "model", "env": [{"name": "MODEL_SHA256", "value": "x"}]}]),
+        "spec.template.spec.containers[].env",
+        "may not set MODEL_NAME",
+    ),
+    (
+        "template-coral-node-selector",
+        edits(
+            put("spec.accelerator", {"type": "coral"}),
+            pod_spec(nodeSelector={"modelship.io/accelerator": "gpu"}),
+        ),
+        "spec.template.spec.nodeSelector",
+        "may not select on the accelerator's node labels",
+    ),
+    (
+        "template-coral-match-labels",
+        edits(
+            put("spec.accelerator", {"type": "coral", "nodeSelection": {"matchLabels": {"edge": "yes"}}}),
+            pod_spec(nodeSelector={"edge": "no"}),
+        ),
+        "spec.template.spec.nodeSelector",
+        "may not select on the accelerator's node labels",
+    ),
+    (
+        "template-coral-affinity",
+        edits(
+            put("spec.accelerator", {"type": "coral"}),
+            pod_spec(
+                affinity={
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [{"key": "a", "operator": "Exists"}]}]
+                        }
+                    }
+                }
+            ),
+        ),
+        "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+        "may not be set with spec.accelerator",
+    ),
+    (
+        "template-coral-toleration",
+        edits(
+            put("spec.accelerator", {"type": "coral"}),
+            pod_spec(tolerations=[{"key": "modelship.io/accelerator", "operator": "Exists"}]),
+        ),
+        "spec.template.spec.tolerations",
+        "set spec.accelerator.tolerations",
+    ),
+    (
+        "template-model-ports",
+        pod_spec(containers=[{"name": "model", "ports": [{"containerPort": 9090}]}]),
+        "spec.template.spec.containers[].ports",
+        "from spec.port and spec.resources",
+    ),
+    (
+        "template-sidecar-without-image",
+        pod_spec(containers=[{"name": "shipper"}]),
+        "spec.template.spec.containers[].image",
+        "required for a sidecar",
+    ),
+    (
+        "template-tmp-volume",
+        pod_spec(volumes=[{"name": "tmp", "emptyDir": {}}]),
+        "spec.template.spec.volumes[].name",
+        "may not be tmp or edgetpu",
+    ),
+    (
+        "template-tmp-mount",
+        pod_spec(containers=[{"name": "model", "volumeMounts": [{"name": "x", "mountPath": "/tmp"}]}]),
+        "spec.template.spec.containers[].volumeMounts[].mountPath",
+        "may not be /tmp",
+    ),
+    (
+        "template-privileged-sidecar",
+        pod_spec(containers=[{**SIDECAR, "securityContext": {"privileged": True}}]),
+        "spec.template.spec.containers[0].securityContext",
+        "restricted Pod Security Standard",
+    ),
+    (
+        "template-root-pod",
+        pod_spec(securityContext={"runAsUser": 0}),
+        "spec.template.spec.securityContext",
+        "restricted Pod Security Standard",
+    ),
+    (
+        "template-revision-label",
+        put("spec.template", {"metadata": {"labels": {"modelship.io/revision": "mine"}}}),
+        "spec.template.metadata",
+        "may not use the modelship.io/ prefix",
+    ),
+    ("template-host-network", pod_spec(hostNetwork=True), "spec.template.spec.hostNetwork", "unknown field"),
+    (
+        "template-env-shape",
+        pod_spec(containers=[{"name": "model", "env": [{"name": "A", "valueFrom": "secret"}]}]),
+        "spec.template.spec.containers[0].env[0].valueFrom",
+        "must be of type object",
+    ),
+    (
+        "source-uri-without-scheme",
+        model_source({"uri": {"url": "models.example/fraud/model.onnx"}}),
+        "spec.model.source.uri.url",
+        "must start with https://, s3:// or gs://",
+    ),
+    (
+        "source-uri-http",
+        model_source({"uri": {"url": "http://models.example/fraud/model.onnx"}}),
+        "spec.model.source.uri.url",
+        "must start with https://, s3:// or gs://",
+    ),
+    (
+        "source-uri-without-file-name",
+        model_source({"uri": {"url": "https://models.example/download?id=7"}}),
+        "spec.model.source.uri.url",
+        "must end in the artifact's file name",
+    ),
+    (
+        "source-oci-without-digest",
+        model_source({"oci": {"reference": "registry.example/models/fraud:v2"}}),
+        "spec.model.source.oci.reference",
+        "must pin the image or artifact by digest",
+    ),
+    (
+        "source-pvc-without-claim",
+        model_source({"pvc": {"path": "model.onnx"}}),
+        "spec.model.source.pvc.claimName",
+        "Required value",
+    ),
+    (
+        "source-pvc-path-escapes",
+        model_source({"pvc": {"claimName": "models", "path": "../secrets/model.onnx"}}),
+        "spec.model.source.pvc.path",
+        "must be a relative path",
+    ),
+    (
+        "source-two-kinds",
+        model_source({"pvc": {"claimName": "models"}, "oci": {"reference": "r.example/m@" + DIGEST}}),
+        "spec.model.source",
+        "exactly one of image, pvc, uri or oci",
+    ),
+    (
+        "source-with-model-path-env",
+        put("spec.model.source", {"pvc": {"claimName": "models"}}),  # basic.yaml sets MODEL_PATH
+        "spec.env",
+        "may not set MODEL_PATH when spec.model.source is pvc, uri or oci",
+    ),
     ("name-too-long", put("metadata.name", "a" * 46), "metadata.name", "at most 45 characters"),
 ]
 
@@ -393,3 +559,75 @@ def test_blue_green_on_devices_is_admitted_when_surge_or_replace_is_chosen(
     manifest["spec"]["accelerator"] = {"type": "coral", "rollout": rollout}
     created = create_md(kube, namespace, manifest)
     assert created["spec"]["accelerator"]["rollout"] == rollout
+
+
+def test_a_full_pod_overlay_is_admitted_and_stored_as_sent(
+    kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    manifest = example("template.yaml")
+    overlay = manifest["spec"]["template"]
+    overlay["spec"]["containers"][0]["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 3}
+    overlay["spec"]["containers"][0]["envFrom"] = [{"secretRef": {"name": "creds"}}]
+    overlay["spec"]["containers"][0]["command"] = ["modelserver"]
+    overlay["spec"]["initContainers"] = [{**SIDECAR, "name": "warm", "args": ["--once"]}]
+    overlay["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+    overlay["spec"]["priorityClassName"] = "inference"
+    overlay["spec"]["securityContext"] = {"fsGroup": 2000, "runAsUser": 1000}
+    overlay["spec"]["affinity"] = {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"modelship.io/model": "fraud-detector-custom"}},
+                    },
+                }
+            ]
+        }
+    }
+    overlay["spec"]["topologySpreadConstraints"] = [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    ]
+    created = create_md(kube, namespace, manifest)
+    stored = kube.get(md_path(namespace, created["metadata"]["name"]))
+    assert stored is not None
+    assert stored["spec"]["template"] == overlay  # nothing pruned, nothing defaulted
+
+
+def test_a_pod_overlay_beside_coral_placement_is_admitted(
+    kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    manifest = example("coral.yaml")
+    manifest["spec"]["template"] = {
+        "spec": {
+            "nodeSelector": {"topology.kubernetes.io/zone": "edge-1"},
+            "tolerations": [{"key": "edge", "operator": "Exists"}],
+            "containers": [
+                {"name": "model", "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}}}
+            ],
+        }
+    }
+    create_md(kube, namespace, manifest)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"image": {}},
+        {"pvc": {"claimName": "models", "subPath": "fraud/v2", "path": "model.onnx"}},
+        {"uri": {"url": "https://models.example/fraud/model.onnx", "secretRef": {"name": "store"}}},
+        {"uri": {"url": "s3://models/fraud/v2/model.onnx"}},
+        {"uri": {"url": "gs://models/download", "path": "model.onnx"}},
+        {"oci": {"reference": "registry.example/models/fraud@" + DIGEST, "path": "model.onnx"}},
+    ],
+    ids=["image", "pvc", "https", "s3", "gs-with-path", "oci"],
+)
+def test_each_model_source_kind_is_admitted(
+    kube: Storage, namespace: str, crd_installed: None, source: dict[str, Any]
+) -> None:
+    manifest = example("basic.yaml")
+    manifest["spec"]["model"]["source"] = source
+    del manifest["spec"]["env"]
+    created = create_md(kube, namespace, manifest)
+    assert created["spec"]["model"]["source"].keys() == source.keys()

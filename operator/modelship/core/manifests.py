@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelship import api
-from modelship.core import devices
+from modelship.core import devices, overlay
 
 MODEL_LABEL = "modelship.io/model"
 REVISION_LABEL = "modelship.io/revision"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "modelship"}
-CONTAINER = "model"
+CONTAINER = api.MODEL_CONTAINER
 PORT_NAME = "http"
 SERVICE_PORT = 80
 # The serving image's health endpoints (serving-image/): live and ready.
@@ -172,7 +172,8 @@ def deployment(
             "replicas": replicas,
             "progressDeadlineSeconds": progress_deadline_seconds,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": template_meta, "spec": pod_spec},
+            # spec.template last: it merges into everything modelship rendered (core/overlay.py).
+            "template": overlay.apply({"metadata": template_meta, "spec": pod_spec}, template.template),
         },
     }
 

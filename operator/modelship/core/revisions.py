@@ -1,8 +1,8 @@
 """Revisions: what defines one, and its name.
 
 A revision is everything in the spec that ends up inside the pods (image, model,
-port, resources, env, accelerator). Replicas, strategy and traffic are not part of
-it: changing them never creates a new revision. The name is the ModelDeployment's
+port, resources, env, accelerator, the pod overlay `template`). Replicas, strategy
+and traffic are not part of it: changing them never creates a new revision. The name is the ModelDeployment's
 name plus the first 10 hex digits of a sha256 over the canonical JSON of the
 template; unset optionals are left out, so adding an optional field to the API
 later does not rename existing revisions.
@@ -25,6 +25,7 @@ def template_of(spec: api.ModelDeploymentSpec) -> api.RevisionTemplate:
         port=spec.port,
         resources=spec.resources,
         env=spec.env,
+        template=spec.template,
         # How a rollout treats devices is not part of the pods: changing it makes no new revision.
         accelerator=(
             spec.accelerator.model_copy(update={"rollout": None, "min_available": None})
