@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from modelship import api, crd, podschema
 from modelship.core import manifests, overlay, revisions
@@ -272,3 +273,14 @@ def test_crd_puts_the_pod_schema_and_its_rules_under_spec_template() -> None:
 def test_the_pod_spec_overlay_refuses_what_kubernetes_does_not_define() -> None:
     assert "hostNetwork" not in podschema.load()["properties"]  # pruned subset: refused as unknown
     assert api.PodTemplate.model_validate(template(containers=[SIDECAR])).sidecars() == [SIDECAR]
+
+
+def test_the_docs_overlay_example_parses_and_its_refusal_is_the_real_message() -> None:
+    text = (podschema.ROOT / "docs" / "api.md").read_text()
+    section = text.split("## spec.template: the pod overlay", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    overlay_doc = api.PodTemplate.model_validate(yaml.safe_load(block)["spec"]["template"])
+    assert overlay_doc.model_container()["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "token"
+    messages = [r.message for rules in api.POD_SPEC_RULES.values() for r in rules]
+    shown = " ".join(section.split("is invalid: ", 1)[1].split("```", 1)[0].split())
+    assert any(m in shown for m in messages), shown
