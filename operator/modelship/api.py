@@ -161,12 +161,171 @@ ResourceList = Annotated[
 ]
 
 
+# ---- spec.model.source: where the artifact comes from ---------------------------------------
+
+# Where a mounted or fetched model lives in the pod; the serving image's default MODEL_PATH is
+# /models/model.joblib, so `path` defaults to model.joblib.
+MODEL_DIR = "/models"
+DEFAULT_MODEL_FILE = "model.joblib"
+MODEL_VOLUME = "modelship-model"  # the pod volume holding it (a name no user volume is likely to have)
+# A relative path inside the model volume; no segment starts with '.', so no `..` escapes it.
+RELATIVE_PATH_RE = r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*"
+URI_SCHEME_RE = r"(https|s3|gs)://.+"
+
+
+def _relative_path(field: str) -> tuple[AfterValidator, Rule]:
+    return matches(
+        RELATIVE_PATH_RE,
+        f"spec.model.source.{field} must be a relative path such as model.joblib or risk/v3/model.onnx "
+        "(no leading /, no segment starting with .)",
+    )
+
+
+_MODEL_FILE_DOC = (
+    "The model file inside the volume, relative (default model.joblib); its suffix (.joblib, .onnx, "
+    ".tflite) tells the server the framework."
+)
+
+
+class ImageSource(_Model):
+    """The model is baked into spec.image (at the image's MODEL_PATH): the default."""
+
+
+class SecretRef(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_RE)]
+
+
+class PvcSource(_Model):
+    """A PersistentVolumeClaim in the namespace, mounted read-only at /models."""
+
+    claim_name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_RE)]
+    sub_path: (
+        Annotated[
+            str,
+            Field(max_length=1024, description="A directory of the volume to mount instead of its root."),
+            *_relative_path("pvc.subPath"),
+        ]
+        | None
+    ) = None
+    path: Annotated[str, Field(max_length=1024, description=_MODEL_FILE_DOC), *_relative_path("pvc.path")] = (
+        DEFAULT_MODEL_FILE
+    )
+
+
+class UriSource(_Model):
+    """Fetched by an init container (the serving image's `modelserver fetch`) into an emptyDir at /models."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "has(self.path) || self.url.matches('^[a-z0-9]+://[^/?#]+/([^?#]*/)?"
+                "[A-Za-z0-9_][A-Za-z0-9._-]*([?#].*)?$')",
+                "spec.model.source.uri.url must end in the artifact's file name (such as .../model.onnx), "
+                "or spec.model.source.uri.path must name the file",
+                ".url",
+            ),
+        )
+    )
+    url: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=2048,
+            description="`https://host/path/model.onnx`, `s3://bucket/key` or `gs://bucket/key`.",
+        ),
+        *matches(URI_SCHEME_RE, "spec.model.source.uri.url must start with https://, s3:// or gs://"),
+    ]
+    path: (
+        Annotated[
+            str,
+            Field(
+                max_length=1024,
+                description="The file name the artifact is stored as under /models (default: the URL's "
+                "last path segment); its suffix tells the server the framework.",
+            ),
+            *_relative_path("uri.path"),
+        ]
+        | None
+    ) = None
+    secret_ref: SecretRef | None = Field(
+        default=None,
+        description="A Secret whose keys become the fetch container's environment (envFrom): "
+        "FETCH_BEARER_TOKEN, FETCH_CA_CERT, AWS_* or GS_* keys (docs/api.md).",
+    )
+
+    @property
+    def file(self) -> str:
+        """The stored file's path under /models."""
+        return self.path or self.url.split("?")[0].split("#")[0].rsplit("/", 1)[-1]
+
+
+class OciSource(_Model):
+    """An OCI image or artifact by digest, mounted read-only at /models as an image volume
+    (needs Kubernetes' ImageVolume feature and a runtime that supports it)."""
+
+    reference: Annotated[
+        str,
+        Field(max_length=512, description="`<repository>@sha256:<64 hex>`."),
+        *matches(
+            DIGEST_RE,
+            "spec.model.source.oci.reference must pin the image or artifact by digest, as "
+            "<repository>@sha256:<64 lowercase hex digits>; tags are mutable and are refused",
+        ),
+    ]
+    path: Annotated[str, Field(max_length=1024, description=_MODEL_FILE_DOC), *_relative_path("oci.path")] = (
+        DEFAULT_MODEL_FILE
+    )
+
+
+ModelSourceKind = Literal["image", "pvc", "uri", "oci"]
+
+
+class ModelSource(_Model):
+    """Where the artifact comes from: exactly one of image (default), pvc, uri or oci."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "[has(self.image), has(self.pvc), has(self.uri), has(self.oci)].filter(x, x).size() == 1",
+                "spec.model.source must set exactly one of image, pvc, uri or oci",
+            )
+        )
+    )
+    image: ImageSource | None = None
+    pvc: PvcSource | None = None
+    uri: UriSource | None = None
+    oci: OciSource | None = None
+
+    @property
+    def kind(self) -> ModelSourceKind:
+        if self.pvc is not None:
+            return "pvc"
+        if self.uri is not None:
+            return "uri"
+        if self.oci is not None:
+            return "oci"
+        return "image"
+
+    @property
+    def model_path(self) -> str | None:
+        """MODEL_PATH for the server: the file under /models; None for a model baked into the image."""
+        file = (
+            self.pvc.path if self.pvc else self.uri.file if self.uri else self.oci.path if self.oci else None
+        )
+        return f"{MODEL_DIR}/{file}" if file else None
+
+
 class ModelRef(_Model):
     """The model artifact the image serves; passed to the pods as MODEL_NAME, MODEL_VERSION, MODEL_SHA256."""
 
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     version: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     sha256: Sha256
+    source: ModelSource | None = Field(
+        default=None,
+        description="Where the artifact comes from (default: baked into spec.image). The server verifies "
+        "it against sha256 before it reports ready, whatever the source.",
+    )
 
 
 class Resources(_Model):
@@ -575,7 +734,7 @@ class Accelerator(_Model):
 
 MODEL_CONTAINER = "model"  # the container modelship runs spec.image in; `spec.template` merges into it
 # Volumes modelship adds itself (writable /tmp; the Coral device with hostPath).
-RESERVED_VOLUMES = ("tmp", "edgetpu")
+RESERVED_VOLUMES = ("tmp", "edgetpu", MODEL_VOLUME)
 # Marks `spec.template.spec` in the JSON schema: `modelship.crd` puts Kubernetes' own PodSpec
 # schema there (generated by `modelship.podschema`) with the rules of `POD_SPEC_RULES`.
 POD_SPEC_MARK = "x-modelship-pod-spec"
@@ -648,7 +807,7 @@ POD_SPEC_RULES: dict[str, tuple[Rule, ...]] = {
         Rule(
             f"!(self.name in {list(RESERVED_VOLUMES)})",
             "spec.template.spec.volumes[].name may not be " + " or ".join(RESERVED_VOLUMES) + ": modelship's "
-            "own volumes (writable /tmp, the Coral device)",
+            "own volumes (writable /tmp, the Coral device, spec.model.source)",
         ),
     ),
 }
@@ -742,6 +901,14 @@ _BACKGROUND_STEP = Rule(
     "steps",
     ".analysis.background",
 )
+# With a mounted or fetched model, MODEL_PATH is where modelship put it.
+_MODEL_PATH_FROM_SOURCE = Rule(
+    "!has(self.model.source) || has(self.model.source.image) || !has(self.env) || "
+    "self.env.all(e, e.name != 'MODEL_PATH')",
+    "spec.env may not set MODEL_PATH when spec.model.source is pvc, uri or oci: modelship points the server "
+    "at the mounted model (set spec.model.source.*.path)",
+    ".env",
+)
 _NO_RESERVED_ENV = Rule(
     "!has(self.env) || self.env.all(e, !(e.name in " + str(list(RESERVED_ENV)) + "))",
     "spec.env may not set "
@@ -782,6 +949,7 @@ class ModelDeploymentSpec(_Model):
             _ANALYSIS_NEEDED,
             _BACKGROUND_STEP,
             _NO_RESERVED_ENV,
+            _MODEL_PATH_FROM_SOURCE,
             _BLUE_GREEN_DEVICES,
             _CANARY_SCALE_NEEDS_ROUTE,
             _CORAL_NODE_SELECTOR,

@@ -284,8 +284,8 @@ def fetch(
     if actual != expected:
         partial.unlink()
         raise ChecksumMismatch(
-            f"checksum mismatch: expected sha256 {expected} but {request.shown} has sha256 {actual} "
-            f"({size} bytes); the artifact was not stored"
+            f"checksum mismatch: expected sha256 {expected} but got sha256 {actual} ({size} bytes) "
+            f"from {request.shown}; the artifact was not stored"
         )
     partial.chmod(0o444)
     partial.replace(dest)

@@ -462,7 +462,7 @@ INVALID: list[tuple[str, Edit, str, str]] = [
     ),
     (
         "source-uri-without-file-name",
-        model_source({"uri": {"url": "https://models.example/download?id=7"}}),
+        model_source({"uri": {"url": "https://models.example/fraud/?version=7"}}),
         "spec.model.source.uri.url",
         "must end in the artifact's file name",
     ),

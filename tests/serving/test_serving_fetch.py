@@ -286,7 +286,7 @@ def test_https_bad_checksum_exits_3_naming_both_checksums_and_stores_nothing(
     )
     assert done.returncode == EXIT_CHECKSUM
     last = done.stderr.strip().splitlines()[-1]
-    assert f"expected sha256 {wrong}" in last and f"has sha256 {ARTIFACT_SHA}" in last
+    assert f"expected sha256 {wrong}" in last and f"got sha256 {ARTIFACT_SHA}" in last
     assert list(tmp_path.iterdir()) == []  # neither the artifact nor a partial download
 
 

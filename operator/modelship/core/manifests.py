@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelship import api
-from modelship.core import devices, overlay
+from modelship.core import devices, overlay, sources
 
 MODEL_LABEL = "modelship.io/model"
 REVISION_LABEL = "modelship.io/revision"
@@ -159,6 +159,7 @@ def deployment(
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],  # writable scratch under a read-only root
     }
+    sources.mount(pod_spec, container, template, container["securityContext"])
     template_meta: dict[str, Any] = {"labels": {**MANAGED_BY, **labels}}
     if template.accelerator is not None:
         template_meta["annotations"] = {devices.PLACEMENT_ANNOTATION: placement}

@@ -21,7 +21,12 @@ HASH_LENGTH = 10
 def template_of(spec: api.ModelDeploymentSpec) -> api.RevisionTemplate:
     return api.RevisionTemplate(
         image=spec.image,
-        model=spec.model,
+        # `source: {image: {}}` is the default spelled out: the same pods, so the same revision.
+        model=(
+            spec.model.model_copy(update={"source": None})
+            if spec.model.source is not None and spec.model.source.kind == "image"
+            else spec.model
+        ),
         port=spec.port,
         resources=spec.resources,
         env=spec.env,

@@ -3,10 +3,11 @@ Deployments a ModelDeployment owns, the accelerator capacity, the HTTPRoute (`ro
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from modelship import api
-from modelship.core import devices, engine, manifests
+from modelship.core import devices, engine, manifests, revisions, sources
 from modelship.kube.storage import NODES_PATH, Forbidden, Storage, deployments_path, pods_path
 
 
@@ -33,12 +34,37 @@ def owned_by(obj: dict[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences", []))
 
 
-def observe_deployments(storage: Storage, owner: manifests.Owner) -> dict[str, engine.ObservedDeployment]:
-    """The revision Deployments the ModelDeployment owns, by name."""
+def observe_deployments(
+    storage: Storage, owner: manifests.Owner, spec: api.ModelDeploymentSpec | None = None
+) -> dict[str, engine.ObservedDeployment]:
+    """The revision Deployments the ModelDeployment owns, by name; with `spec`, the revision it asks
+    for says, while short of available pods, whether they refuse the model (`model_failure`)."""
     listed = storage.items(
         deployments_path(owner.namespace), labelSelector=f"{manifests.MODEL_LABEL}={owner.name}"
     )
-    return {obj["metadata"]["name"]: observe_deployment(obj) for obj in listed if owned_by(obj, owner.uid)}
+    observed = {
+        obj["metadata"]["name"]: observe_deployment(obj) for obj in listed if owned_by(obj, owner.uid)
+    }
+    if spec is None:
+        return observed
+    target = revisions.revision_name(owner.name, revisions.template_of(spec))
+    wanted = observed.get(target)
+    # Only pods still short of ready are worth a list: a ready revision's model was accepted.
+    if wanted is not None and wanted.available_replicas < wanted.spec_replicas:
+        failure = model_failure(storage, owner, target, spec.model.sha256)
+        observed[target] = dataclasses.replace(wanted, model_failure=failure)
+    return observed
+
+
+def model_failure(storage: Storage, owner: manifests.Owner, revision: str, sha256: str) -> str | None:
+    """Whether the revision's pods refuse the model (a checksum mismatch), from their container
+    statuses; None also when the operator may not list pods."""
+    selector = manifests.selector_string(manifests.revision_selector(owner, revision))
+    try:
+        pods = storage.items(pods_path(owner.namespace), labelSelector=selector)
+    except Forbidden:
+        return None
+    return sources.checksum_failure(pods, sha256, manifests.CONTAINER)
 
 
 def observe_devices(

@@ -101,7 +101,7 @@ class Reconciler:
         route = routes.read(self.storage, owner, spec)
         observed = engine.Observations(
             owner,
-            observe_deployments(self.storage, owner),
+            observe_deployments(self.storage, owner, spec),
             devices=observe_devices(self.storage, owner, spec),
             route=route.observation if route is not None else None,
         )

@@ -29,6 +29,9 @@ class ObservedDeployment:
     available_replicas: int = 0
     minimum_available: bool = False  # the Deployment's own `Available` condition
     deadline_exceeded: bool = False  # its `Progressing` condition says ProgressDeadlineExceeded
+    # Why its pods refuse the model (core/sources.checksum_failure): a checksum mismatch aborts
+    # the rollout at once instead of waiting out the progress deadline.
+    model_failure: str | None = None
     placement: str | None = None  # an accelerator revision's pod-template placement annotation
 
 

@@ -122,6 +122,10 @@ def _rolling(ctx: Context, out: Outcome) -> Outcome:
         message = f"canary {target} made no progress within spec.progressDeadline ({spec.progress_deadline})"
         # They never became ready: nothing to inspect that the Deployment lacks.
         return abort(out, ctx, "ProgressDeadlineExceeded", message, keep_pods=False)
+    if observed is not None and observed.model_failure is not None and current(observed):
+        # It can never become ready: the artifact is not the one spec.model.sha256 approves.
+        message = f"canary {target}: {observed.model_failure}"
+        return abort(out, ctx, "ModelChecksumMismatch", message, keep_pods=False)
     if rolling != target and target == status.scale_down_revision and ready(observed, spec.replicas):
         # Fast-track rollback: the previous stable revision is still up (within its
         # scaleDownDelay), so going back to it is one move, no steps and no new pods.
