@@ -15,8 +15,9 @@ TEST_DEPS :=      # targets `make test` runs before pytest (e.g. Dockerfile lint
 -include serving-image/serving.mk
 -include hack/localworld/localworld.mk
 -include hack/imagebuild/images.mk
+TEST_DEPS += podschema
 
-.PHONY: help venv cluster-bins traefik lint typecheck test test-unit cluster-up clean chart-crds operator-lock lint-operator-image \
+.PHONY: help venv cluster-bins traefik lint typecheck test test-unit cluster-up clean chart-crds podschema operator-lock lint-operator-image \
 	bench bench-rollback
 
 help:  ## list the targets
@@ -62,6 +63,9 @@ bench: bench-serving bench-rollback bench-images  ## every benchmark; results in
 
 lint-operator-image: $(STAMP)  ## hadolint the operator's Dockerfile (any finding fails)
 	$(VENV)/bin/hadolint --failure-threshold info operator/Dockerfile
+
+podschema: $(STAMP)  ## spec.template's schema matches k8s.io/kubernetes's OpenAPI (fetches the module for the unit test)
+	$(PY) -m modelship.podschema --check
 
 chart-crds:  ## copy the generated CRD into the Helm chart (a test fails when they differ)
 	cp crds/modelship.io_modeldeployments.yaml charts/modelship/crds/

@@ -86,7 +86,6 @@ def openapi_path(version: str, download: bool = True) -> Path | None:
             check=False,
             capture_output=True,
             text=True,
-            env={**os.environ, "GOFLAGS": "-mod=mod"},
         )
     except FileNotFoundError:
         return None
