@@ -121,7 +121,10 @@ def test_model_deployments_in_the_api_reference_are_valid() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
     blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
     docs = [
-        d for d in (yaml.safe_load(b) for b in blocks) if isinstance(d, dict) and d.get("kind") == api.KIND
+        d
+        for b in blocks
+        for d in yaml.safe_load_all(b)  # a block may hold several objects (a PV and its claim)
+        if isinstance(d, dict) and d.get("kind") == api.KIND
     ]
     assert docs
     for doc in docs:

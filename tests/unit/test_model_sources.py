@@ -280,6 +280,7 @@ def test_a_canary_whose_pods_refuse_the_model_aborts_with_a_condition_naming_the
     decision = world.reconcile(new)
     assert decision.status.aborted is not None and decision.status.aborted.revision == canary
     assert decision.status.aborted.reason == "ModelChecksumMismatch"
+    assert decision.status.phase == "Degraded"
     progressing = next(c for c in decision.status.conditions or [] if c.type == "Progressing")
     assert (progressing.status, progressing.reason) == ("False", "ModelChecksumMismatch")
     assert SHA in progressing.message and "f" * 64 in progressing.message

@@ -124,7 +124,7 @@ def _rolling(ctx: Context, out: Outcome) -> Outcome:
         return abort(out, ctx, "ProgressDeadlineExceeded", message, keep_pods=False)
     if observed is not None and observed.model_failure is not None and current(observed):
         # It can never become ready: the artifact is not the one spec.model.sha256 approves.
-        message = f"canary {target}: {observed.model_failure}"
+        message = f"revision {target}: {observed.model_failure}"
         return abort(out, ctx, "ModelChecksumMismatch", message, keep_pods=False)
     if rolling != target and target == status.scale_down_revision and ready(observed, spec.replicas):
         # Fast-track rollback: the previous stable revision is still up (within its
