@@ -91,6 +91,7 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     # Blue/green switched but not promoted yet (post-promotion analysis, or the new colour still
     # taking the old one's devices): `<name>` is the new one.
     active = canary_selector if blue_green and out.canary and out.phase in SWITCHED else stable_selector
+    scaled_selector, scaled_replicas = _scaled(owner.name, observations, active if blue_green else None)
     new_status = status.model_copy(
         update={
             "observed_generation": owner.generation,
@@ -103,9 +104,9 @@ def finish(ctx: Context, out: Outcome) -> Decision:
             "previous_template": out.previous_template,
             "analysis": list(out.runs.values()) or None,
             "smoke_test": out.smoke,
-            "replicas": observed.replicas if observed else 0,
+            "replicas": scaled_replicas,
             "available_replicas": available,
-            "selector": manifests.selector_string(stable_selector),
+            "selector": manifests.selector_string(scaled_selector),
             "conditions": conditions,
         }
     )
@@ -129,6 +130,20 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         + tuple(routing.reach_events(status, conditions))
     )
     return Decision(new_status, writes, events, _wake_at(out, spec), rolled_back)
+
+
+def _scaled(
+    name: str, observations: Observations, active: dict[str, str] | None
+) -> tuple[dict[str, str], int]:
+    """What the `scale` subresource reports to an autoscaler (status.selector, status.replicas):
+    the pods that take the traffic `spec.replicas` is sized for, and how many exist. With a canary
+    that is every pod of the model (both revisions share the load, so the autoscaler averages over
+    both); with blue/green (`active`: the selector `<name>` has) only the serving colour, as Argo
+    Rollouts does: an idle preview would dilute the averages."""
+    if active is None:
+        return {manifests.MODEL_LABEL: name}, sum(d.replicas for d in observations.deployments.values())
+    observed = observations.deployments.get(active[manifests.REVISION_LABEL])
+    return active, observed.replicas if observed is not None else 0
 
 
 def _routes(spec: api.ModelDeploymentSpec) -> bool:
