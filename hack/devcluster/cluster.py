@@ -368,6 +368,8 @@ class LocalCluster(ExistingCluster):
                 # never marks them Ready again (kubernetes-sigs/kwok#1464). Without it, a
                 # node is Ready as KWOK's stages say, and never tainted.
                 "--controllers=*,-node-lifecycle-controller",
+                # HPAs act within seconds, not the default 15 s: the scaling tests wait for them.
+                "--horizontal-pod-autoscaler-sync-period=3s",
                 "--v=1",
             ],
         )
