@@ -5,9 +5,12 @@ where it was, and what the subresource reports (status.replicas, status.selector
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,7 +134,7 @@ def bluegreen(image: str | None = None, **blue_green: Any) -> api.ModelDeploymen
 def test_blue_green_preview_follows_replicas_unless_preview_replicas_is_set(
     preview_replicas: int | None, preview_after: int
 ) -> None:
-    extra = {"previewReplicas": preview_replicas} if preview_replicas else {}
+    extra: dict[str, Any] = {"previewReplicas": preview_replicas} if preview_replicas else {}
     old = bluegreen(**extra)
     world = stable_world(old)
     new = bluegreen(NEW_IMAGE, **extra)
@@ -185,3 +188,14 @@ def test_no_command_of_the_operator_writes_spec_replicas() -> None:
     undo = control.patch_for("undo", new, world.status)
     assert undo.target == "spec" and set(undo.body) >= {"image"}
     assert revisions.template_of(scaled(new, 9)) == revisions.template_of(new)
+
+
+def test_the_hpa_in_docs_is_the_example_and_targets_the_basic_example() -> None:
+    root = Path(__file__).resolve().parents[2]
+    example = yaml.safe_load((root / "examples" / "autoscaling" / "hpa.yaml").read_text())
+    blocks = re.findall(r"```yaml\n(.*?)```", (root / "docs" / "scaling.md").read_text(), re.S)
+    assert yaml.safe_load(blocks[0]) == example
+    target = example["spec"]["scaleTargetRef"]
+    basic = yaml.safe_load((root / "examples" / "basic.yaml").read_text())
+    assert (target["apiVersion"], target["kind"]) == (api.API_VERSION, api.KIND)
+    assert target["name"] == basic["metadata"]["name"]
