@@ -733,6 +733,7 @@ class Accelerator(_Model):
 # ---- spec.template: the pod overlay ------------------------------------------------------
 
 MODEL_CONTAINER = "model"  # the container modelship runs spec.image in; `spec.template` merges into it
+FETCH_CONTAINER = "fetch-model"  # the init container of a `uri` model source (core/sources.py)
 # Volumes modelship adds itself (writable /tmp; the Coral device with hostPath).
 RESERVED_VOLUMES = ("tmp", "edgetpu", MODEL_VOLUME)
 # Marks `spec.template.spec` in the JSON schema: `modelship.crd` puts Kubernetes' own PodSpec
@@ -742,6 +743,18 @@ POD_SPEC_MARK = "x-modelship-pod-spec"
 CORAL_NODE_LABELS = (CORAL_LABEL, *NFD_USB_LABELS, *NFD_PCIE_LABELS)
 
 _IS_MODEL = f"self.name == '{MODEL_CONTAINER}'"
+
+
+def _mounts_name_volumes(kind: str) -> Rule:
+    """A mount of a volume the pod will not have makes the Deployment invalid: refuse it here."""
+    return Rule(
+        f"!has(self.{kind}) || self.{kind}.all(c, !has(c.volumeMounts) || c.volumeMounts.all(m, "
+        f"m.name in {list(RESERVED_VOLUMES)} || "
+        "(has(self.volumes) && self.volumes.exists(v, v.name == m.name))))",
+        f"spec.template.spec.{kind}[].volumeMounts[].name must name a volume of spec.template.spec.volumes "
+        f"(or modelship's {', '.join(RESERVED_VOLUMES)})",
+        f".{kind}",
+    )
 
 
 def _restricted_container(kind: str) -> Rule:
@@ -771,11 +784,26 @@ _RESTRICTED_POD = Rule(
 )
 # Rules on the parts of `spec.template.spec`, by their path in its schema ("" is the PodSpec).
 POD_SPEC_RULES: dict[str, tuple[Rule, ...]] = {
+    "": (
+        Rule(
+            "!has(self.initContainers) || !has(self.containers) || "
+            "self.initContainers.all(i, !self.containers.exists(c, c.name == i.name))",
+            "spec.template.spec.initContainers[].name must differ from every containers[].name: the names "
+            "of a pod's containers are unique",
+            ".initContainers",
+        ),
+        _mounts_name_volumes("containers"),
+        _mounts_name_volumes("initContainers"),
+    ),
     "containers[]": (
         Rule(
             f"!({_IS_MODEL}) || !has(self.image)",
             "spec.template.spec.containers[].image must not be set on the model container: modelship runs "
             "spec.image, pinned by digest",
+        ),
+        Rule(
+            f"self.name != '{FETCH_CONTAINER}'",
+            f"spec.template.spec.containers[].name may not be {FETCH_CONTAINER}: modelship's model download",
         ),
         Rule(
             f"{_IS_MODEL} || has(self.image)",
@@ -799,7 +827,14 @@ POD_SPEC_RULES: dict[str, tuple[Rule, ...]] = {
             "container: modelship mounts its writable tmp volume there",
         ),
     ),
-    "initContainers[]": (Rule("has(self.image)", "spec.template.spec.initContainers[].image is required"),),
+    "initContainers[]": (
+        Rule("has(self.image)", "spec.template.spec.initContainers[].image is required"),
+        Rule(
+            f"!(self.name in {[MODEL_CONTAINER, FETCH_CONTAINER]})",
+            f"spec.template.spec.initContainers[].name may not be {MODEL_CONTAINER} or {FETCH_CONTAINER}: "
+            "modelship's own containers",
+        ),
+    ),
     "containers[].securityContext": (_restricted_container("containers"),),
     "initContainers[].securityContext": (_restricted_container("initContainers"),),
     "securityContext": (_RESTRICTED_POD,),

@@ -441,6 +441,26 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "spec.template.metadata",
         "may not use the modelship.io/ prefix",
     ),
+    (
+        "template-mount-without-volume",
+        pod_spec(
+            containers=[{"name": "model", "volumeMounts": [{"name": "models", "mountPath": "/models"}]}]
+        ),
+        "spec.template.spec.containers[].volumeMounts[].name",
+        "must name a volume of spec.template.spec.volumes",
+    ),
+    (
+        "template-init-named-like-sidecar",
+        pod_spec(containers=[SIDECAR], initContainers=[SIDECAR]),
+        "spec.template.spec.initContainers[].name",
+        "must differ from every containers[].name",
+    ),
+    (
+        "template-init-named-model",
+        pod_spec(initContainers=[{**SIDECAR, "name": "model"}]),
+        "spec.template.spec.initContainers[].name",
+        "may not be model or fetch-model",
+    ),
     ("template-host-network", pod_spec(hostNetwork=True), "spec.template.spec.hostNetwork", "unknown field"),
     (
         "template-env-shape",

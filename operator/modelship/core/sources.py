@@ -25,7 +25,7 @@ from modelship import api
 # when the artifact's sha256 is not MODEL_SHA256 (a test keeps the two equal).
 CHECKSUM_EXIT_CODE = 3
 VOLUME = api.MODEL_VOLUME
-FETCH_CONTAINER = "fetch-model"
+FETCH_CONTAINER = api.FETCH_CONTAINER
 # The kubelet copies the end of a failed container's log into its status (at most 2048 bytes):
 # what the operator reads to name the checksum.
 FALLBACK_TO_LOGS = "FallbackToLogsOnError"
