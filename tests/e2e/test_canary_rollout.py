@@ -79,12 +79,8 @@ def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
     assert after[v2] > before[v2] and after[v1] <= before[v1], (before, after)
 
     summary = load.stop()
-    # Known race, not yet fixed: the operator gives a Service weight once the Deployment reports
-    # ready pods, but Traefik may apply the route before it has seen that Service's endpoints, and
-    # answer 503 for a request in between (seen once in ~1300 requests in 1 of 4 runs). Waiting for
-    # the EndpointSlice before moving weight is the fix (noted for #18); until then one such 503
-    # is tolerated, and nothing else.
-    assert summary.errors <= 1 and set(summary.codes) <= {200, 503}, summary.lines()
+    # Not one error: a weight moves to a Service only once its EndpointSlices list the pods.
+    assert summary.errors == 0 and set(summary.codes) == {200}, summary.lines()
     # Labels reach any pod through Traefik and are forwarded to the one that answered (feedback
     # tokens); a label for a v1 pod going away may be lost (410, or the gateway's 5xx), but none is
     # refused as malformed, forged or misrouted.
