@@ -912,6 +912,16 @@ _CORAL_AFFINITY = Rule(
     "preferred terms are fine)",
     ".template.spec.affinity",
 )
+# A mounted or fetched model sits at MODEL_DIR and MODEL_PATH points at it: the overlay may not move either.
+_SOURCE_OWNS_MODEL_DIR = Rule(
+    "!has(self.model.source) || has(self.model.source.image) || !(" + _template_spec("containers") + ") || "
+    f"self.template.spec.containers.all(c, c.name != '{MODEL_CONTAINER}' || "
+    "((!has(c.env) || c.env.all(e, e.name != 'MODEL_PATH')) && (!has(c.volumeMounts) || "
+    f"c.volumeMounts.all(m, m.mountPath != '{MODEL_DIR}' && m.mountPath != '{MODEL_DIR}/'))))",
+    f"spec.template.spec.containers[] (model) may not set MODEL_PATH or mount at {MODEL_DIR} when "
+    "spec.model.source is pvc, uri or oci: modelship mounts the model there",
+    ".template.spec.containers",
+)
 _CORAL_TOLERATION = Rule(
     "!has(self.accelerator) || !(" + _template_spec("tolerations") + ") || "
     f"self.template.spec.tolerations.all(t, !has(t.key) || t.key != '{CORAL_TAINT_KEY}')",
@@ -990,6 +1000,7 @@ class ModelDeploymentSpec(_Model):
             _CORAL_NODE_SELECTOR,
             _CORAL_AFFINITY,
             _CORAL_TOLERATION,
+            _SOURCE_OWNS_MODEL_DIR,
         )
     )
     model: ModelRef

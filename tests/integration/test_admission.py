@@ -461,6 +461,19 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "spec.template.spec.initContainers[].name",
         "may not be model or fetch-model",
     ),
+    (
+        "template-mount-over-model-source",
+        edits(
+            put("spec.model.source", {"pvc": {"claimName": "models"}}),
+            drop("spec.env"),
+            pod_spec(
+                volumes=[{"name": "mine", "emptyDir": {}}],
+                containers=[{"name": "model", "volumeMounts": [{"name": "mine", "mountPath": "/models"}]}],
+            ),
+        ),
+        "spec.template.spec.containers",
+        "may not set MODEL_PATH or mount at /models",
+    ),
     ("template-host-network", pod_spec(hostNetwork=True), "spec.template.spec.hostNetwork", "unknown field"),
     (
         "template-env-shape",
