@@ -11,7 +11,7 @@ import yaml
 from modelship import api, crd, podschema
 from modelship.core import manifests, overlay, revisions
 
-from .enginesim import OWNER, spec
+from .enginesim import OWNER, World, command, spec
 
 pytestmark = pytest.mark.unit
 
@@ -284,3 +284,20 @@ def test_the_docs_overlay_example_parses_and_its_refusal_is_the_real_message() -
     messages = [r.message for rules in api.POD_SPEC_RULES.values() for r in rules]
     shown = " ".join(section.split("is invalid: ", 1)[1].split("```", 1)[0].split())
     assert any(m in shown for m in messages), shown
+
+
+def test_undo_restores_the_stable_overlay_exactly() -> None:
+    # `undo` is a JSON merge patch: keys the new overlay added must be removed, not merged around.
+    old = spec(template=template(nodeSelector={"pool": "a"}))
+    world = World()
+    world.reconcile(old)
+    world.settle()
+    world.reconcile(old)
+    new = spec(
+        template={"metadata": {"labels": {"team": "x"}}, "spec": {"nodeSelector": {"zone": "b"}}},
+        image="registry.example/fraud@sha256:" + "c" * 64,
+    )
+    world.reconcile(new)
+    undone, _ = command("undo", new, world.status)
+    assert undone.template == old.template
+    assert revisions.template_of(undone) == revisions.template_of(old)

@@ -52,8 +52,8 @@ def patch_for(
         back_to = status.stable_template if rolling else status.previous_template
         if back_to is None:
             raise NotApplicable("nothing to undo: no rollout in progress and no previous stable revision")
-        template = api.dump(back_to)
-        return Patch("spec", {k: template.get(k) for k in _TEMPLATE_FIELDS})
+        template, current = api.dump(back_to), api.dump(spec)
+        return Patch("spec", {k: _merge_patch(current.get(k), template.get(k)) for k in _TEMPLATE_FIELDS})
     revision = status.rolling
     if revision is None:
         raise NotApplicable(f"no rollout in progress (phase {status.phase or 'unknown'})")
@@ -84,6 +84,16 @@ def _promoted(status: api.ModelDeploymentStatus, full: bool) -> dict[str, Any]:
         f"preview {status.blue_green.revision} is already promoted (phase {phase}); "
         "`modelship promote --full` skips the remaining gates"
     )
+
+
+def _merge_patch(current: Any, target: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns `current` into `target`: objects merge, so keys
+    only `current` has (a label the undone spec.template added) must be nulled."""
+    if not isinstance(current, dict) or not isinstance(target, dict):
+        return target
+    patch: dict[str, Any] = {k: None for k in current if k not in target}
+    patch.update({k: _merge_patch(current.get(k), v) for k, v in target.items()})
+    return patch
 
 
 # The spec fields a revision template holds (null removes a field the stable revision did not set).
