@@ -3,6 +3,7 @@ hash, and its schema (Kubernetes' own PodSpec definitions, spliced into the CRD)
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -301,3 +302,9 @@ def test_undo_restores_the_stable_overlay_exactly() -> None:
     undone, _ = command("undo", new, world.status)
     assert undone.template == old.template
     assert revisions.template_of(undone) == revisions.template_of(old)
+
+
+def test_the_crd_with_the_pod_schema_still_fits_kubectl_apply() -> None:
+    # Client-side `kubectl apply -f crds/` stores the object in an annotation: 256 KiB at most.
+    compact = json.dumps(crd.generate(), separators=(",", ":"))
+    assert len(compact) < 200 * 1024, len(compact)
