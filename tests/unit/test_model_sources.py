@@ -285,3 +285,30 @@ def test_a_canary_whose_pods_refuse_the_model_aborts_with_a_condition_naming_the
     assert (progressing.status, progressing.reason) == ("False", "ModelChecksumMismatch")
     assert SHA in progressing.message and "f" * 64 in progressing.message
     assert ("Warning", "ModelChecksumMismatch") in [(e.type, e.reason) for e in decision.events]
+
+
+def test_a_first_revision_whose_pods_refuse_the_model_is_degraded_naming_the_checksum() -> None:
+    # No stable revision to fall back to: nothing to abort, but no waiting for the deadline either.
+    s = sourced(URI)
+    world = World()
+    world.reconcile(s)
+    name = revisions.revision_name(OWNER.name, revisions.template_of(s))
+    failure = sources.checksum_failure(
+        [
+            pod_status(
+                init=[
+                    {"name": "fetch-model", "state": {"terminated": {"exitCode": 3, "message": FETCH_SAID}}}
+                ]
+            )
+        ],
+        SHA,
+        "model",
+    )
+    world.deployments[name] = dataclasses.replace(
+        world.deployments[name], observed_generation=1, model_failure=failure
+    )
+    decision = world.reconcile(s)
+    assert decision.status.phase == "Degraded"
+    progressing = next(c for c in decision.status.conditions or [] if c.type == "Progressing")
+    assert (progressing.status, progressing.reason) == ("False", "ModelChecksumMismatch")
+    assert "f" * 64 in progressing.message and "0/2 replicas available" in progressing.message

@@ -208,7 +208,8 @@ def health_of(observed: ObservedDeployment | None, replicas: int) -> Health:
     settled = current(observed) and observed.spec_replicas == replicas
     if settled and observed.updated_replicas >= replicas and observed.available_replicas >= replicas:
         return "Ready"
-    return "Stuck" if observed.deadline_exceeded else "Starting"
+    # A model that fails its checksum never becomes ready: stuck now, not at the progress deadline.
+    return "Stuck" if observed.deadline_exceeded or observed.model_failure is not None else "Starting"
 
 
 def has(status: api.ModelDeploymentStatus, type_: str) -> bool:

@@ -59,7 +59,8 @@ def finish(ctx: Context, out: Outcome) -> Decision:
 
     available = observed.available_replicas if observed else 0
     counts = f"revision {out.stable}: {available}/{out.stable_replicas} replicas available"
-    progressing = _progressing(out, spec, health, counts, stable is not None)
+    failure = observed.model_failure if observed else None
+    progressing = _progressing(out, spec, health, counts, stable is not None, failure)
     paused = ("True", out.paused[0], out.paused[1]) if out.paused else ("False", "NotPaused", "not paused")
     wanted = [(out.stable, out.stable_template, out.stable_replicas)]
     if out.mode == "rolling" and out.canary:
@@ -235,8 +236,11 @@ def _progressing(
     health: Health,
     counts: str,
     has_stable: bool,
+    model_failure: str | None = None,
 ) -> ConditionValue:
     # Most urgent first: a stuck stable revision, then the rollout's own state, then pods coming up.
+    if health == "Stuck" and model_failure is not None:
+        return ("False", "ModelChecksumMismatch", f"{counts}; {model_failure}")
     if health == "Stuck":
         return ("False", "ProgressDeadlineExceeded", f"{counts}; no progress within spec.progressDeadline")
     if out.mode == "aborted":
