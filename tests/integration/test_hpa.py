@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from devcluster.cluster import ExistingCluster
+from localworld.fakemetrics import Load, resource_metrics
 from localworld.rollouts import at
 from modelship.kube import storage
 from modelship.kube.storage import Storage
 
-from .fakemetrics import Load, resource_metrics
 from .mdhelpers import (
     EXAMPLES,
     Operator,
