@@ -1219,9 +1219,18 @@ class ModelDeploymentStatus(_Model):
     previous_template: RevisionTemplate | None = Field(
         default=None, description="The stable revision before the last promotion, for `modelship undo`."
     )
-    replicas: int | None = None
-    available_replicas: int | None = None
-    selector: Annotated[str, Field(max_length=512)] | None = None
+    replicas: int | None = Field(
+        default=None,
+        description="Pods that exist among those `selector` matches, as their Deployments report them "
+        "(the `scale` subresource's status.replicas).",
+    )
+    available_replicas: int | None = Field(default=None, description="Available pods of the stable revision.")
+    selector: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None,
+        description="The pods spec.replicas is sized for, which an autoscaler averages its metrics over: "
+        "every pod of the model with a canary strategy, the serving colour with blue/green "
+        "(the `scale` subresource's selector).",
+    )
     conditions: (
         Annotated[
             list[Condition],
