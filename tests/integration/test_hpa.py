@@ -179,14 +179,47 @@ def test_kubectl_scale_scales_the_model_deployment(
     cluster.kubectl("scale", f"modeldeployment/{NAME}", "--replicas=5", "-n", namespace)
     until("the stable revision at 5", lambda: deployments(kube, namespace) == {stable: 5})
     until("status.replicas at 5", lambda: md_status(kube, namespace, NAME).get("replicas") == 5)
-    scale = yaml.safe_load(
-        cluster.kubectl(
-            "get",
-            "--raw",
-            f"/apis/modelship.io/v1alpha1/namespaces/{namespace}/modeldeployments/{NAME}/scale",
-        )
-    )
+    scale = scale_of(cluster, namespace, NAME)
     assert scale["kind"] == "Scale"
     assert (scale["spec"]["replicas"], scale["status"]["replicas"]) == (5, 5)
     assert scale["status"]["selector"] == f"modelship.io/model={NAME}"
     assert spec_replicas(kube, namespace) == 5
+
+
+def scale_of(cluster: ExistingCluster, namespace: str, name: str) -> dict[str, Any]:
+    path = f"/apis/modelship.io/v1alpha1/namespaces/{namespace}/modeldeployments/{name}/scale"
+    scale: dict[str, Any] = yaml.safe_load(cluster.kubectl("get", "--raw", path))
+    return scale
+
+
+def test_kubectl_scale_mid_blue_green_scales_both_colours_and_reports_the_serving_one(
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
+) -> None:
+    doc = copy.deepcopy(example("bluegreen.yaml"))
+    name = doc["metadata"]["name"]
+    doc["spec"]["strategy"]["blueGreen"].update({"autoPromote": False, "scaleDownDelay": "2s"})
+    del doc["spec"]["strategy"]["blueGreen"]["previewReplicas"]  # the preview follows spec.replicas
+    old = deploy_stable(kube, namespace, doc)
+    kube.merge(md_path(namespace, name), {"spec": {"image": IMAGES["b"]}}, "modelship-tests")
+    new = revision({**doc, "spec": {**doc["spec"], "image": IMAGES["b"]}})
+    until("the preview paused", lambda: md_status(kube, namespace, name).get("phase") == "Paused")
+
+    cluster.kubectl("scale", f"modeldeployment/{name}", "--replicas=5", "-n", namespace)
+    until("both colours at 5", lambda: deployments(kube, namespace) == {old: 5, new: 5})
+    until("status.replicas at 5", lambda: md_status(kube, namespace, name).get("replicas") == 5)
+    scale = scale_of(cluster, namespace, name)
+    # The serving colour only: the preview takes no traffic.
+    assert scale["status"] == {
+        "replicas": 5,
+        "selector": f"modelship.io/model={name},modelship.io/revision={old}",
+    }
+    assert at(md_status(kube, namespace, name), "rollout.blueGreen.phase") == "Preview"
+
+    assert "promoted" in plugin(cluster, "promote", name, "-n", namespace)
+    until("the new colour stable", lambda: md_status(kube, namespace, name).get("stableRevision") == new)
+    until("the old colour gone", lambda: deployments(kube, namespace) == {new: 5})
+    selector = f"modelship.io/model={name},modelship.io/revision={new}"
+    until(
+        "the scale to report the new colour",
+        lambda: scale_of(cluster, namespace, name)["status"]["selector"] == selector,
+    )
