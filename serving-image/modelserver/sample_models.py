@@ -322,11 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("out", type=Path, help="directory to create the bundles in")
     p.add_argument("--framework", choices=["sklearn", "onnx", "tflite", "all"], default="all")
+    p.add_argument("--seed", type=int, default=0, help="another seed trains another model (a new version)")
     args = p.parse_args(argv)
     makers = {"sklearn": sklearn_bundle, "onnx": onnx_bundle, "tflite": tflite_bundle}
     for name, make in makers.items():
         if args.framework in (name, "all"):
-            bundle = make(args.out / name)
+            bundle = make(args.out / name, seed=args.seed)
             print(f"MODEL_PATH={bundle.model_path} MODEL_SHA256={bundle.sha256}")
     return 0
 
