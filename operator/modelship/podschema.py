@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelship import api
+from modelship import api, generated
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = ROOT / "hack" / "devcluster" / "versions.env"
@@ -206,15 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current != text:
-            print(f"{args.output} is out of date: run `python -m modelship.podschema`", file=sys.stderr)
-            return 1
-        return 0
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
+    return generated.write_or_check(args.output, text, args.check, "python -m modelship.podschema")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from .artifact import sha256_of
+
 # The server's own codes for bad configuration and a checksum mismatch: one meaning per code.
 from .cli import EXIT_CHECKSUM, EXIT_CONFIG
 
@@ -234,14 +236,6 @@ def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch(
     source: str,
     expected: str,
@@ -255,7 +249,7 @@ def fetch(
     An artifact already at ``dest`` with the right sha256 is kept (an init container restarted in
     the same pod finds its emptyDir filled).
     """
-    if dest.is_file() and _sha256_file(dest) == expected:
+    if dest.is_file() and sha256_of(dest) == expected:
         return f"{dest} is already there with sha256 {expected}"
     request = plan(source, env, now or datetime.now(UTC))
     get = urllib.request.Request(request.url, method="GET")
