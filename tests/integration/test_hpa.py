@@ -138,7 +138,8 @@ def test_an_hpa_scales_both_revisions_of_a_canary_and_the_promoted_stable(
     until(
         "the canary at 25%, paused", lambda: at(md_status(kube, namespace, NAME), "rollout.canary.step") == 1
     )
-    assert deployments(kube, namespace) == {old: 3, new: 1}
+    # The status is written before the Deployments in a pass: wait for the writes, not just the step.
+    until("stable at 3, the canary at 1", lambda: deployments(kube, namespace) == {old: 3, new: 1})
 
     # Twice the load: the HPA doubles spec.replicas, both revisions follow at the canary's weight.
     load.set(namespace, load_for(8))
