@@ -47,6 +47,15 @@ def settle_pass(world: World, s: api.ModelDeploymentSpec) -> list[str]:
     return [e.reason for e in world.reconcile(s).events]
 
 
+def promote(world: World, s: api.ModelDeploymentSpec) -> None:
+    """`modelship promote`, then passes until the rollout is over (a few at most)."""
+    s, world.status = command("promote", s, world.status)
+    for _ in range(6):
+        settle_pass(world, s)
+        if world.status.rollout is None:
+            break
+
+
 def at_pause(router: str, n: int, weight: int) -> tuple[World, api.ModelDeploymentSpec]:
     """A canary at `weight`, held by its `pause: {}` step."""
     world = stable_world(canary(router, n, weight))
@@ -108,11 +117,7 @@ def test_after_promotion_the_new_stable_has_the_scaled_replicas(router: str) -> 
     world, new = at_pause(router, 4, 25)
     hpa = scaled(new, 10)
     settle_pass(world, hpa)
-    hpa, world.status = command("promote", hpa, world.status)
-    for _ in range(6):
-        settle_pass(world, hpa)
-        if world.status.rollout is None:
-            break
+    promote(world, hpa)
     assert world.status.stable_revision == name_of(new)
     assert replicas(world)[name_of(new)] == 10
     scaled_down = world.status.scale_down_revision
@@ -151,11 +156,7 @@ def test_blue_green_preview_follows_replicas_unless_preview_replicas_is_set(
     assert world.status.selector == f"{MODEL_SELECTOR},modelship.io/revision={name_of(old)}"
     assert world.status.replicas == 7
 
-    hpa, world.status = command("promote", hpa, world.status)
-    for _ in range(6):
-        settle_pass(world, hpa)
-        if world.status.rollout is None:
-            break
+    promote(world, hpa)
     assert world.status.stable_revision == name_of(new)
     assert replicas(world)[name_of(new)] == 7
     assert world.status.selector == f"{MODEL_SELECTOR},modelship.io/revision={name_of(new)}"
