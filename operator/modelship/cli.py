@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         default=0,
-        help="serve the operator's Prometheus metrics on this port (default: off; the chart uses 8080)",
+        help="serve the operator's Prometheus metrics (/metrics) and readiness (/readyz) on this port "
+        "(default: off; the chart uses 8080)",
     )
     run.add_argument(
         "--peering",
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace, prometheus: Defaults) -> None:
         prometheus,
     )
     if args.metrics_port:
-        metrics.serve(args.metrics_port)
+        metrics.serve(args.metrics_port, ready=handlers.readiness)  # /metrics and /readyz
     kopf.run(
         # Without --peering: no peering objects, one replica (the chart uses Recreate).
         standalone=not args.peering,

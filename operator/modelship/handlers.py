@@ -78,13 +78,27 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
 
 
+def _stale_after() -> float:
+    return max(3 * RUNTIME.resync_seconds, 60)
+
+
 @kopf.on.probe(id="resync")
 def resync_probe(**_: Any) -> dict[str, float]:
     """Liveness: fails (HTTP 500) when the resync loop has stopped making passes."""
     age = time.monotonic() - RUNTIME.last_resync
-    if age > max(3 * RUNTIME.resync_seconds, 60):
+    if age > _stale_after():
         raise kopf.PermanentError(f"no resync pass for {age:.0f}s")
     return {"passes": RUNTIME.resync_passes, "secondsSinceLastPass": round(age, 1)}
+
+
+def readiness() -> tuple[bool, dict[str, Any]]:
+    """Readiness (the metrics port's /readyz): ready to reconcile. kopf's startup is done and a
+    resync pass has completed recently, so the credentials, the RBAC and the CRD work: the pass
+    listed the ModelDeployments or, on an HA standby, read the peering object. A standby is ready:
+    it takes over without a restart, and a rolling update (maxUnavailable 0) waits for it."""
+    age = time.monotonic() - RUNTIME.last_resync
+    details = {"passes": RUNTIME.resync_passes, "secondsSinceLastPass": round(age, 1)}
+    return RUNTIME.resync_passes > 0 and age <= _stale_after(), details
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)

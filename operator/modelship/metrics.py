@@ -8,11 +8,15 @@ pass, from the status it wrote, so the metrics say what the API says.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections import Counter as Tally
-from typing import get_args
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any, get_args
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from modelship import api
 
@@ -132,6 +136,37 @@ def _refresh_phases() -> None:
         ROLLOUTS.labels(phase).set(counts.get(phase, 0))
 
 
-def serve(port: int, address: str = "0.0.0.0") -> None:
-    """Serve /metrics in a background thread."""
-    start_http_server(port, addr=address, registry=REGISTRY)
+# Readiness: (ready, details shown in the response body); set by `modelship run`.
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+READY_PATH = "/readyz"
+
+
+def app(ready: Readiness | None) -> Callable[..., Iterable[bytes]]:
+    """WSGI app: /readyz answers 200 or 503 with `ready`'s details as JSON; any other path is /metrics."""
+    metrics_app = make_wsgi_app(REGISTRY)
+
+    def serve_request(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != READY_PATH or ready is None:
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        ok, details = ready()
+        body = json.dumps({"ready": ok, **details}).encode()
+        start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+        return [body]
+
+    return serve_request
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scrape never holds the process open
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds
+        pass
+
+
+def serve(port: int, address: str = "0.0.0.0", ready: Readiness | None = None) -> WSGIServer:
+    """Serve /metrics (and /readyz when `ready` is given) in a background thread."""
+    server = make_server(address, port, app(ready), server_class=_Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
