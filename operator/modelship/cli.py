@@ -5,7 +5,7 @@ modelship run [--namespace NS]... [--liveness URL] [--resync-seconds N] [--log-f
               [--prometheus-address URL] [--prometheus-auth-secret SECRET]
 modelship crd [--check] [--output PATH]
 modelship version
-modelship status|promote|pause|resume|abort|retry|undo NAME ...   (as `kubectl modelship`)
+modelship list|get|status|set image|promote|pause|resume|abort|retry|undo ...   (as `kubectl modelship`)
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ def test_abort_pause_retry_resume_and_promote_full_with_the_plugin(
 
     plugin(cluster, "promote", NAME, "-n", namespace, "--full")
     until_status(kube, namespace, "promoted by promote --full", stableRevision=canary, phase="Healthy")
-    watched = plugin(cluster, "status", NAME, "-n", namespace, "--watch", "--interval", "0.5")
+    watched = plugin(cluster, "status", NAME, "-n", namespace, "--watch")
     assert "Phase:      Healthy" in watched
 
 

@@ -9,6 +9,7 @@ has and what an HTTP status means is `modelship.kube.storage`'s business, not th
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from kubernetes import client, config
@@ -50,3 +51,33 @@ def call(
     except ValueError:
         data = raw.decode("utf-8", "replace")
     return response.status, data
+
+
+def stream(
+    api: client.ApiClient, path: str, query: dict[str, str], read_timeout: float
+) -> tuple[int, Iterator[bytes]]:
+    """A GET whose answer is read line by line as it arrives (a watch): the HTTP status and the lines.
+    `read_timeout` bounds the wait for the next bytes, not the whole answer."""
+    params = api.param_serialize(
+        "GET",
+        path,
+        query_params=list(query.items()),
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(*params, _request_timeout=(10.0, read_timeout))
+    raw = response.response  # urllib3's answer, not read yet (the client never preloads)
+
+    def lines() -> Iterator[bytes]:
+        pending = b""
+        try:
+            for chunk in raw.stream(amt=65536, decode_content=True):
+                pending += chunk
+                *done, pending = pending.split(b"\n")
+                yield from (line for line in done if line.strip())
+            if pending.strip():
+                yield pending
+        finally:
+            raw.release_conn()
+
+    return response.status, lines()

@@ -6,7 +6,7 @@ smoke test, the gatewayAPI router, the kubectl plugin, the test helpers and the 
 through `Storage`; `modelship.kube.client` is only the transport under it.
 
 Errors: an answer outside 2xx raises a `KubeError`, as the subclass its status names
-(`NotFound` 404, `Forbidden` 403, `Conflict` 409, `Invalid` 422); `get` turns NotFound into None.
+(`NotFound` 404, `Forbidden` 403, `Conflict` 409, `Gone` 410, `Invalid` 422); `get` turns NotFound into None.
 
 Crash injection (for tests): `Storage(api, crash_after=k)` performs its k-th write and then
 raises `SimulatedCrash`, as if the process had died right after it; every later write raises it
@@ -19,6 +19,8 @@ a record for people, posted after every other write, and nothing a later pass de
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from kubernetes import client as k8s
@@ -63,7 +65,17 @@ class Invalid(KubeError):
     """422: refused by validation (or a JSON patch `test` op that failed)."""
 
 
-_BY_STATUS: dict[int, type[KubeError]] = {403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid}
+class Gone(KubeError):
+    """410: a watch asked for a resourceVersion the server no longer keeps; list again."""
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+}
 
 
 def error_for(status: int, body: Any) -> KubeError:
@@ -246,6 +258,28 @@ class Storage:
         except Conflict:
             return None
         return str(written["metadata"]["resourceVersion"])
+
+    def watch(self, path: str, resource_version: str, seconds: int, **query: str) -> Iterator[Manifest]:
+        """The watch events of a list (`{"type": ADDED|MODIFIED|DELETED|BOOKMARK, "object": ...}`) after
+        `resource_version`, for at most `seconds` (the server ends the stream). An ERROR event raises
+        its `KubeError`: `Gone` when the version is too old to watch from."""
+        query = {
+            **query,
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(seconds),
+        }
+        status, lines = client.stream(self.api, path, query, read_timeout=seconds + 30)
+        if not 200 <= status < 300:
+            body = b"".join(lines)
+            raise error_for(status, json.loads(body) if body.startswith(b"{") else body.decode())
+        for line in lines:
+            event: Manifest = json.loads(line)
+            if event.get("type") == "ERROR":
+                failure = event.get("object") or {}
+                raise error_for(int(failure.get("code") or 500), failure)
+            yield event
 
     def post_event(self, namespace: str, event: Manifest) -> None:
         """Events are not counted writes (see the module's docstring)."""
