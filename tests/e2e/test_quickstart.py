@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +21,7 @@ from kubernetes import client
 from devcluster.cluster import LocalCluster
 from imagebuild.build import SERVING
 from imagebuild.build import build as build_image
+from localworld import docblocks
 from localworld.rollouts import ModelDeployments, OperatorProcess
 from localworld.world import LocalWorld
 
@@ -29,12 +29,11 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "quickstart.md"
-TESTED = re.compile(r"<!-- test: run -->\n```sh\n(.*?)```", re.S)
 PV = "quickstart-models"  # examples/quickstart/models.yaml
 
 
 def runnable_blocks() -> list[str]:
-    return TESTED.findall(PAGE.read_text())
+    return docblocks.runnable_blocks(PAGE)
 
 
 def test_the_page_marks_the_steps_this_test_runs() -> None:
@@ -80,7 +79,7 @@ def test_quickstart_rolls_out_v2_of_a_model_from_a_pvc_as_written(
         "MODELS": str(models),
         "IMAGE": image,
     }
-    script = "set -euo pipefail\n" + "\n".join(runnable_blocks())
+    script = docblocks.script(PAGE)
     try:
         done = subprocess.run(
             ["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
