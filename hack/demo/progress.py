@@ -89,7 +89,7 @@ def progress_line(
     """
     canary = at(status, "rollout.canary")  # absent unless a canary is in progress
     step = None if canary is None else int(canary.get("step") or 0)
-    shown_step = "-" if step is None else f"{min(step + 1, len(act.steps))}/{len(act.steps)}"
+    shown_step = "-" if step is None else f"{step}/{len(act.steps)}"  # steps done, as kubectl shows
     weight = int(at(status, "rollout.canary.weight", 0))
     phase = status.get("phase") or "Pending"
     head = f"{elapsed:5.0f}s  act {act.number}  step {shown_step:>5}  canary {weight:3d}%  {phase:<11}"

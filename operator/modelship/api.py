@@ -1118,7 +1118,9 @@ class CanaryRollout(_Model):
 
     revision: RevisionName = Field(description="The canary revision.")
     step: Annotated[int, Field(ge=0)] = Field(
-        default=0, description="Index of the canary step in progress; `modelship promote` moves it on by one."
+        default=0,
+        description="Steps done: the index (from 0) of the canary step in progress; kubectl's STEP column "
+        "shows it, the plugin as `Step: <done>/<steps>`; `modelship promote` moves it on by one.",
     )
     weight: Annotated[int, Field(ge=0, le=100)] = Field(
         default=0,

@@ -35,7 +35,14 @@ PRINTER_COLUMNS = [
     # The share the canary really gets; `-o wide` adds the step's number beside it.
     {"name": "Weight", "type": "integer", "jsonPath": ".status.rollout.canary.actualWeight"},
     {"name": "Requested", "type": "integer", "jsonPath": ".status.rollout.canary.weight", "priority": 1},
-    {"name": "Step", "type": "integer", "jsonPath": ".status.rollout.canary.step"},
+    # Steps done (the 0-based index of the step in progress), as Argo Rollouts counts them; the
+    # plugin shows the same number over the step count: `Step: 1/4`.
+    {
+        "name": "Step",
+        "type": "integer",
+        "jsonPath": ".status.rollout.canary.step",
+        "description": "Canary steps done: the index, from 0, of the step in progress.",
+    },
     {"name": "Preview", "type": "string", "jsonPath": ".status.rollout.blueGreen.revision"},
     {"name": "Switch", "type": "string", "jsonPath": ".status.rollout.blueGreen.phase", "priority": 1},
     {"name": "Aborted", "type": "string", "jsonPath": ".status.rollout.aborted.revision", "priority": 1},

@@ -101,7 +101,7 @@ def test_progress_line_shows_step_weight_phase_and_each_revision_stable_first() 
     }
     line = progress.progress_line(12.3, act, status, {"r1": "v1", "r2": "v2"}, stats)
     assert line == (
-        "   12s  act 1  step   2/6  canary  20%  Paused       "
+        "   12s  act 1  step   1/6  canary  20%  Paused       "
         "|  v1  16.0/s err  0.0% p99    6ms acc 0.89  |  v2   4.0/s err 30.0% p99  510ms"
     )
     quiet = progress.progress_line(0, act, {"stableRevision": "r1"}, {}, {})

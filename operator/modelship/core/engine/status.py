@@ -8,7 +8,7 @@ from datetime import datetime
 
 from modelship import api
 from modelship.core import gateway, manifests, traffic
-from modelship.core.analysis import runs
+from modelship.core.analysis import cadence, runs
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import device_conditions, device_events, placement
 from modelship.core.engine.model import (
@@ -72,6 +72,7 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         wanted.append((ctx.target, template, aborted.spec_replicas if aborted and inspect else 0))
     placements = {name: placement(name, t.accelerator, spec, observations) for name, t, _ in wanted}
     on_cpu = [name for name, t, n in wanted if t.accelerator and placements[name] == "cpu" and n]
+    routed = _traffic(spec, out, observations)
     conditions = _conditions(
         status,
         owner.generation,
@@ -79,8 +80,9 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         {"Available": _available(health, observed, out.stable, counts), "Progressing": progressing}
         | ({"Paused": paused} if out.mode == "rolling" or has(status, "Paused") else {})
         | device_conditions(spec, status, out, on_cpu, observations)
-        | _traffic(spec, out, observations)
-        | routing.reach(spec, status),
+        | routed
+        | routing.reach(spec, status)
+        | readiness(out, health, progressing, routed.get("TrafficRouted")),
     )
     stable_selector = manifests.revision_selector(owner, out.stable)
     canary_selector = manifests.revision_selector(owner, out.canary) if out.canary else stable_selector
@@ -130,7 +132,7 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         + tuple(device_events(status, conditions))
         + tuple(routing.reach_events(status, conditions))
     )
-    return Decision(new_status, writes, events, _wake_at(out, spec), rolled_back)
+    return Decision(new_status, writes, events, _wake_at(ctx, out), rolled_back)
 
 
 def _scaled(
@@ -192,13 +194,16 @@ def _rollout(out: Outcome, actual_weight: int) -> api.Rollout | None:
     return api.Rollout(canary=canary)
 
 
-def _wake_at(out: Outcome, spec: api.ModelDeploymentSpec) -> datetime | None:
+def _wake_at(ctx: Context, out: Outcome) -> datetime | None:
+    spec = ctx.spec
     times = [t for t in (out.scale_down_at, out.abort_scale_down_at) if t is not None]
     if out.mode == "rolling" and spec.analysis is not None:
         for run in out.runs.values():
             at = runs.next_at(run, spec.analysis)
             if at is not None and run.revision == out.canary:
                 times.append(at)
+                if cadence.fast(run, spec.analysis, ctx.now, ctx.observations.scrape):
+                    times.append(cadence.next_look(spec.analysis, ctx.observations.scrape, ctx.now))
     steps = spec.strategy.steps
     if out.mode == "rolling" and out.pause_start and out.step is not None and out.step < len(steps):
         pause = steps[out.step].pause
@@ -254,7 +259,7 @@ def _progressing(
     if out.mode == "rolling":
         n = len(spec.strategy.canary.steps) if spec.strategy.canary else 0
         where = (
-            f"canary {out.canary}: weight {out.weight}%, step {min((out.step or 0) + 1, n)}/{n}"
+            f"canary {out.canary}: weight {out.weight}%, {out.step or 0}/{n} steps done"
             if spec.strategy.canary
             else f"{out.canary}: switched, serving all traffic until it is promoted"
             if out.phase in SWITCHED
@@ -275,6 +280,59 @@ def _progressing(
     if health != "Ready":
         return ("True", "ReplicasStarting" if has_stable else "DeployingRevision", counts)
     return ("False", "RolloutComplete", f"revision {out.stable} is stable and fully available")
+
+
+# The conditions tools read (docs/gitops.md): `Ready` for `kubectl wait` and people; `Reconciling`
+# and `Stalled` with kstatus' meaning, which Flux and cli-utils read. At most one of Reconciling
+# and Stalled is True, and both are False once the desired revision serves.
+READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
+
+
+def readiness(
+    out: Outcome, health: Health, progressing: ConditionValue, routed: ConditionValue | None
+) -> dict[str, ConditionValue]:
+    """`Ready`, `Reconciling` and `Stalled` for one pass. Ready is True only when the spec's revision
+    is the stable one and serves: every replica available, no rollout, the route (if any) showing
+    it. An aborted rollout (by hand or by analysis) is Stalled, not broken: the candidate was
+    refused, stable serves all traffic (`Available` stays True), and nothing moves until
+    `modelship retry` or a new spec, so `Ready` is False with the refusal as its reason."""
+    _, why, message = progressing
+    if out.mode == "aborted":
+        reason = out.abort_reason or "Aborted"
+        return _settled(("False", reason, message), ("True", reason, message))
+    if health == "Stuck":  # the stable revision cannot come up: a new spec (or a fix) is needed
+        return _settled(("False", why, message), ("True", why, message))
+    if routed is not None and routed[0] != "True" and out.mode != "rolling":
+        _, route_why, route_message = routed
+        if routed == gateway.MISSING:  # nobody will create the route unless the spec changes
+            return _settled(("False", route_why, route_message), ("True", route_why, route_message))
+        return _working(route_why, route_message)
+    done = out.mode in ("steady", "first") and health == "Ready"
+    if not done:
+        return _working(why, message)
+    reason = "RolledBack" if out.rolled_back else "RolloutComplete"
+    ready_message = f"revision {out.stable} is stable and serves all traffic"
+    if out.rolled_back:
+        ready_message += f" (the rollout of {out.rolled_back} was taken back)"
+    return {
+        READY: ("True", reason, ready_message),
+        RECONCILING: ("False", reason, ready_message),
+        STALLED: ("False", reason, ready_message),
+    }
+
+
+def _working(reason: str, message: str) -> dict[str, ConditionValue]:
+    """Work in flight: a rollout, a paused step waiting for `promote`, pods coming up."""
+    return {
+        READY: ("False", reason, message),
+        RECONCILING: ("True", reason, message),
+        STALLED: ("False", reason, message),
+    }
+
+
+def _settled(ready: ConditionValue, stalled: ConditionValue) -> dict[str, ConditionValue]:
+    """No progress without a change from outside: a new spec, `retry`, or a fix in the cluster."""
+    return {READY: ready, RECONCILING: ("False", stalled[1], stalled[2]), STALLED: stalled}
 
 
 def _conditions(
