@@ -1029,7 +1029,11 @@ class ModelDeploymentSpec(_Model):
         "service account, and the model container's mounts, env, command and probes (docs/api.md).",
     )
     progress_deadline: Duration = "10m"
-    paused: bool = False
+    paused: bool = Field(
+        default=False,
+        description="Hold any rollout where it is: the declarative pause, kept in Git. `modelship pause` "
+        "sets status.pause instead, which a GitOps tool leaves alone; either one holds.",
+    )
 
 
 # ---- status ----------------------------------------------------------------------------
@@ -1202,6 +1206,17 @@ class Rollout(_Model):
         return state.revision if state is not None else None
 
 
+class ManualPause(_Model):
+    """A pause someone asked for through the status (`modelship pause`), held until `modelship resume`
+    removes it. It lives beside `status.rollout`, not in it: it holds whatever rollout is or comes
+    next, as `spec.paused` does, and a GitOps tool that owns the spec never reverts it."""
+
+    by: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        description="Who asked: a user, or the tool that acted for one (`kubectl-modelship`, `argocd`)."
+    )
+    at: datetime | None = Field(default=None, description="When it was asked.")
+
+
 class ModelDeploymentStatus(_Model):
     """What modelship observed and decided; everything it needs to resume after a restart."""
 
@@ -1214,6 +1229,11 @@ class ModelDeploymentStatus(_Model):
         description="The stable revision's pod-defining fields, to re-create it after spec changes.",
     )
     rollout: Rollout | None = None
+    pause: ManualPause | None = Field(
+        default=None,
+        description="Set by `modelship pause`, removed by `modelship resume`: holds a rollout like "
+        "spec.paused, without touching the spec.",
+    )
     scale_down_revision: RevisionName | None = Field(
         default=None, description="The previous stable revision, kept running until `scaleDownAt`."
     )

@@ -177,10 +177,15 @@ class World:
 
 
 def command(
-    verb: str, s: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, full: bool = False
+    verb: str,
+    s: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    full: bool = False,
+    apply: bool = False,
 ) -> tuple[api.ModelDeploymentSpec, api.ModelDeploymentStatus]:
-    """What `modelship <verb>` does to the CR: a merge patch of spec or status."""
-    patch = control.patch_for(verb, s, status, full)
+    """What `modelship <verb>` (`--apply`) does to the CR: a merge patch of the status (or, with
+    `apply`, of the spec for undo and resume), or nothing."""
+    patch = control.patch_for(verb, s, status, full, apply=apply)
     if patch.target == "spec":
         return api.ModelDeploymentSpec.model_validate(merged(api.dump(s), patch.body)), status
     return s, api.ModelDeploymentStatus.model_validate(merged(api.dump(status), patch.body))

@@ -105,7 +105,7 @@ def test_undo_within_the_scale_down_delay_swaps_back_without_new_pods() -> None:
     new, world.status = command("promote", new, world.status)
     step(world, new)
     assert world.status.stable_revision == name_of(new)
-    undone, world.status = command("undo", new, world.status)
+    undone, world.status = command("undo", new, world.status, apply=True)
     assert name_of(undone) == name_of(old)
     decision = world.reconcile(undone)
     assert decision.status.stable_revision == name_of(old)  # at once: its pods were still up

@@ -308,7 +308,7 @@ def test_a_canary_past_its_progress_deadline_is_aborted() -> None:
     assert condition(world.reconcile(new).status, "Progressing").reason == "ProgressDeadlineExceeded"
 
 
-def test_spec_paused_holds_every_step_and_resume_continues() -> None:
+def test_pause_holds_every_step_and_resume_continues() -> None:
     old = canary_spec()
     world = stable_world(old)
     new = canary_spec(NEW_IMAGE)
@@ -317,7 +317,7 @@ def test_spec_paused_holds_every_step_and_resume_continues() -> None:
     world.settle()
     decision = world.reconcile(new)
     assert decision.status.phase == "Paused"
-    assert condition(decision.status, "Paused").reason == "PausedBySpec"
+    assert condition(decision.status, "Paused").reason == "PausedByUser"
     assert decision.status.canary is not None
     assert (decision.status.canary.step, decision.status.canary.weight) == (0, 0)
     new, world.status = command("resume", new, world.status)
@@ -346,16 +346,16 @@ def test_verbs_that_need_a_rollout_refuse_without_one() -> None:
         control.patch_for("retry", canary_spec(), world.status)
 
 
-def test_undo_mid_rollout_puts_the_stable_template_back_into_the_spec() -> None:
+def test_undo_apply_mid_rollout_puts_the_stable_template_back_into_the_spec() -> None:
     old = canary_spec(env=[{"name": "A", "value": "1"}])
     world = stable_world(old)
     new = canary_spec(NEW_IMAGE)
     step(world, new)
-    patch = control.patch_for("undo", new, world.status)
+    patch = control.patch_for("undo", new, world.status, apply=True)
     assert patch.target == "spec"
     assert patch.body["image"] == old.image and patch.body["env"] == [{"name": "A", "value": "1"}]
     assert patch.body["accelerator"] is None  # removed if the new spec had added one
-    undone, _ = command("undo", new, world.status)
+    undone, _ = command("undo", new, world.status, apply=True)
     assert name_of(undone) == name_of(old)
     world.reconcile(undone)
     world.settle()

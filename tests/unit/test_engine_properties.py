@@ -185,7 +185,8 @@ def test_conditions_carry_the_observed_generation_and_a_past_transition_time(
 
 def finish(world: World, s: api.ModelDeploymentSpec) -> api.ModelDeploymentSpec:
     """Let the rollout run to its end: pods come up, time passes, a person promotes every pause{}."""
-    s = s.model_copy(update={"paused": False})
+    s = s.model_copy(update={"paused": False})  # nobody holds it: not Git,
+    world.status = world.status.model_copy(update={"pause": None})  # nor `modelship pause`
     # An analysis step takes a start and `count` (3) measurements, one per 30s tick.
     for _ in range(5 * len(s.strategy.canary.steps if s.strategy.canary else []) + 10):
         world.reconcile(s)

@@ -175,18 +175,18 @@ def test_canary_status_counts_every_pod_of_the_model_as_the_deployments_report()
 
 def test_no_command_of_the_operator_writes_spec_replicas() -> None:
     """The HPA owns spec.replicas: the engine writes only status and children, and the kubectl
-    plugin's spec patches (pause, resume, undo) leave replicas alone."""
+    plugin's spec patches (resume and undo with --apply) leave replicas alone."""
     world, new = at_pause("service", 4, 25)
     decision = world.decide(new)
     assert {m["kind"] for m in decision.apply} <= {"Deployment", "Service"}
     for verb in control.VERBS:
         try:
-            patch = control.patch_for(verb, new, world.status)
+            patch = control.patch_for(verb, new, world.status, apply=True)
         except control.NotApplicable:
             continue
         if patch.target == "spec":
             assert "replicas" not in patch.body, (verb, patch.body)
-    undo = control.patch_for("undo", new, world.status)
+    undo = control.patch_for("undo", new, world.status, apply=True)
     assert undo.target == "spec" and set(undo.body) >= {"image"}
     assert revisions.template_of(scaled(new, 9)) == revisions.template_of(new)
 

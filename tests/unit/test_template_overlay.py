@@ -299,7 +299,7 @@ def test_undo_restores_the_stable_overlay_exactly() -> None:
         image="registry.example/fraud@sha256:" + "c" * 64,
     )
     world.reconcile(new)
-    undone, _ = command("undo", new, world.status)
+    undone, _ = command("undo", new, world.status, apply=True)
     assert undone.template == old.template
     assert revisions.template_of(undone) == revisions.template_of(old)
 

@@ -1,28 +1,40 @@
-"""Manual control, pure: each verb is a merge patch of the ModelDeployment's spec or status.
+"""Manual control, pure: each verb is a merge patch of the ModelDeployment's status.
 
-The CR stays the only state: the operator reads these fields on its next pass, and
-GitOps tools (and `kubectl get -o yaml`) see what a person did. Status patches are
-sent with the object's resourceVersion, so a verb never overwrites a pass it did not see.
+The spec belongs to whoever wrote the manifest, often a GitOps tool (Argo CD, Flux) that puts it
+back as it is in Git; so no verb rewrites it. The status subresource is modelship's own: the
+operator reads the fields below on its next pass and carries them over in its own status writes,
+and a tool that applies the manifest never touches them. Status patches are sent with the
+object's resourceVersion, so a verb never overwrites a pass it did not see.
 
 - promote: a canary's `status.rollout.canary.step` + 1 (ends the current pause or step); a
   blue/green preview's `status.rollout.blueGreen.phase` Preview -> Promoted (switch), or
   Switched -> Accepted (accept the post-promotion analysis as it is)
 - promote --full: `promoteFull: true` in the rollout's shape (skip the remaining steps or gates)
-- pause / resume: `spec.paused`
+- pause: `status.pause: {by, at}` (holds like `spec.paused`, the declarative pause kept in Git)
+- resume: removes `status.pause`; a `spec.paused: true` stays until the manifest changes
 - abort: `status.rollout` becomes `{aborted: {revision}}` (traffic to stable, phase Degraded)
 - retry: clears `status.rollout` (the rollout starts again from step 0)
-- undo: `spec` back to the stable revision's template mid-rollout (an immediate rollback),
-  else to the previous stable revision's (`status.previousTemplate`)
+- undo: what the spec should say lives in Git, so undo aborts a rollout in progress (status only:
+  traffic back to stable at once) and returns the Git change that makes it stick: the stable
+  revision's image, model, env, ... (mid-rollout or after an abort), else the previous stable
+  revision's (`status.previousTemplate`).
+
+`apply=True` (`--apply`, for a ModelDeployment no GitOps tool manages): undo and resume patch the
+spec itself, as a person editing the manifest in place would.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
+
+import yaml
 
 from modelship import api
 
 VERBS = ("promote", "pause", "resume", "abort", "retry", "undo")
+BY = "kubectl-modelship"  # who `status.pause` says asked, unless the caller names someone
 
 
 class NotApplicable(Exception):
@@ -31,39 +43,116 @@ class NotApplicable(Exception):
 
 @dataclass(frozen=True)
 class Patch:
-    target: Literal["spec", "status"]
+    """What a verb does: one merge patch of the spec or the status (`target` None: nothing to change
+    in the cluster), and `advice` for the person, such as the change to make in Git."""
+
+    target: Literal["spec", "status"] | None
     body: dict[str, Any]  # the merge patch of that part, camelCase
+    advice: str = ""
 
 
 def patch_for(
-    verb: str, spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, full: bool = False
+    verb: str,
+    spec: api.ModelDeploymentSpec,
+    status: api.ModelDeploymentStatus,
+    full: bool = False,
+    *,
+    now: datetime | None = None,
+    by: str = BY,
+    apply: bool = False,
 ) -> Patch:
+    """The patch for `verb` on an object with this spec and status. `now` and `by` stamp a pause;
+    `apply` lets undo and resume change the spec (only where no GitOps tool owns it)."""
     if verb == "pause":
-        return Patch("spec", {"paused": True})
+        return _paused(spec, status, now, by)
     if verb == "resume":
-        return Patch("spec", {"paused": False})
+        return _resumed(spec, status, apply)
     if verb == "retry":
         if status.aborted is None:
             raise NotApplicable("nothing to retry: no rollout was aborted")
         return Patch("status", {"rollout": None})
     if verb == "undo":
-        # Mid-rollout (or after an abort) back to stable; otherwise back to the revision before it.
-        rolling = status.rolling is not None or status.aborted is not None
-        back_to = status.stable_template if rolling else status.previous_template
-        if back_to is None:
-            raise NotApplicable("nothing to undo: no rollout in progress and no previous stable revision")
-        template, current = api.dump(back_to), api.dump(spec)
-        return Patch("spec", {k: _merge_patch(current.get(k), template.get(k)) for k in _TEMPLATE_FIELDS})
+        return _undone(spec, status, apply)
     revision = status.rolling
     if revision is None:
         raise NotApplicable(f"no rollout in progress (phase {status.phase or 'unknown'})")
     if verb == "abort":
-        return Patch(
-            "status", {"rollout": {"canary": None, "blueGreen": None, "aborted": {"revision": revision}}}
-        )
+        return Patch("status", _aborted(revision))
     if verb == "promote":
         return Patch("status", {"rollout": _promoted(status, full)})
     raise ValueError(f"unknown verb {verb!r}")
+
+
+def _paused(
+    spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, now: datetime | None, by: str
+) -> Patch:
+    if status.pause is not None:  # keep who asked first, and when
+        return Patch(None, {}, f"already paused by {status.pause.by} (status.pause)")
+    pause: dict[str, Any] = {"by": by} | ({"at": now.strftime("%Y-%m-%dT%H:%M:%SZ")} if now else {})
+    also = " (spec.paused is true as well)" if spec.paused else ""
+    return Patch("status", {"pause": pause}, f"status.pause is set{also}; `modelship resume` continues")
+
+
+def _resumed(spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, apply: bool) -> Patch:
+    in_git = "spec.paused is true in the manifest: set it in Git (the pause written there stays)"
+    git = _git({"paused": False}, ())
+    if status.pause is not None:
+        if not spec.paused:
+            return Patch("status", {"pause": None})
+        rest = f"still paused: {in_git}:\n{git}\n(or `modelship resume --apply` patches the spec here)"
+        return Patch("status", {"pause": None}, rest)
+    if not spec.paused:
+        raise NotApplicable("not paused: neither spec.paused nor status.pause is set")
+    if apply:
+        return Patch("spec", {"paused": False}, _APPLIED)
+    return Patch(None, {}, f"nothing changed: {in_git}:\n{git}\n{_OR_APPLY.format(verb='resume')}")
+
+
+def _undone(spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, apply: bool) -> Patch:
+    # Mid-rollout (or after an abort) back to stable; otherwise back to the revision before it.
+    rolling = status.rolling is not None or status.aborted is not None
+    back_to = status.stable_template if rolling else status.previous_template
+    if back_to is None:
+        raise NotApplicable("nothing to undo: no rollout in progress and no previous stable revision")
+    template, current = api.dump(back_to), api.dump(spec)
+    changed = {k: template[k] for k in _TEMPLATE_FIELDS if k in template and template[k] != current.get(k)}
+    removed = tuple(k for k in _TEMPLATE_FIELDS if k in current and k not in template)
+    if not changed and not removed:
+        raise NotApplicable("nothing to undo: the spec already asks for that revision")
+    if apply:
+        return Patch(
+            "spec", {k: _merge_patch(current.get(k), template.get(k)) for k in _TEMPLATE_FIELDS}, _APPLIED
+        )
+    which = f"the stable revision {status.stable_revision}" if rolling else "the previous stable revision"
+    git = f"{_git(changed, removed)}\n{_OR_APPLY.format(verb='undo')}"
+    if status.rolling is not None:
+        first = f"aborted the rollout of {status.rolling}: all traffic back to {status.stable_revision} now."
+        stick = f"The spec still asks for {status.rolling}; to make the undo stick, put {which} in Git"
+        return Patch("status", _aborted(status.rolling), f"{first}\n{stick}:\n{git}")
+    return Patch(
+        None, {}, f"nothing changed in the cluster: the spec is the manifest's; put {which} in Git:\n{git}"
+    )
+
+
+_APPLIED = (
+    "patched the spec here (--apply): if a GitOps tool manages this ModelDeployment, make the same "
+    "change in Git, or it puts the old spec back"
+)
+_OR_APPLY = (
+    "(or `modelship {verb} --apply` patches the spec here, for a ModelDeployment no GitOps tool manages)"
+)
+
+
+def _git(changed: dict[str, Any], removed: tuple[str, ...]) -> str:
+    """The change to make in the manifest, as YAML to paste under its `spec:`."""
+    text = yaml.safe_dump({"spec": changed}, sort_keys=False, default_flow_style=False).rstrip()
+    if removed:
+        text += "\n# and remove from spec: " + ", ".join(removed)
+    return text
+
+
+def _aborted(revision: str) -> dict[str, Any]:
+    return {"rollout": {"canary": None, "blueGreen": None, "aborted": {"revision": revision}}}
 
 
 def _promoted(status: api.ModelDeploymentStatus, full: bool) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from modelship import api
 from modelship.core import gates
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
-from modelship.core.engine.model import SWITCHED, Context, Event, Outcome, ready
+from modelship.core.engine.model import SWITCHED, Context, Event, Outcome, pause_of, ready
 from modelship.core.engine.moves import apply, promote
 
 
@@ -32,8 +32,9 @@ def advance(ctx: Context, out: Outcome) -> Outcome:
     # Once switched, the new colour serves: it keeps every replica (even while paused).
     wanted = spec.replicas if phase in SWITCHED else blue_green.preview_replicas or spec.replicas
     out, size = _fit(ctx, out.but(weight=100 if phase in SWITCHED else 0, canary_replicas=wanted), False)
-    if spec.paused:
-        return out.but(paused=("PausedBySpec", "spec.paused is true; `modelship resume` continues"))
+    pause = pause_of(ctx)
+    if pause is not None:
+        return out.but(paused=pause)
     promoted = phase == "Promoted" and _gates_passed(ctx, out)
     if phase not in SWITCHED and not out.promote_full and not promoted:
         if size is None or not ready(ctx.observed(out.canary), size):

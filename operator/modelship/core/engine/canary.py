@@ -1,7 +1,7 @@
 """The canary strategy: walk `spec.strategy.canary.steps` as far as the observations allow,
 then promote.
 
-One pass runs in a fixed order: the gates that hold the whole canary (spec.paused, background
+One pass runs in a fixed order: the gates that hold the whole canary (a pause, background
 analysis, the smoke test before any traffic), then the steps (a setWeight step completes once
 the canary's pods for it are ready and the router shows the weight; a pause once its time is up;
 an analysis step once its run passes), then the replicas for where the walk stopped (the
@@ -14,7 +14,7 @@ from modelship import api
 from modelship.core import gates, traffic
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
-from modelship.core.engine.model import Context, Event, Outcome, ready
+from modelship.core.engine.model import Context, Event, Outcome, pause_of, ready
 from modelship.core.engine.moves import apply, promote
 
 
@@ -49,10 +49,12 @@ def advance(ctx: Context, out: Outcome) -> Outcome:
 
 
 def _gates(ctx: Context, out: Outcome) -> Outcome:
-    """What holds every step: spec.paused, a background run that failed or paused, the smoke test."""
+    """What holds every step: a pause (spec.paused, status.pause), a background run that failed or
+    paused, the smoke test."""
     spec, analysis = ctx.spec, ctx.spec.analysis
-    if spec.paused:
-        return out.but(paused=("PausedBySpec", "spec.paused is true; `modelship resume` continues"))
+    pause = pause_of(ctx)
+    if pause is not None:
+        return out.but(paused=pause)
     background = analysis.background if analysis is not None else None
     if background is not None and "background" in out.runs:
         assert analysis is not None

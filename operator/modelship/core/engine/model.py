@@ -69,9 +69,14 @@ class Wants:
 
 @dataclass(frozen=True)
 class Event:
+    """One Event on the ModelDeployment. A transition (a phase, a step, a verdict) is one Event each
+    time; a repeat (`series` set: an analysis round) is one Event per series, reason and type, whose
+    count the shell bumps, so its message must hold for every repeat."""
+
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+    series: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,22 @@ def health_of(observed: ObservedDeployment | None, replicas: int) -> Health:
         return "Ready"
     # A model that fails its checksum never becomes ready: stuck now, not at the progress deadline.
     return "Stuck" if observed.deadline_exceeded or observed.model_failure is not None else "Starting"
+
+
+def pause_of(ctx: Context) -> tuple[str, str] | None:
+    """The pause that holds the whole rollout, as (reason, message): `spec.paused` (declarative, in
+    Git) or `status.pause` (`modelship pause`, which a GitOps tool leaves alone); either holds."""
+    by_hand = ctx.status.pause
+    asked = None
+    if by_hand is not None:
+        at = f" at {by_hand.at:%Y-%m-%dT%H:%M:%SZ}" if by_hand.at else ""
+        asked = f"paused by {by_hand.by}{at}"
+    if ctx.spec.paused:
+        also = f" (also {asked}: status.pause)" if asked else ""
+        return ("PausedBySpec", f"spec.paused is true{also}; set it to false in the manifest to continue")
+    if asked is not None:
+        return ("PausedByUser", f"{asked} (status.pause); `modelship resume` continues")
+    return None
 
 
 def has(status: api.ModelDeploymentStatus, type_: str) -> bool:

@@ -29,10 +29,16 @@ def measured(
             run = runs.record(run, spec.analysis, measured, now)
             verdicts = [m.measurements[-1] for m in run.metrics if m.measurements]
             bad = any(v.verdict in ("Failed", "Error") for v in verdicts)
-            summary = "; ".join(v.message for v in verdicts)
-            events.append(
-                Event("Warning" if bad else "Normal", "AnalysisMeasured", f"{run.kind} analysis: {summary}")
+            # A round is a repeat, not a transition: one Event series per run, each round's values
+            # are in status.analysis (the run's end is its own Event, below).
+            what = "a metric failed or errored" if bad else "no metric failed"
+            names = ", ".join(m.name for m in run.metrics)
+            message = (
+                f"{run.kind} analysis of revision {run.revision} measured {names}: {what} "
+                "(each round's values: status.analysis)"
             )
+            kind = "Warning" if bad else "Normal"
+            events.append(Event(kind, "AnalysisMeasured", message, series=f"{run.kind}/{run.revision}"))
             if run.phase != "Running":
                 events.append(
                     Event(
