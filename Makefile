@@ -16,7 +16,15 @@ TEST_DEPS :=      # targets `make test` runs before pytest (e.g. Dockerfile lint
 -include hack/localworld/localworld.mk
 -include hack/imagebuild/images.mk
 TEST_DEPS += podschema
+# The plugin's watch view is tested in a real terminal (tests/integration/test_plugin.py): tmux, from
+# Debian, installed when missing (CI machines start fresh).
+TEST_DEPS += tmux
+tmux:
+	command -v tmux >/dev/null && exit 0
+	SUDO=$$(test "$$(id -u)" = 0 || echo sudo)
+	$$SUDO apt-get install -y --no-install-recommends tmux || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends tmux; }
 
+.PHONY: tmux
 .PHONY: help venv cluster-bins traefik lint typecheck test test-unit cluster-up clean chart-crds podschema operator-lock lint-operator-image \
 	bench bench-rollback
 
