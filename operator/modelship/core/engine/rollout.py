@@ -37,8 +37,8 @@ def measured(
                 f"{run.kind} analysis of revision {run.revision} measured {names}: {what} "
                 "(each round's values: status.analysis)"
             )
-            kind = "Warning" if bad else "Normal"
-            events.append(Event(kind, "AnalysisMeasured", message, series=f"{run.kind}/{run.revision}"))
+            series = f"{run.kind}/{run.revision}"
+            events.append(Event("Warning" if bad else "Normal", "AnalysisMeasured", message, series=series))
             if run.phase != "Running":
                 events.append(
                     Event(
