@@ -4,6 +4,7 @@ run against the cluster in tests/integration/test_plugin.py and test_rollouts.py
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -285,3 +286,14 @@ def test_status_view_shows_the_smoke_test_and_each_analysis_metric() -> None:
     assert "Analysis:   step 2 of fraud-bbb: Failed" in view
     assert "errors           0 ok, 1 failed, 0 inconclusive; Failed: errors = 0.3 is above max 0.05" in view
     assert "accuracy         0 ok, 0 failed, 0 inconclusive; not measured yet" in view
+
+
+def test_docs_show_what_set_image_dry_run_prints() -> None:
+    """docs/plugin.md's `set image --dry-run` example and its output, as the plugin prints it."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "plugin.md").read_text()
+    image = "registry.example/modelship/fraud-detector@sha256:" + (
+        "8d99c324196c8118d2660d6585685eee08ace8214cd81deb3230b34a315c7df8"
+    )
+    model = "1ca6c550fdae5401efafafb68a79ad2b7127872e79440a8aca63f3463c76e9e6"
+    assert f"  {image} \\\n  --model-sha256 {model} --dry-run\n" in docs
+    assert setimage.gitops_change("fraud-detector", setimage.patch(image, model)) in docs

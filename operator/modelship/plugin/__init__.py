@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None, prog: str = "kubectl modelship") -> int:
     if a.verb == "completion":
         sys.stdout.write(completion.script(a.shell))
         return 0
+    from urllib3.exceptions import HTTPError
+
     from modelship.core import control
     from modelship.kube.storage import KubeError
     from modelship.plugin import setimage, show, status, view
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None, prog: str = "kubectl modelship") -> int:
         return view.USAGE
     except (control.NotApplicable, KubeError, ConnectError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return view.ERROR
+    except HTTPError as err:  # no answer at all: refused, timed out, TLS
+        print(f"error: cannot reach the API server: {err}", file=sys.stderr)
         return view.ERROR
 
 

@@ -112,7 +112,8 @@ def verdict(obj: dict[str, Any]) -> Verdict | None:
         state = rollout.get(shape) or {}
         if state:
             what = "aborted" if shape == "aborted" else "rolled back"
-            reason = f" ({state['reason']})" if state.get("reason") else ""
+            said = ": ".join(state[k] for k in ("reason", "message") if state.get(k))
+            reason = f" ({said})" if said else ""
             why.append(f"revision {state.get('revision')} {what}{reason}")
     for c in status.get("conditions") or []:
         if c.get("type") == "Progressing" and c.get("message"):
