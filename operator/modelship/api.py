@@ -628,6 +628,17 @@ class Analysis(_Model):
     min_requests: Annotated[int, Field(ge=0)] = Field(
         default=50, description="Requests the revision must have answered in the window to be judged."
     )
+    confidence: Annotated[float, Field(ge=0.5, lt=1.0)] = Field(
+        default=0.95,
+        description="How sure a run must be before a rate metric (error rate, accuracy, a latency "
+        "quantile's tail) fails a canary: a good canary is failed by chance with probability at most "
+        "1 - confidence per run, however often it looks (docs/analysis.md, fast failing).",
+    )
+    scrape_interval: Duration | None = Field(
+        default=None,
+        description="How often Prometheus scrapes the pods; default: read from Prometheus' target "
+        "metadata. Runs look at this cadence in their first window and near a limit.",
+    )
     background: BackgroundAnalysis | None = None
     metrics: Annotated[
         list[Metric],

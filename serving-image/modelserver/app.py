@@ -23,6 +23,7 @@ from .errors import HTTPError, bad_input
 from .feedback import forward, same_label
 from .feedbacktoken import Claim, Signer, TokenError, TokenExpired
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import MODEL_ROUTES
 from .openapi import document
 from .schema import json_type
 from .service import Service
@@ -42,7 +43,7 @@ JSON = b"application/json"
 _DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # The routes that run the model: the ones fault injection (MODELSERVER_FAULT_*) acts on.
-_PREDICT_ROUTES = {"/predict", "/v2/models/{name}/infer"}
+_PREDICT_ROUTES = frozenset(MODEL_ROUTES)
 # Set on feedback one replica forwards to the one that answered: never forwarded a second time.
 _FORWARDED = b"x-modelserver-forwarded"
 

@@ -24,6 +24,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 
+# The routes that serve the model (the builtin analysis templates select these).
+MODEL_ROUTES = ("/predict", "/v2/models/{name}/infer")
+
+
 class Metrics:
     """The server's metrics, with the model name/version labels bound once."""
 
@@ -54,8 +58,13 @@ class Metrics:
         self._req_children: dict[tuple[str, str, int], Any] = {}
         self._dur_children: dict[str, Any] = {}
         # Export zeros from the start so rate() and "no data" checks see the series before traffic.
+        # increase() needs two samples of a series: a 500 series born with the first error would
+        # be seen one scrape later than one that was already there at 0.
         self._correct.inc(0)
         self._incorrect.inc(0)
+        for route in MODEL_ROUTES:
+            self._requests.labels(*base, route, "POST", "500").inc(0)
+            self._request_duration.labels(*base, route)
 
     def set_info(self, framework: str, sha256: str, accelerator: str, accelerator_requested: str) -> None:
         self._info.labels(*self._base, framework, sha256, accelerator, accelerator_requested).set(1)

@@ -16,6 +16,7 @@ from typing import Any
 
 from modelship import api
 from modelship.core import control, engine, gates
+from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.manifests import REVISION_LABEL, Owner
 
@@ -60,9 +61,11 @@ class World:
     # Ready endpoints per Service as its EndpointSlices list them (None: not read). They lag the
     # Deployments: `list_endpoints` plays the EndpointSlice controller catching up.
     slices: dict[str, frozenset[str]] | None = None
+    scrape: Scrape | None = None  # Prometheus' target metadata for the rolling revision
+
 
     def observations(self, s: api.ModelDeploymentSpec | None = None) -> engine.Observations:
-        base = engine.Observations(self.owner, dict(self.deployments))
+        base = engine.Observations(self.owner, dict(self.deployments), scrape=self.scrape)
         if s is None:
             return base
         if s.traffic.router == "gatewayAPI" and s.traffic.http_route:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from modelship import api
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, config_from_secret
-from modelship.core.analysis import runs, templates
+from modelship.core.analysis import runs, stats, templates
+from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 
 SecretReader = Callable[[str, str], Mapping[str, str]]  # (namespace, name) -> decoded data
@@ -89,6 +90,7 @@ class MetricQueries:
     name: str
     value: str
     stable: str | None  # the same query for the stable revision, when judged against it
+    tally: tuple[str, str] | None = None  # a rate metric's (events, requests) queries
 
 
 def queries(
@@ -115,8 +117,16 @@ def queries(
     out = []
     for metric in analysis.metrics:
         relative = metric.max_increase_vs_stable is not None or metric.max_drop_vs_stable is not None
+        rule = templates.tally_rule(metric.template, metric.max, metric.min)
+        tally = (
+            templates.tally_queries(rule, namespace=namespace, name=name, revision=revision, window=window)
+            if rule is not None
+            else None
+        )
         out.append(
-            MetricQueries(metric.name, render(metric, revision), render(metric, stable) if relative else None)
+            MetricQueries(
+                metric.name, render(metric, revision), render(metric, stable) if relative else None, tally
+            )
         )
     return out, templates.requests_query(namespace=namespace, name=name, revision=revision, window=window)
 
@@ -129,6 +139,18 @@ def _ask(prometheus: Prometheus, promql: str) -> tuple[float | None, RawMeasurem
         if err.unreachable:  # Unreachable: not seeing is Inconclusive, a refused query is Error
             return None, RawMeasurement(unreachable=str(err))
         return None, RawMeasurement(error=str(err))
+
+
+def _tally(
+    prometheus: Prometheus, promql: tuple[str, str]
+) -> tuple[stats.Tally | None, RawMeasurement | None]:
+    events, failed = _ask(prometheus, promql[0])
+    if failed is not None:
+        return None, failed
+    requests, failed = _ask(prometheus, promql[1])
+    if failed is not None or requests is None:
+        return None, failed
+    return stats.Tally(events or 0.0, requests), None
 
 
 def measure(
@@ -157,7 +179,55 @@ def measure(
             stable_value = None
             if failed is None and q.stable is not None:
                 stable_value, failed = _ask(prometheus, q.stable)
-            out[q.name] = failed or RawMeasurement(value=value, stable_value=stable_value, requests=requests)
+            tally = None
+            if failed is None and q.tally is not None:
+                tally, failed = _tally(prometheus, q.tally)
+            out[q.name] = failed or RawMeasurement(
+                value=value, stable_value=stable_value, requests=requests, tally=tally
+            )
         return out
     finally:
         prometheus.close()
+
+
+class ScrapeReader:
+    """How Prometheus scrapes a revision's pods, from its target metadata (`/api/v1/targets`).
+
+    A target keeps its interval and its phase (Prometheus spreads targets over the interval and
+    then scrapes each on a fixed tick), so one read per revision serves for `TTL`: the engine
+    projects later scrapes from the last one it saw.
+    """
+
+    TTL = 120.0  # seconds
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._seen: dict[tuple[str, str, str], tuple[float, Scrape | None]] = {}
+
+    def read(
+        self, config: PrometheusConfig | ConnectionProblem, namespace: str, revision: str
+    ) -> Scrape | None:
+        if isinstance(config, ConnectionProblem):
+            return None
+        key, now = (config.address, namespace, revision), self._clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.TTL:
+            return seen[1]
+        prometheus = Prometheus(config)
+        try:
+            found = [
+                t
+                for t in prometheus.targets()
+                if t.labels.get("namespace") == namespace and t.labels.get("revision") == revision
+            ]
+        except QueryError:
+            return None  # not known now; ask again on the next pass
+        finally:
+            prometheus.close()
+        scrape = None
+        if found:
+            newest = max(found, key=lambda t: (t.last is not None, t.last))
+            scrape = Scrape(min(t.interval for t in found), newest.last, newest.duration)
+        if scrape is not None and scrape.last is not None:
+            self._seen[key] = (now, scrape)  # a target not scraped yet is asked for again
+        return scrape

@@ -14,6 +14,7 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,8 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from modelship import api
 
 ENV_ADDRESS = "MODELSHIP_PROMETHEUS_ADDRESS"
 ENV_AUTH_SECRET = "MODELSHIP_PROMETHEUS_AUTH_SECRET"
@@ -235,6 +238,46 @@ class Prometheus:
             raise QueryError("query returned a range vector; make it an instant one (rate(x[1m]), not x[1m])")
         value = series["value"]
         return _number(value[1] if isinstance(value, list) and len(value) == 2 else None)
+
+    def targets(self) -> list[Target]:
+        """The active scrape targets: their labels, interval and last scrape (target metadata)."""
+        try:
+            data = self._client.get_targets(state="active")
+        except (requests.RequestException, PrometheusApiClientException, KeyError, TypeError) as e:
+            raise self._problem(e) from e
+        out = []
+        for t in data.get("activeTargets") or []:
+            interval = t.get("scrapeInterval")
+            if not interval:
+                continue  # Prometheus before 2.34 does not say
+            last = t.get("lastScrape") or ""
+            out.append(
+                Target(
+                    labels=t.get("labels") or {},
+                    interval=api.parse_duration(interval),
+                    last=_timestamp(last) if not last.startswith("0001-") else None,
+                    duration=timedelta(seconds=float(t.get("lastScrapeDuration") or 0.0)),
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Target:
+    labels: Mapping[str, str]
+    interval: timedelta
+    last: datetime | None
+    duration: timedelta
+
+
+def _timestamp(text: str) -> datetime | None:
+    """An RFC 3339 time with up to nanoseconds (Go's), to the microsecond."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if match is None:
+        return None
+    base, fraction, zone = match.groups()
+    stamp = datetime.fromisoformat(base + (zone if zone != "Z" else "+00:00"))
+    return stamp.replace(microsecond=int((fraction or "0")[:6].ljust(6, "0")))
 
 
 def _labels(metric: Mapping[str, str]) -> str:

@@ -142,9 +142,11 @@ def deployment(
         "env": _env(owner, template),
         "resources": _resources(template, placement),
         # Loading a model can take a while: the startup probe holds liveness off for up to 5 minutes.
-        "startupProbe": _probe(LIVENESS_PATH, period=5, failures=60),
+        # It asks every second, and readiness every 2 s, so a pod that is up gets traffic within a
+        # second or two, not a probe period of 5-10 s later (a rollout waits on it at every step).
+        "startupProbe": _probe(LIVENESS_PATH, period=1, failures=300),
         "livenessProbe": _probe(LIVENESS_PATH, period=10, failures=3),
-        "readinessProbe": _probe(READINESS_PATH, period=5, failures=3),
+        "readinessProbe": _probe(READINESS_PATH, period=2, failures=3),
         "securityContext": {
             "runAsNonRoot": True,
             "readOnlyRootFilesystem": True,

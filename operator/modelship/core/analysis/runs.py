@@ -66,14 +66,19 @@ def due(run: api.AnalysisRun, analysis: api.Analysis, now: datetime) -> bool:
 
 
 def record(
-    run: api.AnalysisRun, analysis: api.Analysis, measured: Mapping[str, RawMeasurement], now: datetime
+    run: api.AnalysisRun,
+    analysis: api.Analysis,
+    measured: Mapping[str, RawMeasurement],
+    now: datetime,
+    alpha: float | None = None,
 ) -> api.AnalysisRun:
-    """The run after one round of measurements (one per metric), judged and tallied."""
+    """The run after one round of measurements (one per metric), judged and tallied; `alpha`: the
+    level at which a rate metric fails (`cadence.alpha`)."""
     old = {m.name: m for m in run.metrics}
     metrics = []
     for metric in analysis.metrics:
         raw = measured.get(metric.name, RawMeasurement(unreachable="not measured"))
-        verdict, message = judge(metric, analysis, raw)
+        verdict, message = judge(metric, analysis, raw, alpha)
         before = old.get(metric.name, api.MetricStatus(name=metric.name))
         measurement = api.Measurement(
             verdict=verdict, value=raw.value, stable_value=raw.stable_value, message=message, measured_at=now

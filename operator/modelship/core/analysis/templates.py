@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 VARIABLES: Mapping[str, str] = {
     "revision": "the revision being judged (the canary; the stable one when comparing against it)",
@@ -46,6 +47,49 @@ sum(rate(modelserver_prediction_confidence_count{namespace="{{namespace}}", revi
 # answered none since Prometheus first saw it.
 REQUESTS_TEMPLATE = """\
 sum(increase(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"}[{{window}}]))"""  # noqa: E501
+
+# Rate metrics as k events of n requests (`stats.Tally`), for failing only beyond doubt. The
+# latency quantiles become the share of requests slower than the limit: p99 > max exactly when more
+# than 1% of requests took longer than max. Their `{{le}}` is the smallest bucket at or above max
+# (fewer requests exceed it, so the share is never overstated).
+TALLIES: Mapping[str, tuple[str, str]] = {
+    "error-rate": (
+        """\
+sum(increase(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer", code=~"5.."}[{{window}}])) or vector(0)""",  # noqa: E501
+        REQUESTS_TEMPLATE,
+    ),
+    "accuracy": (
+        """\
+sum(increase(modelserver_feedback_total{namespace="{{namespace}}", revision="{{revision}}", outcome="correct"}[{{window}}])) or vector(0)""",  # noqa: E501
+        """\
+sum(increase(modelserver_feedback_total{namespace="{{namespace}}", revision="{{revision}}"}[{{window}}]))""",
+    ),
+    "latency": (
+        """\
+sum(increase(modelserver_request_duration_seconds_bucket{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer", le="+Inf"}[{{window}}]))
+- sum(increase(modelserver_request_duration_seconds_bucket{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer", le="{{le}}"}[{{window}}]))""",  # noqa: E501
+        """\
+sum(increase(modelserver_request_duration_seconds_bucket{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer", le="+Inf"}[{{window}}]))""",  # noqa: E501
+    ),
+}
+# modelserver_request_duration_seconds' buckets (metrics_contract.json; a test keeps them equal).
+REQUEST_DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_QUANTILES = {"latency-p50": 0.5, "latency-p95": 0.95, "latency-p99": 0.99}
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
 _DURATION = re.compile(r"(?:[0-9]+(?:ms|[smhdwy]))+")
@@ -100,3 +144,36 @@ def template_query(template: str, *, namespace: str, name: str, revision: str, w
 def requests_query(*, namespace: str, name: str, revision: str, window: str) -> str:
     """Model requests `revision` answered in the last `window` (for `minRequests`)."""
     return render(REQUESTS_TEMPLATE, _variables(namespace, name, revision, window))
+
+
+@dataclass(frozen=True)
+class TallyRule:
+    """A metric judged as a rate: its events and requests queries, and the rate's bounds."""
+
+    events: str
+    requests: str
+    above: float | None  # fails beyond doubt when the rate is above this
+    below: float | None  # ... or below this
+
+
+def tally_rule(template: str | None, max_: float | None, min_: float | None) -> TallyRule | None:
+    """How a builtin template's metric with these bounds is tallied; None: it is not a rate."""
+    if template in ("error-rate", "accuracy"):
+        events, requests = TALLIES[template]
+        return TallyRule(events, requests, max_, min_)
+    quantile = _QUANTILES.get(template or "")
+    if quantile is None or max_ is None:
+        return None
+    le = next((b for b in REQUEST_DURATION_BUCKETS if b >= max_), None)
+    if le is None:
+        return None  # above the largest finite bucket: the histogram cannot tell
+    events, requests = TALLIES["latency"]
+    return TallyRule(events.replace("{{le}}", repr(le)), requests, 1 - quantile, None)
+
+
+def tally_queries(
+    rule: TallyRule, *, namespace: str, name: str, revision: str, window: str
+) -> tuple[str, str]:
+    """The rule's (events, requests) PromQL for one revision."""
+    variables = _variables(namespace, name, revision, window)
+    return render(rule.events, variables), render(rule.requests, variables)

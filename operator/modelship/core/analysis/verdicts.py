@@ -5,7 +5,9 @@ The order matters and is documented in docs/analysis.md:
 2. Prometheus refused the query (bad PromQL, several series): Error; the analysis itself is
    wrong, and after `consecutiveErrorLimit` of them the rollout is aborted.
 3. Too little traffic (`minRequests`) or no value: the `noData` policy decides.
-4. Outside `min`/`max`: Failed.
+4. Outside `min`/`max`: Failed. A rate metric (error-rate, accuracy, a latency quantile) with a
+   tally fails only beyond doubt (`stats`: the exact binomial test at the look's `alpha`); outside
+   the limit but not beyond doubt is Inconclusive: too few requests to tell.
 5. Further from the stable revision than `maxIncreaseVsStable`/`maxDropVsStable`: Failed
    (and with no stable value to compare against, `noData` decides).
 6. Otherwise Successful.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelship import api
+from modelship.core.analysis import stats, templates
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class RawMeasurement:
     requests: float | None = None  # requests the revision answered in the window (minRequests)
     error: str | None = None  # Prometheus answered with an error
     unreachable: str | None = None  # Prometheus did not answer
+    tally: stats.Tally | None = None  # a rate metric's events and requests (templates.tally_rule)
 
 
 def _fmt(x: float) -> str:
@@ -41,8 +45,11 @@ def _no_data(policy: str, why: str) -> tuple[api.Verdict, str]:
     return "Inconclusive", f"{why} (noData: inconclusive)"
 
 
-def judge(metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement) -> tuple[api.Verdict, str]:
-    """The verdict of one measurement and a message naming the metric, value and threshold."""
+def judge(
+    metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement, alpha: float | None = None
+) -> tuple[api.Verdict, str]:
+    """The verdict of one measurement and a message naming the metric, value and threshold.
+    `alpha`: the level at which a rate metric's tally must fail (None: no statistical rule)."""
     name = metric.name
     if raw.unreachable is not None:
         return "Inconclusive", f"{name}: Prometheus unreachable: {raw.unreachable}"
@@ -57,10 +64,16 @@ def judge(metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement) -> tu
     value = raw.value
     if value is None:
         return _no_data(analysis.no_data, f"{name}: no data")
+    outside = None
     if metric.max is not None and value > metric.max:
-        return "Failed", f"{name} = {_fmt(value)} is above max {_fmt(metric.max)}"
-    if metric.min is not None and value < metric.min:
-        return "Failed", f"{name} = {_fmt(value)} is below min {_fmt(metric.min)}"
+        outside = f"{name} = {_fmt(value)} is above max {_fmt(metric.max)}"
+    elif metric.min is not None and value < metric.min:
+        outside = f"{name} = {_fmt(value)} is below min {_fmt(metric.min)}"
+    if outside is not None:
+        doubt = _doubt(metric, raw, alpha)
+        if doubt is not None:
+            return "Inconclusive", f"{outside}, {doubt}"
+        return "Failed", outside + _sure(metric, raw, alpha)
     relative = metric.max_increase_vs_stable is not None or metric.max_drop_vs_stable is not None
     if relative:
         stable = raw.stable_value
@@ -90,3 +103,37 @@ def judge(metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement) -> tu
     )
     against = f" (stable {_fmt(raw.stable_value)})" if relative and raw.stable_value is not None else ""
     return "Successful", f"{name} = {_fmt(value)}{against} within {bounds}"
+
+
+def _rule(metric: api.Metric, raw: RawMeasurement, alpha: float | None) -> templates.TallyRule | None:
+    if alpha is None or raw.tally is None:
+        return None
+    return templates.tally_rule(metric.template, metric.max, metric.min)
+
+
+def _evidence(tally: stats.Tally, alpha: float) -> str:
+    lower, upper = stats.bounds(tally, alpha)
+    return (
+        f"{_fmt(tally.events)} of {_fmt(tally.requests)}: its rate is {_fmt(lower)} to {_fmt(upper)} "
+        f"at {100 * (1 - alpha):.4g}% confidence"
+    )
+
+
+def _doubt(metric: api.Metric, raw: RawMeasurement, alpha: float | None) -> str | None:
+    """Why a value outside its bounds does not fail yet (too few requests), or None."""
+    rule = _rule(metric, raw, alpha)
+    if rule is None or raw.tally is None or alpha is None:
+        return None
+    tally = raw.tally
+    if (rule.above is not None and stats.above(tally, rule.above, alpha)) or (
+        rule.below is not None and stats.below(tally, rule.below, alpha)
+    ):
+        return None
+    return f"but {_fmt(tally.requests)} requests are too few to be sure ({_evidence(tally, alpha)})"
+
+
+def _sure(metric: api.Metric, raw: RawMeasurement, alpha: float | None) -> str:
+    rule = _rule(metric, raw, alpha)
+    if rule is None or raw.tally is None or alpha is None:
+        return ""
+    return f" beyond doubt ({_evidence(raw.tally, alpha)})"

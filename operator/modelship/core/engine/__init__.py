@@ -70,7 +70,7 @@ from datetime import datetime
 
 from modelship import api
 from modelship.core import gates, revisions
-from modelship.core.analysis import runs
+from modelship.core.analysis import cadence, runs
 from modelship.core.engine import rollout
 from modelship.core.engine.model import (
     Apply,
@@ -118,7 +118,7 @@ def wants(
         if spec.analysis is not None
         and r.revision == status.rolling
         and (r.kind != "step" or r.step == step)  # not a step someone promoted past
-        and runs.due(r, spec.analysis, now)
+        and (runs.due(r, spec.analysis, now) or cadence.fast(r, spec.analysis, now, observations.scrape))
     )
     canary = status.rolling
     smoke = None

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from modelship import api
 from modelship.core import devices, gates
+from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.manifests import Manifest, Owner
 
@@ -57,11 +58,13 @@ class Observations:
     smoke: gates.SmokeObservation | None = None
     devices: devices.Capacity | None = None  # spec.accelerator's resource; None: not known
     route: RouteObservation | None = None  # None: the router has no route to read (service router)
+    scrape: Scrape | None = None  # how Prometheus scrapes the rolling revision; None: not known
 
 
 @dataclass(frozen=True)
 class Wants:
-    """What the shell should observe before `decide`: due analysis runs, a smoke test."""
+    """What the shell should observe before `decide`: due analysis runs and those probing at the
+    scrape cadence (`cadence.fast`), a smoke test."""
 
     runs: tuple[api.AnalysisRun, ...] = ()
     smoke_revision: str | None = None

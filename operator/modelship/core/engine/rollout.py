@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
-from modelship.core.analysis import runs
+from modelship.core.analysis import cadence, runs
 from modelship.core.engine import bluegreen, canary
 from modelship.core.engine.model import Context, Event, Observations, Outcome, current, ready
 from modelship.core.engine.moves import abort, promote
@@ -26,7 +26,12 @@ def measured(
     for run in status.analysis:
         measured = observations.measurements.get(run.kind)
         if measured is not None and run.phase == "Running":
-            run = runs.record(run, spec.analysis, measured, now)
+            alpha = cadence.alpha(run, spec.analysis, observations.scrape, now)
+            looked = runs.record(run, spec.analysis, measured, now, alpha)
+            if not runs.due(run, spec.analysis, now) and not _failed(looked, spec.analysis):
+                out.append(run)  # a probe counts only when it fails a metric beyond doubt
+                continue
+            run = looked
             verdicts = [m.measurements[-1] for m in run.metrics if m.measurements]
             bad = any(v.verdict in ("Failed", "Error") for v in verdicts)
             # A round is a repeat, not a transition: one Event series per run, each round's values
@@ -49,6 +54,14 @@ def measured(
                 )
         out.append(run)
     return out, events
+
+
+def _failed(run: api.AnalysisRun, analysis: api.Analysis) -> bool:
+    """Whether the run's latest round failed a judged metric."""
+    judged = {m.name for m in analysis.metrics if not m.dry_run}
+    return any(
+        m.measurements[-1].verdict == "Failed" for m in run.metrics if m.name in judged and m.measurements
+    )
 
 
 def advance(ctx: Context, events: tuple[Event, ...]) -> Outcome:
