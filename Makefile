@@ -16,6 +16,7 @@ TEST_DEPS :=      # targets `make test` runs before pytest (e.g. Dockerfile lint
 -include hack/localworld/localworld.mk
 -include hack/imagebuild/images.mk
 TEST_DEPS += podschema
+TEST_DEPS += gitops-tools
 # The plugin's watch view is tested in a real terminal (tests/integration/test_plugin.py): tmux, from
 # Debian, installed when missing (CI machines start fresh).
 TEST_DEPS += tmux
@@ -25,7 +26,7 @@ tmux:
 	$$SUDO apt-get install -y --no-install-recommends tmux || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends tmux; }
 
 .PHONY: tmux
-.PHONY: help venv cluster-bins traefik lint typecheck test test-unit cluster-up clean chart-crds podschema operator-lock lint-operator-image \
+.PHONY: help venv cluster-bins traefik lua gitops-tools lint typecheck test test-unit cluster-up clean chart-crds podschema operator-lock lint-operator-image \
 	bench bench-rollback
 
 help:  ## list the targets
@@ -74,6 +75,17 @@ lint-operator-image: $(STAMP)  ## hadolint the operator's Dockerfile (any findin
 
 podschema: $(STAMP)  ## spec.template's schema matches k8s.io/kubernetes's OpenAPI (fetches the module for the unit test)
 	$(PY) -m modelship.podschema --check
+
+# Debian's packages, for the tests of deploy/argocd (Argo CD runs Lua 5.1); a no-op when there.
+lua:  ## install lua5.1 and lua-dkjson (Debian), if missing
+	if command -v lua5.1 >/dev/null && test -f /usr/share/lua/5.1/dkjson.lua; then exit 0; fi
+	SUDO=$$(test "$$(id -u)" = 0 || echo sudo)
+	export DEBIAN_FRONTEND=noninteractive
+	$$SUDO apt-get install -y --no-install-recommends lua5.1 lua-dkjson \
+		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends lua5.1 lua-dkjson; }
+
+gitops-tools: $(STAMP) lua  ## Lua (Argo CD's health check and actions) and kstatus (Flux's view), built or cached
+	$(PY) hack/devcluster/kstatus.py
 
 chart-crds:  ## copy the generated CRD into the Helm chart (a test fails when they differ)
 	cp crds/modelship.io_modeldeployments.yaml charts/modelship/crds/
