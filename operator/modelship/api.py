@@ -625,8 +625,11 @@ class Analysis(_Model):
         default="inconclusive",
         description="How a measurement with no value, or with fewer than minRequests requests, is judged.",
     )
-    min_requests: Annotated[int, Field(ge=0)] = Field(
-        default=50, description="Requests the revision must have answered in the window to be judged."
+    min_requests: Annotated[int, Field(ge=0)] | None = Field(
+        default=None,
+        description="A floor: requests the revision must have answered in the window to be judged. "
+        "Default: none for the rate templates (error-rate, accuracy, latency-pNN with a max), whose "
+        "statistics say when there is enough; 50 for the other metrics.",
     )
     confidence: Annotated[float, Field(ge=0.5, lt=1.0)] = Field(
         default=0.95,

@@ -138,7 +138,10 @@ def test_too_little_traffic_is_inconclusive_and_with_nodata_fail_is_rolled_back(
     world.metrics = {"errors": quiet, "accuracy": quiet}
     world.tick(5)
     world.reconcile(new)
-    assert world.status.phase == "Paused" and "minRequests" in condition(world.status, "Paused").message
+    assert (
+        world.status.phase == "Paused"
+        and "0 requests in the window" in condition(world.status, "Paused").message
+    )
 
     strict = {**ANALYSIS, "noData": "fail"}
     world = stable_world(with_analysis(analysis=strict))

@@ -9,6 +9,7 @@ import pytest
 
 from modelship import api
 from modelship.core.analysis import runs
+from modelship.core.analysis.stats import Tally
 from modelship.core.analysis.verdicts import RawMeasurement, judge
 
 pytestmark = pytest.mark.unit
@@ -53,7 +54,21 @@ def verdict(metric: dict[str, Any], raw: RawMeasurement, **fields: Any) -> tuple
         ),
         (ERRORS, RawMeasurement(None, requests=PLENTY), {"noData": "fail"}, "Failed", ["noData: fail"]),
         (ERRORS, RawMeasurement(None, requests=PLENTY), {"noData": "pass"}, "Successful", ["noData: pass"]),
-        (ERRORS, RawMeasurement(0.0, requests=3), {}, "Inconclusive", ["3 requests", "minRequests 50"]),
+        (
+            ERRORS,
+            RawMeasurement(0.0, requests=3),
+            {"minRequests": 50},
+            "Inconclusive",
+            ["3 requests", "minRequests 50"],
+        ),
+        (
+            ERRORS,
+            RawMeasurement(0.0, tally=Tally(0, 3)),
+            {},
+            "Inconclusive",
+            ["3 requests are too few to be sure"],
+        ),
+        (ERRORS, RawMeasurement(0.0, tally=Tally(0, 200)), {}, "Successful", ["within max 0.05"]),
         (ERRORS, RawMeasurement(0.0, requests=None), {"noData": "fail"}, "Failed", ["0 requests"]),
         (ERRORS, RawMeasurement(0.0, requests=None), {"minRequests": 0}, "Successful", []),
         (

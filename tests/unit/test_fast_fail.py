@@ -100,10 +100,20 @@ def test_one_error_in_five_requests_is_not_enough_to_fail_it_is_inconclusive() -
     assert "above max 0.05, but 5 requests are too few to be sure" in message
 
 
-def test_without_a_z_or_a_tally_the_point_value_decides_as_before() -> None:
+def test_without_a_tally_the_point_value_decides_as_before() -> None:
     a = analysis()
-    assert judge(a.metrics[0], a, errors(1, 3))[0] == "Failed"  # no z: no statistical rule
-    assert judge(a.metrics[0], a, RawMeasurement(0.3, requests=3), alpha=0.02)[0] == "Failed"  # custom data
+    assert judge(a.metrics[0], a, RawMeasurement(0.3, requests=3), alpha=0.02)[0] == "Failed"
+    custom = analysis(metrics=[{"name": "errors", "query": "vector(0.3)", "max": 0.05}])
+    assert judge(custom.metrics[0], custom, errors(1, 3), alpha=0.02)[0] == "Failed"  # no rule for it
+
+
+def test_a_rate_within_its_bounds_succeeds_only_once_its_requests_show_it() -> None:
+    a = analysis(minRequests=None)  # no floor: the statistics decide, at the run's confidence
+    verdict, message = judge(a.metrics[0], a, errors(0, 20))
+    assert verdict == "Inconclusive" and "20 requests are too few to be sure" in message
+    assert judge(a.metrics[0], a, errors(0, 100))[0] == "Successful"  # 0 of 100: below 5% at 95%
+    floored = analysis(minRequests=10)  # a floor set by the user: past it, the value decides
+    assert judge(floored.metrics[0], floored, errors(0, 20))[0] == "Successful"
 
 
 def test_accuracy_fails_once_its_upper_bound_is_below_min() -> None:
@@ -113,11 +123,6 @@ def test_accuracy_fails_once_its_upper_bound_is_below_min() -> None:
     )
     verdict, message = judge(a.metrics[0], a, RawMeasurement(0.0, tally=stats.Tally(0, 5)), alpha=0.02)
     assert verdict == "Failed" and "below min 0.6 beyond doubt" in message
-
-
-def test_a_good_rate_is_successful_whatever_the_tally() -> None:
-    a = analysis()
-    assert judge(a.metrics[0], a, errors(0, 3), alpha=0.02)[0] == "Successful"
 
 
 def test_a_latency_quantile_is_tallied_as_the_share_slower_than_the_bucket_at_its_max() -> None:

@@ -16,7 +16,7 @@ from modelship import api
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, config_from_secret
 from modelship.core.analysis import runs, stats, templates
 from modelship.core.analysis.cadence import Scrape
-from modelship.core.analysis.verdicts import RawMeasurement
+from modelship.core.analysis.verdicts import RawMeasurement, floor
 
 SecretReader = Callable[[str, str], Mapping[str, str]]  # (namespace, name) -> decoded data
 
@@ -170,7 +170,8 @@ def measure(
         return {m.name: RawMeasurement(error=str(err)) for m in analysis.metrics}
     prometheus = Prometheus(config)
     try:
-        requests, failed = _ask(prometheus, requests_promql) if analysis.min_requests else (None, None)
+        floored = any(floor(m, analysis) for m in analysis.metrics)
+        requests, failed = _ask(prometheus, requests_promql) if floored else (None, None)
         if failed is not None:
             return {m.name: failed for m in analysis.metrics}
         out = {}

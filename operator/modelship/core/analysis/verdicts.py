@@ -45,22 +45,39 @@ def _no_data(policy: str, why: str) -> tuple[api.Verdict, str]:
     return "Inconclusive", f"{why} (noData: inconclusive)"
 
 
+DEFAULT_MIN_REQUESTS = 50  # the floor of metrics that have no statistics of their own
+
+
+def floor(metric: api.Metric, analysis: api.Analysis) -> int:
+    """The requests `metric` needs in the window to be judged: `minRequests` when set; otherwise
+    none for a rate metric (its statistics say when there is enough), 50 for the others."""
+    if analysis.min_requests is not None:
+        return analysis.min_requests
+    rate = templates.tally_rule(metric.template, metric.max, metric.min) is not None
+    return 0 if rate else DEFAULT_MIN_REQUESTS
+
+
 def judge(
     metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement, alpha: float | None = None
 ) -> tuple[api.Verdict, str]:
     """The verdict of one measurement and a message naming the metric, value and threshold.
-    `alpha`: the level at which a rate metric's tally must fail (None: no statistical rule)."""
+    `alpha`: the level at which a rate metric's tally fails at this look (`cadence.alpha`; None:
+    the run's own, 1 - confidence)."""
+    alpha = 1 - analysis.confidence if alpha is None else alpha
     name = metric.name
     if raw.unreachable is not None:
         return "Inconclusive", f"{name}: Prometheus unreachable: {raw.unreachable}"
     if raw.error is not None:
         return "Error", f"{name}: query failed: {raw.error}"
-    if analysis.min_requests > 0 and (raw.requests or 0) < analysis.min_requests:
+    least = floor(metric, analysis)
+    if least > 0 and (raw.requests or 0) < least:
         seen = int(raw.requests or 0)
         return _no_data(
-            analysis.no_data,
-            f"{name}: {seen} requests in the window, fewer than minRequests {analysis.min_requests}",
+            analysis.no_data, f"{name}: {seen} requests in the window, fewer than minRequests {least}"
         )
+    if least == 0 and analysis.min_requests is None and not _counted(raw):
+        # A rate with no request count has nothing to be sure of: its value alone must not decide.
+        return _no_data(analysis.no_data, f"{name}: 0 requests in the window")
     value = raw.value
     if value is None:
         return _no_data(analysis.no_data, f"{name}: no data")
@@ -74,6 +91,9 @@ def judge(
         if doubt is not None:
             return "Inconclusive", f"{outside}, {doubt}"
         return "Failed", outside + _sure(metric, raw, alpha)
+    unsure = _unsure(metric, analysis, raw) if analysis.min_requests is None else None
+    if unsure is not None:
+        return "Inconclusive", unsure
     relative = metric.max_increase_vs_stable is not None or metric.max_drop_vs_stable is not None
     if relative:
         stable = raw.stable_value
@@ -105,8 +125,33 @@ def judge(
     return "Successful", f"{name} = {_fmt(value)}{against} within {bounds}"
 
 
-def _rule(metric: api.Metric, raw: RawMeasurement, alpha: float | None) -> templates.TallyRule | None:
-    if alpha is None or raw.tally is None:
+def _unsure(metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement) -> str | None:
+    """Why a rate within its bounds is not yet a success (with no minRequests floor, its own
+    requests must show it within the bounds at the run's confidence), or None."""
+    rule = templates.tally_rule(metric.template, metric.max, metric.min)
+    tally = raw.tally
+    if rule is None or tally is None:
+        return None
+    alpha = 1 - analysis.confidence
+    if (rule.above is None or stats.below(tally, rule.above, alpha)) and (
+        rule.below is None or stats.above(tally, rule.below, alpha)
+    ):
+        return None
+    return (
+        f"{metric.name} = {_fmt(raw.value or 0.0)} is within its bounds, but {_fmt(tally.requests)} "
+        f"requests are too few to be sure ({_evidence(tally, alpha)}; or set minRequests)"
+    )
+
+
+def _counted(raw: RawMeasurement) -> bool:
+    """Whether the measurement saw any request (its tally, else the minRequests count)."""
+    if raw.tally is not None:
+        return raw.tally.requests > 0
+    return (raw.requests or 0) > 0
+
+
+def _rule(metric: api.Metric, raw: RawMeasurement) -> templates.TallyRule | None:
+    if raw.tally is None:
         return None
     return templates.tally_rule(metric.template, metric.max, metric.min)
 
@@ -119,10 +164,10 @@ def _evidence(tally: stats.Tally, alpha: float) -> str:
     )
 
 
-def _doubt(metric: api.Metric, raw: RawMeasurement, alpha: float | None) -> str | None:
+def _doubt(metric: api.Metric, raw: RawMeasurement, alpha: float) -> str | None:
     """Why a value outside its bounds does not fail yet (too few requests), or None."""
-    rule = _rule(metric, raw, alpha)
-    if rule is None or raw.tally is None or alpha is None:
+    rule = _rule(metric, raw)
+    if rule is None or raw.tally is None:
         return None
     tally = raw.tally
     if (rule.above is not None and stats.above(tally, rule.above, alpha)) or (
@@ -132,8 +177,8 @@ def _doubt(metric: api.Metric, raw: RawMeasurement, alpha: float | None) -> str 
     return f"but {_fmt(tally.requests)} requests are too few to be sure ({_evidence(tally, alpha)})"
 
 
-def _sure(metric: api.Metric, raw: RawMeasurement, alpha: float | None) -> str:
-    rule = _rule(metric, raw, alpha)
-    if rule is None or raw.tally is None or alpha is None:
+def _sure(metric: api.Metric, raw: RawMeasurement, alpha: float) -> str:
+    rule = _rule(metric, raw)
+    if rule is None or raw.tally is None:
         return ""
     return f" beyond doubt ({_evidence(raw.tally, alpha)})"
