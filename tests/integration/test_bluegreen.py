@@ -70,7 +70,7 @@ def test_preview_then_promote_swaps_and_undo_swaps_back_without_new_pods(
     wait_until("the stable Service on green", lambda: selected(kube, namespace, f"{NAME}-stable") == green)
     assert spec_replicas(kube, namespace) == {blue: 4, green: 4}  # blue kept for scaleDownDelay
 
-    plugin(cluster, "undo", NAME, "-n", namespace)
+    plugin(cluster, "undo", NAME, "-n", namespace, "--apply")  # no GitOps tool here: patch the spec
     until_status(kube, namespace, "back to blue", stableRevision=blue)
     wait_until("the active Service back on blue", lambda: selected(kube, namespace, NAME) == blue)
     assert pod_uids(kube, namespace, blue) == blue_pods  # the same pods: no restart, no new ones

@@ -184,7 +184,7 @@ def test_abort_pause_retry_resume_and_promote_full_with_the_plugin(
     plugin(cluster, "pause", NAME, "-n", namespace)
     plugin(cluster, "retry", NAME, "-n", namespace)
     held = until_status(kube, namespace, "the retried canary, paused", phase="Paused", **{REVISION: canary})
-    assert next(c for c in held["conditions"] if c["type"] == "Paused")["reason"] == "PausedBySpec"
+    assert next(c for c in held["conditions"] if c["type"] == "Paused")["reason"] == "PausedByUser"
     time.sleep(4)  # nothing moves while paused
     assert (at(status(kube, namespace), WEIGHT), at(status(kube, namespace), STEP)) == (0, 0)
     plugin(cluster, "resume", NAME, "-n", namespace)

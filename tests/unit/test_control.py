@@ -131,7 +131,7 @@ def test_spec_paused_in_git_holds_too_and_resume_prints_the_git_change_for_it() 
     assert condition(world.reconcile(new).status, "Paused").reason == "PausedBySpec"  # Git still says so
 
     nothing = control.patch_for("resume", new, world.status)
-    assert nothing.target is None and "nothing changed" in nothing.advice
+    assert nothing.target is None and "nothing changed in the cluster" in nothing.advice
     assert git_change(nothing.advice) == {"paused": False}
     assert control.patch_for("resume", new, world.status, apply=True).body == {"paused": False}
     world.reconcile(with_git(new, git_change(nothing.advice)))
@@ -165,6 +165,7 @@ def test_undo_mid_rollout_aborts_through_the_status_and_prints_the_git_change_th
     # After the abort, undo has nothing left to do in the cluster: only the Git change.
     after = control.patch_for("undo", new, world.status)
     assert after.target is None and git_change(after.advice) == git_change(patch.advice)
+    assert after.advice.startswith(f"the rollout of {canary} is aborted already: {name_of(old)} serves")
 
     fixed = api.ModelDeploymentSpec.model_validate(
         {k: v for k, v in {**api.dump(new), **git_change(patch.advice)}.items() if k != "resources"}

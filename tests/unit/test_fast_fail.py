@@ -112,6 +112,8 @@ def test_a_rate_within_its_bounds_succeeds_only_once_its_requests_show_it() -> N
     verdict, message = judge(a.metrics[0], a, errors(0, 20))
     assert verdict == "Inconclusive" and "20 requests are too few to be sure" in message
     assert judge(a.metrics[0], a, errors(0, 100))[0] == "Successful"  # 0 of 100: below 5% at 95%
+    p99 = analysis(minRequests=None, metrics=[{"name": "p99", "template": "latency-p99", "max": 0.25}])
+    assert judge(p99.metrics[0], p99, RawMeasurement(0.01, tally=stats.Tally(0, 20)))[0] == "Successful"
     floored = analysis(minRequests=10)  # a floor set by the user: past it, the value decides
     assert judge(floored.metrics[0], floored, errors(0, 20))[0] == "Successful"
 

@@ -94,18 +94,20 @@ def _paused(
 
 
 def _resumed(spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, apply: bool) -> Patch:
-    in_git = "spec.paused is true in the manifest: set it in Git (the pause written there stays)"
-    git = _git({"paused": False}, ())
+    # spec.paused is the manifest's: the change is made in Git (or with --apply, here).
+    in_git = f"spec.paused is true in the manifest; change it in Git:\n{_git({'paused': False}, ())}"
+    or_apply = _OR_APPLY.format(verb="resume")
     if status.pause is not None:
         if not spec.paused:
             return Patch("status", {"pause": None})
-        rest = f"still paused: {in_git}:\n{git}\n(or `modelship resume --apply` patches the spec here)"
-        return Patch("status", {"pause": None}, rest)
+        return Patch(
+            "status", {"pause": None}, f"status.pause removed, but still paused: {in_git}\n{or_apply}"
+        )
     if not spec.paused:
         raise NotApplicable("not paused: neither spec.paused nor status.pause is set")
     if apply:
         return Patch("spec", {"paused": False}, _APPLIED)
-    return Patch(None, {}, f"nothing changed: {in_git}:\n{git}\n{_OR_APPLY.format(verb='resume')}")
+    return Patch(None, {}, f"nothing changed in the cluster: {in_git}\n{or_apply}")
 
 
 def _undone(spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, apply: bool) -> Patch:
@@ -123,15 +125,18 @@ def _undone(spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, ap
         return Patch(
             "spec", {k: _merge_patch(current.get(k), template.get(k)) for k in _TEMPLATE_FIELDS}, _APPLIED
         )
-    which = f"the stable revision {status.stable_revision}" if rolling else "the previous stable revision"
     git = f"{_git(changed, removed)}\n{_OR_APPLY.format(verb='undo')}"
+    stable = status.stable_revision
     if status.rolling is not None:
-        first = f"aborted the rollout of {status.rolling}: all traffic back to {status.stable_revision} now."
-        stick = f"The spec still asks for {status.rolling}; to make the undo stick, put {which} in Git"
-        return Patch("status", _aborted(status.rolling), f"{first}\n{stick}:\n{git}")
-    return Patch(
-        None, {}, f"nothing changed in the cluster: the spec is the manifest's; put {which} in Git:\n{git}"
-    )
+        first = f"aborted the rollout of {status.rolling}: all traffic back to {stable} now."
+        stick = f"The spec still asks for {status.rolling}; to make the undo stick, put the stable revision"
+        return Patch("status", _aborted(status.rolling), f"{first}\n{stick} {stable} in Git:\n{git}")
+    if status.aborted is not None:
+        first = f"the rollout of {status.aborted.revision} is aborted already: {stable} serves all traffic."
+        stick = f"To make the undo stick, put the stable revision {stable} in Git:"
+        return Patch(None, {}, f"{first}\n{stick}\n{git}")
+    first = "nothing changed in the cluster: the spec is the manifest's."
+    return Patch(None, {}, f"{first}\nTo go back, put the previous stable revision in Git:\n{git}")
 
 
 _APPLIED = (

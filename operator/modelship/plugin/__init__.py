@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None, prog: str = "kubectl modelship") -> int:
         elif a.verb == "status":
             return status.status(kube, namespace, a.name, a.watch, a.timeout)
         else:
-            print(run_verb(kube, namespace, a.name, a.verb, getattr(a, "full", False)))
+            print(
+                run_verb(
+                    kube, namespace, a.name, a.verb, getattr(a, "full", False), getattr(a, "apply", False)
+                )
+            )
         return view.OK
     except setimage.BadValue as err:
         cli.print_usage(sys.stderr)

@@ -33,16 +33,24 @@ VERB_HELP = {
         "move the rollout on: end the current pause or step (--full: skip all remaining steps)",
         "kubectl modelship promote fraud-detector\nkubectl modelship promote fraud-detector --full",
     ),
-    "pause": ("hold the rollout where it is (sets spec.paused)", "kubectl modelship pause fraud-detector"),
-    "resume": ("continue a paused rollout (clears spec.paused)", "kubectl modelship resume fraud-detector"),
+    "pause": (
+        "hold the rollout where it is (sets status.pause, which a GitOps tool leaves alone)",
+        "kubectl modelship pause fraud-detector",
+    ),
+    "resume": (
+        "continue a paused rollout (removes status.pause; a spec.paused from Git is changed in Git, "
+        "or here with --apply)",
+        "kubectl modelship resume fraud-detector",
+    ),
     "abort": (
         "stop the rollout: all traffic back to stable, canary scaled to 0, phase Degraded until retry",
         "kubectl modelship abort fraud-detector",
     ),
     "retry": ("start an aborted rollout again from step 0", "kubectl modelship retry fraud-detector"),
     "undo": (
-        "put the stable revision's image, model, env, ... back into the spec (mid-rollout: a rollback)",
-        "kubectl modelship undo fraud-detector",
+        "go back to the stable revision: mid-rollout an abort (traffic to stable at once); prints the "
+        "image, model, env, ... to put in Git so it sticks (--apply: patch the spec here instead)",
+        "kubectl modelship undo fraud-detector\nkubectl modelship undo fraud-detector --apply",
     ),
     "completion": (
         "print a bash or zsh completion script (`source <(kubectl modelship completion bash)`)",
@@ -163,6 +171,13 @@ def parser(prog: str = "kubectl modelship") -> argparse.ArgumentParser:
                 _output(p)
             if verb == "promote":
                 p.add_argument("--full", action="store_true", help="skip all remaining steps")
+            if verb in ("undo", "resume"):
+                p.add_argument(
+                    "--apply",
+                    action="store_true",
+                    help="also patch the spec (only where no GitOps tool manages the ModelDeployment: "
+                    "one would put the spec in Git back)",
+                )
             if verb == "status":
                 p.add_argument(
                     "-w",

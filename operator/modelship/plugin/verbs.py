@@ -1,9 +1,10 @@
 """The steering verbs (promote, pause, resume, abort, retry, undo): each one merge patch of the
-ModelDeployment (see `modelship.core.control`), sent with the resourceVersion it was computed from;
-the operator does the rest."""
+ModelDeployment's status (see `modelship.core.control`; the spec only with --apply), sent with the
+resourceVersion it was computed from; the operator does the rest."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from modelship import api
@@ -30,13 +31,17 @@ def get(kube: Storage, namespace: str, name: str) -> dict[str, Any]:
     return obj
 
 
-def run_verb(kube: Storage, namespace: str, name: str, verb: str, full: bool = False) -> str:
-    """Patch the ModelDeployment for `verb`; retried when it changed under us. Returns what was done."""
+def run_verb(
+    kube: Storage, namespace: str, name: str, verb: str, full: bool = False, apply: bool = False
+) -> str:
+    """Patch the ModelDeployment for `verb` (`apply`: undo and resume may patch the spec); retried
+    when it changed under us. Returns what was done, and what to change in Git."""
     for _ in range(5):
         obj = get(kube, namespace, name)
         spec = api.ModelDeploymentSpec.model_validate(obj["spec"])
         status = api.read_status(obj.get("status"), spec)
-        patch = control.patch_for(verb, spec, status, full)
+        now = datetime.now(UTC)
+        patch = control.patch_for(verb, spec, status, full, now=now, by=FIELD_MANAGER, apply=apply)
         if patch.target is None:  # nothing to write: what to do instead
             return patch.advice
         version = obj["metadata"]["resourceVersion"]

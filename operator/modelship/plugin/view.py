@@ -28,6 +28,9 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
         f"Stable:     {status.stable_revision or '-'} "
         f"({status.available_replicas or 0}/{spec.replicas} available)",
     ]
+    if status.pause is not None:
+        at = f" at {_stamp(status.pause.at)}" if status.pause.at else ""
+        lines.append(f"Paused:     by {status.pause.by}{at} (`kubectl modelship resume` continues)")
     if status.canary is not None:
         step, weight = status.canary.step, status.canary.weight
         actual = status.new_revision_actual_weight
@@ -72,7 +75,8 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
     lines.append("Events:")
     for e in sorted(events, key=lambda e: e.get("lastTimestamp") or "")[-8:]:
         stamp, kind = e.get("lastTimestamp", ""), e.get("type", "")
-        lines.append(f"  {stamp}  {kind}  {e.get('reason', '')}: {e.get('message', '')}")
+        times = f" (x{e['count']})" if (e.get("count") or 1) > 1 else ""  # a repeat's series
+        lines.append(f"  {stamp}  {kind}  {e.get('reason', '')}: {e.get('message', '')}{times}")
     return "\n".join(lines)
 
 

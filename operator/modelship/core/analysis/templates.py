@@ -154,6 +154,10 @@ class TallyRule:
     requests: str
     above: float | None  # fails beyond doubt when the rate is above this
     below: float | None  # ... or below this
+    # Whether a success must be shown by the tally too (with no minRequests floor). Not for the
+    # latency quantiles: proving a 1% tail under its limit takes ~300 requests per window, more
+    # than most canaries see; their value decides success, their tally only failure.
+    proves_success: bool = True
 
 
 def tally_rule(template: str | None, max_: float | None, min_: float | None) -> TallyRule | None:
@@ -168,7 +172,7 @@ def tally_rule(template: str | None, max_: float | None, min_: float | None) -> 
     if le is None:
         return None  # above the largest finite bucket: the histogram cannot tell
     events, requests = TALLIES["latency"]
-    return TallyRule(events.replace("{{le}}", repr(le)), requests, 1 - quantile, None)
+    return TallyRule(events.replace("{{le}}", repr(le)), requests, 1 - quantile, None, proves_success=False)
 
 
 def tally_queries(

@@ -130,7 +130,7 @@ def _unsure(metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement) -> 
     requests must show it within the bounds at the run's confidence), or None."""
     rule = templates.tally_rule(metric.template, metric.max, metric.min)
     tally = raw.tally
-    if rule is None or tally is None:
+    if rule is None or tally is None or not rule.proves_success:
         return None
     alpha = 1 - analysis.confidence
     if (rule.above is None or stats.below(tally, rule.above, alpha)) and (
