@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ from cryptography.x509.oid import NameOID
 
 from devcluster.cluster import free_port, terminate, wait_for
 from localworld import prometheus as localprom
+from modelship.analysis.measure import ScrapeReader
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, Unreachable
-from modelship.core.analysis.templates import requests_query, template_query
+from modelship.core.analysis.templates import requests_query, tally_queries, tally_rule, template_query
 
 pytestmark = pytest.mark.integration
 
@@ -204,13 +206,40 @@ def start_prometheus(
     return prom
 
 
+class _Idle(BaseHTTPRequestHandler):
+    """A target with no metrics of its own: what a pod of revision TARGET_REVISION looks like to
+    Prometheus' target metadata (its labels come from the scrape config, as relabelling sets them)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+TARGET_REVISION = "fraud-t"
+
+
 @pytest.fixture(scope="module")
-def prom_url(exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def idle_target() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Idle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def prom_url(exporter: str, idle_target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    labels = {"namespace": NAMESPACE, "revision": TARGET_REVISION}
     config = {
         "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
         # honor_labels: the exporter's namespace/revision labels stand in for the scrape config's.
         "scrape_configs": [
-            {"job_name": "serving", "honor_labels": True, "static_configs": [{"targets": [exporter]}]}
+            {"job_name": "serving", "honor_labels": True, "static_configs": [{"targets": [exporter]}]},
+            {"job_name": "pods", "static_configs": [{"targets": [idle_target], "labels": labels}]},
         ],
     }
     prom = start_prometheus(tmp_path_factory.mktemp("prometheus"), config)
@@ -261,6 +290,44 @@ def test_requests_query_counts_the_model_requests_of_each_revision(prom: Prometh
     )
     per_interval = prom.query(f"({a}) / scalar({scrapes} - 1)")
     assert per_interval is not None and 100 <= per_interval <= 155
+
+
+@pytest.mark.parametrize(
+    ("template", "revision", "max_", "min_", "rate"),
+    [
+        ("error-rate", "fraud-a", 0.05, None, 0.02),
+        ("error-rate", "fraud-b", 0.05, None, 0.3),
+        ("accuracy", "fraud-b", None, 0.6, 0.6),
+        ("latency-p99", "fraud-b", 0.25, None, 1.0),  # every request in the (0.25, 0.5] bucket
+        ("latency-p99", "fraud-a", 0.25, None, 0.0),  # none slower than 0.1
+        # No 0.3 bucket: counted above 0.5, the next one up, where none are: a tally may undercount
+        # the slow requests (never fail a canary it should not), never overcount them.
+        ("latency-p95", "fraud-b", 0.3, None, 0.0),
+    ],
+)
+def test_a_rate_templates_tally_counts_its_events_of_its_requests(
+    prom: Prometheus, template: str, revision: str, max_: float | None, min_: float | None, rate: float
+) -> None:
+    rule = tally_rule(template, max_, min_)
+    assert rule is not None
+    events, requests = tally_queries(rule, namespace=NAMESPACE, name=NAME, revision=revision, window=WINDOW)
+    # One query, so both sides see the same samples.
+    assert prom.query(f"({events}) / ({requests})") == pytest.approx(rate, abs=1e-9)
+    counted = prom.query(requests)
+    assert counted is not None and counted > 0
+
+
+def test_the_scrape_reader_finds_a_revisions_interval_and_last_scrape(prom_url: str) -> None:
+    reader = ScrapeReader(time.monotonic)
+    config = PrometheusConfig(address=prom_url)
+    scrape = reader.read(config, NAMESPACE, TARGET_REVISION)
+    assert scrape is not None and scrape.interval == dt.timedelta(seconds=SCRAPE_SECONDS)
+    now = dt.datetime.now(dt.UTC)
+    assert scrape.last is not None and now - dt.timedelta(seconds=5) < scrape.last <= now
+    assert scrape.last.microsecond != 0 or scrape.duration > dt.timedelta(0)  # sub-second timing kept
+    assert reader.read(config, NAMESPACE, "fraud-unknown") is None
+    assert reader.read(config, "other-namespace", TARGET_REVISION) is None
+    assert reader.read(PrometheusConfig(address=f"http://127.0.0.1:{free_port()}"), NAMESPACE, "x") is None
 
 
 def test_a_revision_prometheus_never_saw_gives_no_data(prom: Prometheus) -> None:
