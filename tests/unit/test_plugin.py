@@ -124,7 +124,7 @@ def test_status_view_shows_revisions_weight_step_conditions_and_events() -> None
     assert "Stable:     fraud-aaa (3/4 available)" in view
     assert "Canary:     fraud-bbb" in view
     assert "Weight:     20% canary / 80% stable" in view
-    assert "Step:       2/2  {'pause': {}}" in view
+    assert "Step:       1/2  {'pause': {}}" in view  # steps done (the STEP column), then the step in progress
     assert "Paused=True  CanaryPauseStep" in view
     assert "Normal  WeightChanged: x" in view
 

@@ -39,7 +39,7 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
         lines += [
             f"Canary:     {status.canary.revision}",
             f"Weight:     {actual}% canary / {100 - actual}% stable{asked}",
-            f"Step:       {min(step + 1, len(steps))}/{len(steps)}  {current}",
+            f"Step:       {step}/{len(steps)}  {current}",  # steps done, as the STEP column
         ]
     if status.blue_green is not None:
         lines += [
