@@ -65,12 +65,12 @@ def test_the_columns_are_the_crds_printer_columns_with_wide_adding_the_rest() ->
     assert wide == ["NAMESPACE", "NAME"] + [c["name"].upper() for c in PRINTER_COLUMNS]
 
 
-def test_a_row_shows_each_field_and_none_for_what_the_object_lacks() -> None:
+def test_a_row_shows_each_field_and_nothing_for_what_the_object_lacks() -> None:
     header, row = table.rows([CANARY], wide=False, all_namespaces=False, now=NOW)
     cells = dict(zip(header, row, strict=True))
     assert cells["NAME"] == "fraud-detector" and cells["PHASE"] == "Progressing"
     assert cells["CANARY"] == "fraud-detector-9c2a" and cells["WEIGHT"] == "20"
-    assert cells["PREVIEW"] == table.EMPTY == "<none>"
+    assert cells["PREVIEW"] == table.EMPTY == ""
     assert cells["AGE"] == "5m"
 
 

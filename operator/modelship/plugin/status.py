@@ -45,11 +45,12 @@ def status(
     name: str,
     watch: bool,
     timeout: timedelta | None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     err: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> int:
     """Print the view; with `watch` or `timeout`, wait for the rollout to be done and return its
     verdict's exit code (view.OK, view.FAILED), or view.TIMEOUT."""
+    out = out or sys.stdout  # looked up now: a caller may have redirected it
     if not watch and timeout is None:
         obj = get(kube, namespace, name)
         out.write(view.render(obj, kube.events_of(namespace, obj["metadata"]["uid"])) + "\n")

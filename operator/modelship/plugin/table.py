@@ -9,9 +9,9 @@ from typing import Any, cast
 
 from modelship.crd import PRINTER_COLUMNS
 
-# kubectl's tab writer: every column but the last at least 10 wide, 3 spaces after the longest cell.
-_MIN_WIDTH, _PADDING = 10, 3
-EMPTY = "<none>"  # kubectl's cell for a field the object does not have
+# kubectl's tab writer: every column but the last at least 6 wide, 3 spaces after the longest cell.
+_MIN_WIDTH, _PADDING = 6, 3
+EMPTY = ""  # kubectl's cell for a field the object does not have
 
 
 def columns(wide: bool) -> list[dict[str, Any]]:
