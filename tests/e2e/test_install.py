@@ -5,6 +5,7 @@ image from v1 to v2 by canary through Traefik and rolls a bad v3 back by analysi
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -52,6 +53,16 @@ def test_the_chart_installed_operator_rolls_out_v2_and_rolls_a_bad_v3_back(
     assert pod.spec.node_name == "modelship-node"
     assert pod.spec.containers[0].image == world.operator_image
     assert pod.spec.service_account_name == "modelship"
+    # The chart's `helm test` hook: a pod of the operator image asks /readyz through the metrics Service.
+    tested = subprocess.run(
+        [str(local_cluster.bin_dir / "helm"), "test", installed.release, "-n", installed.namespace, "--logs"],
+        env=local_cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert '"ready": true' in tested.stdout, tested.stdout
 
     rollout = Rollout(world, api_client, namespace)
     try:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelship"
+PEERING_CRDS = CHART / "charts" / "kopf-peering" / "crds"  # a subchart enabled by ha.enabled
 
 VARIANTS = {
     "default": [],
@@ -91,9 +92,10 @@ def can(
 
 @pytest.fixture(scope="module")
 def chart_crds(cluster: ExistingCluster) -> None:
-    """The chart's CRDs plus the Prometheus Operator's monitor CRDs, so every kind renders valid."""
+    """The chart's CRDs (kopf's peering ones included) plus the Prometheus Operator's monitor CRDs,
+    so every kind renders valid."""
     monitors = cluster.bin_dir.parent / "prometheus-operator"
-    for path in (CHART / "crds", monitors):
+    for path in (CHART / "crds", PEERING_CRDS, monitors):
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 

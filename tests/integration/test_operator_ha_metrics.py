@@ -50,9 +50,7 @@ def test_operator_metrics_describe_the_basic_example(
 def test_only_the_active_replica_reconciles_and_a_standby_takes_over(
     cluster: ExistingCluster, kube: Storage, namespace: str, crd_installed: None, tmp_path: Path
 ) -> None:
-    cluster.kubectl(
-        "apply", "--server-side", "-f", str(REPO / "charts/modelship/crds/kopf.dev_peerings.yaml")
-    )
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "charts/modelship/charts/kopf-peering/crds"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev")
     cluster.kubectl(
         "apply",
