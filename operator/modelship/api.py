@@ -631,7 +631,7 @@ class Analysis(_Model):
         "Default: none for the rate templates (error-rate, accuracy, latency-pNN with a max), whose "
         "statistics say when there is enough; 50 for the other metrics.",
     )
-    confidence: Annotated[float, Field(ge=0.5, lt=1.0)] = Field(
+    confidence: Annotated[float, Field(ge=0.5, le=0.9999)] = Field(
         default=0.95,
         description="How sure a run must be before a rate metric (error rate, accuracy, a latency "
         "quantile's tail) fails a canary: a good canary is failed by chance with probability at most "
