@@ -100,6 +100,8 @@ def test_each_bad_model_is_rolled_back_by_the_metric_it_breaks(
     condition = progressing(status)
     assert condition["reason"] == "AnalysisFailed", condition
     assert f"{metric} = " in condition["message"] and words in condition["message"], condition
+    # Failed on the revision's own request count, not on a value from a handful of requests.
+    assert "beyond doubt" in condition["message"], condition
     assert status["stableRevision"] == v1 and not rolling_revision(status)
     no_canary_traffic_after_rollback(rollout, status)
 
