@@ -20,6 +20,7 @@ One pass (`step`):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import socket
 import threading
@@ -35,10 +36,20 @@ from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.kube import routes, smoke
 from modelship.kube.feedbackkey import FeedbackKeys
 from modelship.kube.observe import observe_deployments, observe_devices
-from modelship.kube.storage import Storage, deployments_path, md_path, merge_patch
+from modelship.kube.storage import (
+    EVENTS_API,
+    Conflict,
+    NotFound,
+    Storage,
+    deployments_path,
+    md_path,
+    merge_patch,
+    series_events_path,
+)
 from modelship.logs import Logger
 
-COMPONENT = "modelship"
+REPORTING_CONTROLLER = "modelship.io/operator"  # an Event's reportingController
+ACTION = "Reconcile"  # what the operator was doing when it posted an Event
 # After writing new weights, read the route back this soon: the read-back completes the step.
 ROUTE_READBACK_SECONDS = 1.0
 
@@ -64,6 +75,8 @@ class Reconciler:
         self._guard = threading.Lock()
         self._instance = socket.gethostname()
         self._feedback_keys = FeedbackKeys(self.storage)
+        # (namespace, ModelDeployment, Event name) -> the count of that Event's series
+        self._series: dict[tuple[str, str, str], int] = {}
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
@@ -73,6 +86,9 @@ class Reconciler:
         with self._guard:
             self._locks.pop((namespace, name), None)
             timer = self._timers.pop((namespace, name), None)
+            for key in list(self._series):  # a snapshot: other passes add series meanwhile
+                if key[:2] == (namespace, name):
+                    self._series.pop(key, None)
         if timer is not None:
             timer[1].cancel()
 
@@ -209,28 +225,64 @@ class Reconciler:
             logger.exception("timed reconcile failed")
 
     def post_event(self, owner: manifests.Owner, event: engine.Event, now: datetime) -> None:
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.storage.post_event(
-            owner.namespace,
-            {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {"generateName": f"{owner.name}.", "namespace": owner.namespace},
-                "involvedObject": {
-                    "apiVersion": api.API_VERSION,
-                    "kind": api.KIND,
-                    "name": owner.name,
-                    "namespace": owner.namespace,
-                    "uid": owner.uid,
-                },
-                "type": event.type,
-                "reason": event.reason,
-                "message": event.message[:1024],
-                "source": {"component": COMPONENT},
-                "reportingComponent": COMPONENT,
-                "reportingInstance": self._instance[:128],
-                "firstTimestamp": stamp,
-                "lastTimestamp": stamp,
-                "count": 1,
+        """Post `event` as an events.k8s.io/v1 Event: a transition is a new object each time; a
+        repeat (`event.series`) is one object per series, reason and type, whose `series.count` and
+        `lastObservedTime` each repeat bumps (as client-go's event recorder does)."""
+        body = self._event(owner, event, now)
+        if event.series is None:
+            # A name of our own, as client-go's recorder makes it: events.k8s.io refuses a
+            # generateName that does not end alphanumeric, and `<name>-` would end in "-".
+            body["metadata"]["name"] = f"{owner.name}.{time.time_ns():x}"
+            self.storage.post_event(owner.namespace, body)
+            return
+        # A name from the series' identity, so a restarted (or newly elected) operator finds it.
+        digest = hashlib.sha256(
+            f"{owner.uid}/{event.reason}/{event.type}/{event.series}".encode()
+        ).hexdigest()
+        name = f"{owner.name}.{digest[:16]}"
+        key = (owner.namespace, owner.name, name)
+        count = self._series.get(key)
+        if count is None:
+            found = self.storage.get(series_events_path(owner.namespace, name))
+            if found is None:
+                body["metadata"]["name"] = name
+                try:
+                    self.storage.post_event(owner.namespace, body)
+                    self._series[key] = 1
+                    return
+                except Conflict:  # made meanwhile (by the replica that led before us)
+                    found = self.storage.get(series_events_path(owner.namespace, name)) or {}
+            count = int((found.get("series") or {}).get("count") or 1)
+        series = {"count": count + 1, "lastObservedTime": _micro(now)}
+        try:
+            self.storage.patch_event(owner.namespace, name, {"series": series})
+        except NotFound:  # expired (the API server's event TTL): the series starts again
+            self._series.pop(key, None)
+            return self.post_event(owner, event, now)
+        self._series[key] = count + 1
+
+    def _event(self, owner: manifests.Owner, event: engine.Event, now: datetime) -> dict[str, Any]:
+        return {
+            "apiVersion": EVENTS_API,
+            "kind": "Event",
+            "metadata": {"namespace": owner.namespace},
+            "regarding": {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "name": owner.name,
+                "namespace": owner.namespace,
+                "uid": owner.uid,
             },
-        )
+            "eventTime": _micro(now),
+            "type": event.type,
+            "reason": event.reason,
+            "action": ACTION,
+            "note": event.message[:1024],
+            "reportingController": REPORTING_CONTROLLER,
+            "reportingInstance": self._instance[:128],
+        }
+
+
+def _micro(moment: datetime) -> str:
+    """An events.k8s.io MicroTime."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

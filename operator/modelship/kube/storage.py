@@ -126,6 +126,14 @@ def events_path(namespace: str) -> str:
     return f"/api/v1/namespaces/{namespace}/events"
 
 
+EVENTS_API = "events.k8s.io/v1"  # the Event API with `series`: a repeat updates one object
+
+
+def series_events_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/{EVENTS_API}/namespaces/{namespace}/events"
+    return f"{base}/{name}" if name else base
+
+
 def secrets_path(namespace: str) -> str:
     return f"/api/v1/namespaces/{namespace}/secrets"
 
@@ -282,11 +290,28 @@ class Storage:
             yield event
 
     def post_event(self, namespace: str, event: Manifest) -> None:
-        """Events are not counted writes (see the module's docstring)."""
-        self.request("POST", events_path(namespace), body=event, counted=False)
+        """POST an Event, core/v1 or events.k8s.io/v1 by its apiVersion. Events are not counted
+        writes (see the module's docstring)."""
+        core = event.get("apiVersion", "v1") == "v1"
+        path = events_path(namespace) if core else series_events_path(namespace)
+        self.request("POST", path, body=event, counted=False)
+
+    def patch_event(self, namespace: str, name: str, patch: Manifest) -> None:
+        """Merge `patch` into an events.k8s.io/v1 Event (its `series`: all else is immutable)."""
+        path = series_events_path(namespace, name)
+        self.request("PATCH", path, body=patch, content_type=MERGE, counted=False)
 
     def events_of(self, namespace: str, uid: str) -> list[Manifest]:
-        return self.items(events_path(namespace), fieldSelector=f"involvedObject.uid={uid}")
+        """The Events about one object, in the core/v1 shape. One posted through events.k8s.io/v1
+        keeps its time and count only in `eventTime` and `series`: they are copied into
+        `lastTimestamp` and `count`, so every reader sees one shape."""
+        items = self.items(events_path(namespace), fieldSelector=f"involvedObject.uid={uid}")
+        for event in items:
+            series = event.get("series") or {}
+            last = event.get("lastTimestamp") or series.get("lastObservedTime") or event.get("eventTime")
+            event["lastTimestamp"] = last
+            event["count"] = event.get("count") or series.get("count") or 1
+        return items
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's decoded data; LookupError when there is none."""
