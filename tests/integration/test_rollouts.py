@@ -191,7 +191,7 @@ def test_abort_pause_retry_resume_and_promote_full_with_the_plugin(
     until_status(kube, namespace, "the canary at 50% after resume", **{WEIGHT: 50, STEP: 3})
 
     view = plugin(cluster, "status", NAME, "-n", namespace)
-    assert f"Canary:     {canary}" in view and "Step:       4/4" in view and "50% canary" in view
+    assert f"Canary:     {canary}" in view and "Step:       3/4" in view and "50% canary" in view
 
     plugin(cluster, "promote", NAME, "-n", namespace, "--full")
     until_status(kube, namespace, "promoted by promote --full", stableRevision=canary, phase="Healthy")
