@@ -22,6 +22,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -122,34 +123,50 @@ def start_phases(
     return {k: round(v, 2) for k, v in seen.items()}, canary, before
 
 
+@contextlib.contextmanager
+def on_v1(
+    world: LocalWorld, api: client.ApiClient, namespace: str, name: str, rate: float
+) -> Iterator[ModelDeployments]:
+    """A ModelDeployment `name` serving v1 under steady load through Traefik, deleted afterwards."""
+    mds = ModelDeployments(api, namespace)
+    endpoint = world.expose(namespace, name)
+    mds.create(model_deployment(name, world.image("v1"), "v1", STEPS, analysis=ANALYSIS))
+    try:
+        mds.wait_phase(name, "Healthy", timeout=240)
+        load = Load(
+            f"{endpoint.url}/predict",
+            holdout_samples(),
+            rate=rate,
+            duration=400,
+            feedback_ratio=0.5,
+            host=endpoint.host,
+        ).start()
+        try:
+            wait_for("v1 to answer", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
+            yield mds
+        finally:
+            load.stop()
+    finally:
+        mds.delete(name)
+
+
+def roll_to(world: LocalWorld, mds: ModelDeployments, name: str, version: str) -> float:
+    """Patch the ModelDeployment to `version`'s image and model; when (monotonic) it was sent."""
+    image = world.image(version)
+    changed = time.monotonic()
+    mds.patch(
+        name, {"image": image.ref, "model": {"name": name, "version": version, "sha256": image.model_sha256}}
+    )
+    return changed
+
+
 def one_run(
     world: LocalWorld, api: client.ApiClient, namespace: str, bad: str, run: int, rate: float
 ) -> dict[str, Any]:
     name = f"r{run}-{bad.removeprefix('v3-')}"
-    mds = ModelDeployments(api, namespace)
-    endpoint = world.expose(namespace, name)
-    mds.create(model_deployment(name, world.image("v1"), "v1", STEPS, analysis=ANALYSIS))
-    mds.wait_phase(name, "Healthy", timeout=180)
-    load = Load(
-        f"{endpoint.url}/predict",
-        holdout_samples(),
-        rate=rate,
-        duration=300,
-        feedback_ratio=0.5,
-        host=endpoint.host,
-    ).start()
     custom, core, apps = client.CustomObjectsApi(api), client.CoreV1Api(api), client.AppsV1Api(api)
-    try:
-        wait_for("v1 to answer", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
-        bad_image = world.image(bad)
-        changed = time.monotonic()
-        mds.patch(
-            name,
-            {
-                "image": bad_image.ref,
-                "model": {"name": name, "version": bad, "sha256": bad_image.model_sha256},
-            },
-        )
+    with on_v1(world, api, namespace, name, rate) as mds:
+        changed = roll_to(world, mds, name, bad)
         phases, canary, smoke = start_phases(mds, apps, custom, core, namespace, name, changed)
         started = changed + phases["first_request"]
         ended = wait_for(
@@ -170,9 +187,6 @@ def one_run(
             "reason": reason.get("reason"),
             "message": reason.get("message"),
         }
-    finally:
-        load.stop()
-        mds.delete(name)
 
 
 def good_run(
@@ -180,45 +194,23 @@ def good_run(
 ) -> dict[str, Any]:
     """One rollout of the good model v2 over v1 under load: promoted, or (a false rollback) not."""
     name = f"g{run}-v2"
-    mds = ModelDeployments(api, namespace)
-    endpoint = world.expose(namespace, name)
-    mds.create(model_deployment(name, world.image("v1"), "v1", STEPS, analysis=ANALYSIS))
-    try:
-        mds.wait_phase(name, "Healthy", timeout=240)
-        load = Load(
-            f"{endpoint.url}/predict",
-            holdout_samples(),
-            rate=rate,
-            duration=400,
-            feedback_ratio=0.5,
-            host=endpoint.host,
-        ).start()
-        try:
-            wait_for("v1 to answer", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
-            good = world.image("v2")
-            old = mds.status(name).get("stableRevision")
-            started = time.monotonic()
-            model = {"name": name, "version": "v2", "sha256": good.model_sha256}
-            mds.patch(name, {"image": good.ref, "model": model})
+    with on_v1(world, api, namespace, name, rate) as mds:
+        old = mds.status(name).get("stableRevision")
+        started = roll_to(world, mds, name, "v2")
 
-            def ended() -> dict[str, Any] | None:
-                status = mds.status(name)
-                moved = status.get("stableRevision") != old and status.get("phase") == "Healthy"
-                return status if moved or at(status, "rollout.aborted") else None
+        def ended() -> dict[str, Any] | None:
+            status = mds.status(name)
+            moved = status.get("stableRevision") != old and status.get("phase") == "Healthy"
+            return status if moved or at(status, "rollout.aborted") else None
 
-            status = wait_for("the v2 rollout to end", ended, timeout=300)
-            promoted = status.get("stableRevision") != old
-            aborted = at(status, "rollout.aborted") or {}
-            return {
-                "promoted": promoted,
-                "seconds": round(time.monotonic() - started, 1),
-                "reason": aborted.get("reason"),
-                "message": aborted.get("message"),
-            }
-        finally:
-            load.stop()
-    finally:
-        mds.delete(name)
+        status = wait_for("the v2 rollout to end", ended, timeout=300)
+        aborted = at(status, "rollout.aborted") or {}
+        return {
+            "promoted": status.get("stableRevision") != old,
+            "seconds": round(time.monotonic() - started, 1),
+            "reason": aborted.get("reason"),
+            "message": aborted.get("message"),
+        }
 
 
 def good_runs(

@@ -143,13 +143,18 @@ class _Exporter(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def exporter() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A loopback HTTP server with `handler` for the module's tests: its host:port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[str]:
+    yield from serve(_Exporter)
 
 
 @dataclass
@@ -224,11 +229,7 @@ TARGET_REVISION = "fraud-t"
 
 @pytest.fixture(scope="module")
 def idle_target() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Idle)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from serve(_Idle)
 
 
 @pytest.fixture(scope="module")
