@@ -63,7 +63,6 @@ class World:
     slices: dict[str, frozenset[str]] | None = None
     scrape: Scrape | None = None  # Prometheus' target metadata for the rolling revision
 
-
     def observations(self, s: api.ModelDeploymentSpec | None = None) -> engine.Observations:
         base = engine.Observations(self.owner, dict(self.deployments), scrape=self.scrape)
         if s is None:

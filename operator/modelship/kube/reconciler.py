@@ -51,13 +51,12 @@ from modelship.logs import Logger
 REPORTING_CONTROLLER = "modelship.io/operator"  # an Event's reportingController
 ACTION = "Reconcile"  # what the operator was doing when it posted an Event
 # After writing new weights, read the route back this soon: the read-back completes the step.
-ROUTE_READBACK_SECONDS = 1.0
+ROUTE_READBACK_SECONDS = 0.2
+TIMER_SLACK_SECONDS = 0.02
 
 
 def utcnow() -> datetime:
-    # Kubernetes timestamps have second precision; keeping ours the same makes a
-    # status read back from the API compare equal to the one we wrote.
-    return datetime.now(UTC).replace(microsecond=0)
+    return datetime.now(UTC)
 
 
 class Reconciler:
@@ -75,6 +74,7 @@ class Reconciler:
         self._guard = threading.Lock()
         self._instance = socket.gethostname()
         self._feedback_keys = FeedbackKeys(self.storage)
+        self._scrapes = measure.ScrapeReader(time.monotonic)
         # (namespace, ModelDeployment, Event name) -> the count of that Event's series
         self._series: dict[tuple[str, str, str], int] = {}
 
@@ -121,7 +121,10 @@ class Reconciler:
             devices=observe_devices(self.storage, owner, spec),
             route=route.observation if route is not None else None,
         )
-        now = self.clock()
+        clock = self.clock()
+        # Kubernetes timestamps have second precision; deciding on whole seconds makes a status
+        # read back from the API compare equal to the one we wrote.
+        now = clock.replace(microsecond=0)
         observations = self._observe(owner, spec, status, observed, now, logger)
         decision = engine.decide(spec, status, observations, now)
 
@@ -144,7 +147,8 @@ class Reconciler:
             level = logging.WARNING if event.type == "Warning" else logging.INFO
             logger.log(level, "%s: %s", event.reason, event.message)
             self.post_event(owner, event, now)
-        wake = (decision.wake_at - now).total_seconds() if decision.wake_at is not None else None
+        # From the clock, not `now` (whole seconds): a probe is timed to just after a scrape.
+        wake = (decision.wake_at - clock).total_seconds() if decision.wake_at is not None else None
         if moved:  # new weights: read them back soon, the read-back completes the step
             wake = ROUTE_READBACK_SECONDS if wake is None else min(wake, ROUTE_READBACK_SECONDS)
         return wake
@@ -179,15 +183,20 @@ class Reconciler:
         logger: Logger,
     ) -> engine.Observations:
         """Take the measurements and the smoke test the engine asks for."""
-        wants = engine.wants(spec, status, observations, now)
-        measurements: dict[str, dict[str, RawMeasurement]] = {}
-        if wants.runs and spec.analysis is not None:
+        config: Any = None
+        running = [r for r in status.analysis or [] if r.phase == "Running" and r.revision == status.rolling]
+        if running and spec.analysis is not None:
             try:
-                config: Any = measure.connection(
+                config = measure.connection(
                     spec.analysis, owner.namespace, self.prometheus, self.storage.read_secret
                 )
             except measure.ConnectionProblem as problem:
                 config = problem
+            scrape = self._scrapes.read(config, owner.namespace, running[0].revision)
+            observations = dataclasses.replace(observations, scrape=scrape)
+        wants = engine.wants(spec, status, observations, now)
+        measurements: dict[str, dict[str, RawMeasurement]] = {}
+        if wants.runs and spec.analysis is not None:
             for run in wants.runs:
                 stable = status.stable_revision or run.revision
                 measurements[run.kind] = measure.measure(
@@ -211,7 +220,10 @@ class Reconciler:
                 return
             if current is not None:
                 current[1].cancel()
-            timer = threading.Timer(max(seconds, 0.0) + 0.5, self._fire, (namespace, name, logger))
+            # Just after the moment: the pass then decides on a `now` (whole seconds) that has reached it.
+            timer = threading.Timer(
+                max(seconds, 0.0) + TIMER_SLACK_SECONDS, self._fire, (namespace, name, logger)
+            )
             timer.daemon = True
             self._timers[key] = (due, timer)
         timer.start()
