@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from modelship import api
+from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 
 from .enginesim import World, command, spec
@@ -60,6 +62,7 @@ def run_until(world: World, s: api.ModelDeploymentSpec, done: Any, passes: int =
 def test_a_good_canary_passes_each_analysis_step_and_is_promoted_with_measurements_in_status() -> None:
     old = with_analysis()
     world = stable_world(old)
+    world.scrape = Scrape(timedelta(seconds=30))  # scraped slower than the interval: no probes
     new = with_analysis(NEW_IMAGE)
     world.reconcile(new)
     world.settle()

@@ -336,3 +336,12 @@ def test_a_probing_run_asks_to_be_woken_just_after_the_next_scrape() -> None:
     world.scrape = Scrape(timedelta(seconds=1), last=world.now - timedelta(seconds=0.5))
     decision = world.decide(new)
     assert decision.wake_at == world.now + timedelta(seconds=0.5) + cadence.MARGIN
+
+
+def test_a_run_in_its_first_window_asks_again_soon_for_a_scrape_timing_not_known_yet() -> None:
+    a, run = analysis(), run_at(T0)
+    soon = T0 + timedelta(seconds=3)
+    assert cadence.wake(run, a, None, soon) == soon + cadence.RETRY  # its pods not yet a target
+    assert cadence.wake(run, a, SCRAPE, soon) == cadence.next_look(a, SCRAPE, soon)  # probing
+    assert cadence.wake(run, a, None, T0 + timedelta(seconds=61)) is None  # past the window: the interval
+    assert cadence.wake(run, analysis(scrapeInterval="10s"), None, soon) is None  # set, and not fast

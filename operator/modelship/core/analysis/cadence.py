@@ -23,6 +23,9 @@ from modelship.core.analysis import runs, stats
 
 NEAR = 0.2  # a value within 20% of a bound is near it
 MARGIN = timedelta(milliseconds=250)  # after a scrape ends, before its samples are queried
+# A new revision's pods reach Prometheus' targets a moment after they start: while a run in its
+# first window has no scrape timing yet, ask again this soon rather than at the interval.
+RETRY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def fast(run: api.AnalysisRun, analysis: api.Analysis, now: datetime, scrape: Sc
     """Whether the run probes at the scrape cadence now."""
     if run.phase != "Running" or cadence(analysis, scrape) >= api.parse_duration(analysis.interval):
         return False
-    if now < run.started_at + api.parse_duration(runs.window(analysis)):
+    if _first_window(run, analysis, now):
         return True
     judged = {m.name: m for m in analysis.metrics if not m.dry_run}
     for status in run.metrics:
@@ -85,9 +88,26 @@ def alpha(run: api.AnalysisRun, analysis: api.Analysis, scrape: Scrape | None, n
     return stats.alpha_for(1 - analysis.confidence, slot)
 
 
+def _first_window(run: api.AnalysisRun, analysis: api.Analysis, now: datetime) -> bool:
+    return now < run.started_at + api.parse_duration(runs.window(analysis))
+
+
 def next_look(analysis: api.Analysis, scrape: Scrape | None, now: datetime) -> datetime:
     """When the next scrape's samples can be queried: just after it, if its timing is known."""
     landed = _landed(analysis, scrape, now)
     if landed is None:
         return now + cadence(analysis, scrape)
     return landed[0] + landed[1]
+
+
+def wake(
+    run: api.AnalysisRun, analysis: api.Analysis, scrape: Scrape | None, now: datetime
+) -> datetime | None:
+    """When the run wants a pass sooner than its interval: the next probe, or (in its first
+    window, with no scrape timing known yet) another read of the timing."""
+    if fast(run, analysis, now, scrape):
+        return next_look(analysis, scrape, now)
+    unknown = scrape is None and analysis.scrape_interval is None
+    if unknown and run.phase == "Running" and _first_window(run, analysis, now):
+        return now + RETRY
+    return None

@@ -202,8 +202,9 @@ def _wake_at(ctx: Context, out: Outcome) -> datetime | None:
             at = runs.next_at(run, spec.analysis)
             if at is not None and run.revision == out.canary:
                 times.append(at)
-                if cadence.fast(run, spec.analysis, ctx.now, ctx.observations.scrape):
-                    times.append(cadence.next_look(spec.analysis, ctx.observations.scrape, ctx.now))
+                sooner = cadence.wake(run, spec.analysis, ctx.observations.scrape, ctx.now)
+                if sooner is not None:
+                    times.append(sooner)
     steps = spec.strategy.steps
     if out.mode == "rolling" and out.pause_start and out.step is not None and out.step < len(steps):
         pause = steps[out.step].pause
