@@ -7,6 +7,7 @@ judge each look with the real `verdicts.judge` at the real `cadence.z`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -201,6 +202,14 @@ def test_the_next_look_lands_just_after_the_next_scrape() -> None:
     assert cadence.next_look(a, SCRAPE, landed) == landed + timedelta(seconds=2)
     assert cadence.next_look(a, SCRAPE, T0 + timedelta(seconds=7)) == landed + timedelta(seconds=8)
     assert cadence.next_look(a, None, T0) == T0 + timedelta(seconds=5)  # no scrape known: the interval
+
+
+def test_the_next_look_is_after_the_passes_own_time_not_its_whole_second() -> None:
+    a = analysis()
+    landed = T0 + SCRAPE.duration + cadence.MARGIN  # T0 + 0.26 s, then every 2 s
+    seen = dataclasses.replace(SCRAPE, seen_at=T0 + timedelta(seconds=2.5))  # now: T0 + 2 s
+    assert cadence.next_look(a, seen, T0 + timedelta(seconds=2)) == landed + timedelta(seconds=4)
+    assert cadence.next_look(a, SCRAPE, T0 + timedelta(seconds=2)) == landed + timedelta(seconds=2)
 
 
 def test_looks_between_two_scrapes_share_one_slot_of_the_budget() -> None:

@@ -125,7 +125,7 @@ class Reconciler:
         # Kubernetes timestamps have second precision; deciding on whole seconds makes a status
         # read back from the API compare equal to the one we wrote.
         now = clock.replace(microsecond=0)
-        observations = self._observe(owner, spec, status, observed, now, logger)
+        observations = self._observe(owner, spec, status, observed, now, clock, logger)
         decision = engine.decide(spec, status, observations, now)
 
         # Status first, with the resourceVersion we decided on: a manual command that patched
@@ -180,9 +180,11 @@ class Reconciler:
         status: api.ModelDeploymentStatus,
         observations: engine.Observations,
         now: datetime,
+        clock: datetime,
         logger: Logger,
     ) -> engine.Observations:
-        """Take the measurements and the smoke test the engine asks for."""
+        """Take the measurements and the smoke test the engine asks for (`clock`: `now` to the
+        microsecond, for timing probes)."""
         config: Any = None
         running = [r for r in status.analysis or [] if r.phase == "Running" and r.revision == status.rolling]
         if running and spec.analysis is not None:
@@ -193,6 +195,8 @@ class Reconciler:
             except measure.ConnectionProblem as problem:
                 config = problem
             scrape = self._scrapes.read(config, owner.namespace, running[0].revision)
+            if scrape is not None:
+                scrape = dataclasses.replace(scrape, seen_at=clock)
             observations = dataclasses.replace(observations, scrape=scrape)
         wants = engine.wants(spec, status, observations, now)
         measurements: dict[str, dict[str, RawMeasurement]] = {}

@@ -35,6 +35,9 @@ class Scrape:
     interval: timedelta
     last: datetime | None = None  # the start of the last scrape
     duration: timedelta = timedelta(0)  # how long that scrape took
+    # The pass's own time to the microsecond (its `now` is whole seconds): a probe scheduled from
+    # `now` alone could land in the past and pass again at once, over and over.
+    seen_at: datetime | None = None
 
 
 def cadence(analysis: api.Analysis, scrape: Scrape | None) -> timedelta:
@@ -94,6 +97,8 @@ def _first_window(run: api.AnalysisRun, analysis: api.Analysis, now: datetime) -
 
 def next_look(analysis: api.Analysis, scrape: Scrape | None, now: datetime) -> datetime:
     """When the next scrape's samples can be queried: just after it, if its timing is known."""
+    if scrape is not None and scrape.seen_at is not None:
+        now = max(now, scrape.seen_at)
     landed = _landed(analysis, scrape, now)
     if landed is None:
         return now + cadence(analysis, scrape)
