@@ -354,3 +354,21 @@ def test_a_run_in_its_first_window_asks_again_soon_for_a_scrape_timing_not_known
     assert cadence.wake(run, a, SCRAPE, soon) == cadence.next_look(a, SCRAPE, soon)  # probing
     assert cadence.wake(run, a, None, T0 + timedelta(seconds=61)) is None  # past the window: the interval
     assert cadence.wake(run, analysis(scrapeInterval="10s"), None, soon) is None  # set, and not fast
+
+
+def test_a_proportion_is_judged_from_its_tally_before_rate_has_two_samples() -> None:
+    a = analysis()
+    verdict, message = judge(a.metrics[0], a, RawMeasurement(None, tally=stats.Tally(10, 30)), alpha=0.02)
+    assert verdict == "Failed" and "errors = 0.3333 is above max 0.05 beyond doubt" in message
+    p99 = analysis(metrics=[{"name": "p99", "template": "latency-p99", "max": 0.25}])
+    # A tail share is not the quantile: no value, no verdict from it (noData decides).
+    assert judge(p99.metrics[0], p99, RawMeasurement(None, tally=stats.Tally(10, 30)))[0] == "Inconclusive"
+
+
+def test_a_tally_counts_a_new_series_whole_and_an_old_one_since_the_window_began() -> None:
+    rule = templates.tally_rule("error-rate", 0.05, None)
+    assert rule is not None
+    _, requests = templates.tally_queries(rule, namespace="ns", name="m", revision="m-1", window="60s")
+    labels = 'namespace="ns", revision="m-1", route=~"/predict|/v2/models/{name}/infer"'
+    series = f"modelserver_requests_total{{{labels}}}"
+    assert requests == f"sum(clamp_min({series} - {series} offset 60s, 0) or {series})"

@@ -48,28 +48,33 @@ sum(rate(modelserver_prediction_confidence_count{namespace="{{namespace}}", revi
 REQUESTS_TEMPLATE = """\
 sum(increase(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"}[{{window}}]))"""  # noqa: E501
 
+
+def _counted(selector: str) -> str:
+    """What counter `selector` counted in the window: per series, its growth since the window
+    began, or the whole value of a series born inside it (a new pod; counters start at 0). Unlike
+    increase(), one sample is enough, so a new canary is judged on its first scrape."""
+    return f"sum(clamp_min({selector} - {selector} offset {{{{window}}}}, 0) or {selector})"
+
+
+_MODEL = 'namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"'
+_FEEDBACK = 'namespace="{{namespace}}", revision="{{revision}}"'
+_DURATION = f"modelserver_request_duration_seconds_bucket{{{_MODEL}"
 # Rate metrics as k events of n requests (`stats.Tally`), for failing only beyond doubt. The
 # latency quantiles become the share of requests slower than the limit: p99 > max exactly when more
 # than 1% of requests took longer than max. Their `{{le}}` is the smallest bucket at or above max
 # (fewer requests exceed it, so the share is never overstated).
 TALLIES: Mapping[str, tuple[str, str]] = {
     "error-rate": (
-        """\
-sum(increase(modelserver_requests_total{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer", code=~"5.."}[{{window}}])) or vector(0)""",  # noqa: E501
-        REQUESTS_TEMPLATE,
+        _counted(f'modelserver_requests_total{{{_MODEL}, code=~"5.."}}') + " or vector(0)",
+        _counted(f"modelserver_requests_total{{{_MODEL}}}"),
     ),
     "accuracy": (
-        """\
-sum(increase(modelserver_feedback_total{namespace="{{namespace}}", revision="{{revision}}", outcome="correct"}[{{window}}])) or vector(0)""",  # noqa: E501
-        """\
-sum(increase(modelserver_feedback_total{namespace="{{namespace}}", revision="{{revision}}"}[{{window}}]))""",
+        _counted(f'modelserver_feedback_total{{{_FEEDBACK}, outcome="correct"}}') + " or vector(0)",
+        _counted(f"modelserver_feedback_total{{{_FEEDBACK}}}"),
     ),
     "latency": (
-        """\
-sum(increase(modelserver_request_duration_seconds_bucket{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer", le="+Inf"}[{{window}}]))
-- sum(increase(modelserver_request_duration_seconds_bucket{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer", le="{{le}}"}[{{window}}]))""",  # noqa: E501
-        """\
-sum(increase(modelserver_request_duration_seconds_bucket{namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer", le="+Inf"}[{{window}}]))""",  # noqa: E501
+        _counted(f'{_DURATION}, le="+Inf"}}') + " - " + _counted(f'{_DURATION}, le="{{{{le}}}}"}}'),
+        _counted(f'{_DURATION}, le="+Inf"}}'),
     ),
 }
 # modelserver_request_duration_seconds' buckets (metrics_contract.json; a test keeps them equal).
@@ -154,10 +159,12 @@ class TallyRule:
     requests: str
     above: float | None  # fails beyond doubt when the rate is above this
     below: float | None  # ... or below this
-    # Whether a success must be shown by the tally too (with no minRequests floor). Not for the
-    # latency quantiles: proving a 1% tail under its limit takes ~300 requests per window, more
-    # than most canaries see; their value decides success, their tally only failure.
-    proves_success: bool = True
+    # Whether the tally's rate is the metric's own value (error-rate, accuracy), or only a tail
+    # share (the latency quantiles). A proportion stands in for a value not there yet (rate()
+    # needs two samples, the tally one), and must show a success too when no minRequests is set;
+    # a tail share does not: proving a 1% tail under its limit takes ~300 requests per window,
+    # more than most canaries see.
+    proportion: bool = True
 
 
 def tally_rule(template: str | None, max_: float | None, min_: float | None) -> TallyRule | None:
@@ -172,7 +179,7 @@ def tally_rule(template: str | None, max_: float | None, min_: float | None) -> 
     if le is None:
         return None  # above the largest finite bucket: the histogram cannot tell
     events, requests = TALLIES["latency"]
-    return TallyRule(events.replace("{{le}}", repr(le)), requests, 1 - quantile, None, proves_success=False)
+    return TallyRule(events.replace("{{le}}", repr(le)), requests, 1 - quantile, None, proportion=False)
 
 
 def tally_queries(

@@ -79,6 +79,9 @@ def judge(
         # A rate with no request count has nothing to be sure of: its value alone must not decide.
         return _no_data(analysis.no_data, f"{name}: 0 requests in the window")
     value = raw.value
+    rule = templates.tally_rule(metric.template, metric.max, metric.min)
+    if value is None and rule is not None and rule.proportion and raw.tally is not None:
+        value = raw.tally.rate  # the same proportion, from one sample (`templates._counted`)
     if value is None:
         return _no_data(analysis.no_data, f"{name}: no data")
     outside = None
@@ -130,7 +133,7 @@ def _unsure(metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement) -> 
     requests must show it within the bounds at the run's confidence), or None."""
     rule = templates.tally_rule(metric.template, metric.max, metric.min)
     tally = raw.tally
-    if rule is None or tally is None or not rule.proves_success:
+    if rule is None or tally is None or not rule.proportion:
         return None
     alpha = 1 - analysis.confidence
     if (rule.above is None or stats.below(tally, rule.above, alpha)) and (
