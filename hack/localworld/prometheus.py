@@ -69,7 +69,8 @@ def local_config(discovery_url: str, interval: str = DEFAULT_INTERVAL) -> dict[s
     `http_sd_configs` (same labels as `kubernetes_sd_configs`)."""
     job = recommended_job(interval)
     del job["kubernetes_sd_configs"]
-    job["http_sd_configs"] = [{"url": discovery_url, "refresh_interval": "1s"}]
+    # Half a second: Kubernetes SD learns of a new pod from a watch, at once; HTTP SD has to poll.
+    job["http_sd_configs"] = [{"url": discovery_url, "refresh_interval": "500ms"}]
     return {"global": {"scrape_interval": interval, "evaluation_interval": interval}, "scrape_configs": [job]}
 
 

@@ -206,7 +206,7 @@ def test_the_next_look_lands_just_after_the_next_scrape() -> None:
 
 def test_the_next_look_is_after_the_passes_own_time_not_its_whole_second() -> None:
     a = analysis()
-    landed = T0 + SCRAPE.duration + cadence.MARGIN  # T0 + 0.26 s, then every 2 s
+    landed = T0 + SCRAPE.duration + cadence.MARGIN  # T0 + 0.11 s, then every 2 s
     seen = dataclasses.replace(SCRAPE, seen_at=T0 + timedelta(seconds=2.5))  # now: T0 + 2 s
     assert cadence.next_look(a, seen, T0 + timedelta(seconds=2)) == landed + timedelta(seconds=4)
     assert cadence.next_look(a, SCRAPE, T0 + timedelta(seconds=2)) == landed + timedelta(seconds=2)

@@ -84,7 +84,7 @@ def test_local_prometheus_config_uses_http_discovery_and_the_recommended_relabel
     config = prometheus.local_config("http://127.0.0.1:1/", "2s")
     (job,) = config["scrape_configs"]
     assert "kubernetes_sd_configs" not in job  # Debian's build refuses it
-    assert job["http_sd_configs"] == [{"url": "http://127.0.0.1:1/", "refresh_interval": "1s"}]
+    assert job["http_sd_configs"] == [{"url": "http://127.0.0.1:1/", "refresh_interval": "500ms"}]
     # Pods on the real node are scraped at their pod IPs: nothing is rewritten.
     assert job["relabel_configs"] == prometheus.recommended_job("2s")["relabel_configs"]
     assert config["global"]["scrape_interval"] == "2s"

@@ -22,7 +22,7 @@ from modelship import api
 from modelship.core.analysis import runs, stats
 
 NEAR = 0.2  # a value within 20% of a bound is near it
-MARGIN = timedelta(milliseconds=250)  # after a scrape ends, before its samples are queried
+MARGIN = timedelta(milliseconds=100)  # after a scrape ends, before its samples are queried
 # A new revision's pods reach Prometheus' targets a moment after they start: while a run in its
 # first window has no scrape timing yet, ask again this soon rather than at the interval.
 RETRY = timedelta(seconds=1)
