@@ -257,3 +257,16 @@ def rolling_revision(status: Mapping[str, Any]) -> str | None:
     """The revision of a canary or blue/green rollout in progress (not an aborted one)."""
     found = at(status, "rollout.canary.revision") or at(status, "rollout.blueGreen.revision")
     return str(found) if found else None
+
+
+def merged(target: Any, patch: Any) -> Any:
+    """`patch` applied to `target` as the API server applies a JSON merge patch (RFC 7386)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merged(out.get(key), value)
+    return out

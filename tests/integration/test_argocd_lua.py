@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 
 from devcluster.cluster import ExistingCluster
-from localworld.rollouts import at
+from localworld.rollouts import at, merged
 from modelship import api
 from modelship.core import control
 from modelship.kube.storage import Storage, merge_patch
@@ -80,19 +80,6 @@ def act(lua: str, kube: Storage, namespace: str, name: str) -> dict[str, Any]:
 def plugin_patch(obj: dict[str, Any], verb: str, full: bool = False) -> dict[str, Any]:
     spec = api.ModelDeploymentSpec.model_validate(obj["spec"])
     return control.patch_for(verb, spec, api.read_status(obj.get("status"), spec), full).body
-
-
-def merged(target: Any, patch: Any) -> Any:
-    """`patch` applied to `target` as the API server applies a JSON merge patch (RFC 7386)."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merged(out.get(key), value)
-    return out
 
 
 def same_effect(obj: dict[str, Any], patch: dict[str, Any], verb: str, full: bool = False) -> bool:

@@ -108,6 +108,19 @@ def release(cluster: ExistingCluster, namespace: str) -> Iterator[str]:
     helm(cluster, "uninstall", name, "--namespace", namespace, "--wait", check=False)
 
 
+def dry_run_server(cluster: ExistingCluster, namespace: str, docs: list[dict[str, Any]]) -> None:
+    """The real API server validates every object (schema, admission) and stores nothing."""
+    done = subprocess.run(
+        [str(cluster.bin_dir / "kubectl"), "apply", "--dry-run=server", "-n", namespace, "-f", "-"],
+        input="\n---\n".join(yaml.safe_dump(d) for d in docs),
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr  # no warnings either
+
+
 def test_helm_lint_is_clean(cluster: ExistingCluster) -> None:
     for values in VARIANTS.values():
         done = helm(cluster, "lint", "--strict", str(CHART), *values, check=False)
@@ -126,15 +139,7 @@ def test_rendered_chart_is_accepted_by_the_api_server(
     assert docs, "nothing rendered"
     # Server-side dry-run: the real API server validates every object against its own
     # schemas (built-in kinds, our CRD, Gateway API, monitors) and admission, with no write.
-    done = subprocess.run(
-        [str(cluster.bin_dir / "kubectl"), "apply", "--dry-run=server", "-n", namespace, "-f", "-"],
-        input="\n---\n".join(yaml.safe_dump(d) for d in docs),
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == "", done.stderr  # no warnings either
+    dry_run_server(cluster, namespace, docs)
 
 
 def test_values_schema_refuses_a_wrong_type_and_an_unknown_key(cluster: ExistingCluster) -> None:

@@ -24,7 +24,7 @@ from devcluster.net import free_port
 from localworld import docblocks
 
 from .mdhelpers import crd_installed, kube, operator_in
-from .test_chart import CHART, REPO, can, chart_crds, helm, install, release, render
+from .test_chart import CHART, REPO, can, chart_crds, dry_run_server, helm, install, release, render
 
 __all__ = ["chart_crds", "crd_installed", "kube", "release"]  # fixtures used by this module
 pytestmark = pytest.mark.integration
@@ -34,19 +34,6 @@ README = REPO / "README.md"
 
 def kinds(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(d["kind"], d["metadata"]["name"]) for d in docs]
-
-
-def dry_run_server(cluster: ExistingCluster, namespace: str, docs: list[dict[str, Any]]) -> None:
-    """The real API server validates every object (schema, admission) and stores nothing."""
-    done = subprocess.run(
-        [str(cluster.bin_dir / "kubectl"), "apply", "--dry-run=server", "-n", namespace, "-f", "-"],
-        input="\n---\n".join(yaml.safe_dump(d) for d in docs),
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == "", done.stderr  # no warnings either
 
 
 def test_ha_brings_a_pdb_and_the_peering_crds_and_the_default_neither(

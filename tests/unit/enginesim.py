@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from localworld.rollouts import merged
 from modelship import api
 from modelship.core import control, engine, gates
 from modelship.core.analysis.cadence import Scrape
@@ -191,16 +191,3 @@ def command(
     if patch.target == "spec":
         return api.ModelDeploymentSpec.model_validate(merged(api.dump(s), patch.body)), status
     return s, api.ModelDeploymentStatus.model_validate(merged(api.dump(status), patch.body))
-
-
-def merged(target: Any, patch: Any) -> Any:
-    """`patch` applied to `target` as a JSON merge patch (RFC 7386), as the API server does."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merged(out.get(key), value)
-    return out
