@@ -58,7 +58,7 @@ def _counted(selector: str) -> str:
 
 _MODEL = 'namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"'
 _FEEDBACK = 'namespace="{{namespace}}", revision="{{revision}}"'
-_DURATION = f"modelserver_request_duration_seconds_bucket{{{_MODEL}"
+_BUCKET = f"modelserver_request_duration_seconds_bucket{{{_MODEL}"
 # Rate metrics as k events of n requests (`stats.Tally`), for failing only beyond doubt. The
 # latency quantiles become the share of requests slower than the limit: p99 > max exactly when more
 # than 1% of requests took longer than max. Their `{{le}}` is the smallest bucket at or above max
@@ -73,8 +73,8 @@ TALLIES: Mapping[str, tuple[str, str]] = {
         _counted(f"modelserver_feedback_total{{{_FEEDBACK}}}"),
     ),
     "latency": (
-        _counted(f'{_DURATION}, le="+Inf"}}') + " - " + _counted(f'{_DURATION}, le="{{{{le}}}}"}}'),
-        _counted(f'{_DURATION}, le="+Inf"}}'),
+        _counted(f'{_BUCKET}, le="+Inf"}}') + " - " + _counted(f'{_BUCKET}, le="{{{{le}}}}"}}'),
+        _counted(f'{_BUCKET}, le="+Inf"}}'),
     ),
 }
 # modelserver_request_duration_seconds' buckets (metrics_contract.json; a test keeps them equal).
