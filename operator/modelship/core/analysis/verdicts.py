@@ -90,11 +90,12 @@ def judge(
     elif metric.min is not None and value < metric.min:
         outside = f"{name} = {_fmt(value)} is below min {_fmt(metric.min)}"
     if outside is not None:
-        doubt = _doubt(metric, raw, alpha)
+        doubt = _doubt(rule, raw.tally, alpha)
         if doubt is not None:
             return "Inconclusive", f"{outside}, {doubt}"
-        return "Failed", outside + _sure(metric, raw, alpha)
-    unsure = _unsure(metric, analysis, raw) if analysis.min_requests is None else None
+        sure = f" beyond doubt ({_evidence(raw.tally, alpha)})" if rule and raw.tally else ""
+        return "Failed", outside + sure
+    unsure = _unsure(metric, analysis, rule, raw) if analysis.min_requests is None else None
     if unsure is not None:
         return "Inconclusive", unsure
     relative = metric.max_increase_vs_stable is not None or metric.max_drop_vs_stable is not None
@@ -128,10 +129,11 @@ def judge(
     return "Successful", f"{name} = {_fmt(value)}{against} within {bounds}"
 
 
-def _unsure(metric: api.Metric, analysis: api.Analysis, raw: RawMeasurement) -> str | None:
+def _unsure(
+    metric: api.Metric, analysis: api.Analysis, rule: templates.TallyRule | None, raw: RawMeasurement
+) -> str | None:
     """Why a rate within its bounds is not yet a success (with no minRequests floor, its own
     requests must show it within the bounds at the run's confidence), or None."""
-    rule = templates.tally_rule(metric.template, metric.max, metric.min)
     tally = raw.tally
     if rule is None or tally is None or not rule.proportion:
         return None
@@ -153,12 +155,6 @@ def _counted(raw: RawMeasurement) -> bool:
     return (raw.requests or 0) > 0
 
 
-def _rule(metric: api.Metric, raw: RawMeasurement) -> templates.TallyRule | None:
-    if raw.tally is None:
-        return None
-    return templates.tally_rule(metric.template, metric.max, metric.min)
-
-
 def _evidence(tally: stats.Tally, alpha: float) -> str:
     lower, upper = stats.bounds(tally, alpha)
     return (
@@ -167,21 +163,12 @@ def _evidence(tally: stats.Tally, alpha: float) -> str:
     )
 
 
-def _doubt(metric: api.Metric, raw: RawMeasurement, alpha: float) -> str | None:
+def _doubt(rule: templates.TallyRule | None, tally: stats.Tally | None, alpha: float) -> str | None:
     """Why a value outside its bounds does not fail yet (too few requests), or None."""
-    rule = _rule(metric, raw)
-    if rule is None or raw.tally is None:
+    if rule is None or tally is None:
         return None
-    tally = raw.tally
     if (rule.above is not None and stats.above(tally, rule.above, alpha)) or (
         rule.below is not None and stats.below(tally, rule.below, alpha)
     ):
         return None
     return f"but {_fmt(tally.requests)} requests are too few to be sure ({_evidence(tally, alpha)})"
-
-
-def _sure(metric: api.Metric, raw: RawMeasurement, alpha: float) -> str:
-    rule = _rule(metric, raw)
-    if rule is None or raw.tally is None:
-        return ""
-    return f" beyond doubt ({_evidence(raw.tally, alpha)})"
