@@ -33,6 +33,11 @@ def window(analysis: api.Analysis) -> str:
     return f"{int(seconds)}s"
 
 
+def judged(analysis: api.Analysis) -> set[str]:
+    """The metrics that decide a run (every one but the `dryRun` ones), by name."""
+    return {m.name for m in analysis.metrics if not m.dry_run}
+
+
 def start(
     kind: api.RunKind, revision: str, step: int | None, analysis: api.Analysis, now: datetime
 ) -> api.AnalysisRun:
@@ -111,8 +116,8 @@ def _latest(status: api.MetricStatus) -> str:
 
 def outcome(run: api.AnalysisRun, analysis: api.Analysis) -> tuple[str, str]:
     """(phase, message) of a run from its tallies; the message names the deciding metric."""
-    judged = {m.name for m in analysis.metrics if not m.dry_run}
-    tallies = [m for m in run.metrics if m.name in judged]
+    decide = judged(analysis)
+    tallies = [m for m in run.metrics if m.name in decide]
     for m in tallies:
         if m.failed > analysis.failure_limit:
             return (
@@ -149,8 +154,8 @@ def _latest_of(status: api.MetricStatus, verdict: str) -> str:
 def inconclusive_now(run: api.AnalysisRun, analysis: api.Analysis) -> str | None:
     """While a run continues: the message of a metric whose latest measurement was inconclusive
     or an error (the rollout waits, paused, until a round is conclusive again)."""
-    judged = {m.name for m in analysis.metrics if not m.dry_run}
+    decide = judged(analysis)
     for m in run.metrics:
-        if m.name in judged and m.measurements and m.measurements[-1].verdict in ("Inconclusive", "Error"):
+        if m.name in decide and m.measurements and m.measurements[-1].verdict in ("Inconclusive", "Error"):
             return m.measurements[-1].message
     return None

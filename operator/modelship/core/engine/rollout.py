@@ -58,7 +58,7 @@ def measured(
 
 def _failed(run: api.AnalysisRun, analysis: api.Analysis) -> bool:
     """Whether the run's latest round failed a judged metric."""
-    judged = {m.name for m in analysis.metrics if not m.dry_run}
+    judged = runs.judged(analysis)
     return any(
         m.measurements[-1].verdict == "Failed" for m in run.metrics if m.name in judged and m.measurements
     )
