@@ -1103,6 +1103,8 @@ class AnalysisRun(_Model):
     phase: Literal["Running", "Successful", "Failed", "Inconclusive", "Error"] = "Running"
     message: Annotated[str, Field(max_length=1024)] = ""
     started_at: datetime
+    # When the run first read requests: its false-failure budget is spent from then (`stats`).
+    data_since: datetime | None = None
     last_measured_at: datetime | None = None
     metrics: Annotated[list[MetricStatus], Field(max_length=16)] = []
 

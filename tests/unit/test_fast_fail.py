@@ -220,6 +220,19 @@ def test_looks_between_two_scrapes_share_one_slot_of_the_budget() -> None:
     assert cadence.alpha(run, a, SCRAPE, first) > cadence.alpha(run, a, SCRAPE, first + timedelta(seconds=2))
 
 
+def test_the_budget_is_spent_from_the_first_look_that_read_requests() -> None:
+    a, run = analysis(), run_at(T0)
+    late = T0 + timedelta(seconds=8.3)  # the fifth scrape since the run started
+    assert cadence.with_data(run, a, SCRAPE, [None, stats.Tally(0, 0)], late) == run  # nothing yet
+    seen = cadence.with_data(run, a, SCRAPE, [stats.Tally(1, 3)], late)
+    assert seen.data_since == T0 + timedelta(seconds=8) + SCRAPE.duration + cadence.MARGIN
+    assert cadence.with_data(seen, a, SCRAPE, [stats.Tally(5, 9)], late + timedelta(seconds=2)) == seen
+    first = 1 - a.confidence
+    assert cadence.alpha(run, a, SCRAPE, late) == stats.alpha_for(first, 5)  # counted from the start
+    assert cadence.alpha(seen, a, SCRAPE, late) == stats.alpha_for(first, 1)  # from the first data
+    assert cadence.alpha(seen, a, SCRAPE, late + timedelta(seconds=2)) == stats.alpha_for(first, 2)
+
+
 # --- seeded simulations: false failures and detection time -------------------------------------
 
 
@@ -241,9 +254,10 @@ def simulate(rate: float, rps: float, seed: int, seconds: int = 180) -> float | 
         at = T0 + timedelta(seconds=k * every) + SCRAPE.duration + cadence.MARGIN
         if not (cadence.fast(run, a, at, SCRAPE) or (k * every) % 5 < every):
             continue
-        n_window, k_window = sum(requests[-window:]), sum(events[-window:])
+        tally = stats.Tally(sum(events[-window:]), sum(requests[-window:]))
+        run = cadence.with_data(run, a, SCRAPE, [tally], at)
         # What `judge` fails on (its own tests above): the rate above max beyond doubt.
-        if stats.above(stats.Tally(k_window, n_window), limit, cadence.alpha(run, a, SCRAPE, at)):
+        if stats.above(tally, limit, cadence.alpha(run, a, SCRAPE, at)):
             return k * every
     return None
 
@@ -322,7 +336,9 @@ def test_a_probe_that_fails_nothing_beyond_doubt_leaves_the_run_as_it_was() -> N
     world.measured.clear()
     look(world, new, 1)
     assert world.measured == ["step"]  # it looked...
-    assert world.status.analysis == before  # ...and recorded nothing: no success, no failure
+    assert before and world.status.analysis  # ...and recorded nothing but when its data began:
+    assert world.status.analysis[0].data_since is not None
+    assert world.status.analysis == [before[0].model_copy(update={"data_since": world.status.analysis[0].data_since})]
 
 
 def test_probes_never_promote_success_still_takes_count_measurements_at_the_interval() -> None:

@@ -15,6 +15,7 @@ margin), so a failure is seen one query after the data shows it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -81,13 +82,32 @@ def _landed(
     return landed + math.floor((now - landed) / every) * every, every
 
 
+def _data_at(analysis: api.Analysis, scrape: Scrape | None, now: datetime) -> tuple[datetime, timedelta]:
+    """The moment of the samples a look at `now` reads, and the cadence."""
+    landed = _landed(analysis, scrape, now)
+    return landed if landed is not None else (now, cadence(analysis, scrape))
+
+
+def with_data(
+    run: api.AnalysisRun,
+    analysis: api.Analysis,
+    scrape: Scrape | None,
+    tallies: Iterable[stats.Tally | None],
+    now: datetime,
+) -> api.AnalysisRun:
+    """The run, with `data_since` set at its first look whose tallies hold requests. Looks before
+    it could fail nothing (no requests, no doubt), so they need no share of the budget."""
+    if run.data_since is not None or not any(t is not None and t.requests > 0 for t in tallies):
+        return run
+    return run.model_copy(update={"data_since": _data_at(analysis, scrape, now)[0]})
+
+
 def alpha(run: api.AnalysisRun, analysis: api.Analysis, scrape: Scrape | None, now: datetime) -> float:
     """The level at which a rate metric fails at this look (`stats`): the look's
     slot is the scrape whose samples it reads (looks between two scrapes read the same samples,
-    so they spend one share), counted from the run's start."""
-    landed = _landed(analysis, scrape, now)
-    data_at, every = landed if landed is not None else (now, cadence(analysis, scrape))
-    slot = stats.slot(run.started_at, data_at, every)
+    so they spend one share), counted from the run's first data (`with_data`), else its start."""
+    data_at, every = _data_at(analysis, scrape, now)
+    slot = stats.slot(run.data_since or run.started_at, data_at, every)
     return stats.alpha_for(1 - analysis.confidence, slot)
 
 

@@ -26,6 +26,8 @@ def measured(
     for run in status.analysis:
         measured = observations.measurements.get(run.kind)
         if measured is not None and run.phase == "Running":
+            tallies = (raw.tally for raw in measured.values())
+            run = cadence.with_data(run, spec.analysis, observations.scrape, tallies, now)
             alpha = cadence.alpha(run, spec.analysis, observations.scrape, now)
             looked = runs.record(run, spec.analysis, measured, now, alpha)
             if not runs.due(run, spec.analysis, now) and not _failed(looked, spec.analysis):
