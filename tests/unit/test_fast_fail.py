@@ -337,8 +337,9 @@ def test_a_probe_that_fails_nothing_beyond_doubt_leaves_the_run_as_it_was() -> N
     look(world, new, 1)
     assert world.measured == ["step"]  # it looked...
     assert before and world.status.analysis  # ...and recorded nothing but when its data began:
-    assert world.status.analysis[0].data_since is not None
-    assert world.status.analysis == [before[0].model_copy(update={"data_since": world.status.analysis[0].data_since})]
+    since = world.status.analysis[0].data_since
+    assert since is not None
+    assert world.status.analysis == [before[0].model_copy(update={"data_since": since})]
 
 
 def test_probes_never_promote_success_still_takes_count_measurements_at_the_interval() -> None:
