@@ -15,7 +15,8 @@ is a chance to fail a good canary by bad luck. The run's false-failure budget `a
 cadence, counted from the run's first look with requests: looks before it cannot fail) may
 spend `alpha * 6 / (pi^2 s^2)`. Those shares add up to `alpha` over any number of slots, so a
 run that looks forever still fails a canary whose true rate sits exactly at the limit with
-probability at most `alpha` (union bound). Early looks get the larger shares: that is when a bad canary must be caught.
+probability at most `alpha` (union bound). Early looks get the larger shares: that is when a
+bad canary must be caught.
 """
 
 from __future__ import annotations
