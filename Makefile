@@ -57,7 +57,7 @@ test-unit: $(STAMP)  ## only the tests that need no cluster
 	$(VENV)/bin/pytest -m unit
 
 test: lint typecheck lint-operator-image $(TEST_DEPS) cluster-bins traefik  ## everything CI runs: lint, types, unit + integration + e2e
-	$(VENV)/bin/pytest
+	$(PY) hack/testrun.py $(PYTEST_ARGS)
 
 traefik: $(STAMP)  ## build (or find cached) Traefik, the local Gateway API data plane
 	$(PY) hack/devcluster/traefik.py

@@ -1,0 +1,85 @@
+"""Run the whole test suite as two pytest sessions side by side: `make test`'s runner.
+
+Most of the suite's time is spent waiting (for rollouts' steps, scrapes, pods), not computing, so
+two sessions on two cores finish in about the time of the longer one. The e2e tests hold the
+machine's one real node (their session's cluster runs it); every other directory under tests/
+goes to a second session, whose control plane needs no real node. Each session's lines are
+printed as they come, prefixed with its name; the exit status is the first failing session's.
+
+    python hack/testrun.py [pytest args...]   # e.g. -x, -k name (passed to both sessions)
+
+Ctrl-C (or SIGTERM) is passed to both sessions, whose fixtures then stop their clusters.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+REAL_NODE = "e2e"  # the directory whose tests run on the real node
+
+
+def sessions() -> dict[str, list[str]]:
+    """The two sessions' test paths: tests/e2e, and every other test directory."""
+    skip = (REAL_NODE, "__pycache__")
+    others = sorted(f"tests/{d.name}" for d in TESTS.iterdir() if d.is_dir() and d.name not in skip)
+    return {REAL_NODE: [f"tests/{REAL_NODE}"], "others": others}
+
+
+def _relay(name: str, proc: subprocess.Popen[str], width: int, lock: threading.Lock) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        with lock:
+            sys.stdout.write(f"[{name:<{width}}] {line}")
+            sys.stdout.flush()
+
+
+def main(args: list[str]) -> int:
+    pytest = str(Path(sys.executable).parent / "pytest")
+    lock = threading.Lock()
+    width = max(len(n) for n in sessions())
+    procs: dict[str, subprocess.Popen[str]] = {}
+    relays = []
+    started = time.monotonic()
+    for name, paths in sessions().items():
+        # A session of its own: a signal to `make` must reach pytest once, through us (below).
+        proc = subprocess.Popen(
+            [pytest, *paths, *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        procs[name] = proc
+        relay = threading.Thread(target=_relay, args=(name, proc, width, lock), daemon=True)
+        relay.start()
+        relays.append(relay)
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)  # pytest tears its fixtures down on SIGINT
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = {name: proc.wait() for name, proc in procs.items()}
+    for relay in relays:
+        relay.join()
+    minutes = (time.monotonic() - started) / 60
+    summary = ", ".join(f"{name}: {'passed' if c == 0 else f'exit {c}'}" for name, c in codes.items())
+    print(f"test sessions ({minutes:.1f} min): {summary}", flush=True)
+    return next((c for c in codes.values() if c != 0), 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
