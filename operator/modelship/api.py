@@ -603,8 +603,9 @@ class Analysis(_Model):
     Every `interval` each metric is measured and judged Successful, Failed, Inconclusive or
     Error (docs/analysis.md). A run succeeds once each metric (not `dryRun`) has `count`
     successful measurements; it fails when one metric has more than `failureLimit` failed
-    ones, errs after more than `consecutiveErrorLimit` errors in a row, and becomes
-    Inconclusive after more than `inconclusiveLimit` inconclusive ones in a row.
+    ones, errs after more than `consecutiveErrorLimit` errors in a row, becomes Inconclusive
+    after more than `inconclusiveLimit` inconclusive ones in a row, and rolls back once
+    Prometheus has been unreachable for `unreachableTimeout`.
     """
 
     prometheus: PrometheusConnection | None = None
@@ -621,6 +622,12 @@ class Analysis(_Model):
     failure_limit: Annotated[int, Field(ge=0, le=100)] = 0
     inconclusive_limit: Annotated[int, Field(ge=0, le=100)] = 3
     consecutive_error_limit: Annotated[int, Field(ge=0, le=100)] = 4
+    unreachable_timeout: Duration = Field(
+        default="10m",
+        description="How long a run waits, paused, for an unreachable Prometheus (from its first "
+        "unreachable measurement) before it rolls back; unreachable measurements do not count toward "
+        "inconclusiveLimit.",
+    )
     no_data: Literal["inconclusive", "fail", "pass"] = Field(
         default="inconclusive",
         description="How a measurement with no value, or with fewer than minRequests requests, is judged.",
@@ -1100,9 +1107,12 @@ class AnalysisRun(_Model):
     kind: RunKind
     revision: Annotated[str, Field(max_length=63)]
     step: int | None = None
-    phase: Literal["Running", "Successful", "Failed", "Inconclusive", "Error"] = "Running"
+    phase: Literal["Running", "Successful", "Failed", "Inconclusive", "Error", "Unreachable"] = "Running"
     message: Annotated[str, Field(max_length=1024)] = ""
     started_at: datetime
+    # The first round of the current Prometheus outage (unreachableTimeout counts from it); None
+    # once Prometheus answers again.
+    unreachable_since: datetime | None = None
     # When the run first read requests: its false-failure budget is spent from then (`stats`).
     data_since: datetime | None = None
     last_measured_at: datetime | None = None

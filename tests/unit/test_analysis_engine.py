@@ -116,21 +116,49 @@ def test_a_broken_query_past_the_error_limit_aborts_with_analysis_error() -> Non
     assert condition(world.status, "Progressing").reason == "AnalysisError"
 
 
-def test_prometheus_unreachable_pauses_without_promoting_and_continues_when_back() -> None:
+@pytest.mark.parametrize("intervals", [3, 10])
+def test_prometheus_unreachable_pauses_without_promoting_and_continues_when_back(intervals: int) -> None:
+    # The default inconclusiveLimit (3) and unreachableTimeout (10m): an outage of 10 intervals of
+    # 5s is inside the bound, and is not counted as inconclusive measurements.
     old = with_analysis()
     world = stable_world(old)
     new = with_analysis(NEW_IMAGE)
     step(world, new)
     world.metrics = {"errors": NO_PROMETHEUS, "accuracy": NO_PROMETHEUS}
-    for _ in range(3):
+    for _ in range(intervals):
         world.tick(5)
         world.reconcile(new)
         assert world.status.phase == "Paused" and world.status.canary is not None
-        assert world.status.canary.weight == 20
-        assert condition(world.status, "Paused").reason == "AnalysisInconclusive"
-        assert "unreachable" in condition(world.status, "Paused").message
+        assert world.status.canary.weight == 20 and world.status.stable_revision == name_of(old)
+        paused = condition(world.status, "Paused")
+        assert paused.reason == "PrometheusUnreachable"
+        assert "Prometheus unreachable since" in paused.message and "connection refused" in paused.message
+        assert "unreachableTimeout 10m" in paused.message
+        assert condition(world.status, "Ready").status == "False"
     world.metrics = {}
     run_until(world, new, lambda s: s.stable_revision == name_of(new))
+
+
+def test_prometheus_unreachable_past_unreachable_timeout_rolls_back_saying_for_how_long() -> None:
+    bounded = {**ANALYSIS, "unreachableTimeout": "30s"}
+    old = with_analysis(analysis=bounded)
+    world = stable_world(old)
+    new = with_analysis(NEW_IMAGE, analysis=bounded)
+    step(world, new)
+    world.metrics = {"errors": NO_PROMETHEUS, "accuracy": NO_PROMETHEUS}
+    run_until(world, new, lambda s: s.phase != "Paused", passes=10)
+    status = world.status
+    assert status.phase == "Degraded" and status.canary is None and status.stable_revision == name_of(old)
+    assert status.aborted is not None and status.aborted.reason == "PrometheusUnreachable"
+    for type_ in ("Progressing", "Ready"):
+        c = condition(status, type_)
+        assert c.reason == "PrometheusUnreachable" and c.status == "False"
+        assert "Prometheus unreachable for 30s (unreachableTimeout 30s): connection refused" in c.message
+    assert world.route == {"fraud-stable": 100, "fraud-canary": 0}  # traffic back to stable
+    warning = next(e for e in world.events if e.reason == "PrometheusUnreachable")
+    assert warning.type == "Warning" and "Prometheus unreachable for 30s" in warning.message
+    assert "all traffic back to stable" in warning.message
+    assert world.status.analysis[0].phase == "Unreachable"  # type: ignore[index]
 
 
 def test_too_little_traffic_is_inconclusive_and_with_nodata_fail_is_rolled_back() -> None:

@@ -78,7 +78,13 @@ def verdict(metric: dict[str, Any], raw: RawMeasurement, **fields: Any) -> tuple
             "Inconclusive",
             ["no data for the stable revision"],
         ),
-        (ERRORS, RawMeasurement(unreachable="connection refused"), {}, "Inconclusive", ["unreachable"]),
+        (
+            ERRORS,
+            RawMeasurement(unreachable="connection refused"),
+            {},
+            "Inconclusive",
+            ["not measured", "refused"],
+        ),
         (ERRORS, RawMeasurement(error="bad_data: parse error"), {}, "Error", ["query failed", "parse error"]),
     ],
 )

@@ -3,8 +3,9 @@
 Each function looks at one gate and says what the rollout should do about it (`Gate`):
 `pass` (go on), `wait` (not decided yet, keep checking), `pause` (a person should look;
 the rollout never moves on by itself from here, except that an analysis that was
-inconclusive for a while continues once its measurements are conclusive again) or
-`abort` (roll back: all traffic to stable, now). The engine applies the answer.
+inconclusive for a while, or could not reach Prometheus, continues once its measurements are
+conclusive again) or `abort` (roll back: all traffic to stable, now). The engine applies the
+answer.
 """
 
 from __future__ import annotations
@@ -90,7 +91,11 @@ def smoke_gate(
     return Gate("pass", smoke=result, event=("Normal", "SmokeTestPassed", message))
 
 
-_ABORT_REASONS = {"Failed": "AnalysisFailed", "Error": "AnalysisError"}
+_ABORT_REASONS = {
+    "Failed": "AnalysisFailed",
+    "Error": "AnalysisError",
+    "Unreachable": "PrometheusUnreachable",
+}
 
 
 def analysis_gate(
@@ -124,6 +129,8 @@ def analysis_gate(
             "`modelship abort` rolls back",
             run=run,
         )
+    if run.unreachable_since is not None:  # not seeing is not the revision's fault: wait, bounded
+        return Gate("pause", "PrometheusUnreachable", f"{label}: {run.message}", run=run)
     waiting = runs.inconclusive_now(run, analysis)
     if waiting is not None:
         return Gate(

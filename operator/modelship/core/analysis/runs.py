@@ -8,6 +8,10 @@ the background analysis, or a blue/green gate. Every `interval` (the first one a
 - Error: a metric has more than `consecutiveErrorLimit` errors in a row;
 - Inconclusive: a metric has more than `inconclusiveLimit` inconclusive measurements in a row;
   the run stops measuring and waits for a person;
+- Unreachable: Prometheus has not answered for `unreachableTimeout`, from the first round of the
+  outage (`unreachable_since`); the rollout rolls back. Not seeing is not the canary's fault, so an
+  unreachable measurement leaves the in-a-row tallies as they were, and while the outage is
+  shorter the run goes on (no round with an unreachable metric succeeds);
 - Successful: every metric has `count` successful measurements (never, for background runs,
   which measure until the canary is promoted);
 - otherwise Running. `dryRun` metrics are measured and shown but never decide.
@@ -80,14 +84,19 @@ def record(
     """The run after one round of measurements (one per metric), judged and tallied; `alpha`: the
     level at which a rate metric fails (`cadence.alpha`)."""
     old = {m.name: m for m in run.metrics}
+    decide = judged(analysis)
     metrics = []
+    blind: list[str] = []  # why Prometheus did not answer, per judged metric it did not answer for
     for metric in analysis.metrics:
-        raw = measured.get(metric.name, RawMeasurement(unreachable="not measured"))
+        raw = measured.get(metric.name, RawMeasurement(unreachable="no query was made"))
         verdict, message = judge(metric, analysis, raw, alpha)
         before = old.get(metric.name, api.MetricStatus(name=metric.name))
         measurement = api.Measurement(
             verdict=verdict, value=raw.value, stable_value=raw.stable_value, message=message, measured_at=now
         )
+        seen = raw.unreachable is None
+        if raw.unreachable is not None and metric.name in decide:
+            blind.append(raw.unreachable)
         metrics.append(
             before.model_copy(
                 update={
@@ -95,19 +104,57 @@ def record(
                     "failed": before.failed + (verdict == "Failed"),
                     "inconclusive": before.inconclusive + (verdict == "Inconclusive"),
                     "errors": before.errors + (verdict == "Error"),
-                    "consecutive_inconclusive": before.consecutive_inconclusive + 1
-                    if verdict == "Inconclusive"
-                    else 0,
-                    "consecutive_errors": before.consecutive_errors + 1 if verdict == "Error" else 0,
+                    "consecutive_inconclusive": _streak(
+                        before.consecutive_inconclusive, verdict == "Inconclusive", seen
+                    ),
+                    "consecutive_errors": _streak(before.consecutive_errors, verdict == "Error", seen),
                     "measurements": [*before.measurements, measurement][-KEEP:],
                 }
             )
         )
-    updated = run.model_copy(update={"metrics": metrics, "last_measured_at": now})
+    since = (run.unreachable_since or now) if blind else None
+    updated = run.model_copy(update={"metrics": metrics, "last_measured_at": now, "unreachable_since": since})
     phase, message = outcome(updated, analysis)
+    if blind and phase in ("Running", "Successful"):
+        phase, message = _unreachable(updated, analysis, blind[0], now)
     if phase == "Running":
         message += f"; next measurement at {_next(run.started_at, now, analysis):%H:%M:%SZ}"
     return updated.model_copy(update={"phase": phase, "message": message[:1024]})
+
+
+def _streak(count: int, extends: bool, seen: bool) -> int:
+    """An in-a-row tally after one measurement. One that did not see the revision (Prometheus
+    unreachable) leaves it as it was: not seeing is not the revision's fault, and an outage is
+    bounded by `unreachableTimeout`, not by `inconclusiveLimit`."""
+    if not seen:
+        return count
+    return count + 1 if extends else 0
+
+
+def _unreachable(run: api.AnalysisRun, analysis: api.Analysis, why: str, now: datetime) -> tuple[str, str]:
+    """(phase, message) of a run in a round Prometheus did not answer (`why`): Unreachable once
+    the outage has lasted `unreachableTimeout`, else Running (never Successful: it was not seen)."""
+    since = run.unreachable_since or now
+    limit = api.parse_duration(analysis.unreachable_timeout)
+    if now - since >= limit:
+        return "Unreachable", (
+            f"Prometheus unreachable for {_span(now - since)} (unreachableTimeout "
+            f"{analysis.unreachable_timeout}): {why}"
+        )
+    return "Running", (
+        f"Prometheus unreachable since {since:%H:%M:%SZ}: {why}; continues when it answers, rolls back "
+        f"if it is still unreachable at {since + limit:%H:%M:%SZ} (unreachableTimeout "
+        f"{analysis.unreachable_timeout})"
+    )
+
+
+def _span(length: timedelta) -> str:
+    """A length of time as people write it: `45s`, `10m`, `1h2m3s` (whole seconds)."""
+    seconds = int(length.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    parts = [(hours, "h"), *zip(divmod(rest, 60), "ms", strict=True)]
+    text = "".join(f"{n}{unit}" for n, unit in parts if n)
+    return text or "0s"
 
 
 def _latest(status: api.MetricStatus) -> str:

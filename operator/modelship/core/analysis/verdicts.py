@@ -1,7 +1,9 @@
 """How one measurement of one metric is judged: pure rules, no I/O.
 
 The order matters and is documented in docs/analysis.md:
-1. Prometheus could not be reached (or timed out): Inconclusive; nothing is known.
+1. Prometheus could not be reached (or timed out): Inconclusive; nothing is known. Such a
+   measurement is not the revision's fault: `runs` bounds an outage by `unreachableTimeout`,
+   and it never counts toward `inconclusiveLimit`.
 2. Prometheus refused the query (bad PromQL, several series): Error; the analysis itself is
    wrong, and after `consecutiveErrorLimit` of them the rollout is aborted.
 3. Too little traffic (`minRequests`) or no value: the `noData` policy decides.
@@ -66,7 +68,7 @@ def judge(
     alpha = 1 - analysis.confidence if alpha is None else alpha
     name = metric.name
     if raw.unreachable is not None:
-        return "Inconclusive", f"{name}: Prometheus unreachable: {raw.unreachable}"
+        return "Inconclusive", f"{name}: not measured: {raw.unreachable}"
     if raw.error is not None:
         return "Error", f"{name}: query failed: {raw.error}"
     least = floor(metric, analysis)
