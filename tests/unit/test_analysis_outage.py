@@ -143,3 +143,8 @@ def test_unreachable_timeout_defaults_to_10m_and_must_be_a_duration() -> None:
     with pytest.raises(ValidationError, match="unreachableTimeout") as raised:
         analysis(unreachableTimeout="ten minutes")
     assert "must be a duration such as 30s" in str(raised.value)
+
+
+def test_an_unreachable_timeout_of_0s_ends_the_run_at_its_first_unreachable_measurement() -> None:
+    run = Run(analysis(unreachableTimeout="0s")).measure(errors=DOWN)
+    assert run.phase == "Unreachable" and run.message.startswith("Prometheus unreachable for 0s")
