@@ -200,6 +200,15 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "Unsupported value",
     ),
     (
+        "analysis-unreachable-timeout-words",
+        put(
+            "spec.analysis",
+            {"unreachableTimeout": "ten minutes", "metrics": [{"name": "x", "query": "up", "max": 1}]},
+        ),
+        "spec.analysis.unreachableTimeout",
+        "must be a duration",
+    ),
+    (
         "analysis-step-without-analysis",
         canary({"setWeight": 10}, {"analysis": {}}),
         "spec.analysis",
