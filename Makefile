@@ -26,8 +26,8 @@ tmux:
 	$$SUDO apt-get install -y --no-install-recommends tmux || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends tmux; }
 
 .PHONY: tmux
-.PHONY: help venv cluster-bins traefik lua gitops-tools lint typecheck test test-unit cluster-up clean chart-crds podschema operator-lock lint-operator-image \
-	bench bench-rollback
+.PHONY: help venv cluster-bins traefik lua gitops-tools lint typecheck test test-unit cluster-up reap clean chart-crds podschema operator-lock lint-operator-image \
+	bench bench-rollback bench-faults
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -65,10 +65,16 @@ traefik: $(STAMP)  ## build (or find cached) Traefik, the local Gateway API data
 cluster-up: cluster-bins  ## start a local cluster in the foreground (Ctrl-C tears it down)
 	PYTHONPATH=hack $(PY) -m devcluster up
 
+reap: $(STAMP)  ## remove what killed runs left (processes, containers, mounts, state dirs, host changes); never a live run's
+	PYTHONPATH=hack $(PY) -m devcluster reap
+
 bench-rollback: cluster-bins traefik prometheus images  ## time from a bad canary's first request to weight 0 -> bench/results/rollback.json
 	$(PY) bench/rollback.py --out bench/results/rollback.json
 
-bench: bench-serving bench-rollback bench-images  ## every benchmark; results in bench/results/
+bench-faults: cluster-bins traefik prometheus images  ## the fault suite's figures (kills, restarts, outages mid-rollout) -> bench/results/faults.json
+	$(PY) bench/faults.py --out bench/results/faults.json
+
+bench: bench-serving bench-rollback bench-faults bench-images  ## every benchmark; results in bench/results/
 
 lint-operator-image: $(STAMP)  ## hadolint the operator's Dockerfile (any finding fails)
 	$(VENV)/bin/hadolint --failure-threshold info operator/Dockerfile

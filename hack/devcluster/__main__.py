@@ -2,6 +2,7 @@
 
 PYTHONPATH=hack python -m devcluster up [--cpu-nodes 3] [--coral-nodes 1]
 PYTHONPATH=hack python -m devcluster down STATE_DIR
+PYTHONPATH=hack python -m devcluster reap
 PYTHONPATH=hack python -m devcluster build
 """
 
@@ -14,8 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from devcluster import build, nodes
-from devcluster.cluster import ClusterError, LocalCluster, kill_from_pidfile
+from devcluster import build, nodes, procs, reap
+from devcluster.cluster import ClusterError, LocalCluster
 
 
 def up(args: argparse.Namespace) -> int:
@@ -54,10 +55,20 @@ def down(args: argparse.Namespace) -> int:
             print(f"asked the launcher (pid {pid}) to stop the cluster")
             return 0
         except ProcessLookupError:
-            pass  # the launcher died; stop its components directly
-    killed = kill_from_pidfile(state)
-    print(f"sent SIGTERM to {len(killed)} process(es)")
+            pass  # the launcher died; reap what it left
+    if not procs.is_stale(state):
+        print(f"devcluster: {state} is not a stopped run's state directory", file=sys.stderr)
+        return 1
+    print(reap.reap_run(state).line())
     return 0
+
+
+def reap_command(args: argparse.Namespace) -> int:
+    reaped, machine = reap.reap()
+    for run in reaped:
+        print(run.line())
+    print(f"{len(reaped)} stale run(s) reaped; {machine}")
+    return 1 if any(not r.removed for r in reaped) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     p_down = sub.add_parser("down", help="stop a cluster started by `up`, by its process ids")
     p_down.add_argument("state_dir")
     p_down.set_defaults(func=down)
+    p_reap = sub.add_parser(
+        "reap",
+        help="remove what killed runs left: their processes, containers, mounts, state dirs and "
+        "the real node's machine-wide changes (never a live run's)",
+    )
+    p_reap.set_defaults(func=reap_command)
     p_build = sub.add_parser("build", help="build or find the cached binaries; print their dir")
     p_build.set_defaults(func=lambda _: print(build.build()) or 0)
     args = parser.parse_args(argv)

@@ -6,6 +6,12 @@ certificates made on the fly; creates the fake nodes; installs the Gateway API C
 writes an admin kubeconfig; and waits until the API server is ready, the nodes are
 Ready and the controllers are working. `stop()` ends every process by its id.
 
+Every process is a `devcluster.procs.Child`: it dies with the process that started the cluster,
+and it is recorded in the state directory, which names that process as its owner. A start first
+reaps the state directories of runs whose owner is gone (devcluster.reap). `restart(component)`,
+or `stop_component` and `start_component` apart, stop one component by its pid and start it
+again with the same arguments and ports, for fault tests.
+
 `ExistingCluster` is the same interface over a cluster named by a kubeconfig
 (kind, k3d, a cloud cluster), started and stopped by someone else.
 """
@@ -18,7 +24,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -28,8 +33,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from devcluster import build, nodeconfig, nodes, pki
+from devcluster import build, nodeconfig, nodes, pki, procs, realnode, reap
 from devcluster.net import free_port
+from devcluster.procs import terminate as terminate  # re-exported: suites stop their own processes
 from devcluster.realnode import RealNode
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -45,18 +51,6 @@ class ClusterError(RuntimeError):
 
 class KubectlError(RuntimeError):
     """A kubectl command failed; the message carries its stderr."""
-
-
-def terminate(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    """SIGTERM, and SIGKILL if it has not exited after `timeout` seconds."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
@@ -85,6 +79,14 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, inte
             return last
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _direct(tls: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    """An opener for the components' health endpoints, whatever http(s)_proxy say."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if tls is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=tls))
+    return urllib.request.build_opener(*handlers)
 
 
 @dataclass
@@ -127,21 +129,22 @@ class ExistingCluster:
 class LocalCluster(ExistingCluster):
     """A control plane of our own on loopback. Use as a context manager or call start()/stop()."""
 
-    state_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="modelship-cluster-")))
+    state_dir: Path = field(default_factory=reap.new_state_dir)
     fake_nodes: Sequence[nodes.FakeNode] = field(default_factory=nodes.default_nodes)
     artifacts: Path = field(default_factory=lambda: build.cache_dir())
     keep_state: bool = False
     # One real node (containerd, kubelet, kube-proxy) beside the fake ones; one per machine.
     real_node: bool = False
     node: RealNode | None = None
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    children: dict[str, procs.Child] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    _keys: pki.Pki | None = None
 
     @classmethod
     def create(cls, **kwargs: Any) -> LocalCluster:
         """Build (or find cached) binaries and return a cluster ready to start()."""
         artifacts = build.build()
-        state = Path(tempfile.mkdtemp(prefix="modelship-cluster-"))
+        state = reap.new_state_dir()
         return cls(
             kubeconfig=state / "admin.kubeconfig",
             bin_dir=artifacts / "bin",
@@ -173,10 +176,13 @@ class LocalCluster(ExistingCluster):
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
+        # What killed runs left (never a live run's), before this one adds its own.
+        reap.reap(self.state_dir.parent, machine=True)
+        procs.claim(self.state_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"):
             self.ports[name] = free_port()
-        keys = pki.generate(self.state_dir / "pki", SERVICE_IP)
+        keys = self._keys = pki.generate(self.state_dir / "pki", SERVICE_IP)
         for stem, _, _ in pki.CLIENTS:
             path = self.kubeconfig if stem == "admin" else self.state_dir / f"{stem}.kubeconfig"
             write_kubeconfig(path, self.server, keys.ca, keys.cert(stem), keys.key(stem), stem)
@@ -190,9 +196,16 @@ class LocalCluster(ExistingCluster):
                     kubectl=self.kubectl,
                 )
                 self.node.prepare()
-            self._start_etcd()
-            self._start_apiserver(keys)
-            self._start_controllers(keys)
+            self.children = {
+                name: procs.Child(
+                    name, [str(self.bin_dir / name), *args], self.log_dir / f"{name}.log", self.state_dir
+                )
+                for name, args in self._arguments(keys).items()
+            }
+            self.start_component("etcd", 30)
+            self.start_component("kube-apiserver", 90)
+            for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+                self.children[name].start()
             self._create_nodes()
             self._install_gateway_api()
             self._wait_ready()
@@ -201,9 +214,6 @@ class LocalCluster(ExistingCluster):
         except Exception as err:
             self.stop(keep=True)
             raise ClusterError(f"{err}\n{self.describe_failure()}") from err
-        (self.state_dir / "pids.json").write_text(
-            json.dumps({n: p.pid for n, p in self.processes.items()}, indent=2)
-        )
 
     def stop(self, keep: bool | None = None) -> None:
         """Stop the real node (while the API server still runs, to drain it), then SIGTERM every
@@ -211,23 +221,16 @@ class LocalCluster(ExistingCluster):
         if self.node is not None:
             # Nothing may replace or place the pods the drain deletes.
             for name in ("kube-controller-manager", "kube-scheduler"):
-                if name in self.processes:
-                    terminate(self.processes.pop(name), timeout=10)
+                if name in self.children:
+                    self.children[name].stop(timeout=10)
             self.node.stop()
             self.node = None
-        for proc in reversed(list(self.processes.values())):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.processes.clear()
+        procs.stop_all(reversed(list(self.children.values())), timeout=10)
+        self.children.clear()
         if not (self.keep_state if keep is None else keep):
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        elif self.state_dir.exists():
+            procs.release(self.state_dir)  # kept for its logs: nothing in it is left to reap
         for network in {n for n in map(nodes.network_of, self.fake_nodes) if n is not None}:
             nodes.release_pod_network(network)
 
@@ -240,90 +243,130 @@ class LocalCluster(ExistingCluster):
                 lines += [f"--- {name} (last lines)", *tail]
         return "\n".join(lines)
 
-    # -- components ----------------------------------------------------------
+    # -- one component, for fault tests ----------------------------------------
 
-    def _spawn(self, name: str, args: list[str]) -> None:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        # A session of its own: a Ctrl-C at the terminal reaches our launcher, which
-        # then stops the components in order, instead of killing them all at once.
-        self.processes[name] = subprocess.Popen(
-            [str(self.bin_dir / name), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    @property
+    def components(self) -> tuple[str, ...]:
+        """What `restart` takes: the control plane's parts, and the real node's when there is one."""
+        return COMPONENTS + (realnode.COMPONENTS if self.node is not None else ())
+
+    def stop_component(self, name: str, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
+        """Stop one component by its pid: `sig` (SIGTERM; SIGKILL for a crash), then SIGKILL if it
+        still runs after `timeout` seconds. It stays down until start_component(name)."""
+        if name in self._node_components():
+            assert self.node is not None
+            self.node.stop_component(name, timeout, sig)
+            return
+        self.children[self._known(name)].stop(timeout, sig)
+
+    def start_component(self, name: str, timeout: float = 60) -> None:
+        """Start a stopped component again, with the same arguments and ports, and return once it
+        is healthy (and, when it is not the API server itself, once the API server is ready)."""
+        if name in self._node_components():
+            assert self.node is not None
+            self.node.start_component(name, timeout)
+            return
+        self.children[self._known(name)].start()
+        wait_for(f"{name} healthy", lambda: self._healthy(name), timeout)
+        if name != "kube-apiserver" and self.children["kube-apiserver"].running:
+            wait_for("kube-apiserver /readyz", lambda: self._healthy("kube-apiserver"), timeout)
+
+    def restart(self, name: str, timeout: float = 60, sig: int = signal.SIGTERM) -> None:
+        """stop_component, then start_component: the same process again, on the same ports."""
+        self.stop_component(name, sig=sig)
+        self.start_component(name, timeout)
+
+    def _known(self, name: str) -> str:
+        if name not in self.children:
+            raise ValueError(f"unknown component {name!r}; known: {', '.join(self.components)}")
+        return name
+
+    def _node_components(self) -> tuple[str, ...]:
+        return realnode.COMPONENTS if self.node is not None else ()
 
     def _alive(self, name: str) -> None:
-        if self.processes[name].poll() is not None:
-            raise ClusterError(f"{name} exited with code {self.processes[name].returncode}")
+        child = self.children[name]
+        if not child.running:
+            raise ClusterError(f"{name} exited with code {child.returncode}")
 
-    def _start_etcd(self) -> None:
-        client, peer = f"http://127.0.0.1:{self.ports['etcd']}", f"http://127.0.0.1:{self.ports['etcd-peer']}"
-        self._spawn(
-            "etcd",
-            [
-                "--name=devcluster",
-                f"--data-dir={self.state_dir / 'etcd'}",
-                f"--listen-client-urls={client}",
-                f"--advertise-client-urls={client}",
-                f"--listen-peer-urls={peer}",
-                f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=devcluster={peer}",
-                "--unsafe-no-fsync",  # throwaway data: speed over durability
-                "--log-level=warn",
-            ],
-        )
-
-        def healthy() -> bool:
-            self._alive("etcd")
+    def _healthy(self, name: str) -> bool:
+        """The component's own health endpoint answers 200 (raises when its process has exited)."""
+        self._alive(name)
+        if name == "etcd":
             try:
-                with urllib.request.urlopen(f"{client}/health", timeout=1) as r:
+                with _direct(None).open(f"http://127.0.0.1:{self.ports['etcd']}/health", timeout=1) as r:
                     return bool(json.load(r).get("health") == "true")
             except OSError:
                 return False
+        url = {
+            "kube-apiserver": f"{self.server}/readyz",
+            "kube-controller-manager": f"https://127.0.0.1:{self.ports['controller-manager']}/healthz",
+            "kube-scheduler": f"https://127.0.0.1:{self.ports['scheduler']}/healthz",
+            "kwok": f"http://127.0.0.1:{self.ports['kwok']}/healthz",
+        }[name]
+        try:
+            with _direct(self._tls(name)).open(url, timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
-        wait_for("etcd /health", healthy, 30)
+    def _tls(self, name: str) -> ssl.SSLContext | None:
+        if name == "kwok":
+            return None
+        assert self._keys is not None
+        if name != "kube-apiserver":
+            # They make their own self-signed serving certificates; /healthz is open to anyone.
+            unverified = ssl.create_default_context()
+            unverified.check_hostname = False
+            unverified.verify_mode = ssl.CERT_NONE
+            return unverified
+        ctx = ssl.create_default_context(cafile=str(self._keys.ca))
+        ctx.load_cert_chain(str(self._keys.cert("admin")), str(self._keys.key("admin")))
+        return ctx
 
-    def _start_apiserver(self, keys: pki.Pki) -> None:
-        self._spawn(
-            "kube-apiserver",
-            [
-                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-                f"--secure-port={self.ports['apiserver']}",
-                f"--bind-address={self.address}",
-                # With no default route the API server cannot pick an address by itself.
-                f"--advertise-address={self.address}",
-                *self._apiserver_node_args(keys),
-                f"--tls-cert-file={keys.cert('apiserver')}",
-                f"--tls-private-key-file={keys.key('apiserver')}",
-                f"--client-ca-file={keys.ca}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={keys.dir / 'service-account.pub'}",
-                f"--service-account-signing-key-file={keys.key('service-account')}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                f"--authorization-mode={'Node,RBAC' if self.real_node else 'RBAC'}",
-                # New nodes would get a not-ready taint that only the node-lifecycle
-                # controller removes, and that controller is off (see _start_controllers).
-                "--disable-admission-plugins=TaintNodesByCondition",
-                "--allow-privileged=true",
-                "--profiling=false",
-                "--v=1",
-            ],
-        )
+    # -- components ----------------------------------------------------------
 
-        ctx = ssl.create_default_context(cafile=str(keys.ca))
-        ctx.load_cert_chain(str(keys.cert("admin")), str(keys.key("admin")))
-
-        def ready() -> bool:
-            self._alive("kube-apiserver")
-            try:
-                with urllib.request.urlopen(f"{self.server}/readyz", context=ctx, timeout=2) as r:
-                    return bool(r.status == 200)
-            except OSError:
-                return False
-
-        wait_for("kube-apiserver /readyz", ready, 90)
+    def _arguments(self, keys: pki.Pki) -> dict[str, list[str]]:
+        """Each component's arguments, in start order; a restart passes the same ones."""
+        client, peer = f"http://127.0.0.1:{self.ports['etcd']}", f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        etcd = [
+            "--name=devcluster",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=devcluster={peer}",
+            "--unsafe-no-fsync",  # throwaway data: speed over durability
+            "--log-level=warn",
+        ]
+        apiserver = [
+            f"--etcd-servers={client}",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--bind-address={self.address}",
+            # With no default route the API server cannot pick an address by itself.
+            f"--advertise-address={self.address}",
+            *self._apiserver_node_args(keys),
+            f"--tls-cert-file={keys.cert('apiserver')}",
+            f"--tls-private-key-file={keys.key('apiserver')}",
+            f"--client-ca-file={keys.ca}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={keys.dir / 'service-account.pub'}",
+            f"--service-account-signing-key-file={keys.key('service-account')}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--authorization-mode={'Node,RBAC' if self.real_node else 'RBAC'}",
+            # New nodes would get a not-ready taint that only the node-lifecycle
+            # controller removes, and that controller is off (see below).
+            "--disable-admission-plugins=TaintNodesByCondition",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=1",
+        ]
+        return {
+            "etcd": etcd,
+            "kube-apiserver": apiserver,
+            **self._controller_arguments(keys),
+        }
 
     def _apiserver_node_args(self, keys: pki.Pki) -> list[str]:
         if not self.real_node:
@@ -340,7 +383,7 @@ class LocalCluster(ExistingCluster):
             "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
         ]
 
-    def _start_controllers(self, keys: pki.Pki) -> None:
+    def _controller_arguments(self, keys: pki.Pki) -> dict[str, list[str]]:
         def common(stem: str, port: int) -> list[str]:
             kc = self.state_dir / f"{stem}.kubeconfig"
             return [
@@ -352,41 +395,39 @@ class LocalCluster(ExistingCluster):
                 "--leader-elect=false",
             ]
 
-        self._spawn(
-            "kube-controller-manager",
-            [
-                *common("controller-manager", self.ports["controller-manager"]),
-                # Each controller acts as its own service account, with the rights
-                # bootstrap RBAC gives it (Deployments, ReplicaSets, EndpointSlices, GC ...).
-                "--use-service-account-credentials=true",
-                f"--service-account-private-key-file={keys.key('service-account')}",
-                f"--root-ca-file={keys.ca}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                # Fake nodes never really fail, so nothing may declare them dead. On a loaded
-                # CI machine KWOK's node leases went stale for minutes even with a 3m grace:
-                # the node-lifecycle controller then marked every pod NotReady, and KWOK
-                # never marks them Ready again (kubernetes-sigs/kwok#1464). Without it, a
-                # node is Ready as KWOK's stages say, and never tainted.
-                "--controllers=*,-node-lifecycle-controller",
-                # HPAs act within seconds, not the default 15 s: the scaling tests wait for them.
-                "--horizontal-pod-autoscaler-sync-period=3s",
-                "--v=1",
-            ],
-        )
-        self._spawn("kube-scheduler", [*common("scheduler", self.ports["scheduler"]), "--v=1"])
+        controller_manager = [
+            *common("controller-manager", self.ports["controller-manager"]),
+            # Each controller acts as its own service account, with the rights
+            # bootstrap RBAC gives it (Deployments, ReplicaSets, EndpointSlices, GC ...).
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={keys.key('service-account')}",
+            f"--root-ca-file={keys.ca}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Fake nodes never really fail, so nothing may declare them dead. On a loaded
+            # CI machine KWOK's node leases went stale for minutes even with a 3m grace:
+            # the node-lifecycle controller then marked every pod NotReady, and KWOK
+            # never marks them Ready again (kubernetes-sigs/kwok#1464). Without it, a
+            # node is Ready as KWOK's stages say, and never tainted.
+            "--controllers=*,-node-lifecycle-controller",
+            # HPAs act within seconds, not the default 15 s: the scaling tests wait for them.
+            "--horizontal-pod-autoscaler-sync-period=3s",
+            "--v=1",
+        ]
         # KWOK's stock stages, as cached by build.py; it manages only the fake nodes and their pods.
         stage_files = sorted((self.artifacts / "kwok-stages").glob("*.yaml"))
-        self._spawn(
-            "kwok",
-            [
-                f"--kubeconfig={self.state_dir / 'kwok.kubeconfig'}",
-                *(f"--config={s}" for s in stage_files),
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
-                f"--server-address=127.0.0.1:{self.ports['kwok']}",
-                "--node-ip=127.0.0.1",
-            ],
-        )
+        kwok = [
+            f"--kubeconfig={self.state_dir / 'kwok.kubeconfig'}",
+            *(f"--config={s}" for s in stage_files),
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
+            f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            "--node-ip=127.0.0.1",
+        ]
+        return {
+            "kube-controller-manager": controller_manager,
+            "kube-scheduler": [*common("scheduler", self.ports["scheduler"]), "--v=1"],
+            "kwok": kwok,
+        }
 
     def _create_nodes(self) -> None:
         items = [n.manifest() for n in self.fake_nodes]
@@ -412,16 +453,3 @@ class LocalCluster(ExistingCluster):
             return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False) != ""
 
         wait_for("the controller-manager to create the default ServiceAccount", controllers_working, 60)
-
-
-def kill_from_pidfile(state_dir: Path) -> list[int]:
-    """Tear down a cluster started by another process, from its pids.json."""
-    pids: dict[str, int] = json.loads((state_dir / "pids.json").read_text())
-    killed = []
-    for pid in reversed(list(pids.values())):
-        try:
-            os.kill(pid, signal.SIGTERM)
-            killed.append(pid)
-        except ProcessLookupError:
-            pass
-    return killed

@@ -2,8 +2,9 @@
 
 The kubelet sets three sysctls at start and the CNI bridge enables IP forwarding. The values
 from before are written to a record before the node starts; stopping the node restores them and
-deletes the record. A run that was killed leaves the record behind, and the next start restores
-it first, so a crash costs at most one run's worth of changed settings.
+deletes the record. A run that was killed leaves the record behind; the reaper (devcluster.reap,
+at every cluster start and on `python -m devcluster reap`) or the next real node's start restores
+it, so a crash costs at most one run's worth of changed settings.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -67,26 +69,46 @@ def restore(record_path: Path = RECORD, proc: Path = Path("/proc/sys")) -> dict[
     return values
 
 
-def claim_node(lock_path: Path = LOCK) -> TextIO:
-    """An exclusive lock held while the node runs; the kernel drops it however the process ends."""
+REAPER = "reaper"  # how the reaper marks the lock while it cleans: a start waits for it
+
+
+def claim_node(lock_path: Path = LOCK, wait_for_reaper: float = 60) -> TextIO:
+    """An exclusive lock held while the node runs; the kernel drops it however the process ends.
+    Held for a moment by the reaper (devcluster.reap) too: then this waits instead of failing."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_for_reaper
+    while True:
+        handle = lock_path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+        if not holder.startswith(REAPER) or time.monotonic() > deadline:
+            raise NodeBusy(
+                f"a real node already runs on this machine (pid {holder}, lock {lock_path}); "
+                "only one can: the kubelet writes fixed host paths. Stop it, or start this cluster "
+                "without a real node."
+            )
+        time.sleep(0.2)
+
+
+def try_claim_node(lock_path: Path = LOCK) -> TextIO | None:
+    """The node lock if no one holds it now (for the reaper), else None."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     handle = lock_path.open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
         handle.close()
-        raise NodeBusy(
-            f"a real node already runs on this machine (pid {holder}, lock {lock_path}); "
-            "only one can: the kubelet writes fixed host paths. Stop it, or start this cluster "
-            "without a real node."
-        ) from None
+        return None
     return handle
 
 
-def mark_holder(handle: TextIO, pid: int) -> None:
+def mark_holder(handle: TextIO, holder: str) -> None:
     handle.seek(0)
     handle.truncate()
-    handle.write(str(pid))
+    handle.write(holder)
     handle.flush()

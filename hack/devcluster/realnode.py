@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import TextIO
 
 import yaml
 
-from devcluster import hostchanges, images
+from devcluster import hostchanges, images, procs
 from devcluster.net import free_port
 from devcluster.nodeconfig import (
     BRIDGE,
@@ -45,6 +46,8 @@ from devcluster.nodeconfig import (
 
 COMPONENTS = ("containerd", "kubelet", "kube-proxy")
 Kubectl = Callable[..., str]
+# Health endpoints on loopback, whatever http_proxy says.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class NodeError(RuntimeError):
@@ -60,18 +63,19 @@ def add_node_ip() -> None:
         _sh("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
 
 
-def _mounts_under(root: Path) -> list[str]:
+def mounts_under(root: Path) -> list[str]:
+    """Mount points below `root`, deepest first."""
     prefix = str(root.resolve()) + "/"
     found = []
     for line in Path("/proc/self/mounts").read_text().splitlines():
         target = line.split()[1].replace("\\040", " ")
-        if target.startswith(prefix) or target.startswith("/run/netns/cni-"):
+        if target.startswith(prefix):
             found.append(target)
     return sorted(found, key=len, reverse=True)
 
 
-def _shim_pids(socket: Path) -> list[int]:
-    """containerd-shim processes serving this node's containerd (they outlive it)."""
+def shim_pids(socket: Path) -> list[int]:
+    """containerd-shim processes serving the containerd of `socket` (they outlive it)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -85,20 +89,47 @@ def _shim_pids(socket: Path) -> list[int]:
     return pids
 
 
-def clean_host(layout: Layout) -> None:
-    """Remove what a node leaves on the machine: its shims (and their containers), mounts, network
-    namespaces, the bridge and the node address. Safe to run twice, and on a killed run's leftovers."""
-    for pid in _shim_pids(layout.containerd_socket):
+def kill_shims(socket: Path) -> list[int]:
+    """SIGKILL the shims of one containerd and the containers under them; their pids."""
+    shims = shim_pids(socket)
+    victims = [*procs.children_of(shims), *shims]  # found before any dies and is reparented
+    for pid in victims:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-    for target in _mounts_under(layout.root):
+            os.kill(pid, signal.SIGKILL)
+    return victims
+
+
+def clean_node_dir(layout: Layout) -> list[int]:
+    """What one node (running or killed) leaves that is its own: its shims and their containers,
+    and the mounts below its state directory. Touches nothing of another node's; returns the
+    pids killed."""
+    killed = kill_shims(layout.containerd_socket)
+    for target in mounts_under(layout.root):
         _sh("umount", "-l", target, check=False)
-    for netns in Path("/run/netns").glob("cni-*") if Path("/run/netns").is_dir() else []:
-        _sh("ip", "netns", "delete", netns.name, check=False)
+    return killed
+
+
+def clean_machine() -> None:
+    """What a node leaves machine-wide: processes in the kubelet's pod cgroups, CNI network
+    namespaces, the bridge, KUBE-* iptables chains, the node address and the pod cgroups. Only for
+    the holder of the node lock (hostchanges.claim_node): then no live node owns any of it."""
+    for pid in _pod_cgroup_pids():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    netns = Path("/run/netns")
+    for ns in sorted(netns.glob("cni-*")) if netns.is_dir() else []:
+        _sh("umount", "-l", str(ns), check=False)
+        _sh("ip", "netns", "delete", ns.name, check=False)
     _sh("ip", "link", "delete", BRIDGE, check=False)
     remove_kube_chains()
     _sh("ip", "addr", "del", f"{NODE_IP}/32", "dev", "lo", check=False)
     _remove_pod_cgroups()
+
+
+def clean_host(layout: Layout) -> None:
+    """Remove what a node leaves on the machine. Safe to run twice, and on a killed run's leftovers."""
+    clean_node_dir(layout)
+    clean_machine()
 
 
 def remove_kube_chains() -> None:
@@ -119,15 +150,29 @@ def remove_kube_chains() -> None:
                 _sh(tool, "-t", table, "-X", chain, check=False)
 
 
-def _remove_pod_cgroups() -> None:
-    """The kubelet's /kubepods cgroups, deepest first (rmdir only removes empty ones)."""
+def _pod_cgroups() -> list[Path]:
+    """The kubelet's /kubepods cgroups in every controller, deepest first."""
+    found: list[Path] = []
     for controller in Path("/sys/fs/cgroup").iterdir():
         top = controller / "kubepods"
-        if not top.is_dir():
-            continue
-        for d in [*sorted(top.rglob("*/"), key=lambda p: len(p.parts), reverse=True), top]:
-            with contextlib.suppress(OSError):  # not empty: a process is still in it
-                d.rmdir()
+        if top.is_dir():
+            found += [*sorted(top.rglob("*/"), key=lambda p: len(p.parts), reverse=True), top]
+    return found
+
+
+def _pod_cgroup_pids() -> set[int]:
+    pids: set[int] = set()
+    for group in _pod_cgroups():
+        with contextlib.suppress(OSError, ValueError):
+            pids |= {int(line) for line in (group / "cgroup.procs").read_text().split()}
+    return pids
+
+
+def _remove_pod_cgroups() -> None:
+    """The kubelet's /kubepods cgroups, deepest first (rmdir only removes empty ones)."""
+    for d in _pod_cgroups():
+        with contextlib.suppress(OSError):  # not empty: a process is still in it
+            d.rmdir()
 
 
 @dataclass
@@ -137,7 +182,8 @@ class RealNode:
     kubeconfigs: dict[str, Path]  # "node" (the kubelet's identity) and "kube-proxy"
     client_ca: Path
     kubectl: Kubectl
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    children: dict[str, procs.Child] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
     imported: dict[str, str] = field(default_factory=dict)  # podman ref -> ref@digest on the node
     _lock: TextIO | None = None
 
@@ -149,7 +195,7 @@ class RealNode:
         """Claim the machine's one real node and put the node address on `lo`; before the API
         server starts, which listens on that address so pods can reach it."""
         self._lock = hostchanges.claim_node()
-        hostchanges.mark_holder(self._lock, os.getpid())
+        hostchanges.mark_holder(self._lock, str(os.getpid()))
         try:
             clean_host(self.layout)  # a killed run's leftovers (we hold the lock: none is live)
             hostchanges.record()
@@ -162,10 +208,10 @@ class RealNode:
         try:
             sandbox = images.sandbox_image()
             self._write_configs(sandbox)
-            self._start_containerd()
+            self.start_component("containerd")
             self.load([sandbox])
-            self._start_kubelet(timeout)
-            self._start_kube_proxy()
+            self.start_component("kubelet", timeout)
+            self.start_component("kube-proxy")
         except Exception as err:
             self.stop()
             raise NodeError(f"{err}\n{self.describe_failure()}") from err
@@ -181,12 +227,12 @@ class RealNode:
     def stop(self) -> None:
         self._drain()
         for name in ("kube-proxy", "kubelet"):
-            self._terminate(name)
+            self.stop_component(name)
         if (self.bin_dir / "kube-proxy").exists():
             # Removes the KUBE-* chains and rules kube-proxy wrote; harmless when there are none.
             _sh(str(self.bin_dir / "kube-proxy"), "--cleanup", check=False)
         clean_host(self.layout)
-        self._terminate("containerd")
+        self.stop_component("containerd")
         clean_host(self.layout)
         shutil.rmtree(self.layout.containerd_root, ignore_errors=True)
         shutil.rmtree(self.layout.containerd_state, ignore_errors=True)
@@ -204,6 +250,21 @@ class RealNode:
                 lines += [f"--- {name} (last lines)", *log.read_text(errors="replace").splitlines()[-12:]]
         return "\n".join(lines)
 
+    # -- one component ---------------------------------------------------------
+
+    def stop_component(self, name: str, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
+        """Stop containerd, the kubelet or kube-proxy by its pid (`sig`, SIGKILL after `timeout` s).
+        Pods keep running: containerd's shims hold them, and the kubelet finds them again."""
+        child = self.children.get(_known(name))
+        if child is not None:
+            child.stop(timeout, sig)
+
+    def start_component(self, name: str, timeout: float = 30) -> None:
+        """Start a stopped component again with the same arguments and ports; return once healthy."""
+        child = self.children[_known(name)]
+        child.start()
+        self._wait(f"{name} healthy", lambda: self._healthy(name), timeout)
+
     # -- steps -----------------------------------------------------------------
 
     def _write_configs(self, sandbox_image: str) -> None:
@@ -212,18 +273,28 @@ class RealNode:
             d.mkdir(parents=True, exist_ok=True)
         (layout.root / "containerd.toml").write_text(containerd_config(layout, sandbox_image))
         (layout.cni_conf_dir / "10-modelship.conflist").write_text(dump_json(cni_conflist(layout)))
-        config = kubelet_config(layout, free_port(), free_port(), self.client_ca)
+        for port in ("kubelet", "kubelet-healthz", "kube-proxy-metrics", "kube-proxy-healthz"):
+            self.ports[port] = free_port()
+        config = kubelet_config(layout, self.ports["kubelet"], self.ports["kubelet-healthz"], self.client_ca)
         (layout.root / "kubelet.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        log = (self.layout.logs / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        kubelet = kubelet_args(self.layout, self.root / "kubelet.yaml", self.kubeconfigs["node"])
+        proxy = kube_proxy_args(
+            self.kubeconfigs["kube-proxy"], self.ports["kube-proxy-metrics"], self.ports["kube-proxy-healthz"]
         )
+        argv = {
+            "containerd": ["containerd", "--config", str(self.root / "containerd.toml")],
+            "kubelet": [str(self.bin_dir / "kubelet"), *kubelet],
+            "kube-proxy": [str(self.bin_dir / "kube-proxy"), *proxy],
+        }
+        self.children = {
+            name: procs.Child(name, args, layout.logs / f"{name}.log", self.root)
+            for name, args in argv.items()
+        }
 
     def _alive(self, name: str) -> None:
-        if self.processes[name].poll() is not None:
-            raise NodeError(f"{name} exited with code {self.processes[name].returncode}")
+        child = self.children[name]
+        if not child.running:
+            raise NodeError(f"{name} exited with code {child.returncode}")
 
     def _wait(self, what: str, probe: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -232,45 +303,30 @@ class RealNode:
                 raise NodeError(f"timed out after {timeout:.0f}s waiting for {what}")
             time.sleep(0.2)
 
-    def _start_containerd(self) -> None:
-        self._spawn("containerd", ["containerd", "--config", str(self.root / "containerd.toml")])
-        sock = self.layout.containerd_socket
-
-        def up() -> bool:
-            self._alive("containerd")
+    def _healthy(self, name: str) -> bool:
+        self._alive(name)
+        if name == "containerd":
+            sock = self.layout.containerd_socket
             return sock.exists() and _sh("ctr", "-a", str(sock), "version", check=False).returncode == 0
+        if name == "kubelet":
+            # Ready stays True through a restart (nothing marks the node NotReady in a few
+            # seconds): the kubelet's own health endpoint says when it works again.
+            return _http_ok(self.ports["kubelet-healthz"]) and self._node_ready()
+        # kube-proxy's healthz answers 200 once it has synced its rules.
+        rules = _sh("iptables", "-t", "nat", "-S", "KUBE-SERVICES", check=False)
+        return rules.returncode == 0 and _http_ok(self.ports["kube-proxy-healthz"])
 
-        self._wait("containerd's socket", up, 30)
-
-    def _start_kubelet(self, timeout: float) -> None:
-        args = kubelet_args(self.layout, self.root / "kubelet.yaml", self.kubeconfigs["node"])
-        self._spawn("kubelet", [str(self.bin_dir / "kubelet"), *args])
-
-        def ready() -> bool:
-            self._alive("kubelet")
-            out = self.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
-            if not out:
-                return False
-            conditions = json.loads(out)["status"].get("conditions", [])
-            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-        self._wait(f"node {NODE_NAME} Ready", ready, timeout)
-
-    def _start_kube_proxy(self) -> None:
-        args = kube_proxy_args(self.kubeconfigs["kube-proxy"], free_port(), free_port())
-        self._spawn("kube-proxy", [str(self.bin_dir / "kube-proxy"), *args])
-
-        def syncing() -> bool:
-            self._alive("kube-proxy")
-            rules = _sh("iptables", "-t", "nat", "-S", "KUBE-SERVICES", check=False)
-            return rules.returncode == 0
-
-        self._wait("kube-proxy's KUBE-SERVICES chain", syncing, 30)
+    def _node_ready(self) -> bool:
+        out = self.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
+        if not out:
+            return False
+        conditions = json.loads(out)["status"].get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def _drain(self) -> None:
         """Delete every pod on the node while the kubelet still runs, so it tears their sandboxes
         down itself (CNI DEL, unmounts); what it leaves, clean_host removes."""
-        if "kubelet" not in self.processes or self.processes["kubelet"].poll() is not None:
+        if "kubelet" not in self.children or not self.children["kubelet"].running:
             return
         selector = f"spec.nodeName={NODE_NAME}"
         self.kubectl(
@@ -290,13 +346,16 @@ class RealNode:
                 return
             time.sleep(0.5)
 
-    def _terminate(self, name: str, timeout: float = 10) -> None:
-        proc = self.processes.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+def _known(name: str) -> str:
+    if name not in COMPONENTS:
+        raise ValueError(f"unknown node component {name!r}; known: {', '.join(COMPONENTS)}")
+    return name
+
+
+def _http_ok(port: int) -> bool:
+    try:
+        with _DIRECT.open(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -32,10 +33,10 @@ import yaml
 if __package__ in (None, ""):  # run as a script: make the `devcluster` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devcluster import cache
+from devcluster import cache, procs
 from devcluster.build import _module, _run, godebug_lines, load_versions
 from devcluster.cache import MANIFEST, build_once, cache_root
-from devcluster.cluster import terminate, wait_for
+from devcluster.cluster import wait_for
 from devcluster.net import free_port
 
 if TYPE_CHECKING:
@@ -430,7 +431,7 @@ class Traefik:
     ping_port: int = field(default_factory=free_port)
     # (address, port) also served, e.g. for pods on a bridge; see `static_config`.
     extra: tuple[str, int] | None = None
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    child: procs.Child | None = field(default=None, init=False)
     state_dir: Path | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -452,8 +453,8 @@ class Traefik:
         return self.state_dir / "traefik.log"
 
     def _pinged(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"traefik exited with {self.process.returncode}; see {self.log_file}")
+        if self.child is not None and not self.child.running:
+            raise RuntimeError(f"traefik exited with {self.child.returncode}; see {self.log_file}")
         try:
             with _DIRECT.open(self.ping_url, timeout=2) as resp:
                 return bool(resp.status == 200)
@@ -470,27 +471,32 @@ class Traefik:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE_")}
         # Traefik uses in-cluster config when KUBERNETES_SERVICE_HOST/PORT are set, else $KUBECONFIG.
         env["KUBECONFIG"] = str(kubeconfig)
-        with open(state_dir / "traefik.out", "ab") as out:
-            self.process = subprocess.Popen(
-                [str(bin), f"--configFile={config_file}"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        (state_dir / "traefik.pid").write_text(str(self.process.pid))
+        self.child = procs.Child(
+            "traefik", [str(bin), f"--configFile={config_file}"], state_dir / "traefik.out", state_dir, env
+        )
+        self.start_process(timeout)
+
+    def start_process(self, timeout: float = 30) -> None:
+        """Start the process (again, after stop_process) with the same config and ports; return
+        once it answers its ping."""
+        if self.child is None:
+            raise RuntimeError("Traefik has not been started")
+        self.child.start()
         try:
             wait_for("traefik's ping", self._pinged, timeout=timeout)
         except BaseException:
             self.stop()
             raise
 
+    def stop_process(self, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
+        """Stop the process by its pid (`sig`, then SIGKILL after `timeout` s); start_process
+        starts it again."""
+        if self.child is not None:
+            self.child.stop(timeout, sig)
+
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds."""
-        if self.process is not None:
-            terminate(self.process, timeout)
-            self.process = None
+        self.stop_process(timeout)
 
     def __enter__(self) -> Traefik:
         return self

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
+import signal
 import time
 import urllib.parse
 import urllib.request
@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from devcluster.cluster import terminate
+from devcluster import procs
 from devcluster.net import free_port
 from localworld.discovery import PodDiscovery
 
@@ -93,7 +93,7 @@ class Prometheus:
     interval: str = DEFAULT_INTERVAL
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    child: procs.Child | None = None
     discovery: PodDiscovery | None = None
 
     @property
@@ -107,32 +107,39 @@ class Prometheus:
         self.discovery.start()
         config = self.state_dir / "prometheus.yml"
         config.write_text(yaml.safe_dump(local_config(self.discovery.url, self.interval), sort_keys=False))
-        log = (self.state_dir / "prometheus.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                exe,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.state_dir / 'data'}",
-                f"--web.listen-address={self.host}:{self.port}",
-                "--storage.tsdb.retention.time=2h",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
+        argv = [
+            exe,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.state_dir / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--storage.tsdb.retention.time=2h",
+        ]
+        self.child = procs.Child("prometheus", argv, self.state_dir / "prometheus.log", self.state_dir)
+        self.start_process(timeout)
+
+    def start_process(self, timeout: float = 60) -> None:
+        """Start the process (again, after stop_process) with the same config, port and data;
+        return once it is ready. Pod discovery runs on in this process meanwhile."""
+        if self.child is None:
+            raise RuntimeError("Prometheus has not been started")
+        self.child.start()
         deadline = time.monotonic() + timeout
         while not self._ready():
-            if self.process.poll() is not None:
+            if not self.child.running:
                 raise RuntimeError(
-                    f"prometheus exited ({self.process.returncode}); see {self.state_dir}/prometheus.log"
+                    f"prometheus exited ({self.child.returncode}); see {self.state_dir}/prometheus.log"
                 )
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"prometheus not ready after {timeout:.0f}s; see {self.state_dir}/prometheus.log"
                 )
             time.sleep(0.2)
+
+    def stop_process(self, timeout: float = 15, sig: int = signal.SIGTERM) -> None:
+        """Stop the process by its pid (`sig`, then SIGKILL after `timeout` s); start_process
+        starts it again."""
+        if self.child is not None:
+            self.child.stop(timeout, sig)
 
     def _ready(self) -> bool:
         try:
@@ -142,8 +149,7 @@ class Prometheus:
             return False
 
     def stop(self) -> None:
-        if self.process is not None:
-            terminate(self.process)
+        self.stop_process()
         if self.discovery is not None:
             self.discovery.stop()
             self.discovery = None

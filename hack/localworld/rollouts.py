@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
+from devcluster import procs
 from devcluster.cluster import wait_for
 from devcluster.net import free_port
 
@@ -83,31 +83,27 @@ class OperatorProcess:
     args: list[str] = field(default_factory=list)  # more `modelship run` flags
     # A free liveness port: two operators (parallel sessions) must not collide on the default.
     liveness_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    child: procs.Child | None = None
 
     def start(self) -> OperatorProcess:
+        """Start it (again, after stop: same port and log); its pid is recorded beside the log,
+        which is in the cluster's state directory for the demo and benchmarks."""
+        if self.child is not None and self.child.running:
+            raise RuntimeError(f"the operator already runs (pid {self.child.pid})")
         args = [sys.executable, "-m", "modelship", "run", "--resync-seconds", str(self.resync_seconds)]
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
         args += ["--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz", *self.args]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                args, env=dict(self.env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        # Named after its log: two operators logging side by side keep records of their own.
+        self.child = procs.Child(
+            self.log_path.stem, args, self.log_path, self.log_path.parent, self.env
+        ).start()
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         """`sig` (SIGKILL: a crash), then SIGKILL if it has not exited after `timeout` seconds."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
+        if self.child is not None:
+            self.child.stop(timeout, sig)
 
     def health(self) -> dict[str, Any] | None:
         """What the liveness endpoint answers (kopf's probes), None while it does not answer."""

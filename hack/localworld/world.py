@@ -5,11 +5,16 @@ What the e2e fixture and the demo start on top of the local control plane, and s
 order. Pods run for real on the node (devcluster.realnode); a namespace gets there through
 `pin_namespace`. Traffic reaches a model through Traefik: `expose` creates an HTTPRoute with a
 hostname of its own on the world's Gateway, and modelship manages that route's weights.
+
+For fault tests, `restart(component)` (or `stop_component` and `start_component` apart) stops
+Prometheus, Traefik or any of the cluster's components by its pid and starts it again with the
+same arguments and ports.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ from modelship.core.manifests import SERVICE_PORT
 GATEWAY_NAMESPACE = "modelship-gateway"
 GATEWAY_GROUP, GATEWAY_VERSION = "gateway.networking.k8s.io", "v1"
 HOSTNAME_SUFFIX = "modelship.test"
+COMPONENTS = ("prometheus", "traefik")  # the world's own; the rest are the cluster's
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,39 @@ class LocalWorld:
             self._gateway.stop()
         if self._prometheus is not None:
             self._prometheus.stop()
+
+    # -- one component, for fault tests ----------------------------------------
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS + self.cluster.components
+
+    def stop_component(self, name: str, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
+        """Stop Prometheus, Traefik or a cluster component by its pid (`sig`, then SIGKILL after
+        `timeout` s); it stays down until start_component(name)."""
+        if name == "prometheus":
+            self.prometheus.stop_process(timeout, sig)
+        elif name == "traefik":
+            self.gateway.stop_process(timeout, sig)
+        elif name in self.cluster.components:
+            self.cluster.stop_component(name, timeout, sig)
+        else:
+            raise ValueError(f"unknown component {name!r}; known: {', '.join(self.components)}")
+
+    def start_component(self, name: str, timeout: float = 60) -> None:
+        """Start a stopped component again, same arguments and ports; return once it is healthy."""
+        if name == "prometheus":
+            self.prometheus.start_process(timeout)
+        elif name == "traefik":
+            self.gateway.start_process(timeout)
+        elif name in self.cluster.components:
+            self.cluster.start_component(name, timeout)
+        else:
+            raise ValueError(f"unknown component {name!r}; known: {', '.join(self.components)}")
+
+    def restart(self, name: str, timeout: float = 60, sig: int = signal.SIGTERM) -> None:
+        self.stop_component(name, sig=sig)
+        self.start_component(name, timeout)
 
     def __enter__(self) -> LocalWorld:
         self.start()

@@ -193,3 +193,13 @@ def test_default_nodes_share_one_claimed_network_that_the_cluster_releases(
     )
     cluster.stop()  # nothing was started: stopping only releases what the cluster holds
     assert network not in nodes._claims
+
+
+def test_restarting_an_unknown_component_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
+    cluster = LocalCluster(
+        kubeconfig=tmp_path / "kubeconfig", bin_dir=tmp_path, state_dir=tmp_path, fake_nodes=[]
+    )
+    with pytest.raises(ValueError, match="unknown component 'kubelet'; known: etcd, kube-apiserver, "):
+        cluster.restart("kubelet")  # no real node
+    with pytest.raises(ValueError, match="unknown component 'prometheus'"):
+        cluster.stop_component("prometheus")
