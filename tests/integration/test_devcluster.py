@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from typing import Any
 
@@ -9,8 +10,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from devcluster import build, nodes
-from devcluster.cluster import ExistingCluster, LocalCluster
+from devcluster import build, nodes, procs
+from devcluster.cluster import COMPONENTS, ExistingCluster, KubectlError, LocalCluster
 
 from .mdhelpers import wait_until
 
@@ -210,7 +211,30 @@ def test_second_cluster_runs_side_by_side_and_stops_by_pid(cluster: ExistingClus
         # The same interface over a kubeconfig: how suites reach kind or a real cluster.
         other = ExistingCluster(kubeconfig=second.kubeconfig, bin_dir=second.bin_dir)
         assert other.kubectl("get", "nodes", "-o", "name").split() == ["node/kwok-cpu-0"]
-        processes = list(second.processes.values())
-        assert len(processes) == 5
-    assert all(p.poll() is not None for p in processes)
+        children = list(second.children.values())
+        assert [c.name for c in children] == list(COMPONENTS)
+        records = procs.records_under(second.state_dir)
+        assert {(r.name, r.pid) for r in records} == {(c.name, c.pid) for c in children}
+        # Restart helpers for fault tests: each by its pid, on the same ports, with the same data.
+        second.kubectl("create", "configmap", "survivor", "--from-literal=k=v")
+        ports = dict(second.ports)
+        # etcd stopped cleanly (SIGTERM); the API server crashes (SIGKILL: on SIGTERM it waits out
+        # its clients' watches, up to the 10 s bound).
+        for name, sig in (("etcd", signal.SIGTERM), ("kube-apiserver", signal.SIGKILL)):
+            old = next(r for r in procs.records_under(second.state_dir) if r.name == name)
+            second.restart(name, sig=sig)
+            assert not procs.is_running(old.pid, old.start)
+            assert second.children[name].pid != old.pid
+            assert second.kubectl("get", "configmap", "survivor", "-o", "jsonpath={.data.k}") == "v"
+            second.kubectl("create", "configmap", f"after-{name}")
+        assert second.ports == ports
+        # Down for a while: the API is refused until the component is started again.
+        second.stop_component("etcd", sig=signal.SIGKILL)
+        with pytest.raises(KubectlError):
+            second.kubectl("get", "configmap", "survivor", "--request-timeout=1s")
+        second.start_component("etcd")
+        assert second.kubectl("get", "configmap", "survivor", "-o", "name").strip() == "configmap/survivor"
+        with pytest.raises(ValueError, match="unknown component 'kubelet'; known: etcd, kube-apiserver"):
+            second.restart("kubelet")  # this cluster has no real node
+    assert all(not c.running for c in children)
     assert not second.state_dir.exists()
