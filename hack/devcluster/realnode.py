@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -311,10 +312,11 @@ class RealNode:
         if name == "kubelet":
             # Ready stays True through a restart (nothing marks the node NotReady in a few
             # seconds): the kubelet's own health endpoint says when it works again.
-            return _http_ok(self.ports["kubelet-healthz"]) and self._node_ready()
-        # kube-proxy's healthz answers 200 once it has synced its rules.
+            return _http_status(self.ports["kubelet-healthz"]) == 200 and self._node_ready()
+        # Its chain (left by the process before a restart) and its health server up: whether it
+        # answers 200 depends on each address family's sync, which is not ours to wait for.
         rules = _sh("iptables", "-t", "nat", "-S", "KUBE-SERVICES", check=False)
-        return rules.returncode == 0 and _http_ok(self.ports["kube-proxy-healthz"])
+        return rules.returncode == 0 and _http_status(self.ports["kube-proxy-healthz"]) is not None
 
     def _node_ready(self) -> bool:
         out = self.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
@@ -353,9 +355,12 @@ def _known(name: str) -> str:
     return name
 
 
-def _http_ok(port: int) -> bool:
+def _http_status(port: int) -> int | None:
+    """What /healthz on a loopback port answers, None while nothing does."""
     try:
         with _DIRECT.open(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            return bool(r.status == 200)
+            return int(r.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
     except OSError:
-        return False
+        return None
