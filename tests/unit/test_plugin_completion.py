@@ -5,11 +5,13 @@ completes ModelDeployment names through kubectl)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from modelship.plugin import args, completion
 
@@ -107,3 +109,45 @@ def test_kubectl_complete_answers_in_cobras_format(capsys: pytest.CaptureFixture
     )
     assert done.returncode == 0
     assert done.stdout == "--output\n:4\n"
+
+
+def test_a_cluster_that_never_answers_completes_to_nothing_instead_of_hanging(tmp_path: Path) -> None:
+    """TAB with a kubeconfig whose API server accepts connections and says nothing (a dead VPN, a
+    black-holed load balancer): after `LOOKUP_SECONDS` the shell gets no names, not a hung prompt."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepted by the kernel, never read or answered
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "silent",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{silent.getsockname()[1]}",
+                            "insecure-skip-tls-verify": True,
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "silent", "context": {"cluster": "silent", "user": "u"}}],
+                "current-context": "silent",
+            }
+        )
+    )
+    complete = Path(sys.executable).parent / "kubectl_complete-modelship"
+    try:
+        # Without the bound this waits on the socket for the client's own timeout (minutes).
+        done = subprocess.run(
+            [complete, "status", "--kubeconfig", str(kubeconfig), ""],
+            capture_output=True,
+            text=True,
+            timeout=completion.LOOKUP_SECONDS + 20,
+        )
+    finally:
+        silent.close()
+    assert done.returncode == 0
+    assert done.stdout == ":4\n"

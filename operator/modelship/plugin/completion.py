@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections.abc import Callable
 
 from modelship.plugin import args
@@ -15,6 +16,8 @@ from modelship.plugin import args
 PROG = "kubectl-modelship"
 HIDDEN = "__complete"  # the callback command; not in the parser, so not in --help
 _NO_FILES = 4  # Cobra's ShellCompDirectiveNoFileComp: the shell must not fall back to file names
+# A shell waits on TAB: past this, offer nothing rather than hang on a cluster that does not answer.
+LOOKUP_SECONDS = 2.0
 
 # What a value completes to, by the option's or positional's dest: a function of the connection
 # flags typed so far ({"namespace": ..., "context": ..., "kubeconfig": ...}).
@@ -66,7 +69,16 @@ def candidates(parser: argparse.ArgumentParser, words: list[str], lookup: Lookup
 
 def cluster_lookup(dest: str, flags: dict[str, str]) -> list[str]:
     """ModelDeployment names, namespaces and contexts from the cluster and the kubeconfig; nothing
-    when they cannot be read (a completion must never print an error)."""
+    when they cannot be read within `LOOKUP_SECONDS` (a completion must never print an error, nor
+    hang: the lookup runs in a thread the process leaves behind when it exits)."""
+    found: list[str] = []
+    worker = threading.Thread(target=lambda: found.extend(_lookup(dest, flags)), daemon=True)
+    worker.start()
+    worker.join(LOOKUP_SECONDS)
+    return [] if worker.is_alive() else found
+
+
+def _lookup(dest: str, flags: dict[str, str]) -> list[str]:
     try:
         if dest == "context":
             from kubernetes import config
