@@ -5,9 +5,9 @@
   the components in order instead of all of them dying at once;
 - with a parent-death signal (SIGKILL, `prctl(PR_SET_PDEATHSIG)`), so it dies with the run that
   started it however that run ends, a SIGKILL included. The kernel sends it when the *thread*
-  that forked the child ends, not the process: it is set for children started from the main
-  thread (which lives as long as the process). A child started from another thread gets none,
-  since it would die with that thread; the reaper (devcluster.reap) finds it instead;
+  that forked the child ends, not the process; so every child is forked by a thread that lives
+  as long as the process: the main thread, or, for a start asked for on any other thread (a
+  fault suite's worker, say), one spawner thread of this module's;
 - recorded as `<record_dir>/<name>.proc.json`, by pid and start time (clock ticks since boot,
   /proc/<pid>/stat field 22), so that the reaper kills exactly that process and never a pid the
   kernel has since given to another.
@@ -30,13 +30,16 @@ import contextlib
 import ctypes
 import json
 import os
+import queue
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 RECORD_SUFFIX = ".proc.json"
@@ -166,6 +169,40 @@ def is_stale(state_dir: Path) -> bool:
 # -- children ----------------------------------------------------------------
 
 
+class _Spawner:
+    """Runs the fork of every child asked for off the main thread, on one daemon thread that lives
+    until the process ends, so that thread's end (the kernel's trigger for the parent-death
+    signal) is the process's end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[Callable[[], subprocess.Popen[bytes]], Future[Any]]]
+        self._queue = queue.SimpleQueue()
+        self._owner = 0  # the pid whose thread it is: a forked copy of this process has none
+
+    def run(self, fork: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        if threading.current_thread() is threading.main_thread():
+            return fork()
+        with self._lock:
+            if self._owner != os.getpid():
+                threading.Thread(target=self._loop, name="procs-spawner", daemon=True).start()
+                self._owner = os.getpid()
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._queue.put((fork, done))
+        return done.result()
+
+    def _loop(self) -> None:
+        while True:
+            fork, done = self._queue.get()
+            try:
+                done.set_result(fork())
+            except BaseException as err:  # handed to the thread that asked
+                done.set_exception(err)
+
+
+_spawner = _Spawner()
+
+
 def _die_with_parent(parent: int) -> Callable[[], None]:
     def preexec() -> None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -208,17 +245,20 @@ class Child:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.record_dir.mkdir(parents=True, exist_ok=True)
-        on_main_thread = threading.current_thread() is threading.main_thread()
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=None if self.env is None else dict(self.env),
-                start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()) if on_main_thread else None,
-            )
+
+            def fork() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=None if self.env is None else dict(self.env),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent(os.getpid()),
+                )
+
+            self.process = _spawner.run(fork)
         pid = self.process.pid
         self.record_path.write_text(Record(self.name, pid, start_time(pid) or 0, tuple(self.argv)).to_json())
         return self
