@@ -146,15 +146,21 @@ def expected_events(
 
 
 def rollout_events(events: list[dict[str, Any]], canary: str) -> list[dict[str, Any]]:
-    """The transition Events (in order) from the last `RolloutStarted` of revision `canary` on."""
-    ordered = sorted(
-        (e for e in events if e.get("reason") != "AnalysisMeasured" and not e.get("series")),
-        key=lambda e: e.get("eventTime") or e["metadata"]["creationTimestamp"],
-    )
-    starts = [
-        i for i, e in enumerate(ordered) if e["reason"] == "RolloutStarted" and canary in e.get("note", "")
-    ]
-    return ordered[starts[-1] :] if starts else []
+    """The transition Events (in order) from the last `RolloutStarted` of revision `canary` on.
+    The Events of one pass share its time (whole seconds), so the rollout's are those at or after
+    its start's time; the previous canary's `CanaryReplaced`, posted by the same pass, is left out."""
+
+    def when(e: dict[str, Any]) -> str:
+        return str(e.get("eventTime") or e["metadata"]["creationTimestamp"])
+
+    transitions = [e for e in events if e.get("reason") != "AnalysisMeasured" and not e.get("series")]
+    starts = [when(e) for e in transitions if e["reason"] == "RolloutStarted" and canary in e.get("note", "")]
+    if not starts:
+        return []
+    first = max(starts)
+    found = [e for e in transitions if when(e) >= first and e["reason"] != "CanaryReplaced"]
+    # RolloutStarted first among the Events of its own pass.
+    return sorted(found, key=lambda e: (when(e), e["reason"] != "RolloutStarted"))
 
 
 def step_figures(
@@ -186,20 +192,25 @@ def step_figures(
     return repeated, skipped, missing
 
 
-def weight_regressions(samples: list[Sample]) -> int:
-    """Times a canary's weight went down while its own rollout went on: in the status (same canary
-    revision, not aborted), and in the route (the weight of `<name>-canary` while it selects the
-    revision the status still rolls out). A new revision mid-rollout, an abort or a rollback take
-    weight away by design; they are not counted."""
-    found = 0
+def weight_regressions(samples: list[Sample]) -> list[str]:
+    """Each time a canary's weight went down while its own rollout went on, said: in the status
+    (same canary revision, not aborted), and in the route (the weight of `<name>-canary` while it
+    selects the revision the status still rolls out). A new revision mid-rollout, an abort or a
+    rollback take weight away by design; they are not counted."""
+    found = []
+    t0 = samples[0].t if samples else 0.0
     for a, b in itertools.pairwise(samples):
         going_on = b.aborted is None and b.canary is not None
+        when = f"at {b.t - t0:.1f}s"
         if going_on and a.canary == b.canary and (a.weight or 0) > (b.weight or 0):
-            found += 1
+            found.append(f"{when}: status weight of {b.canary} {a.weight} -> {b.weight}")
         canary_a, canary_b = _canary_weight(a), _canary_weight(b)
         same = a.canary_service == b.canary_service == b.canary
         if going_on and same and canary_a is not None and canary_b is not None and canary_a > canary_b:
-            found += 1
+            found.append(
+                f"{when}: route weight of the canary Service ({b.canary_service}) {canary_a} -> {canary_b}; "
+                f"status weight {a.weight} -> {b.weight}"
+            )
     return found
 
 
@@ -422,6 +433,7 @@ class Bed:
         end: str = "Promoted",
     ) -> Figures:
         events = rollout_events(self.events(name), target)
+        regressions = weight_regressions(recorder.samples)
         repeated, skipped, missing = step_figures(events, steps, reached, end)
         summary = self.loads[name].summary() if name in self.loads else None
         # The end state once nothing is left to do: the previous stable revision scaled down.
@@ -433,13 +445,17 @@ class Bed:
             faults=faults,
             steps_repeated=repeated,
             steps_skipped=skipped,
-            weight_regressions=weight_regressions(recorder.samples),
+            weight_regressions=len(regressions),
             failed_requests=summary.errors if summary else 0,
             requests=summary.requests if summary else 0,
             events_missing=missing,
             seconds=round(ended - started, 1),
             outcome=f"{status.get('phase')}, stable {status.get('stableRevision')}",
-            notes={"final": normalized_final(status, self.route(name), name)},
+            notes={
+                "final": normalized_final(status, self.route(name), name),
+                "regressions": regressions,
+                "events": [f"{e['reason']}: {e['note'][:48]}" for e in events],
+            },
         )
 
 
@@ -489,11 +505,14 @@ def run_plain(
 
 def run_random_kills(bed: Bed, seed: int, kills: int = 6) -> Figures:
     """SIGKILL the operator at random moments of an 8-step canary, at least `kills` times; start it
-    again after a random moment down."""
+    again after a random moment down. A moment is drawn from when the operator answers its
+    liveness probe: one drawn from its start would often fall in its start-up (seconds on a busy
+    machine), where it has done nothing yet, and the rollout would never move."""
     rng = random.Random(seed)
     name = "m"
     bed.deploy(name, STEPS8)
     bed.load(name)
+    wait_for("the operator to answer its liveness probe", bed.operator.health, timeout=60)
     done = 0
     moments: list[float] = []
     with Recorder(bed, name) as recorder:
@@ -501,7 +520,7 @@ def run_random_kills(bed: Bed, seed: int, kills: int = 6) -> Figures:
         _, target = bed.roll(name, "v2")
         deadline = started + 240
         while time.monotonic() < deadline:
-            time.sleep(rng.uniform(0.2, 2.0))
+            time.sleep(rng.uniform(0.3, 3.0))
             status = bed.status(name)
             if done >= kills and status.get("stableRevision") == target:
                 break
@@ -512,6 +531,7 @@ def run_random_kills(bed: Bed, seed: int, kills: int = 6) -> Figures:
             done += 1
             time.sleep(rng.uniform(0.0, 1.0))
             bed.operator.start()
+            wait_for("the operator to answer its liveness probe", bed.operator.health, timeout=60)
         bed.promoted(name, target)
         ended = time.monotonic()
     figures = bed.figures("operator-sigkill-random", name, target, STEPS8, recorder, started, ended, done)
@@ -542,6 +562,7 @@ def run_kill_each_write(bed: Bed, limit: int = 16) -> Figures:
             result = wait_for(
                 f"the pass after write {k}", lambda: crashpoint.outcome(bed.arm_file), timeout=60
             )
+            errors = bed.loads[name].summary().errors
             if result["crashed"]:
                 wait_for(
                     "the operator to exit", lambda: not (bed.operator.child and bed.operator.child.running)
@@ -551,6 +572,15 @@ def run_kill_each_write(bed: Bed, limit: int = 16) -> Figures:
             else:
                 completed = result
             at_half(bed, name, target)
+            failed = bed.loads[name].summary().errors - errors
+            if failed:  # the requests that failed around this change, and when
+                crashes.append(
+                    {
+                        "after_write": k,
+                        "failed_requests": failed,
+                        "at_s": round(time.monotonic() - started, 1),
+                    }
+                )
         # The end, as a person's `kubectl modelship promote` makes it.
         plugin.run_verb(bed.mds.kube, bed.namespace, name, "promote")
         bed.promoted(name, target)
@@ -601,7 +631,7 @@ def run_flips(bed: Bed) -> Figures:
         started = time.monotonic()
         for image in ("v3-slow", "v3-inaccurate"):
             bed.roll(name, image)
-            time.sleep(0.4)
+            time.sleep(0.1)
         generation, target = bed.roll(name, "v2")
         flipped = time.monotonic() - started
         bed.promoted(name, target)
@@ -688,6 +718,9 @@ def run_pod_kill(bed: Bed) -> Figures:
             lambda: _restarted_and_ready(bed.core, bed.namespace, pod.metadata.name),
             timeout=60,
         )
+        # The gateway learns of the pod's return from its EndpointSlices a moment later: the
+        # restart's errors are those until then.
+        time.sleep(2)
         during = load.summary().errors - before
         status = bed.promoted(name, target)
         ended = time.monotonic()

@@ -95,16 +95,20 @@ def test_only_the_events_from_the_last_start_of_the_revision_belong_to_its_rollo
 
 def test_a_weight_going_down_while_its_rollout_goes_on_is_a_regression() -> None:
     rising = [sample("m-2", 20, 20, "m-2"), sample("m-2", 50, 50, "m-2")]
-    assert weight_regressions(rising) == 0
-    assert weight_regressions([*rising, sample("m-2", 20, 50, "m-2")]) == 1  # the status went back
-    assert weight_regressions([*rising, sample("m-2", 50, 20, "m-2")]) == 1  # the route went back
+    assert weight_regressions(rising) == []
+    assert weight_regressions([*rising, sample("m-2", 20, 50, "m-2")]) == [
+        "at 0.0s: status weight of m-2 50 -> 20"
+    ]
+    assert weight_regressions([*rising, sample("m-2", 50, 20, "m-2")]) == [
+        "at 0.0s: route weight of the canary Service (m-2) 50 -> 20; status weight 50 -> 50"
+    ]
 
 
 def test_a_new_revision_or_an_abort_taking_the_weight_away_is_no_regression() -> None:
     at_half = sample("m-2", 50, 50, "m-2")
     # A new digest: the status names the new canary, the route sends the old one's share to stable.
-    assert weight_regressions([at_half, sample("m-3", 0, 50, "m-2"), sample("m-3", 0, 0, "m-2")]) == 0
-    assert weight_regressions([at_half, sample(None, 0, 0, "m-2", aborted="ProgressDeadlineExceeded")]) == 0
+    assert weight_regressions([at_half, sample("m-3", 0, 50, "m-2"), sample("m-3", 0, 0, "m-2")]) == []
+    assert weight_regressions([at_half, sample(None, 0, 0, "m-2", aborted="ProgressDeadlineExceeded")]) == []
 
 
 def body(generation: int, name: str = "m", namespace: str = "ns") -> dict[str, Any]:
@@ -129,3 +133,16 @@ def test_an_operator_started_with_the_hook_loads_it_and_keeps_its_own_path(tmp_p
     assert paths[0] == str(crashpoint.HOOK_DIR) and paths[-1] == "/somewhere"
     assert (crashpoint.HOOK_DIR / "sitecustomize.py").exists()
     assert env[crashpoint.ENV] == str(tmp_path / "op.arm")
+
+
+def test_events_of_one_pass_share_a_second_and_the_start_still_counts_first() -> None:
+    same_pass = [
+        event("WeightChanged", "step 1/4: canary weight 0% -> 20%", 1),
+        event("CanaryReplaced", "spec asks for revision m-2: canary m-1 removed", 1),
+        *clean_run()[2:],
+        event("RolloutStarted", "rolling out revision m-2 in 4 canary steps", 1),
+    ]
+    found = rollout_events(same_pass, "m-2")
+    assert [e["reason"] for e in found][:2] == ["RolloutStarted", "WeightChanged"]
+    assert "CanaryReplaced" not in [e["reason"] for e in found]
+    assert step_figures(found, STEPS4) == (0, 0, 0)
