@@ -2,8 +2,9 @@
 world's Prometheus, while load with feedback flows through Traefik.
 
 Each bad demo model is rolled back by the metric it breaks; an unreachable Prometheus pauses the
-rollout without promoting; a quiet canary is not judged unless `noData: fail`; the smoke test
-stops a wrong model before any user request; blue/green gates hold or undo the switch."""
+rollout without promoting, and past `unreachableTimeout` rolls it back; a quiet canary is not
+judged unless `noData: fail`; the smoke test stops a wrong model before any user request;
+blue/green gates hold or undo the switch."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ def progressing(status: dict[str, Any]) -> dict[str, Any]:
 
 def paused(status: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c["type"] == "Paused"), {})
+
+
+def ready(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status.get("conditions", []) if c["type"] == "Ready")
 
 
 def no_canary_traffic_after_rollback(r: Rollout, status: dict[str, Any]) -> None:
@@ -106,34 +111,46 @@ def test_each_bad_model_is_rolled_back_by_the_metric_it_breaks(
     no_canary_traffic_after_rollback(rollout, status)
 
 
+def analysis_running(r: Rollout) -> None:
+    eventually(
+        "the first analysis step to run",
+        lambda: (r.mds.status(NAME).get("analysis") or [{}])[0].get("phase") == "Running",
+        timeout=60,
+    )
+
+
 def test_prometheus_down_pauses_without_promoting_and_the_rollout_continues_when_it_is_back(
     rollout: Rollout, world: LocalWorld
 ) -> None:
-    v1 = create(rollout, "v1")
+    # Down for 10 intervals: an unreachable measurement must not count toward inconclusiveLimit
+    # (5 here; 6 of them in a row used to end the run Inconclusive, waiting for a person).
+    v1 = create(rollout, "v1", analysis={**ANALYSIS, "inconclusiveLimit": 5})
     rollout.load(rollout.endpoint(NAME), rate=RATE, duration=240)
     rollout.set_image(NAME, "v2")
-    eventually(
-        "the first analysis step to run",
-        lambda: (rollout.mds.status(NAME).get("analysis") or [{}])[0].get("phase") == "Running",
-        timeout=60,
-    )
+    analysis_running(rollout)
     world.prometheus.stop()
     try:
         status = eventually(
-            "the rollout to pause as inconclusive",
+            "the rollout to pause as Prometheus is unreachable",
             lambda: (s := rollout.mds.status(NAME)).get("phase") == "Paused" and s,
             timeout=30,
         )
-        assert paused(status)["reason"] == "AnalysisInconclusive"
-        assert "unreachable" in paused(status)["message"]
+        assert paused(status)["reason"] == "PrometheusUnreachable", paused(status)
+        assert f"Prometheus at {world.prometheus.url} is unreachable" in paused(status)["message"]
+        assert "unreachableTimeout 10m" in paused(status)["message"]
         weight = at(status, "rollout.canary.weight")
-        time.sleep(6)  # two more intervals without Prometheus: nothing moves
-        later = rollout.mds.status(NAME)
-        assert (later["phase"], at(later, "rollout.canary.weight"), later["stableRevision"]) == (
-            "Paused",
-            weight,
-            v1,
-        )
+        deadline = time.monotonic() + 30  # 10 intervals without Prometheus: nothing moves
+        while time.monotonic() < deadline:
+            later = rollout.mds.status(NAME)
+            assert (later["phase"], at(later, "rollout.canary.weight"), later["stableRevision"]) == (
+                "Paused",
+                weight,
+                v1,
+            ), later
+            assert paused(later)["reason"] == "PrometheusUnreachable", paused(later)
+            time.sleep(1)
+        run = rollout.mds.status(NAME)["analysis"][0]
+        assert run["phase"] == "Running" and run["unreachableSince"], run
     finally:
         world.prometheus.start()
     eventually(
@@ -141,6 +158,26 @@ def test_prometheus_down_pauses_without_promoting_and_the_rollout_continues_when
         lambda: rollout.mds.status(NAME).get("stableRevision") not in (None, v1),
         timeout=150,
     )
+
+
+def test_prometheus_down_past_unreachable_timeout_rolls_back_saying_for_how_long(
+    rollout: Rollout, world: LocalWorld
+) -> None:
+    v1 = create(rollout, "v1", analysis={**ANALYSIS, "unreachableTimeout": "6s"})
+    rollout.load(rollout.endpoint(NAME), rate=RATE, duration=240)
+    rollout.set_image(NAME, "v2")
+    analysis_running(rollout)
+    world.prometheus.stop()
+    try:
+        status = rollout.mds.wait_phase(NAME, "Degraded", timeout=60)
+    finally:
+        world.prometheus.start()
+    for condition in (progressing(status), ready(status)):
+        assert condition["reason"] == "PrometheusUnreachable", condition
+        assert "Prometheus unreachable for " in condition["message"], condition
+        assert "(unreachableTimeout 6s)" in condition["message"], condition
+    assert status["stableRevision"] == v1 and status["analysis"][0]["phase"] == "Unreachable"
+    no_canary_traffic_after_rollback(rollout, status)
 
 
 def test_a_canary_without_traffic_is_not_judged_and_with_nodata_fail_is_rolled_back(
