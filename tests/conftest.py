@@ -72,7 +72,14 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
     core.delete_namespace(name)
 
 
+# Tests that start a cluster with the machine's one real node of their own (each demo; a run that
+# is killed), which the session cluster holds from the first test that needs it until the end.
+OWN_REAL_NODE = (
+    "tests/e2e/test_demo.py",
+    "tests/integration/test_killed_run.py::test_a_sigkilled_run_with_a_real_node",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The demo's tests first: each demo starts its own cluster with the machine's one real node,
-    which the session cluster holds from the first test that needs it until the end."""
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/e2e/test_demo.py"))
+    """The tests that start a real node of their own first (OWN_REAL_NODE)."""
+    items.sort(key=lambda item: not item.nodeid.startswith(OWN_REAL_NODE))
