@@ -179,6 +179,7 @@ class LocalWorld:
             raise ValueError(f"unknown component {name!r}; known: {', '.join(self.components)}")
 
     def restart(self, name: str, timeout: float = 60, sig: int = signal.SIGTERM) -> None:
+        """stop_component, then start_component: the same process again, on the same ports."""
         self.stop_component(name, sig=sig)
         self.start_component(name, timeout)
 
