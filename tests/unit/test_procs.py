@@ -73,13 +73,16 @@ def test_a_child_is_recorded_by_pid_and_start_time_until_it_is_stopped(tmp_path:
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_the_bound(tmp_path: Path) -> None:
-    stubborn = [
-        sys.executable,
-        "-c",
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)",
-    ]
-    child = procs.Child("stubborn", stubborn, tmp_path / "stubborn.log", tmp_path).start()
-    time.sleep(0.3)  # let it install the handler
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ignoring', flush=True); time.sleep(60)"
+    )
+    log = tmp_path / "stubborn.log"
+    child = procs.Child("stubborn", [sys.executable, "-c", stubborn], log, tmp_path).start()
+    deadline = time.monotonic() + 30
+    while "ignoring" not in log.read_text():  # its handler is in place
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.05)
     began = time.monotonic()
     child.stop(timeout=0.5)
     assert child.returncode == -signal.SIGKILL
