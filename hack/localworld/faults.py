@@ -131,6 +131,7 @@ class Sample:
     canary_service: str | None  # the revision `<name>-canary` selects
     paused_reason: str | None
     deployments: tuple[str, ...] = ()  # live revision Deployments with replicas > 0
+    errors: int = 0  # the load generator's failed requests so far
 
 
 def expected_events(
@@ -214,6 +215,17 @@ def weight_regressions(samples: list[Sample]) -> list[str]:
     return found
 
 
+def failures_at(samples: list[Sample]) -> list[str]:
+    """When the load generator's failures happened, with what the rollout looked like then."""
+    t0 = samples[0].t if samples else 0.0
+    return [
+        f"+{b.errors - a.errors} at {b.t - t0:.1f}s: {b.phase}, canary {b.canary} step {b.step} weight "
+        f"{b.weight}, route {b.route}, canary Service -> {b.canary_service}"
+        for a, b in itertools.pairwise(samples)
+        if b.errors > a.errors
+    ]
+
+
 def _canary_weight(sample: Sample) -> int | None:
     found = [w for backend, w in sample.route.items() if backend.endswith("-canary")]
     return found[0] if found else None
@@ -238,10 +250,14 @@ class Recorder:
     def __init__(self, bed: Bed, name: str, deployments: bool = False) -> None:
         self.bed, self.name, self.deployments = bed, name, deployments
         self.samples: list[Sample] = []
+        self.errors_before = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Recorder:
+        # Requests that failed before the rollout (Traefik learning a new route) are not its own.
+        load = self.bed.loads.get(self.name)
+        self.errors_before = load.summary().errors if load else 0
         self._thread.start()
         return self
 
@@ -387,6 +403,7 @@ class Bed:
             canary_service=selector.get("modelship.io/revision"),
             paused_reason=paused.get("reason") if paused.get("status") == "True" else None,
             deployments=live,
+            errors=self.loads[name].summary().errors if name in self.loads else 0,
         )
 
     def events(self, name: str) -> list[dict[str, Any]]:
@@ -432,21 +449,23 @@ class Bed:
         reached: int | None = None,
         end: str = "Promoted",
     ) -> Figures:
+        # The end state once nothing is left to do (the previous stable revision scaled down), and
+        # the Events of the last pass posted: a pass writes the status before it posts them.
+        status = self.until(
+            "the previous stable revision scaled down", name, lambda s: not s.get("scaleDownRevision"), 30
+        )
+        time.sleep(1)
         events = rollout_events(self.events(name), target)
         regressions = weight_regressions(recorder.samples)
         repeated, skipped, missing = step_figures(events, steps, reached, end)
         summary = self.loads[name].summary() if name in self.loads else None
-        # The end state once nothing is left to do: the previous stable revision scaled down.
-        status = self.until(
-            "the previous stable revision scaled down", name, lambda s: not s.get("scaleDownRevision"), 30
-        )
         return Figures(
             scenario=scenario,
             faults=faults,
             steps_repeated=repeated,
             steps_skipped=skipped,
             weight_regressions=len(regressions),
-            failed_requests=summary.errors if summary else 0,
+            failed_requests=summary.errors - recorder.errors_before if summary else 0,
             requests=summary.requests if summary else 0,
             events_missing=missing,
             seconds=round(ended - started, 1),
@@ -454,6 +473,8 @@ class Bed:
             notes={
                 "final": normalized_final(status, self.route(name), name),
                 "regressions": regressions,
+                "failed_before_rollout": recorder.errors_before,
+                "failures_at": failures_at(recorder.samples),
                 "events": [f"{e['reason']}: {e['note'][:48]}" for e in events],
             },
         )
