@@ -1243,6 +1243,23 @@ class ManualPause(_Model):
     at: datetime | None = Field(default=None, description="When it was asked.")
 
 
+MAX_PENDING_EVENTS = 16  # status.pendingEvents holds at most this many (one pass's transitions)
+
+
+class PendingEvent(_Model):
+    """A transition Event a pass decided, recorded in its first status write, removed once posted."""
+
+    name: Annotated[str, Field(max_length=253)] = Field(
+        description="The Event's metadata.name, `<name>.<16 hex>`: a hash of the ModelDeployment's uid, "
+        "the resourceVersion the pass decided on and the Event's place in the pass. A second post is "
+        "refused as AlreadyExists, so the Event is posted once."
+    )
+    type: Literal["Normal", "Warning"]
+    reason: Annotated[str, Field(max_length=128)]
+    note: Annotated[str, Field(max_length=1024)] = ""
+    time: datetime = Field(description="When the pass decided it: the Event's eventTime.")
+
+
 class ModelDeploymentStatus(_Model):
     """What modelship observed and decided; everything it needs to resume after a restart."""
 
@@ -1300,6 +1317,19 @@ class ModelDeploymentStatus(_Model):
         | None
     ) = Field(default=None, description="The analysis runs of the current (or last) rollout, one per kind.")
     smoke_test: SmokeTestResult | None = None
+    pending_events: (
+        Annotated[
+            list[PendingEvent],
+            Field(max_length=MAX_PENDING_EVENTS, json_schema_extra=keyed_by("name")),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="The transition Events the last pass decided and may not have posted yet: it "
+        "records them in its first status write and removes them once posted. Set after a pass "
+        "only if the operator stopped (or a write failed) in between; the next pass posts them "
+        "first, each under its own name, so each is posted once.",
+    )
 
     @property
     def canary(self) -> CanaryRollout | None:

@@ -7,7 +7,9 @@ storage that crashes after its k-th write (`Storage(crash_after=k)`). After the 
 once the cluster has had a moment to act on what was written, no backendRef with a weight above
 0 may point at a Service that selects no Ready pod. Normal passes then must complete the move.
 One ModelDeployment whose pass makes fewer than k writes shows that every crash point was
-covered.
+covered. Posting an Event is a write too; at the end every ModelDeployment's Events say each
+transition once, as the one that never crashed says them (`Fleet.check_events`;
+test_event_recovery.py walks more moves).
 
 Scenarios: a new digest mid-rollout (canary at 50% through the route, then the image changes),
 an abort, a promotion, and a blue/green switch. Manual verbs go through the kubectl plugin's
@@ -19,14 +21,16 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from itertools import pairwise
+from typing import Any, get_args
 
 import pytest
 from kubernetes import client
 
 from localworld.rollouts import ModelDeployments, at, revision
-from modelship import plugin
+from modelship import api, plugin
 from modelship.core import manifests
 from modelship.kube.reconciler import Reconciler
 from modelship.kube.storage import (
@@ -35,6 +39,7 @@ from modelship.kube.storage import (
     deployments_path,
     pods_path,
     route_path,
+    series_events_path,
     service_path,
 )
 
@@ -43,7 +48,8 @@ from .mdhelpers import crd_installed, example, kube
 __all__ = ["crd_installed", "kube"]
 pytestmark = pytest.mark.integration
 
-K = 10  # crash points tried per scenario; a pass of these moves makes fewer writes
+K = 13  # crash points tried per scenario; a pass of these moves makes fewer writes (at most 12)
+PHASES = set(get_args(api.Phase))  # a phase Event's reason is the new phase
 LOG = logging.getLogger("test-crash-points")
 IMAGES = {c: "registry.example/modelship/fraud-detector@sha256:" + c * 64 for c in "abc"}
 CANARY = {
@@ -186,6 +192,44 @@ class Fleet:
         assert crashed == list(range(1, len(crashed) + 1)) and len(crashed) >= 3, made
         return made
 
+    def transitions(self, name: str) -> list[dict[str, Any]]:
+        """The transition Events about `name`, as events.k8s.io/v1 lists them by regarding uid (not
+        an analysis round's series: a crash may lose one bump of its count)."""
+        uid = (self.mds.get(name) or {})["metadata"]["uid"]
+        items = self.kube.items(series_events_path(self.namespace), fieldSelector=f"regarding.uid={uid}")
+        return [e for e in items if e["regarding"]["uid"] == uid and e["reason"] != "AnalysisMeasured"]
+
+    def check_events(self) -> Counter[tuple[str, str]]:
+        """After normal passes until nothing is left to do (a previous revision to scale down, Events
+        recorded and not yet posted), every ModelDeployment's Events say each transition once:
+        - its rollout's Events (a step, a pause, a promotion, an abort, ...) are those of the last
+          ModelDeployment, whose passes never crashed, each as often; returns them;
+        - its phase Events, in the order they were created, change the phase each time and end at
+          its phase (how often one comes back depends on timing, not on crashes: a pass that sees
+          a Deployment before its controller has acted says Progressing until it has);
+        - no Event is there twice under two names (the same reason, note and time)."""
+
+        def steady(name: str) -> bool:
+            status = self.status(name)
+            return not status.get("scaleDownRevision") and not status.get("pendingEvents")
+
+        self.drive("steady, every recorded Event posted", steady)
+
+        def rollout(events: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
+            return Counter((e["type"], e["reason"]) for e in events if e["reason"] not in PHASES)
+
+        expected = rollout(self.transitions(self.names[-1]))
+        print("each ModelDeployment's rollout Events:", dict(expected))
+        for name in self.names:
+            events = sorted(self.transitions(name), key=lambda e: int(e["metadata"]["resourceVersion"]))
+            assert rollout(events) == expected, name
+            phases = [e["reason"] for e in events if e["reason"] in PHASES]
+            assert all(a != b for a, b in pairwise(phases)), (name, phases)
+            assert phases[-1] == self.status(name)["phase"], (name, phases)
+            seen = Counter((e["reason"], e["note"], e["eventTime"]) for e in events)
+            assert not [k for k, n in seen.items() if n > 1], (name, seen)
+        return expected
+
 
 def canary_at(fleet: Fleet, name: str, image: str, step: int, weight: int) -> bool:
     """`name`'s canary of `image` holds at `step`, its weight verified on the route, its pods ready."""
@@ -223,6 +267,7 @@ def test_a_new_digest_mid_rollout_is_safe_at_every_crash_point(canary_fleet: Fle
         return gone and canary_at(fleet, name, IMAGES["c"], 1, 50)
 
     fleet.drive("the new canaries at 50%, the old ones deleted", replaced)
+    assert fleet.check_events()[("Warning", "CanaryReplaced")] == 1
 
 
 def test_an_abort_is_safe_at_every_crash_point(canary_fleet: Fleet) -> None:
@@ -241,6 +286,7 @@ def test_an_abort_is_safe_at_every_crash_point(canary_fleet: Fleet) -> None:
         )
 
     fleet.drive("aborted, all traffic on stable", aborted)
+    assert fleet.check_events()[("Warning", "Aborted")] == 1
 
 
 def test_a_promotion_is_safe_at_every_crash_point(canary_fleet: Fleet) -> None:
@@ -262,6 +308,7 @@ def test_a_promotion_is_safe_at_every_crash_point(canary_fleet: Fleet) -> None:
         )
 
     fleet.drive("promoted, the stable Service and all traffic on the new revision", promoted)
+    assert fleet.check_events()[("Normal", "Promoted")] == 1
 
 
 def test_a_blue_green_switch_is_safe_at_every_crash_point(
@@ -295,6 +342,7 @@ def test_a_blue_green_switch_is_safe_at_every_crash_point(
         )
 
     fleet.drive("switched to green", switched)
+    assert fleet.check_events()[("Normal", "Promoted")] == 1
 
 
 def test_weights_edited_behind_the_operators_back_hold_the_step_until_rewritten(

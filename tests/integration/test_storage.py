@@ -66,29 +66,25 @@ def test_the_guarded_write_returns_the_new_version_or_none_on_a_conflict(
     assert "phase" not in ((kube.get(md_path(namespace, name)) or {}).get("status") or {})
 
 
-def test_crash_after_k_performs_k_writes_then_stops_and_events_do_not_count(
+def test_crash_after_k_performs_k_writes_then_stops_and_an_event_is_a_write(
     api_client: client.ApiClient, kube: Storage, namespace: str
 ) -> None:
-    crashing = Storage(api_client, crash_after=2)
-    crashing.post_event(
-        namespace,
-        {
-            "metadata": {"generateName": "x.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "name": "first",
-                "namespace": namespace,
-            },
-            "reason": "Test",
-            "message": "not a counted write",
-        },
-    )
+    crashing = Storage(api_client, crash_after=3)
+    event = {
+        "metadata": {"name": "first.1", "namespace": namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": "Service", "name": "first", "namespace": namespace},
+        "reason": "Test",
+        "message": "a counted write: the next pass must know whether it was posted",
+    }
+    crashing.post_event(namespace, event)
+    with pytest.raises(Conflict):  # AlreadyExists: refused, so not a write
+        crashing.post_event(namespace, event)
     crashing.apply(service(namespace, "first"))
+    assert crashing.writes == 2
     assert crashing.get(service_path(namespace, "first")) is not None  # reads do not count
     with pytest.raises(SimulatedCrash):
-        crashing.apply(service(namespace, "second"))  # the 2nd write happens, then the "crash"
-    assert crashing.writes == 2 and crashing.crashed
+        crashing.apply(service(namespace, "second"))  # the 3rd write happens, then the "crash"
+    assert crashing.writes == 3 and crashing.crashed
     assert kube.get(object_path(service(namespace, "second"))) is not None
     with pytest.raises(SimulatedCrash):  # a dead operator writes nothing more
         crashing.apply(service(namespace, "third"))

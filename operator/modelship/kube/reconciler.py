@@ -14,11 +14,20 @@ One pass (`step`):
    `modelship promote`, drops the pass: its own watch event starts the next one);
 4. carry out the Decision's writes in their order (server-side apply, deletion, the route's
    weights): the engine ordered them so that a crash between any two leaves users on ready pods;
-5. post the events, and say when to decide again.
+5. post the events and clear their record from the status, and say when to decide again.
+
+Events survive a crash (`modelship.core.engine.events`): the status written in 3 records the
+pass's transition Events, each under its own name, and the pass clears that record in 5 once it
+has posted them. A pass that finds a record left (the operator died, or a write failed, before
+the clear) posts it right after reading it in 1, before it decides; an Event posted before the
+crash is refused as AlreadyExists, so each is posted once. An Event the API server refuses for
+good (RBAC, validation) is logged and dropped, so it cannot hold up the rollout; any other
+failure stops the pass with the record kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -39,6 +48,7 @@ from modelship.kube.observe import observe_deployments, observe_devices
 from modelship.kube.storage import (
     EVENTS_API,
     Conflict,
+    KubeError,
     NotFound,
     Storage,
     deployments_path,
@@ -113,6 +123,10 @@ class Reconciler:
         spec = api.ModelDeploymentSpec.model_validate(body["spec"])
         raw_status = body.get("status") or {}
         status = api.read_status(raw_status, spec)
+        left = engine.events.left(status)
+        if left:  # before anything new
+            logger.info("posting %d Event(s) recorded by a pass that stopped early", len(left))
+            self._post(owner, left, self.clock(), logger)
 
         route = routes.read(self.storage, owner, spec)
         observed = engine.Observations(
@@ -120,6 +134,7 @@ class Reconciler:
             observe_deployments(self.storage, owner, spec),
             devices=observe_devices(self.storage, owner, spec),
             route=route.observation if route is not None else None,
+            resource_version=meta["resourceVersion"],
         )
         clock = self.clock()
         # Kubernetes timestamps have second precision; deciding on whole seconds makes a status
@@ -131,13 +146,12 @@ class Reconciler:
         # Status first, with the resourceVersion we decided on: a manual command that patched
         # the status meanwhile wins, and this pass is dropped before it writes anything else.
         # The patch is against the status as stored, so fields the model no longer has (a
-        # status written by an older modelship) are removed.
+        # status written by an older modelship) are removed. It records this pass's transition
+        # Events (status.pendingEvents), which `_clear` removes once they are posted.
         patch = merge_patch(raw_status, api.dump(decision.status))
-        if (
-            patch
-            and self.storage.patch_md(owner.namespace, owner.name, "status", patch, meta["resourceVersion"])
-            is None
-        ):
+        read: str = meta["resourceVersion"]
+        version = self.storage.patch_md(owner.namespace, owner.name, "status", patch, read) if patch else read
+        if version is None:
             logger.info("the ModelDeployment changed during this pass; deciding again on the next one")
             return None
         metrics.record_pass(owner.namespace, owner.name, status, decision.status, decision.rolled_back)
@@ -146,7 +160,8 @@ class Reconciler:
         for event in decision.events:
             level = logging.WARNING if event.type == "Warning" else logging.INFO
             logger.log(level, "%s: %s", event.reason, event.message)
-            self.post_event(owner, event, now)
+        self._post(owner, decision.events, now, logger)
+        self._clear(owner, decision.status, version, logger)
         # From the clock, not `now` (whole seconds): a probe is timed to just after a scrape.
         wake = (decision.wake_at - clock).total_seconds() if decision.wake_at is not None else None
         if moved:  # new weights: read them back soon, the read-back completes the step
@@ -240,16 +255,43 @@ class Reconciler:
         except Exception:  # the resync loop retries; a timer must not die loudly
             logger.exception("timed reconcile failed")
 
+    def _post(
+        self, owner: manifests.Owner, events: tuple[engine.Event, ...], now: datetime, logger: Logger
+    ) -> None:
+        """Post `events` in their order. One the API server refuses for good (a 4xx: RBAC, validation,
+        a namespace being deleted) is logged and dropped: it must not hold up the rollout, nor be
+        retried forever. Any other failure raises, and the record in the status is kept."""
+        for event in events:
+            try:
+                self.post_event(owner, event, now)
+            except KubeError as err:
+                if not 400 <= err.status < 500 or err.status == 429:
+                    raise
+                logger.warning("the API server refused Event %s (%s): %s", event.reason, event.name, err)
+
+    def _clear(
+        self, owner: manifests.Owner, status: api.ModelDeploymentStatus, version: str, logger: Logger
+    ) -> None:
+        """Remove the record of the Events this pass posted (status.pendingEvents), only if it has
+        one, guarded by the version this pass wrote: after a change meanwhile the record stays, and
+        the next pass posts it again (each refused as AlreadyExists) and drops it."""
+        patch = merge_patch(api.dump(status), api.dump(engine.events.posted(status)))
+        if patch and self.storage.patch_md(owner.namespace, owner.name, "status", patch, version) is None:
+            logger.debug("the ModelDeployment changed before its posted Events were cleared")
+
     def post_event(self, owner: manifests.Owner, event: engine.Event, now: datetime) -> None:
-        """Post `event` as an events.k8s.io/v1 Event: a transition is a new object each time; a
-        repeat (`event.series`) is one object per series, reason and type, whose `series.count` and
-        `lastObservedTime` each repeat bumps (as client-go's event recorder does)."""
-        body = self._event(owner, event, now)
+        """Post `event` as an events.k8s.io/v1 Event: a transition is a new object each time, named
+        by the engine (`event.name`, at `event.at`); a second post of it is refused as AlreadyExists,
+        which means it is there. A repeat (`event.series`) is one object per series, reason and type,
+        whose `series.count` and `lastObservedTime` each repeat bumps (as client-go's event recorder
+        does)."""
+        body = self._event(owner, event, event.at or now)
         if event.series is None:
-            # A name of our own, as client-go's recorder makes it: events.k8s.io refuses a
-            # generateName that does not end alphanumeric, and `<name>-` would end in "-".
-            body["metadata"]["name"] = f"{owner.name}.{time.time_ns():x}"
-            self.storage.post_event(owner.namespace, body)
+            # Named `<name>.<hex>` as client-go's recorder names them (events.k8s.io refuses a
+            # generateName that does not end alphanumeric); an unnamed one gets a name from the clock.
+            body["metadata"]["name"] = event.name or f"{owner.name}.{time.time_ns():x}"
+            with contextlib.suppress(Conflict):  # AlreadyExists: posted before the operator stopped
+                self.storage.post_event(owner.namespace, body)
             return
         # A name from the series' identity, so a restarted (or newly elected) operator finds it.
         digest = hashlib.sha256(

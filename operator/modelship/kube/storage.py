@@ -11,8 +11,9 @@ Errors: an answer outside 2xx raises a `KubeError`, as the subclass its status n
 Crash injection (for tests): `Storage(api, crash_after=k)` performs its k-th write and then
 raises `SimulatedCrash`, as if the process had died right after it; every later write raises it
 too. A write is every request that changes cluster state and succeeded: a status or spec PATCH,
-a server-side apply, a JSON patch (the route), a DELETE, a POST. Events are not counted: they are
-a record for people, posted after every other write, and nothing a later pass decides from.
+a server-side apply, a JSON patch (the route), a DELETE, a POST, an Event's POST or series PATCH
+(a pass that stops after posting some of its Events leaves the rest to the next one, which must
+post each once: `modelship.core.engine.events`). A POST refused as AlreadyExists wrote nothing.
 `SimulatedCrash` is a BaseException, so no `except Exception` on the way up can swallow it.
 """
 
@@ -197,11 +198,9 @@ class Storage:
         query: dict[str, str] | None = None,
         body: Any = None,
         content_type: str | None = None,
-        counted: bool = True,
     ) -> Manifest:
-        """One call; a typed `KubeError` for an answer outside 2xx. Anything but GET is a write
-        (`counted=False`: one that crash injection does not count)."""
-        write = method != "GET" and counted
+        """One call; a typed `KubeError` for an answer outside 2xx. Anything but GET is a write."""
+        write = method != "GET"
         if write and self.crashed:
             raise SimulatedCrash(f"the operator stopped after {self.writes} writes")
         status, data = client.call(self.api, method, path, query, body, content_type)
@@ -290,16 +289,16 @@ class Storage:
             yield event
 
     def post_event(self, namespace: str, event: Manifest) -> None:
-        """POST an Event, core/v1 or events.k8s.io/v1 by its apiVersion. Events are not counted
-        writes (see the module's docstring)."""
+        """POST an Event, core/v1 or events.k8s.io/v1 by its apiVersion; `Conflict` when one of its
+        name exists (AlreadyExists)."""
         core = event.get("apiVersion", "v1") == "v1"
         path = events_path(namespace) if core else series_events_path(namespace)
-        self.request("POST", path, body=event, counted=False)
+        self.request("POST", path, body=event)
 
     def patch_event(self, namespace: str, name: str, patch: Manifest) -> None:
         """Merge `patch` into an events.k8s.io/v1 Event (its `series`: all else is immutable)."""
         path = series_events_path(namespace, name)
-        self.request("PATCH", path, body=patch, content_type=MERGE, counted=False)
+        self.request("PATCH", path, body=patch, content_type=MERGE)
 
     def events_of(self, namespace: str, uid: str) -> list[Manifest]:
         """The Events about one object, in the core/v1 shape. One posted through events.k8s.io/v1

@@ -39,7 +39,9 @@ the events). Every rule lives here; `modelship.core.traffic` turns weights into 
   is a fast-track rollback.
 
 Events are derived from what a pass changed, so deciding twice on the same inputs
-emits nothing the second time.
+emits nothing the second time. A pass's transitions are recorded in the status it writes
+(`status.pendingEvents`, named so a second post is refused) until the shell has posted them, so
+an operator that dies in between loses none and posts none twice (`events`).
 
 Writes are ordered so that the operator may stop after any one of them and users are still
 served by ready pods (`writes.ordered`): weight leaves a revision before its Service or pods
@@ -61,6 +63,7 @@ renderer (`status.finish`) turns it into the Decision. The submodules, each one 
 - `accelerator`: device-aware replicas, placement, the device conditions.
 - `routing`: what the router read back, judged (`TrafficRouted`, a step held for it).
 - `writes`: the crash-safe order of a Decision's writes.
+- `events`: a pass's Events named and recorded in its status, so a crash loses none.
 - `status`: the outcome rendered into a Decision (phase, conditions, writes, events).
 """
 
@@ -71,7 +74,7 @@ from datetime import datetime
 from modelship import api
 from modelship.core import gates, revisions
 from modelship.core.analysis import cadence, runs
-from modelship.core.engine import rollout
+from modelship.core.engine import events, rollout
 from modelship.core.engine.model import (
     Apply,
     Context,
@@ -101,6 +104,7 @@ __all__ = [
     "Wants",
     "Write",
     "decide",
+    "events",
     "wants",
 ]
 
@@ -138,11 +142,11 @@ def decide(
 ) -> Decision:
     template = revisions.template_of(spec)
     target = revisions.revision_name(observations.owner.name, template)
-    measured, events = rollout.measured(spec, status, observations, now)
+    measured, said = rollout.measured(spec, status, observations, now)
     status = status.model_copy(update={"analysis": measured})
     ctx = Context(spec, status, observations, now, template, target)
     if status.stable_revision is None or status.stable_template is None:
         # A stable pointer without its template cannot be re-rendered (status edited
         # by hand); treat it as unset rather than guess what the stable pods were.
         return finish(ctx, Outcome(target, template, mode="first", stable_replicas=spec.replicas))
-    return finish(ctx, rollout.advance(ctx, tuple(events)))
+    return finish(ctx, rollout.advance(ctx, tuple(said)))

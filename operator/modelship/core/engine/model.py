@@ -59,6 +59,9 @@ class Observations:
     devices: devices.Capacity | None = None  # spec.accelerator's resource; None: not known
     route: RouteObservation | None = None  # None: the router has no route to read (service router)
     scrape: Scrape | None = None  # how Prometheus scrapes the rolling revision; None: not known
+    # The ModelDeployment's metadata.resourceVersion as read: one status write can succeed from it,
+    # so it names the transition Events of the pass that writes one (`events.recorded`).
+    resource_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,17 @@ class Wants:
 class Event:
     """One Event on the ModelDeployment. A transition (a phase, a step, a verdict) is one Event each
     time; a repeat (`series` set: an analysis round) is one Event per series, reason and type, whose
-    count the shell bumps, so its message must hold for every repeat."""
+    count the shell bumps, so its message must hold for every repeat.
+
+    A transition in a Decision has its object's `name` and the `at` it was decided, from the record
+    in status.pendingEvents that lets it survive a crash (`events`); the rules leave both unset."""
 
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
     series: str | None = None
+    name: str | None = None
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)

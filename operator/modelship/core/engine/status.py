@@ -1,5 +1,6 @@
 """A out rendered into a Decision: the status (phase, pointers, conditions), the manifests to
-apply, the Deployments to delete, the events, and when to decide again.
+apply, the Deployments to delete, the events (recorded in the status: `events`), and when to
+decide again.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from modelship.core import gateway, manifests, traffic
 from modelship.core.analysis import cadence, runs
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import device_conditions, device_events, placement
+from modelship.core.engine.events import recorded
 from modelship.core.engine.model import (
     SWITCHED,
     ConditionValue,
@@ -126,12 +128,16 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     delete = tuple(sorted(name for name in observations.deployments if name not in keep))
     route = Route(gateway.weights(owner.name, out.weight or 0)) if _routes(spec) else None
     writes = ordered(desired, delete, route, f"{owner.name}-canary", observations)
-    events = (
+    events, record = recorded(
+        status,
         tuple(out.events)
         + _events(status, new_status)
         + tuple(device_events(status, conditions))
-        + tuple(routing.reach_events(status, conditions))
+        + tuple(routing.reach_events(status, conditions)),
+        observations,
+        now,
     )
+    new_status = new_status.model_copy(update={"pending_events": record})
     return Decision(new_status, writes, events, _wake_at(ctx, out), rolled_back)
 
 
