@@ -57,6 +57,9 @@ class World:
     # sets them unless `route_stuck` (someone or something keeps other weights there).
     route: dict[str, int] | None = None
     route_stuck: bool = False
+    # The gateway's word on the route (`RouteObservation.accepted`): None, no gateway reports;
+    # False, it has not accepted the route as last written (down, or lagging).
+    gateway_accepted: bool | None = None
     services: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> selector
     # Ready endpoints per Service as its EndpointSlices list them (None: not read). They lag the
     # Deployments: `list_endpoints` plays the EndpointSlice controller catching up.
@@ -73,6 +76,7 @@ class World:
                 self.route,
                 exists=self.route is not None,
                 endpoints=dict(self.slices) if self.slices is not None else None,
+                accepted=self.gateway_accepted,
             )
             base = dataclasses.replace(base, route=seen)
         wants = engine.wants(s, self.status, base, self.now)

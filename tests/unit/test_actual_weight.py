@@ -4,6 +4,7 @@ read-back weight."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -242,3 +243,24 @@ def test_the_warning_stays_within_a_condition_message_for_32_coarse_steps() -> N
     warning = condition(world.status, "WeightUnreachable")
     assert warning.status == "True" and "(and 13 more)" in warning.message
     assert len(warning.message) <= 1024
+
+
+def test_a_weight_step_waits_for_the_gateway_to_accept_the_route_as_written() -> None:
+    """A route object shows what was asked; a gateway that is down (or lagging) still routes the
+    old weights, so the step is done only once the gateway reports the route's new generation."""
+    old = steps_spec(20, 50, router="gatewayAPI")
+    world = stable_world(old)
+    new = steps_spec(20, 50, router="gatewayAPI", image=NEW_IMAGE)
+    world.gateway_accepted = False  # the gateway is down from here on
+    step(world, new)
+    canary = world.status.canary
+    assert world.route == {"fraud-stable": 80, "fraud-canary": 20}  # written...
+    assert canary is not None and (canary.weight, canary.step) == (20, 0)  # ...but not done
+    assert condition(world.status, "TrafficRouted").reason == "GatewayPending"
+    decision = world.decide(new)
+    assert decision.wake_at is not None and decision.wake_at - world.now <= timedelta(seconds=1)
+    world.gateway_accepted = True  # back, and it reports the route as written
+    world.reconcile(new)
+    canary = world.status.canary
+    assert canary is not None and (canary.weight, canary.step) == (20, 1)
+    assert condition(world.status, "TrafficRouted").reason == "WeightsSet"

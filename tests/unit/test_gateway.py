@@ -62,3 +62,22 @@ def test_traffic_condition_reports_a_mismatch_a_missing_rule_and_success() -> No
     mismatch = gateway.traffic_condition("shop", wanted, {"fraud-stable": 100, "fraud-canary": 0})
     assert mismatch[:2] == ("False", "WeightMismatch")
     assert gateway.traffic_condition("shop", wanted, None)[:2] == ("False", "RuleNotFound")
+
+
+def test_a_route_is_accepted_when_every_reporting_gateway_accepted_its_current_generation() -> None:
+    def route(generation: int, *parents: tuple[str, int]) -> dict[str, Any]:
+        entries = [
+            {
+                "controllerName": "example.io/gw",
+                "conditions": [{"type": "Accepted", "status": s, "observedGeneration": g}],
+            }
+            for s, g in parents
+        ]
+        return {"metadata": {"generation": generation}, "status": {"parents": entries}}
+
+    assert gateway.accepted({"metadata": {"generation": 3}}) is None  # no gateway reports on it
+    assert gateway.accepted(route(3)) is None
+    assert gateway.accepted(route(3, ("True", 3))) is True
+    assert gateway.accepted(route(4, ("True", 3))) is False  # changed since: not seen yet
+    assert gateway.accepted(route(3, ("False", 3))) is False  # refused
+    assert gateway.accepted(route(3, ("True", 3), ("True", 2))) is False  # one gateway behind

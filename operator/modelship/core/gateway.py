@@ -11,7 +11,9 @@ Two cases (the shell, `kube/routes.py`, does the I/O):
 Weights are integers 0..100 summing to 100 (Gateway API weights are relative; 0 sends
 nothing). The shell reads the route before each pass; `traffic_condition` turns what it
 read into the `TrafficRouted` condition, and the engine completes a weight step only once
-the route shows its weights.
+the route shows its weights and every gateway that reports on the route (`status.parents`)
+has accepted that version of it (`accepted`): a route object says what was asked, a gateway
+that is down or lagging still routes the old weights.
 """
 
 from __future__ import annotations
@@ -63,6 +65,28 @@ def managed_rule(obj: dict[str, Any], owner_name: str) -> int | None:
         if any(ref.get("name") in ours for ref in rule.get("backendRefs") or []):
             return index
     return None
+
+
+def accepted(obj: dict[str, Any]) -> bool | None:
+    """Whether every gateway that reports on the route has accepted its current spec: each
+    `status.parents[]` entry has `Accepted=True` observed at the route's `metadata.generation`.
+    None when no gateway reports on it (no controller runs, or none has seen the route yet):
+    then there is nothing to wait for but the route itself."""
+    parents = (obj.get("status") or {}).get("parents") or []
+    if not parents:
+        return None
+    generation = obj.get("metadata", {}).get("generation")
+
+    def current(parent: dict[str, Any]) -> bool:
+        conditions = parent.get("conditions") or []
+        return any(
+            c.get("type") == "Accepted"
+            and c.get("status") == "True"
+            and c.get("observedGeneration") == generation
+            for c in conditions
+        )
+
+    return all(current(p) for p in parents)
 
 
 def read_weights(obj: dict[str, Any], owner_name: str) -> dict[str, int] | None:

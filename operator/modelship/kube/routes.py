@@ -43,7 +43,11 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
     weights = gateway.read_weights(obj, owner.name) if obj is not None else None
     endpoints = ready_endpoints(storage, owner.namespace, gateway.weights(owner.name, 0))
     observation = engine.RouteObservation(
-        route=name, weights=weights or None, exists=obj is not None, endpoints=endpoints
+        route=name,
+        weights=weights or None,
+        exists=obj is not None,
+        endpoints=endpoints,
+        accepted=gateway.accepted(obj) if obj is not None else None,
     )
     return Read(observation, obj)
 

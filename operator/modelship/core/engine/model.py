@@ -47,6 +47,9 @@ class RouteObservation:
     # Backend Service -> the ready pods its EndpointSlices list, by name (the gateway sends traffic
     # only to those); None: not read (the operator may not list EndpointSlices).
     endpoints: Mapping[str, frozenset[str]] | None = None
+    # Every gateway reporting on the route accepted its current generation (`gateway.accepted`);
+    # None: no gateway reports on it.
+    accepted: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """What the router read back, judged: is the weight a step asked for really in effect?
 
 A setWeight step (and a blue/green switch) completes only once the route shows its weights,
-as Argo Rollouts does; until then the step holds and `TrafficRouted` says which backend has
-which weight. The `service` router has no route to read: its weight is its ready pods, which
-the steps already wait for.
+as Argo Rollouts does, and the gateways reporting on the route have accepted that version of it;
+until then the step holds and `TrafficRouted` says which backend has which weight. The
+`service` router has no route to read: its weight is its ready pods, which the steps already
+wait for.
 
 `actual_weight` is the share of requests the canary really gets (`status.rollout.canary.actualWeight`),
 and `reach` warns (`WeightUnreachable`) when the replicas cannot approach a step's weight.
@@ -11,17 +12,31 @@ and `reach` warns (`WeightUnreachable`) when the replicas cannot approach a step
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from modelship import api
 from modelship.core import gateway, traffic
 from modelship.core.engine.model import ConditionValue, Event, Observations, ObservedDeployment, Outcome, has
 
+# While a gateway has not accepted the route's current weights, look again this soon: nothing
+# else (no watch of the route) starts the next pass, and the resync may be 30 s away.
+GATEWAY_RECHECK = timedelta(seconds=1)
+
 
 def verified(observations: Observations, weight: int) -> bool:
-    """The route shows `weight` percent for the canary (always, without a route to read)."""
+    """The route shows `weight` percent for the canary, and no gateway reporting on it is behind
+    (always, without a route to read)."""
     seen = observations.route
     if seen is None:
         return True
-    return seen.weights is not None and dict(seen.weights) == gateway.weights(observations.owner.name, weight)
+    asked = gateway.weights(observations.owner.name, weight)
+    return seen.weights is not None and dict(seen.weights) == asked and seen.accepted is not False
+
+
+def recheck_at(observations: Observations, now: datetime) -> datetime | None:
+    """When to read the route again while a gateway is behind on it (None: it is not)."""
+    seen = observations.route
+    return now + GATEWAY_RECHECK if seen is not None and seen.accepted is False else None
 
 
 def unserved(observations: Observations, weight: int, stable: str, canary: str, pods: int) -> str | None:
@@ -58,6 +73,11 @@ def waiting(observations: Observations, weight: int) -> str:
     if seen.weights is None:
         return f"waiting for HTTPRoute {seen.route} to have a rule with a backendRef to {', '.join(asked)}"
     routes = gateway.shown(seen.weights)
+    if dict(seen.weights) == asked and seen.accepted is False:
+        return (
+            f"waiting for the gateway to accept HTTPRoute {seen.route} as changed ({routes}): "
+            "its status.parents do not show the route's current generation accepted"
+        )
     return f"waiting for HTTPRoute {seen.route} to route {gateway.shown(asked)} (it routes {routes})"
 
 
@@ -78,6 +98,8 @@ def condition(
         )
     wanted = gateway.weights(observations.owner.name, weight)
     read = dict(seen.weights) if seen.weights is not None else None
+    if read == wanted and seen.accepted is False:
+        return ("False", "GatewayPending", waiting(observations, weight))
     return gateway.traffic_condition(seen.route, wanted, read)
 
 

@@ -211,6 +211,9 @@ def _wake_at(ctx: Context, out: Outcome) -> datetime | None:
                 sooner = cadence.wake(run, spec.analysis, ctx.observations.scrape, ctx.now)
                 if sooner is not None:
                     times.append(sooner)
+    recheck = routing.recheck_at(ctx.observations, ctx.now)
+    if out.mode == "rolling" and recheck is not None:
+        times.append(recheck)
     steps = spec.strategy.steps
     if out.mode == "rolling" and out.pause_start and out.step is not None and out.step < len(steps):
         pause = steps[out.step].pause
