@@ -832,7 +832,7 @@ def run_gateway_restart(bed: Bed, world: LocalWorld) -> Figures:
         time.sleep(4)
         world.start_component("traefik")
         endpoint = bed.endpoints[name]
-        wait_for("Traefik to route again", lambda: _answers(endpoint), timeout=30)
+        wait_for("Traefik to route again", endpoint.answers, timeout=30)
         up = time.monotonic()
         during = load.summary().errors - before
         step_up = at(bed.status(name), "rollout.canary.step")
@@ -863,17 +863,6 @@ def _share(before: Counter[str], after: Counter[str], revision_name: str) -> flo
     delta = after - before
     total = sum(delta.values())
     return round(delta[revision_name] / total, 3) if total else None
-
-
-def _answers(endpoint: Endpoint) -> bool:
-    import urllib.request
-
-    request = urllib.request.Request(f"{endpoint.url}/readyz", headers={"Host": endpoint.host})
-    try:
-        with urllib.request.urlopen(request, timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 def run_prometheus_outage(bed: Bed, world: LocalWorld, intervals: int) -> list[Figures]:

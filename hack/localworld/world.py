@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ class Endpoint:
 
     url: str
     host: str
+
+    def answers(self) -> bool:
+        """Whether a model answers `/readyz` through Traefik on this route now."""
+        request = urllib.request.Request(f"{self.url}/readyz", headers={"Host": self.host})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
 
 def route_host(namespace: str, name: str) -> str:

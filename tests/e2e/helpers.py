@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import urllib.request
 from typing import Any
 
 from kubernetes import client
@@ -108,13 +107,5 @@ def expose_routed(world: LocalWorld, namespace: str, name: str, backends: dict[s
     """An HTTPRoute to `backends` (Service -> weight), once Traefik routes it."""
     endpoint = world.expose(namespace, name, backends=backends)
 
-    def routed() -> bool:
-        request = urllib.request.Request(f"{endpoint.url}/readyz", headers={"Host": endpoint.host})
-        try:
-            with urllib.request.urlopen(request, timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    eventually("Traefik to route the new HTTPRoute", routed, timeout=30)
+    eventually("Traefik to route the new HTTPRoute", endpoint.answers, timeout=30)
     return endpoint

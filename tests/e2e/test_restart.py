@@ -5,7 +5,6 @@ again; a model pod keeps answering through Traefik all along."""
 from __future__ import annotations
 
 import time
-import urllib.request
 from typing import Any
 
 import pytest
@@ -14,20 +13,11 @@ from kubernetes import client
 from devcluster import images, procs
 from devcluster.cluster import LocalCluster
 from devcluster.nodeconfig import NODE_NAME
-from localworld.world import Endpoint, LocalWorld
+from localworld.world import LocalWorld
 
 from .helpers import RESTRICTED, deploy_revision, eventually, expose_routed, is_ready
 
 pytestmark = pytest.mark.e2e
-
-
-def answers(endpoint: Endpoint) -> bool:
-    request = urllib.request.Request(f"{endpoint.url}/readyz", headers={"Host": endpoint.host})
-    try:
-        with urllib.request.urlopen(request, timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 def pause_pod(name: str, image: str) -> dict[str, Any]:
@@ -60,7 +50,7 @@ def test_node_and_world_components_restart_by_pid_and_serve_again(
         assert not procs.is_running(old.pid, old.start)
         assert recorded(local_cluster, name).pid != old.pid
         # Pods run on through a restart of the node's parts (containerd's shims hold them) ...
-        assert answers(endpoint)
+        assert endpoint.answers()
         # ... and the node starts new ones again.
         core.create_namespaced_pod(namespace, pause_pod(f"after-{name}", pause))
         started = eventually(
@@ -87,5 +77,5 @@ def test_node_and_world_components_restart_by_pid_and_serve_again(
     old = recorded(local_cluster, "traefik")
     world.restart("traefik")
     assert not procs.is_running(old.pid, old.start)
-    eventually("Traefik to route the model again", lambda: answers(endpoint), timeout=30)
+    eventually("Traefik to route the model again", endpoint.answers, timeout=30)
     assert (world.prometheus.url, world.gateway.url) == urls
