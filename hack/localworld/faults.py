@@ -51,7 +51,7 @@ from localworld import crashpoint, demomodels
 from localworld.podmetrics import served_by_revision
 from localworld.rollouts import ModelDeployments, OperatorProcess, at, model_deployment, revision
 from localworld.world import Endpoint, LocalWorld, pin_namespace
-from modelship import plugin
+from modelship import api, plugin
 
 SCRAPE = "2s"  # the world's scrape interval (the e2e fixture's too)
 RATE = 10.0  # requests per second through Traefik, per ModelDeployment
@@ -96,6 +96,7 @@ class Figures:
     failed_during_fault: int = 0
     requests: int = 0
     events_missing: int = 0
+    pauses_cut_short: int = 0  # timed pauses held for less than their duration at their weight
     seconds: float = 0.0
     baseline_seconds: float | None = None
     outcome: str = ""
@@ -111,7 +112,8 @@ class Figures:
             f"{self.scenario}: {self.faults} faults; steps repeated {self.steps_repeated}, skipped "
             f"{self.steps_skipped}; weight regressions {self.weight_regressions}; failed requests "
             f"{self.failed_requests} of {self.requests} (during the fault: {self.failed_during_fault}); "
-            f"Events missing {self.events_missing}; {self.seconds:.1f}s (no faults: {base}); "
+            f"Events missing {self.events_missing}; pauses cut short {self.pauses_cut_short}; "
+            f"{self.seconds:.1f}s (no faults: {base}); "
             f"{self.outcome}; {self.notes}"
         )
 
@@ -191,6 +193,31 @@ def step_figures(
     expected = expected_events(steps, reached, end)
     missing = sum(max(0, count - reasons[reason]) for reason, count in expected.items())
     return repeated, skipped, missing
+
+
+def pauses_cut_short(samples: list[Sample], steps: list[dict[str, Any]], name: str) -> list[str]:
+    """Each timed pause that held for less than its duration at its weight, said: from the first
+    sample whose route gives `<name>-canary` the weight of the step before the pause (while it
+    selects the revision rolled out) to the first whose status has the pause done. The samples are
+    0.25 s apart, so up to that much short is sampling, not a cut."""
+    short = []
+    for i, step in enumerate(steps):
+        pause, before = step.get("pause") or {}, steps[i - 1] if i else {}
+        if not pause.get("duration") or "setWeight" not in before:
+            continue
+        wanted, weight = api.parse_duration(pause["duration"]).total_seconds(), before["setWeight"]
+        on = next(
+            (
+                s.t
+                for s in samples
+                if s.route.get(f"{name}-canary") == weight and s.canary_service == s.canary
+            ),
+            None,
+        )
+        done = next((s.t for s in samples if s.step is not None and s.step > i), None)
+        if on is not None and done is not None and done - on < wanted - 0.25:
+            short.append(f"step {i + 1} (pause {pause['duration']}) held {done - on:.2f}s at weight {weight}")
+    return short
 
 
 def weight_regressions(samples: list[Sample]) -> list[str]:
@@ -457,6 +484,7 @@ class Bed:
         time.sleep(1)
         events = rollout_events(self.events(name), target)
         regressions = weight_regressions(recorder.samples)
+        short = pauses_cut_short(recorder.samples, steps, name)
         repeated, skipped, missing = step_figures(events, steps, reached, end)
         summary = self.loads[name].summary() if name in self.loads else None
         return Figures(
@@ -468,11 +496,13 @@ class Bed:
             failed_requests=summary.errors - recorder.errors_before if summary else 0,
             requests=summary.requests if summary else 0,
             events_missing=missing,
+            pauses_cut_short=len(short),
             seconds=round(ended - started, 1),
             outcome=f"{status.get('phase')}, stable {status.get('stableRevision')}",
             notes={
                 "final": normalized_final(status, self.route(name), name),
                 "regressions": regressions,
+                "pauses_cut_short": short,
                 "failed_before_rollout": recorder.errors_before,
                 "failures_at": failures_at(recorder.samples),
                 "events": [f"{e['reason']}: {e['note'][:48]}" for e in events],

@@ -40,8 +40,10 @@ def figures_of(suite: faults.Suite, scenario: str) -> faults.Figures:
 
 
 def clean(f: faults.Figures) -> None:
-    """Every step exactly once, no weight moved back, every Event there, no user request failed."""
+    """Every step exactly once, no weight moved back, every Event there, every timed pause held its
+    full duration at its weight, no user request failed."""
     assert (f.steps_repeated, f.steps_skipped, f.weight_regressions, f.events_missing) == (0, 0, 0, 0), f
+    assert f.pauses_cut_short == 0, f
     assert f.failed_requests == 0 and f.requests > 0, f
 
 

@@ -3,6 +3,7 @@ the crash hook's arming (localworld.crashpoint): pure parts, on made-up inputs."
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from localworld.faults import (
     STEPS4,
     Sample,
     expected_events,
+    pauses_cut_short,
     rollout_events,
     step_figures,
     weight_regressions,
@@ -146,3 +148,16 @@ def test_events_of_one_pass_share_a_second_and_the_start_still_counts_first() ->
     assert [e["reason"] for e in found][:2] == ["RolloutStarted", "WeightChanged"]
     assert "CanaryReplaced" not in [e["reason"] for e in found]
     assert step_figures(found, STEPS4) == (0, 0, 0)
+
+
+def test_a_timed_pause_is_cut_short_when_its_step_ends_before_its_duration_at_its_weight() -> None:
+    steps: list[dict[str, Any]] = [{"setWeight": 20}, {"pause": {"duration": "3s"}}, {"setWeight": 50}]
+
+    def at(t: float, step: int, route: int) -> Sample:
+        return dataclasses.replace(sample("m-2", route, route, "m-2"), t=t, step=step)
+
+    # The route shows 20% at 1.0 s; the pause (step index 1) is done once the status step is 2.
+    held = [at(0.5, 0, 0), at(1.0, 1, 20), at(3.0, 1, 20), at(4.0, 2, 20)]
+    assert pauses_cut_short(held, steps, "m") == []
+    cut = [at(0.5, 0, 0), at(1.0, 1, 20), at(2.5, 2, 20)]  # 1.5 s at 20% of a 3 s pause
+    assert pauses_cut_short(cut, steps, "m") == ["step 2 (pause 3s) held 1.50s at weight 20"]
