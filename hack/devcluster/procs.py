@@ -35,7 +35,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +212,14 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return preexec
 
 
+def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen(argv, **kwargs)` for a process that dies with this one (the parent-death
+    signal; forked on the spawner thread when asked for off the main thread). `Child` records
+    what it starts for the reaper; a test's short-lived server needs only this."""
+    parent = os.getpid()
+    return _spawner.run(lambda: subprocess.Popen(argv, preexec_fn=_die_with_parent(parent), **kwargs))
+
+
 @dataclass
 class Child:
     """A long-lived process of the local cluster or world; start() again restarts it with the same
@@ -246,19 +254,14 @@ class Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.record_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
-
-            def fork() -> subprocess.Popen[bytes]:
-                return subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=None if self.env is None else dict(self.env),
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent(os.getpid()),
-                )
-
-            self.process = _spawner.run(fork)
+            self.process = popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=None if self.env is None else dict(self.env),
+                start_new_session=True,
+            )
         pid = self.process.pid
         self.record_path.write_text(Record(self.name, pid, start_time(pid) or 0, tuple(self.argv)).to_json())
         return self

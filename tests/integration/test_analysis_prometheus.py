@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devcluster import procs
 from devcluster.cluster import free_port, terminate, wait_for
 from localworld import prometheus as localprom
 from modelship.analysis.measure import ScrapeReader
@@ -189,7 +190,7 @@ def start_prometheus(
         args.append(f"--web.config.file={state / 'web.yml'}")
     log = state / "prometheus.log"
     with log.open("ab") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = procs.popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     scheme = "https" if web_config and "tls_server_config" in web_config else "http"
     prom = PromProcess(process, f"{scheme}://127.0.0.1:{port}", log)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devcluster import procs
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -51,7 +53,8 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_")}
         env.update({"HOST": "127.0.0.1", "PORT": str(self.port), **self.env})
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(
+            # Dies with the test run, even a SIGKILLed one.
+            self.proc = procs.popen(
                 [sys.executable, "-m", "modelserver"], env=env, stdout=out, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
