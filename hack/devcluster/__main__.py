@@ -68,6 +68,8 @@ def reap_command(args: argparse.Namespace) -> int:
     for run in reaped:
         print(run.line())
     print(f"{len(reaped)} stale run(s) reaped; {machine}")
+    containers = reap.reap_containers()
+    print(f"{len(containers)} test container(s) of gone runs removed")
     return 1 if any(not r.removed for r in reaped) else 0
 
 

@@ -10,6 +10,9 @@ directory whose owner is gone, the reaper
 - unmounts what is mounted below the directory, then removes it (not while a mount is left:
   removing a directory tree through a bind mount would delete what it shows).
 
+The image tests' podman containers have no state directory: each carries the label
+`CONTAINER_OWNER` (its run's pid and start time), and the reaper removes those whose run is gone.
+
 A live run's directory (its owner still runs) is never touched. The machine-wide part (CNI
 network namespaces, the bridge, KUBE-* iptables chains, the node address, the pod cgroups and the
 recorded sysctls and fixed paths, devcluster.hostchanges) is undone only by a holder of the node
@@ -28,6 +31,7 @@ from devcluster import hostchanges, procs, realnode
 from devcluster.nodeconfig import BRIDGE, Layout
 
 STATE_PREFIX = "modelship-cluster-"
+CONTAINER_OWNER = "io.modelship.owner"  # a test container's label: "<pid>.<start time>" of its run
 
 
 @dataclass
@@ -96,6 +100,31 @@ def reap_machine() -> str:
     finally:
         lock.close()
     return "machine: restored " + ("the recorded sysctls" if restored else "(no sysctl record)")
+
+
+def owner_label() -> str:
+    """`--label` for a podman container that belongs to this run (`reap_containers`)."""
+    pid = os.getpid()
+    return f"{CONTAINER_OWNER}={pid}.{procs.start_time(pid) or 0}"
+
+
+def reap_containers() -> list[str]:
+    """Remove the podman containers whose run (their `CONTAINER_OWNER`) is gone; their ids."""
+    if shutil.which("podman") is None:
+        return []
+    from imagebuild.podman import podman
+
+    each = '{{.ID}} {{index .Labels "' + CONTAINER_OWNER + '"}}'
+    listed = podman("ps", "-a", "--filter", f"label={CONTAINER_OWNER}", "--format", each, check=False)
+    gone = []
+    for line in listed.stdout.splitlines():
+        cid, _, owner = line.partition(" ")
+        pid, _, start = owner.strip().partition(".")
+        if not (pid.isdigit() and start.isdigit() and procs.is_running(int(pid), int(start))):
+            gone.append(cid)
+    if gone:
+        podman("rm", "-f", "-t", "0", *gone, check=False)
+    return gone
 
 
 def reap(root: Path | None = None, machine: bool = True) -> tuple[list[Reaped], str | None]:

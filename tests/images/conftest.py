@@ -10,9 +10,16 @@ import pytest
 from modelserver import sample_models
 from modelserver.sample_models import Bundle
 
+from devcluster import reap
 from imagebuild.build import OPERATOR, SERVING, Built, build
 
 from .helpers import container, free_port, wait_ready
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reaped() -> None:
+    """Containers a killed earlier run left (devcluster.reap) go before this run starts its own."""
+    reap.reap_containers()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from devcluster import reap
 from imagebuild.podman import podman
 
 
@@ -25,7 +26,22 @@ def free_port() -> int:
 def container(image: str, *run_args: str, command: tuple[str, ...] = ()) -> Iterator[str]:
     """A detached container on the host network (traffic stays on loopback); removed at exit."""
     name = f"modelship-test-{uuid.uuid4().hex[:10]}"
-    podman("run", "-d", "--pull=never", "--name", name, "--network", "host", *run_args, image, *command)
+    # Labelled with this run, so the reaper removes it if the run is killed before `finally`.
+    owner = reap.owner_label()
+    podman(
+        "run",
+        "-d",
+        "--pull=never",
+        "--name",
+        name,
+        "--label",
+        owner,
+        "--network",
+        "host",
+        *run_args,
+        image,
+        *command,
+    )
     try:
         yield name
     finally:
