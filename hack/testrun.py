@@ -1,13 +1,13 @@
 """Run the whole test suite as two pytest sessions side by side: `make test`'s runner.
 
 Most of the suite's time is spent waiting (for rollouts' steps, scrapes, pods), not computing, so
-two sessions on two cores finish in about the time of the longer one. The e2e tests hold the
-machine's one real node (their session's cluster runs it); every other directory under tests/
-goes to a second session, whose control plane needs no real node. Each session's lines are
-printed as they come, prefixed with its name; the exit status is the first failing session's
+two sessions on two cores finish in about the time of the longer one. The tests marked `e2e` hold
+the machine's one real node (their session's cluster runs it, wherever the test file is); every
+other test goes to a second session, whose control plane needs no real node. Each session's lines
+are printed as they come, prefixed with its name; the exit status is the first failing session's
 (a session that selected no test fails the run only if the other did not select any either).
 
-    python hack/testrun.py [pytest args...]   # e.g. -x, -k name (passed to both sessions)
+    python hack/testrun.py [pytest args...]   # e.g. -x, -k name (passed to both sessions; not -m)
 
 Ctrl-C (or SIGTERM) is passed to both sessions, whose fixtures then stop their clusters.
 """
@@ -23,16 +23,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = REPO / "tests"
-REAL_NODE = "e2e"  # the directory whose tests run on the real node
+REAL_NODE = "e2e"  # the marker of the tests that run on the real node
 NO_TESTS = 5  # pytest's exit status when no test was selected
 
 
 def sessions() -> dict[str, list[str]]:
-    """The two sessions' test paths: tests/e2e, and every other test directory."""
-    skip = (REAL_NODE, "__pycache__")
-    others = sorted(f"tests/{d.name}" for d in TESTS.iterdir() if d.is_dir() and d.name not in skip)
-    return {REAL_NODE: [f"tests/{REAL_NODE}"], "others": others}
+    """The two sessions' pytest arguments: the `e2e` tests, and every other test."""
+    return {REAL_NODE: ["-m", REAL_NODE], "others": ["-m", f"not {REAL_NODE}"]}
 
 
 def _relay(name: str, proc: subprocess.Popen[str], width: int, lock: threading.Lock) -> None:
@@ -60,10 +57,10 @@ def main(args: list[str]) -> int:
     # SIGINT (a background job's) would stay ignored and pytest could not be interrupted.
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    for name, paths in sessions().items():
+    for name, selection in sessions().items():
         # A session of its own: a signal to `make` must reach pytest once, through `forward`.
         proc = subprocess.Popen(
-            [pytest, *paths, *args],
+            [pytest, *selection, *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

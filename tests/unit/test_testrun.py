@@ -1,5 +1,5 @@
-"""`make test`'s runner: every test directory runs, in exactly one of its two sessions, and a
-failing session fails the run."""
+"""`make test`'s runner: every test runs in exactly one of its two sessions, and a failing
+session fails the run."""
 
 from __future__ import annotations
 
@@ -16,17 +16,22 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_every_test_directory_runs_in_exactly_one_session() -> None:
-    found = {f"tests/{d.name}" for d in (REPO / "tests").iterdir() if d.is_dir() and d.name != "__pycache__"}
-    paths = [p for ps in testrun.sessions().values() for p in ps]
-    assert sorted(paths) == sorted(found)
-    assert testrun.sessions()["e2e"] == ["tests/e2e"]  # the real node's tests are never split
+def test_every_test_runs_in_exactly_one_session_and_e2e_ones_on_the_real_node() -> None:
+    # Selected by marker, not by directory: an e2e test outside tests/e2e (a killed run with a real
+    # node, in tests/integration) must not make the other session's cluster take the real node.
+    assert testrun.sessions() == {"e2e": ["-m", "e2e"], "others": ["-m", "not e2e"]}
 
 
 def test_a_failing_session_fails_the_run_and_each_line_names_its_session() -> None:
     # `-k` that selects nothing makes pytest exit 5 in both sessions: the run must not pass.
     out = subprocess.run(
-        [sys.executable, str(REPO / "hack/testrun.py"), "-m", "unit", "-k", "no_test_has_this_name"],
+        [
+            sys.executable,
+            str(REPO / "hack/testrun.py"),
+            "tests/unit/test_testrun.py",
+            "-k",
+            "no_test_has_this_name",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
