@@ -23,11 +23,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def container(image: str, *run_args: str, command: tuple[str, ...] = ()) -> Iterator[str]:
-    """A detached container on the host network (traffic stays on loopback); removed at exit."""
+def container(
+    image: str, *run_args: str, command: tuple[str, ...] = (), owner: str | None = None
+) -> Iterator[str]:
+    """A detached container on the host network (traffic stays on loopback); removed at exit.
+    `owner`: its owner label (default: this run's, so the reaper removes it if the run is killed
+    before `finally`)."""
     name = f"modelship-test-{uuid.uuid4().hex[:10]}"
-    # Labelled with this run, so the reaper removes it if the run is killed before `finally`.
-    owner = reap.owner_label()
+    owner = owner or reap.owner_label()
     podman(
         "run",
         "-d",
