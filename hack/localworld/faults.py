@@ -396,6 +396,16 @@ class Bed:
         return {r["name"]: int(r.get("weight", 1)) for r in refs}
 
     def sample(self, name: str, deployments: bool = False) -> Sample:
+        """One consistent sample: read again when a pass wrote the status meanwhile (a status read
+        before a pass and a route read after it would look like a weight that went back)."""
+        for _ in range(3):
+            taken = self._sample(name, deployments)
+            again = (self.mds.get(name) or {}).get("metadata", {}).get("resourceVersion")
+            if again == taken[1]:
+                break
+        return taken[0]
+
+    def _sample(self, name: str, deployments: bool) -> tuple[Sample, str | None]:
         obj = self.mds.get(name) or {}
         status = obj.get("status") or {}
         try:
@@ -416,7 +426,8 @@ class Bed:
         paused: dict[str, Any] = next(
             (c for c in status.get("conditions") or [] if c["type"] == "Paused"), {}
         )
-        return Sample(
+        route = self.route(name)
+        sample = Sample(
             t=time.monotonic(),
             generation=int(obj.get("metadata", {}).get("generation", 0)),
             observed_generation=status.get("observedGeneration"),
@@ -426,12 +437,13 @@ class Bed:
             step=at(status, "rollout.canary.step"),
             weight=at(status, "rollout.canary.weight"),
             aborted=at(status, "rollout.aborted.reason"),
-            route=self.route(name),
+            route=route,
             canary_service=selector.get("modelship.io/revision"),
             paused_reason=paused.get("reason") if paused.get("status") == "True" else None,
             deployments=live,
             errors=self.loads[name].summary().errors if name in self.loads else 0,
         )
+        return sample, obj.get("metadata", {}).get("resourceVersion")
 
     def events(self, name: str) -> list[dict[str, Any]]:
         uid = (self.mds.get(name) or {})["metadata"]["uid"]
@@ -636,9 +648,8 @@ def run_kill_each_write(bed: Bed, limit: int = 16) -> Figures:
         plugin.run_verb(bed.mds.kube, bed.namespace, name, "promote")
         bed.promoted(name, target)
         ended = time.monotonic()
-    figures = bed.figures(
-        "operator-sigkill-each-write", name, target, HELD, recorder, started, ended, len(crashes)
-    )
+    kills = sum(1 for c in crashes if "write" in c)  # the others say when requests failed
+    figures = bed.figures("operator-sigkill-each-write", name, target, HELD, recorder, started, ended, kills)
     # Every rollout of the scenario (one per image change) counts, not only the last one: each
     # must have posted its start, its weight, its pause and, but the last, its replacement.
     rollouts = k + 1
@@ -840,8 +851,9 @@ def run_component_restarts(bed: Bed, world: LocalWorld) -> Figures:
 
 def run_gateway_restart(bed: Bed, world: LocalWorld) -> Figures:
     """Traefik stopped while the canary pauses at 20% and started 4 s later, across the move to
-    50%: weights are in effect again after the restart, and no step completes while the gateway
-    cannot apply them."""
+    50%: weights are in effect again after the restart, and no weight step completes while the
+    gateway cannot apply them. (A timed pause runs on: a stopped gateway leaves the route's status
+    as it was, and the weights it verified stay the route's.)"""
     name = "m"
     steps: list[dict[str, Any]] = [
         {"setWeight": 20},
@@ -877,7 +889,9 @@ def run_gateway_restart(bed: Bed, world: LocalWorld) -> Figures:
     share = _share(served_up, served_end, target)
     figures.notes.update(
         down_s=round(up - down, 1),
-        steps_completed_while_down=(step_up or 0) - (step_down or 0),
+        weight_steps_completed_while_down=sum(
+            "setWeight" in steps[i] for i in range(step_down or 0, step_up or 0)
+        ),
         weight_when_back=weight_up,
         canary_share_after_restart=share,
     )

@@ -102,7 +102,7 @@ def test_gateway_restarted_mid_rollout_weights_apply_again_and_no_step_completes
     suite: faults.Suite,
 ) -> None:
     f = figures_of(suite, "gateway-restarted")
-    assert f.notes["steps_completed_while_down"] == 0, f
+    assert f.notes["weight_steps_completed_while_down"] == 0, f
     # Back at 50%: the pods' own counts show the split again (binomial spread at ~80 requests ~6%).
     share = f.notes["canary_share_after_restart"]
     assert share is not None and 0.25 <= share <= 0.75, f

@@ -10,12 +10,16 @@ router's split, then what the devices allow), then the promotion.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from modelship import api
 from modelship.core import gates, traffic
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
 from modelship.core.engine.model import Context, Event, Outcome, pause_of, ready
 from modelship.core.engine.moves import apply, promote
+
+SECOND = timedelta(seconds=1)
 
 
 def advance(ctx: Context, out: Outcome) -> Outcome:
@@ -103,7 +107,9 @@ def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, 
         duration = current.pause.duration
         start = out.pause_start
         if start is None:
-            start = ctx.now
+            # `now` is the pass's time cut to whole seconds (what a status timestamp holds): the
+            # pause starts at the next whole second, so it is never shorter than asked.
+            start = ctx.now + SECOND
             until = f"for {duration}" if duration else "until promoted"
             out = out.but(pause_start=start).said(Event("Normal", "PauseStarted", f"{label}: paused {until}"))
         if duration is None:
