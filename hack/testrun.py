@@ -3,7 +3,8 @@
 Most of the suite's time is spent waiting (for rollouts' steps, scrapes, pods), not computing, so
 two sessions on two cores finish in about the time of the longer one. The tests marked `e2e` hold
 the machine's one real node (their session's cluster runs it, wherever the test file is); every
-other test goes to a second session, whose control plane needs no real node. Each session's lines
+other test goes to a second session, whose control plane needs no real node (the image tests,
+which need no cluster, run in the first: the second is the longer one without them). Each session's lines
 are printed as they come, prefixed with its name; the exit status is the first failing session's
 (a session that selected no test fails the run only if the other did not select any either).
 
@@ -24,12 +25,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_NODE = "e2e"  # the marker of the tests that run on the real node
+IMAGES = "images"  # the marker of the image tests (podman builds and containers, no cluster)
 NO_TESTS = 5  # pytest's exit status when no test was selected
 
 
 def sessions() -> dict[str, list[str]]:
-    """The two sessions' pytest arguments: the `e2e` tests, and every other test."""
-    return {REAL_NODE: ["-m", REAL_NODE], "others": ["-m", f"not {REAL_NODE}"]}
+    """The two sessions' pytest arguments: the `e2e` tests with the image tests (which need no
+    cluster: they even out the sessions' lengths), and every other test."""
+    first = f"{REAL_NODE} or {IMAGES}"
+    return {REAL_NODE: ["-m", first], "others": ["-m", f"not ({first})"]}
 
 
 def _relay(name: str, proc: subprocess.Popen[str], width: int, lock: threading.Lock) -> None:

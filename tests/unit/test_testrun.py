@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_every_test_runs_in_exactly_one_session_and_e2e_ones_on_the_real_node() -> None:
     # Selected by marker, not by directory: an e2e test outside tests/e2e (a killed run with a real
     # node, in tests/integration) must not make the other session's cluster take the real node.
-    assert testrun.sessions() == {"e2e": ["-m", "e2e"], "others": ["-m", "not e2e"]}
+    assert testrun.sessions() == {"e2e": ["-m", "e2e or images"], "others": ["-m", "not (e2e or images)"]}
 
 
 def test_a_failing_session_fails_the_run_and_each_line_names_its_session() -> None:
