@@ -206,16 +206,21 @@ def pauses_cut_short(samples: list[Sample], steps: list[dict[str, Any]], name: s
         if not pause.get("duration") or "setWeight" not in before:
             continue
         wanted, weight = api.parse_duration(pause["duration"]).total_seconds(), before["setWeight"]
-        on = next(
+        index = next(
             (
-                s.t
-                for s in samples
+                k
+                for k, s in enumerate(samples)
                 if s.route.get(f"{name}-canary") == weight and s.canary_service == s.canary
             ),
             None,
         )
+        # Not judged across a gap in the samples (the API server down): the weight may have been
+        # there long before the first sample that shows it.
+        if index is None or (index > 0 and samples[index].t - samples[index - 1].t > 1.0):
+            continue
+        on = samples[index].t
         done = next((s.t for s in samples if s.step is not None and s.step > i), None)
-        if on is not None and done is not None and done - on < wanted - 0.25:
+        if done is not None and done - on < wanted - 0.25:
             short.append(f"step {i + 1} (pause {pause['duration']}) held {done - on:.2f}s at weight {weight}")
     return short
 
@@ -251,6 +256,17 @@ def failures_at(samples: list[Sample]) -> list[str]:
         for a, b in itertools.pairwise(samples)
         if b.errors > a.errors
     ]
+
+
+def failed_with_canary_weight(samples: list[Sample]) -> int:
+    """The load generator's failures seen while the route (as last sampled) still gave the canary
+    Service weight: the operator's share of them. Failures while the route already gives it 0
+    are the gateway still applying that change."""
+    return sum(
+        b.errors - a.errors
+        for a, b in itertools.pairwise(samples)
+        if b.errors > a.errors and (_canary_weight(a) or 0) > 0
+    )
 
 
 def _canary_weight(sample: Sample) -> int | None:
@@ -670,6 +686,7 @@ def run_kill_each_write(bed: Bed, limit: int = 16) -> Figures:
         pass_log=(completed or {}).get("log"),
         crashes=crashes,
         covered_every_write=completed is not None,
+        failed_with_canary_weight=failed_with_canary_weight(recorder.samples),
     )
     return figures
 
