@@ -923,12 +923,16 @@ def run_gateway_restart(bed: Bed, world: LocalWorld) -> Figures:
 def _completed_between(
     samples: list[Sample], steps: list[dict[str, Any]], kind: str, start: float, end: float
 ) -> int:
-    """How many steps of `kind` the status shows done first between `start` and `end`."""
+    """How many steps of `kind` (setWeight) were written to the route after `start` and shown done
+    by the status before `end`: a weight the gateway took before it stopped is applied, whenever
+    the status says so."""
     done = 0
     for i, step in enumerate(steps):
         if kind in step:
+            shown = (s.t for s in samples if _canary_weight(s) == step[kind] and s.canary_service == s.canary)
+            written = next(shown, None)
             first = next((s.t for s in samples if s.step is not None and s.step > i), None)
-            done += first is not None and start <= first < end
+            done += written is not None and first is not None and start <= written and first < end
     return done
 
 
