@@ -7,6 +7,8 @@ other test goes to a second session, whose control plane needs no real node (the
 which need no cluster, run in the first: the second is the longer one without them). Each session's lines
 are printed as they come, prefixed with its name; the exit status is the first failing session's
 (a session that selected no test fails the run only if the other did not select any either).
+A failing session's summary of failures is printed again at the end, so the run's last lines say
+what failed even when the other session finished later (CI shows only an output's tail).
 
     python hack/testrun.py [pytest args...]   # e.g. -x, -k name (passed to both sessions; not -m)
 
@@ -36,9 +38,22 @@ def sessions() -> dict[str, list[str]]:
     return {REAL_NODE: ["-m", first], "others": ["-m", f"not ({first})"]}
 
 
-def _relay(name: str, proc: subprocess.Popen[str], width: int, lock: threading.Lock) -> None:
+def failures(lines: list[str]) -> list[str]:
+    """pytest's summary of what failed, from its "short test summary info" header to its closing
+    counts line (empty when it printed none)."""
+    start = next((i for i, line in enumerate(lines) if "short test summary info" in line), None)
+    if start is None:
+        return []
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("=")), len(lines) - 1)
+    return lines[start : end + 1]
+
+
+def _relay(
+    name: str, proc: subprocess.Popen[str], width: int, lock: threading.Lock, kept: list[str]
+) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
+        kept.append(line)
         with lock:
             sys.stdout.write(f"[{name:<{width}}] {line}")
             sys.stdout.flush()
@@ -49,6 +64,7 @@ def main(args: list[str]) -> int:
     lock = threading.Lock()
     width = max(len(n) for n in sessions())
     procs: dict[str, subprocess.Popen[str]] = {}
+    output: dict[str, list[str]] = {name: [] for name in sessions()}
     relays = []
     started = time.monotonic()
 
@@ -74,13 +90,17 @@ def main(args: list[str]) -> int:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         procs[name] = proc
-        relay = threading.Thread(target=_relay, args=(name, proc, width, lock), daemon=True)
+        relay = threading.Thread(target=_relay, args=(name, proc, width, lock, output[name]), daemon=True)
         relay.start()
         relays.append(relay)
 
     codes = {name: proc.wait() for name, proc in procs.items()}
     for relay in relays:
         relay.join()
+    for name, code in codes.items():
+        if code not in (0, NO_TESTS):
+            for line in failures(output[name]):
+                sys.stdout.write(f"[{name:<{width}}] {line}")
     minutes = (time.monotonic() - started) / 60
     summary = ", ".join(f"{name}: {'passed' if c == 0 else f'exit {c}'}" for name, c in codes.items())
     print(f"test sessions ({minutes:.1f} min): {summary}", flush=True)

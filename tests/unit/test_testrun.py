@@ -40,3 +40,33 @@ def test_a_failing_session_fails_the_run_and_each_line_names_its_session() -> No
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     assert lines[-1].startswith("test sessions") and "e2e: exit 5" in lines[-1]
     assert all(line.startswith(("[e2e   ]", "[others]")) for line in lines[:-1])
+
+
+def test_the_failures_summary_is_pytests_from_its_header_to_its_counts() -> None:
+    out = [
+        "tests/a.py::test_x PASSED\n",
+        "=========================== short test summary info ============================\n",
+        "FAILED tests/a.py::test_y - assert 1 == 2\n",
+        "ERROR tests/b.py::test_z - RuntimeError: no node\n",
+        "==================== 1 failed, 1 passed, 1 error in 3.10s =====================\n",
+        "trailing\n",
+    ]
+    assert testrun.failures(out) == out[1:5]
+    assert testrun.failures(out[:1]) == []
+
+
+def test_a_failed_sessions_failures_are_repeated_after_the_other_sessions_output(tmp_path: Path) -> None:
+    failing = tmp_path / "test_fails.py"
+    failing.write_text("def test_this_one_fails():\n    assert 1 == 2\n")
+    out = subprocess.run(
+        [sys.executable, str(REPO / "hack/testrun.py"), str(failing), "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert lines[-1].startswith("test sessions") and "others: exit 1" in lines[-1]
+    # The summary comes twice: where the session printed it, and again just before the last line.
+    assert lines[-3].startswith("[others] FAILED") and "test_this_one_fails" in lines[-3]
+    assert sum("test_this_one_fails" in line and "FAILED" in line for line in lines) == 2
