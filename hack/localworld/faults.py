@@ -258,17 +258,6 @@ def failures_at(samples: list[Sample]) -> list[str]:
     ]
 
 
-def failed_with_canary_weight(samples: list[Sample]) -> int:
-    """The load generator's failures seen while the route (as last sampled) still gave the canary
-    Service weight: the operator's share of them. Failures while the route already gives it 0
-    are the gateway still applying that change."""
-    return sum(
-        b.errors - a.errors
-        for a, b in itertools.pairwise(samples)
-        if b.errors > a.errors and (_canary_weight(a) or 0) > 0
-    )
-
-
 def _canary_weight(sample: Sample) -> int | None:
     found = [w for backend, w in sample.route.items() if backend.endswith("-canary")]
     return found[0] if found else None
@@ -686,7 +675,6 @@ def run_kill_each_write(bed: Bed, limit: int = 16) -> Figures:
         pass_log=(completed or {}).get("log"),
         crashes=crashes,
         covered_every_write=completed is not None,
-        failed_with_canary_weight=failed_with_canary_weight(recorder.samples),
     )
     return figures
 

@@ -62,15 +62,12 @@ def test_operator_sigkilled_at_random_moments_repeats_and_skips_no_step(suite: f
 def test_operator_killed_after_each_write_of_a_mid_rollout_image_change_sends_no_request_to_an_empty_canary(
     suite: faults.Suite,
 ) -> None:
-    """No request fails while the route gives the canary weight. Known hole (docs/rollouts.md, the
-    fault table; issue #18 stays open for it): in 3 of 7 runs one request failed after the route
-    already gave the canary 0, because the same pass re-points `<name>-canary` and deletes the old
-    canary before the gateway has applied that 0."""
+    """Every write of the pass that replaces a canary at 50% a crash point, and no request fails:
+    the old canary keeps its Service and pods until the gateway applied its weight 0."""
     f = figures_of(suite, "operator-sigkill-each-write")
     # Every write of the pass was a crash point: the pass after the last one completed with fewer.
     assert f.notes["covered_every_write"] and f.faults == f.notes["pass_writes"] >= 3, f
-    assert (f.steps_repeated, f.steps_skipped, f.weight_regressions, f.events_missing) == (0, 0, 0, 0), f
-    assert f.notes["failed_with_canary_weight"] == 0 and f.requests > 0, f
+    clean(f)
     promoted_like_a_run_without_faults(f)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from modelship import api
 from modelship.core import control, revisions, traffic
+from modelship.core.engine import routing
 
 from .enginesim import OWNER, World, command, spec
 
@@ -226,6 +227,41 @@ def test_a_new_digest_mid_rollout_replaces_the_canary_and_restarts_from_step_zer
     )
     assert replicas(world) == {name_of(old): 4, name_of(second): 1}  # traffic back to stable first
     assert [e.reason for e in decision.events][:2] == ["CanaryReplaced", "RolloutStarted"]
+
+
+def test_a_canary_replaced_mid_rollout_keeps_its_service_and_pods_until_a_gateway_applied_its_0() -> None:
+    """Re-pointing `<name>-canary` while a gateway still sends it the old canary's share would send
+    those requests to pods that are not ready yet (503s): the route goes to 0 first, and the
+    Service moves (and the old canary goes) only once the gateway accepted that 0."""
+    old = canary_spec(router="gatewayAPI")
+    world = stable_world(old)
+    first = canary_spec(NEW_IMAGE, router="gatewayAPI")
+    world.list_endpoints()
+    for _ in range(3):
+        step(world, first)
+        world.list_endpoints()
+    assert world.route == {"fraud-stable": 80, "fraud-canary": 20}
+    world.gateway_accepted = True
+    second = canary_spec(THIRD_IMAGE, router="gatewayAPI")
+
+    def canary_service(decision: Any) -> str:
+        svc = next(m for m in decision.apply if m["metadata"]["name"] == "fraud-canary")
+        return str(svc["spec"]["selector"]["modelship.io/revision"])
+
+    decision = world.decide(second)  # reads 20% on the old canary: the route goes to 0 first
+    assert decision.route is not None and decision.route.weights["fraud-canary"] == 0
+    assert canary_service(decision) == name_of(first) and decision.delete == ()
+    assert decision.wake_at is not None and decision.wake_at <= world.now + routing.GATEWAY_RECHECK
+    world.apply(decision)
+    world.gateway_accepted = False  # the gateway has the 0 written but not applied yet
+    decision = world.decide(second)
+    assert canary_service(decision) == name_of(first) and decision.delete == ()
+    world.apply(decision)
+    world.gateway_accepted = True
+    decision = world.decide(second)
+    assert canary_service(decision) == name_of(second) and decision.delete == (name_of(first),)
+    world.apply(decision)
+    assert world.status.canary is not None and world.status.canary.revision == name_of(second)
 
 
 def test_reverting_the_image_mid_rollout_is_an_immediate_rollback() -> None:

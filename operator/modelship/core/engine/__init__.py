@@ -20,7 +20,8 @@ the events). Every rule lives here; `modelship.core.traffic` turns weights into 
   (`stableRevision`, `stableTemplate`), no pod restarts, and the old revision keeps
   running until `scaleDownAt` (`scaleDownDelay` later) before it is deleted.
 - A new digest mid-rollout replaces the canary (its traffic returns to stable at
-  once) and starts again from step 0; the image reverted to the stable one is an
+  once; with a route, `<name>-canary` and the old canary's pods stay until a gateway has
+  applied that, `routing.draining`) and starts again from step 0; the image reverted to the stable one is an
   immediate rollback (phase RolledBack). A canary whose Deployment exceeds its
   progress deadline is aborted (reason ProgressDeadlineExceeded), as is one named by
   `status.rollout.aborted` (`modelship abort`), one that fails its smoke test or an

@@ -33,10 +33,30 @@ def verified(observations: Observations, weight: int) -> bool:
     return seen.weights is not None and dict(seen.weights) == asked and seen.accepted is not False
 
 
-def recheck_at(observations: Observations, now: datetime) -> datetime | None:
-    """When to read the route again while a gateway is behind on it (None: it is not)."""
+def recheck_at(observations: Observations, now: datetime, draining: bool) -> datetime | None:
+    """When to read the route again while a gateway is behind on it, or `<name>-canary` waits for
+    one to apply 0 (`draining`); None: neither."""
     seen = observations.route
-    return now + GATEWAY_RECHECK if seen is not None and seen.accepted is False else None
+    behind = seen is not None and seen.accepted is False
+    return now + GATEWAY_RECHECK if behind or draining else None
+
+
+def draining(observations: Observations, revision: str, stable: str) -> str | None:
+    """The revision `<name>-canary` keeps selecting this pass instead of `revision`, or None: the
+    one its EndpointSlices list, while the route may still send it requests (the canary backend's
+    weight as read is above 0, or a gateway has not accepted the route as last written). Re-pointed
+    then, the Service would hand those requests to a revision with no ready pod listed (503s), so a
+    canary replaced mid-rollout loses its weight first and its Service (and pods) only once a
+    gateway applied that 0. Moving it to stable needs no wait: stable's pods are ready."""
+    seen = observations.route
+    if seen is None or seen.endpoints is None or revision == stable:
+        return None
+    backend = f"{observations.owner.name}-canary"
+    if (seen.weights or {}).get(backend, 0) == 0 and seen.accepted is not False:
+        return None
+    pods = seen.endpoints.get(backend, frozenset())
+    listed = sorted(r for r in observations.deployments if any(p.startswith(f"{r}-") for p in pods))
+    return None if revision in listed or not listed else listed[0]
 
 
 def unserved(observations: Observations, weight: int, stable: str, canary: str, pods: int) -> str | None:

@@ -88,6 +88,8 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     )
     stable_selector = manifests.revision_selector(owner, out.stable)
     canary_selector = manifests.revision_selector(owner, out.canary) if out.canary else stable_selector
+    held = routing.draining(observations, out.canary or out.stable, out.stable)
+    canary_service = manifests.revision_selector(owner, held) if held else canary_selector
     blue_green = spec.strategy.blue_green is not None
     # With the service router the canary joins `<name>` only once it is given a weight.
     shared = bool(
@@ -120,11 +122,11 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     desired += [
         manifests.service(owner, owner.name, {manifests.MODEL_LABEL: owner.name} if shared else active),
         manifests.service(owner, f"{owner.name}-stable", stable_selector),
-        manifests.service(owner, f"{owner.name}-canary", canary_selector),
+        manifests.service(owner, f"{owner.name}-canary", canary_service),
     ]
     if spec.strategy.blue_green is not None:
         desired.append(manifests.service(owner, f"{owner.name}-preview", canary_selector))
-    keep = {name for name, _, _ in wanted} | ({out.scale_down} if out.scale_down else set())
+    keep = {name for name, _, _ in wanted} | {r for r in (out.scale_down, held) if r}
     delete = tuple(sorted(name for name in observations.deployments if name not in keep))
     route = Route(gateway.weights(owner.name, out.weight or 0)) if _routes(spec) else None
     writes = ordered(desired, delete, route, f"{owner.name}-canary", observations)
@@ -138,7 +140,7 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         now,
     )
     new_status = new_status.model_copy(update={"pending_events": record})
-    return Decision(new_status, writes, events, _wake_at(ctx, out), rolled_back)
+    return Decision(new_status, writes, events, _wake_at(ctx, out, held is not None), rolled_back)
 
 
 def _scaled(
@@ -200,7 +202,8 @@ def _rollout(out: Outcome, actual_weight: int) -> api.Rollout | None:
     return api.Rollout(canary=canary)
 
 
-def _wake_at(ctx: Context, out: Outcome) -> datetime | None:
+def _wake_at(ctx: Context, out: Outcome, draining: bool) -> datetime | None:
+    """When to decide again unasked (`draining`: `<name>-canary` waits for a gateway to apply 0)."""
     spec = ctx.spec
     times = [t for t in (out.scale_down_at, out.abort_scale_down_at) if t is not None]
     if out.mode == "rolling" and spec.analysis is not None:
@@ -211,7 +214,7 @@ def _wake_at(ctx: Context, out: Outcome) -> datetime | None:
                 sooner = cadence.wake(run, spec.analysis, ctx.observations.scrape, ctx.now)
                 if sooner is not None:
                     times.append(sooner)
-    recheck = routing.recheck_at(ctx.observations, ctx.now)
+    recheck = routing.recheck_at(ctx.observations, ctx.now, draining)
     if out.mode == "rolling" and recheck is not None:
         times.append(recheck)
     steps = spec.strategy.steps
