@@ -48,9 +48,7 @@ def failures(lines: list[str]) -> list[str]:
     return lines[start : end + 1]
 
 
-def _relay(
-    name: str, proc: subprocess.Popen[str], width: int, lock: threading.Lock, kept: list[str]
-) -> None:
+def _relay(name: str, proc: subprocess.Popen[str], width: int, lock: threading.Lock, kept: list[str]) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         kept.append(line)
