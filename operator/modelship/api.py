@@ -125,6 +125,13 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def format_duration(length: timedelta) -> str:
+    """A length of time as `Duration` writes it: `45s`, `10m`, `1h2m3s` (whole seconds)."""
+    hours, rest = divmod(int(length.total_seconds()), 3600)
+    parts = [(hours, "h"), *zip(divmod(rest, 60), "ms", strict=True)]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 

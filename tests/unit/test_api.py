@@ -129,3 +129,11 @@ def test_model_deployments_in_the_api_reference_are_valid() -> None:
     assert docs
     for doc in docs:
         api.ModelDeploymentSpec.model_validate(doc["spec"])
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (45, "45s"), (600, "10m"), (3723, "1h2m3s"), (3600, "1h"), (59.9, "59s")]
+)
+def test_format_duration_writes_what_parse_duration_reads(seconds: float, text: str) -> None:
+    assert api.format_duration(timedelta(seconds=seconds)) == text
+    assert api.parse_duration(text) == timedelta(seconds=int(seconds))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TextIO
 
+from modelship import api
 from modelship.kube.storage import Storage
 from modelship.plugin import view
 from modelship.plugin.verbs import get
@@ -74,10 +75,5 @@ def status(
     if last is not None and not watch:
         screen.draw(view.render(last, kube.events_of(namespace, last["metadata"]["uid"])))
     phase = ((last or {}).get("status") or {}).get("phase") or "Unknown"
-    err(f"timed out after {_duration(timeout)}: {name} is still {phase}")
+    err(f"timed out after {api.format_duration(timeout or timedelta())}: {name} is still {phase}")
     return view.TIMEOUT
-
-
-def _duration(delta: timedelta | None) -> str:
-    seconds = int(delta.total_seconds()) if delta else 0
-    return f"{seconds // 60}m{seconds % 60}s" if seconds >= 60 else f"{seconds}s"

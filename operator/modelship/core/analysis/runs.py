@@ -138,7 +138,7 @@ def _unreachable(run: api.AnalysisRun, analysis: api.Analysis, why: str, now: da
     limit = api.parse_duration(analysis.unreachable_timeout)
     if now - since >= limit:
         return "Unreachable", (
-            f"Prometheus unreachable for {_span(now - since)} (unreachableTimeout "
+            f"Prometheus unreachable for {api.format_duration(now - since)} (unreachableTimeout "
             f"{analysis.unreachable_timeout}): {why}"
         )
     return "Running", (
@@ -146,15 +146,6 @@ def _unreachable(run: api.AnalysisRun, analysis: api.Analysis, why: str, now: da
         f"if it is still unreachable at {since + limit:%H:%M:%SZ} (unreachableTimeout "
         f"{analysis.unreachable_timeout})"
     )
-
-
-def _span(length: timedelta) -> str:
-    """A length of time as people write it: `45s`, `10m`, `1h2m3s` (whole seconds)."""
-    seconds = int(length.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    parts = [(hours, "h"), *zip(divmod(rest, 60), "ms", strict=True)]
-    text = "".join(f"{n}{unit}" for n, unit in parts if n)
-    return text or "0s"
 
 
 def _latest(status: api.MetricStatus) -> str:
