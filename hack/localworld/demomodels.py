@@ -12,12 +12,14 @@ An image that misbehaves is a different image: its manifest differs, so its dige
 
 All are trained on the first TRAIN rows of `modelserver.sample_models.dataset` (fixed seed);
 the HOLDOUT rows after them, never trained on, are what a load generator sends, with their
-true labels as feedback. Each becomes a bundle (model, schema, examples, golden answers) and
-a container image on the serving image (localworld.demoimages).
+true labels as feedback. Each becomes a bundle (model, schema, examples, golden answers, and
+the holdout with its labels for `modelserver evaluate`) and a container image on the serving
+image (localworld.demoimages).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,8 @@ def bundle(version: str, d: Path) -> None:
     proba = model.predict_proba(x)
     labels = model.classes_[proba.argmax(axis=1)].tolist()
     _write_sidecars(d, x, labels, proba, atol=1e-9, classes=tuple(model.classes_))
+    # The labelled rows `modelserver evaluate --dataset bundle` scores (the evaluation step).
+    hx, hy = holdout()
+    (d / "holdout.json").write_text(
+        json.dumps({"instances": hx.tolist(), "labels": hy.tolist(), "metric": "accuracy"})
+    )

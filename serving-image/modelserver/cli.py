@@ -3,7 +3,8 @@
 Exit codes: 0 clean shutdown (or ``--check`` passed), 2 bad configuration, 3 checksum mismatch,
 4 the model cannot be loaded or failed its golden self-test.
 
-``modelserver fetch ...`` downloads and verifies an artifact instead (modelserver.fetch).
+``modelserver fetch ...`` downloads and verifies an artifact instead (modelserver.fetch);
+``modelserver evaluate ...`` scores a model on a labelled dataset (modelserver.evaluate).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import fetch
 
         return fetch.main(argv[1:])
+    if argv[:1] == ["evaluate"]:
+        from . import evaluate
+
+        return evaluate.main(argv[1:])
     args = _parse(argv)
     env = dict(os.environ)
     if args.host:
