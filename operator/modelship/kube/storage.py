@@ -123,6 +123,11 @@ def pods_path(namespace: str | None = None) -> str:
     return f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
 
 
+def jobs_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    return f"{base}/{name}" if name else base
+
+
 def events_path(namespace: str) -> str:
     return f"/api/v1/namespaces/{namespace}/events"
 
