@@ -537,14 +537,104 @@ MetricTemplate = Literal[
 ]
 
 
-class Metric(_Model):
-    """One measurement: a builtin `template` or a custom PromQL `query`, judged by min/max."""
+# The JSONPath subset of web metrics (docs/analysis.md#webhook-metrics): `$`, or a first key, then
+# `.key`, `[n]` and `['key']` steps, optionally in `{}` as Argo Rollouts writes it. Written so that
+# Python and RE2 (the API server's CEL) read it alike; `core.analysis.jsonpath` walks these steps.
+JSONPATH_KEY_RE = r"[A-Za-z_][A-Za-z0-9_-]*"
+JSONPATH_STEP_RE = rf"\.{JSONPATH_KEY_RE}|\[[0-9]+\]|\['[^']+'\]"
+_JSONPATH_BARE = rf"(\$|{JSONPATH_KEY_RE})({JSONPATH_STEP_RE})*"
+JSONPATH_RE = rf"\{{{_JSONPATH_BARE}\}}|{_JSONPATH_BARE}"
+_JSONPATH_MESSAGE = (
+    "spec.analysis.metrics[].web.jsonPath must be $ or a key followed by .key, [n] or ['key'] "
+    "steps, e.g. $.data.accuracy or {$.results[0]['error rate']}"
+)
+
+
+def _jsonpath(value: str) -> str:
+    if not re.fullmatch(JSONPATH_RE, value):
+        raise ValueError(_JSONPATH_MESSAGE)
+    return value
+
+
+JsonPath = Annotated[
+    str,
+    Field(max_length=256, description="Where the value is in the JSON answer, e.g. `$.data.accuracy`."),
+    AfterValidator(_jsonpath),
+    Rule(f'self.matches(r"^({JSONPATH_RE})$")', _JSONPATH_MESSAGE),  # a raw CEL string: `\` as is
+]
+
+
+class SecretKeyRef(_Model):
+    """One key of a Secret in the ModelDeployment's namespace; the operator needs `get` on it."""
+
+    name: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_RE)]
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+class HeaderSource(_Model):
+    secret_key_ref: SecretKeyRef
+
+
+class WebHeader(_Model):
+    """An HTTP header: a literal `value`, or one read from a Secret (never logged)."""
 
     model_config = ConfigDict(
         json_schema_extra=rules(
             Rule(
-                "has(self.template) != has(self.query)",
-                "spec.analysis.metrics[]: set exactly one of template or query",
+                "has(self.value) != has(self.valueFrom)",
+                "spec.analysis.metrics[].web.headers[]: set exactly one of value or valueFrom",
+            )
+        )
+    )
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+    value: Annotated[str, Field(max_length=4096)] | None = None
+    value_from: HeaderSource | None = None
+
+
+class WebMetric(_Model):
+    """An HTTP endpoint that answers JSON; `jsonPath` picks the value (docs/analysis.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "self.url.matches('^https?://[^ ]+$')",
+                "spec.analysis.metrics[].web.url must be an http:// or https:// URL",
+                ".url",
+            ),
+            Rule(
+                "!has(self.body) || self.method == 'POST'",
+                "spec.analysis.metrics[].web.body needs method: POST",
+                ".body",
+            ),
+        )
+    )
+    url: Annotated[str, Field(min_length=1, max_length=2048)] = Field(
+        description="`{{revision}}`, `{{stable_revision}}`, `{{name}}`, `{{namespace}}` are replaced."
+    )
+    method: Literal["GET", "POST"] = "GET"
+    headers: Annotated[list[WebHeader], Field(max_length=16, json_schema_extra=keyed_by("name"))] = []
+    body: Annotated[str, Field(max_length=16384)] | None = Field(
+        default=None, description="Sent with POST; the same variables as `url` are replaced."
+    )
+    json_path: JsonPath
+    timeout: Duration = "10s"
+
+
+class Metric(_Model):
+    """One measurement: a builtin `template` or a custom PromQL `query` (provider `prometheus`), or
+    an HTTP endpoint's answer (`provider: web`), judged by min/max."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "(has(self.template) ? 1 : 0) + (has(self.query) ? 1 : 0) + (has(self.web) ? 1 : 0) == 1",
+                "spec.analysis.metrics[]: set exactly one of template, query or web",
+            ),
+            Rule(
+                "has(self.web) == (self.provider == 'web')",
+                "spec.analysis.metrics[]: provider web goes with web: {url, jsonPath}, and web with "
+                "provider: web (template and query are provider: prometheus, the default)",
+                ".provider",
             ),
             Rule(
                 "has(self.min) || has(self.max)",
@@ -559,6 +649,7 @@ class Metric(_Model):
         )
     )
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_RE)]
+    provider: Literal["prometheus", "web"] = "prometheus"
     template: MetricTemplate | None = None
     query: (
         Annotated[
@@ -570,6 +661,7 @@ class Metric(_Model):
     max: float | None = None
     max_drop_vs_stable: Annotated[float, Field(ge=0)] | None = None
     max_increase_vs_stable: Annotated[float, Field(ge=0)] | None = None
+    web: WebMetric | None = None
     dry_run: bool = False
 
 

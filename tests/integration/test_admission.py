@@ -176,7 +176,7 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "metric-template-and-query",
         analysis({"name": "x", "template": "error-rate", "query": "up", "max": 1}),
         "spec.analysis.metrics[0]",
-        "exactly one of template or query",
+        "exactly one of template, query or web",
     ),
     (
         "metric-min-above-max",

@@ -152,7 +152,7 @@ def test_a_connection_that_cannot_be_set_up_names_what_to_fix(
 
 def test_a_connection_problem_is_an_error_for_every_metric() -> None:
     problem = measure.ConnectionProblem("no Prometheus to query")
-    got = measure.measure(problem, an(), "ml", "fraud", "fraud-new", "fraud-old")
+    got = measure.measure(problem, an(), "ml", "fraud", "fraud-new", "fraud-old", no_secrets)
     assert got == {"errors": RawMeasurement(error="no Prometheus to query")}
 
 

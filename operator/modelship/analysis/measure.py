@@ -1,4 +1,5 @@
-"""The shell's side of analysis: turn due runs into PromQL, ask Prometheus, hand back raw values.
+"""The shell's side of analysis: turn due runs into PromQL, ask Prometheus, hand back raw values;
+web metrics (`provider: web`) are asked of their own endpoints (`modelship.analysis.web`).
 
 Connection: `spec.analysis.prometheus` wins; otherwise the operator's default
 (`--prometheus-address`, env `MODELSHIP_PROMETHEUS_ADDRESS`, the Helm value
@@ -13,12 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from modelship import api
+from modelship.analysis import web
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, config_from_secret
 from modelship.core.analysis import runs, stats, templates
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement, floor
 
-SecretReader = Callable[[str, str], Mapping[str, str]]  # (namespace, name) -> decoded data
+SecretReader = web.SecretReader
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class MetricQueries:
 def queries(
     analysis: api.Analysis, namespace: str, name: str, revision: str, stable: str
 ) -> tuple[list[MetricQueries], str]:
-    """The PromQL of every metric (and of its stable twin), and the request count for minRequests."""
+    """The PromQL of every Prometheus metric (and of its stable twin), and the request count for
+    minRequests."""
     window = runs.window(analysis)
 
     def render(metric: api.Metric, rev: str) -> str:
@@ -104,7 +107,7 @@ def queries(
             return templates.template_query(
                 metric.template, namespace=namespace, name=name, revision=rev, window=window
             )
-        assert metric.query is not None  # admission: exactly one of template or query
+        assert metric.query is not None  # admission: a Prometheus metric has a template or a query
         variables = {
             "revision": rev,
             "stable_revision": stable,
@@ -115,7 +118,7 @@ def queries(
         return templates.render(metric.query, variables)
 
     out = []
-    for metric in analysis.metrics:
+    for metric in _prometheus(analysis):
         relative = metric.max_increase_vs_stable is not None or metric.max_drop_vs_stable is not None
         rule = templates.tally_rule(metric.template, metric.max, metric.min)
         tally = (
@@ -153,6 +156,10 @@ def _tally(
     return stats.Tally(events or 0.0, requests), None
 
 
+def _prometheus(analysis: api.Analysis) -> list[api.Metric]:
+    return [m for m in analysis.metrics if m.provider == "prometheus"]
+
+
 def measure(
     config: PrometheusConfig | ConnectionProblem,
     analysis: api.Analysis,
@@ -160,20 +167,48 @@ def measure(
     name: str,
     revision: str,
     stable: str,
+    read_secret: SecretReader,
 ) -> dict[str, RawMeasurement]:
-    """One round: every metric of `analysis` for `revision`, by metric name."""
+    """One round: every metric of `analysis` for `revision`, by metric name. A Prometheus problem
+    is an error of the Prometheus metrics only; web metrics do not need Prometheus."""
+    variables = {
+        "revision": revision,
+        "stable_revision": stable,
+        "name": name,
+        "namespace": namespace,
+        "window": runs.window(analysis),
+    }
+    out = {
+        m.name: web.measure(m, variables, stable, read_secret)
+        for m in analysis.metrics
+        if m.provider == "web"
+    }
+    if _prometheus(analysis):
+        out.update(_measure_prometheus(config, analysis, namespace, name, revision, stable))
+    return out
+
+
+def _measure_prometheus(
+    config: PrometheusConfig | ConnectionProblem,
+    analysis: api.Analysis,
+    namespace: str,
+    name: str,
+    revision: str,
+    stable: str,
+) -> dict[str, RawMeasurement]:
+    metrics = _prometheus(analysis)
     if isinstance(config, ConnectionProblem):
-        return {m.name: RawMeasurement(error=str(config)) for m in analysis.metrics}
+        return {m.name: RawMeasurement(error=str(config)) for m in metrics}
     try:
         planned, requests_promql = queries(analysis, namespace, name, revision, stable)
     except ValueError as err:  # a custom query with an unknown variable
-        return {m.name: RawMeasurement(error=str(err)) for m in analysis.metrics}
+        return {m.name: RawMeasurement(error=str(err)) for m in metrics}
     prometheus = Prometheus(config)
     try:
-        floored = any(floor(m, analysis) for m in analysis.metrics)
+        floored = any(floor(m, analysis) for m in metrics)
         requests, failed = _ask(prometheus, requests_promql) if floored else (None, None)
         if failed is not None:
-            return {m.name: failed for m in analysis.metrics}
+            return {m.name: failed for m in metrics}
         out = {}
         for q in planned:
             value, failed = _ask(prometheus, q.value)

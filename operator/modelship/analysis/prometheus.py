@@ -146,7 +146,7 @@ _SSL_REASON = re.compile(r"\[SSL[^\]]*\][^'\"()]*|certificate verify failed[^'\"
 _OS_REASON = re.compile(r"\[Errno -?\d+\][^'\"()]*")
 
 
-def _reason(error: Exception) -> str:
+def reason(error: Exception) -> str:
     text = str(error)
     found = _SSL_REASON.search(text) or _OS_REASON.search(text)
     return found.group(0).strip(" :,") if found else type(error).__name__
@@ -203,11 +203,11 @@ class Prometheus:
             return Unreachable(f"{where} did not answer within {self.config.timeout_seconds:g}s")
         if isinstance(e, requests.exceptions.SSLError):
             return Unreachable(
-                f"TLS with {where} failed: {_reason(e)} "
+                f"TLS with {where} failed: {reason(e)} "
                 "(give its CA as `ca.crt` in the auth Secret, or skip verification)"
             )
         if isinstance(e, requests.ConnectionError):
-            return Unreachable(f"{where} is unreachable: {_reason(e)}")
+            return Unreachable(f"{where} is unreachable: {reason(e)}")
         if isinstance(
             e, (requests.exceptions.JSONDecodeError, PrometheusApiClientException, KeyError, TypeError)
         ):

@@ -214,12 +214,18 @@ class Reconciler:
                 scrape = dataclasses.replace(scrape, seen_at=clock)
             observations = dataclasses.replace(observations, scrape=scrape)
         wants = engine.wants(spec, status, observations, now)
-        measurements: dict[str, dict[str, RawMeasurement]] = {}
+        measurements = self._evaluate(owner, spec, wants.runs, logger)
         if wants.runs and spec.analysis is not None:
-            for run in wants.runs:
+            for run in (r for r in wants.runs if r.kind != evaluation.KIND):
                 stable = status.stable_revision or run.revision
                 measurements[run.kind] = measure.measure(
-                    config, spec.analysis, owner.namespace, owner.name, run.revision, stable
+                    config,
+                    spec.analysis,
+                    owner.namespace,
+                    owner.name,
+                    run.revision,
+                    stable,
+                    self.storage.read_secret,
                 )
                 logger.info("measured %s analysis of %s", run.kind, run.revision)
         found = None

@@ -6,7 +6,8 @@ Prometheus has new data once per scrape. A run looks at that cadence (a *probe*)
 - a metric's latest value is near its limit (within `NEAR` of it, or beyond it but not yet
   beyond doubt).
 A probe counts only when it fails a metric beyond doubt (`stats`): fast failing never means fast
-promoting, a success still needs its `count` regular measurements at `interval`.
+promoting, a success still needs its `count` regular measurements at `interval`. Web metrics
+(`provider: web`) have no scrapes: they alone never make a run probe.
 
 Probes are timed to land just after a scrape (`Scrape.last` + k * interval + its duration + a
 margin), so a failure is seen one query after the data shows it.
@@ -56,13 +57,22 @@ def _near(metric: api.Metric, value: float) -> bool:
     return metric.min is not None and value <= metric.min * (1 + NEAR)
 
 
+def _scraped(analysis: api.Analysis) -> dict[str, api.Metric]:
+    """The judged metrics that read Prometheus, whose data changes at the scrape cadence, by name."""
+    return {m.name: m for m in analysis.metrics if not m.dry_run and m.provider == "prometheus"}
+
+
 def fast(run: api.AnalysisRun, analysis: api.Analysis, now: datetime, scrape: Scrape | None) -> bool:
     """Whether the run probes at the scrape cadence now."""
-    if run.phase != "Running" or cadence(analysis, scrape) >= api.parse_duration(analysis.interval):
+    judged = _scraped(analysis)
+    if (
+        not judged
+        or run.phase != "Running"
+        or cadence(analysis, scrape) >= api.parse_duration(analysis.interval)
+    ):
         return False
     if _first_window(run, analysis, now):
         return True
-    judged = {m.name: m for m in analysis.metrics if not m.dry_run}
     for status in run.metrics:
         metric = judged.get(status.name)
         last = status.measurements[-1] if status.measurements else None
@@ -132,7 +142,7 @@ def wake(
     window, with no scrape timing known yet) another read of the timing."""
     if fast(run, analysis, now, scrape):
         return next_look(analysis, scrape, now)
-    unknown = scrape is None and analysis.scrape_interval is None
+    unknown = scrape is None and analysis.scrape_interval is None and bool(_scraped(analysis))
     if unknown and run.phase == "Running" and _first_window(run, analysis, now):
         return now + RETRY
     return None

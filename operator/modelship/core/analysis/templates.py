@@ -117,9 +117,10 @@ def _check_value(name: str, value: str) -> None:
         )
 
 
-def render(query: str, variables: Mapping[str, str]) -> str:
+def render(query: str, variables: Mapping[str, str], *, json: bool = False) -> str:
     """`query` with every `{{variable}}` replaced. ValueError names an unknown or missing variable,
-    or a value that could break out of a label matcher."""
+    or a value that could break out of a label matcher (or a JSON string). `json`: the text is a
+    JSON body, whose nested objects end in `}}` of their own."""
     for name in variables:
         if name not in VARIABLES:
             raise ValueError(f"unknown variable {name!r}; known: {', '.join(VARIABLES)}")
@@ -130,7 +131,7 @@ def render(query: str, variables: Mapping[str, str]) -> str:
             raise ValueError(f"variable {{{{{name}}}}} has no value here")
         _check_value(name, variables[name])
     rendered = _PLACEHOLDER.sub(lambda m: variables[m.group(1)], query)
-    if "{{" in rendered or "}}" in rendered:
+    if "{{" in rendered or ("}}" in rendered and not json):
         raise ValueError("the query has an unclosed or malformed {{...}} placeholder")
     return rendered
 

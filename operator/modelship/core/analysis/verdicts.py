@@ -25,7 +25,7 @@ from modelship.core.analysis import stats, templates
 
 @dataclass(frozen=True)
 class RawMeasurement:
-    """What the shell read from Prometheus for one metric at one moment."""
+    """What the shell read for one metric at one moment (from Prometheus, or a web endpoint)."""
 
     value: float | None = None
     stable_value: float | None = None  # the same query for the stable revision, when compared
@@ -33,6 +33,7 @@ class RawMeasurement:
     error: str | None = None  # Prometheus answered with an error
     unreachable: str | None = None  # Prometheus did not answer
     tally: stats.Tally | None = None  # a rate metric's events and requests (templates.tally_rule)
+    missing: str | None = None  # why there is no value, when the shell can say (a web metric's path)
 
 
 def _fmt(x: float) -> str:
@@ -52,7 +53,10 @@ DEFAULT_MIN_REQUESTS = 50  # the floor of metrics that have no statistics of the
 
 def floor(metric: api.Metric, analysis: api.Analysis) -> int:
     """The requests `metric` needs in the window to be judged: `minRequests` when set; otherwise
-    none for a rate metric (its statistics say when there is enough), 50 for the others."""
+    none for a rate metric (its statistics say when there is enough), 50 for the others. A web
+    metric has none: its endpoint answers for itself, and counting requests would need Prometheus."""
+    if metric.provider == "web":
+        return 0
     if analysis.min_requests is not None:
         return analysis.min_requests
     rate = templates.tally_rule(metric.template, metric.max, metric.min) is not None
@@ -77,15 +81,15 @@ def judge(
         return _no_data(
             analysis.no_data, f"{name}: {seen} requests in the window, fewer than minRequests {least}"
         )
-    if least == 0 and analysis.min_requests is None and not _counted(raw):
+    rule = templates.tally_rule(metric.template, metric.max, metric.min)
+    if rule is not None and least == 0 and analysis.min_requests is None and not _counted(raw):
         # A rate with no request count has nothing to be sure of: its value alone must not decide.
         return _no_data(analysis.no_data, f"{name}: 0 requests in the window")
     value = raw.value
-    rule = templates.tally_rule(metric.template, metric.max, metric.min)
     if value is None and rule is not None and rule.proportion and raw.tally is not None:
         value = raw.tally.rate  # the same proportion, from one sample (`templates._counted`)
     if value is None:
-        return _no_data(analysis.no_data, f"{name}: no data")
+        return _no_data(analysis.no_data, f"{name}: no data" + (f": {raw.missing}" if raw.missing else ""))
     outside = None
     if metric.max is not None and value > metric.max:
         outside = f"{name} = {_fmt(value)} is above max {_fmt(metric.max)}"
