@@ -1106,6 +1106,69 @@ _CANARY_SCALE_NEEDS_ROUTE = Rule(
 )
 
 
+# ---- notifications (docs/notifications.md) ----------------------------------------------
+
+# What a notification is sent on; `core.notifications.TRIGGERS` maps the Events onto these.
+NotificationTrigger = Literal[
+    "RolloutStarted",
+    "StepCompleted",
+    "Paused",
+    "AnalysisFailed",
+    "Aborted",
+    "RolledBack",
+    "Promoted",
+    "Healthy",
+]
+
+
+def _free_form(schema: dict[str, Any]) -> None:
+    """Any JSON object, kept as written (a structural schema allows no `additionalProperties: true`)."""
+    schema.pop("additionalProperties", None)
+    schema["x-kubernetes-preserve-unknown-fields"] = True
+
+
+class NotificationUrl(_Model):
+    """Where the webhook URL comes from: a Secret key, never the spec (the URL is a credential)."""
+
+    secret_key_ref: SecretKeyRef
+
+
+class NotificationTarget(_Model):
+    """A webhook that is sent a message on the rollout's transitions (docs/notifications.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "!has(self.body) || self.type == 'webhook'",
+                "spec.notifications[].body is for type webhook only (slack and teams have their own format)",
+                ".body",
+            )
+        )
+    )
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_RE)] = Field(
+        description="Names the target in the NotificationsDelivered condition and the metrics."
+    )
+    type: Literal["webhook", "slack", "teams"] = Field(
+        description="`webhook`: the JSON payload of docs/notifications.md (or `body`); `slack`: an "
+        "incoming-webhook message; `teams`: an Adaptive Card."
+    )
+    url_from: NotificationUrl = Field(
+        description="The webhook URL, from a key of a Secret in this namespace."
+    )
+    triggers: Annotated[list[NotificationTrigger], Field(min_length=1, max_length=8)] | None = Field(
+        default=None, description="What to send on; default: every trigger."
+    )
+    body: Annotated[dict[str, Any], Field(json_schema_extra=_free_form)] | None = Field(
+        default=None,
+        description="webhook: the JSON body to send instead of the payload; every `{{path}}` in its "
+        "strings is replaced from the payload (`{{event.message}}`, `{{rollout.phase}}`).",
+    )
+    timeout: Duration = Field(default="5s", description="How long one attempt may take.")
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        default=4, description="Attempts per notification, retried with backoff (1s, 2s, 4s, ...)."
+    )
+
+
 class ModelDeploymentSpec(_Model):
     """A model served from an image digest, and how new revisions roll out."""
 
@@ -1153,6 +1216,13 @@ class ModelDeploymentSpec(_Model):
         default=False,
         description="Hold any rollout where it is: the declarative pause, kept in Git. `modelship pause` "
         "sets status.pause instead, which a GitOps tool leaves alone; either one holds.",
+    )
+    notifications: (
+        Annotated[list[NotificationTarget], Field(max_length=8, json_schema_extra=keyed_by("name"))] | None
+    ) = Field(
+        default=None,
+        description="Webhooks, Slack or Teams channels told of the rollout's transitions, besides the "
+        "operator's own targets (docs/notifications.md).",
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from modelship import api
@@ -289,3 +291,12 @@ def test_a_run_of_web_metrics_alone_looks_only_at_its_interval() -> None:
         }
     )
     assert cadence.fast(runs.start("step", "r1", 1, mixed, T0), mixed, now, scrape)
+
+
+def test_the_docs_example_is_a_valid_analysis() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "analysis.md").read_text()
+    section = text.split("## Webhook metrics", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    analysis = api.Analysis.model_validate(yaml.safe_load(block)["spec"]["analysis"])
+    web_metric = next(m for m in analysis.metrics if m.provider == "web")
+    assert web_metric.web is not None and jsonpath.parse(web_metric.web.json_path) == ("result", "accuracy")

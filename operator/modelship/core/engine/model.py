@@ -15,6 +15,7 @@ from modelship.core import devices, gates
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.manifests import Manifest, Owner
+from modelship.core.notifications import Delivery
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class Observations:
     # The ModelDeployment's metadata.resourceVersion as read: one status write can succeed from it,
     # so it names the transition Events of the pass that writes one (`events.recorded`).
     resource_version: str = ""
+    # The last notification delivery to each target, as the shell saw it (`notifications.condition`);
+    # empty: none since the operator started, and the condition stays as it was.
+    notifications: Mapping[str, Delivery] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

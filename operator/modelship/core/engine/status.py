@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
-from modelship.core import gateway, manifests, traffic
+from modelship.core import gateway, manifests, notifications, traffic
 from modelship.core.analysis import cadence, runs
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import device_conditions, device_events, placement
@@ -84,7 +84,8 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         | device_conditions(spec, status, out, on_cpu, observations)
         | routed
         | routing.reach(spec, status)
-        | readiness(out, health, progressing, routed.get("TrafficRouted")),
+        | readiness(out, health, progressing, routed.get("TrafficRouted"))
+        | notifications.condition(observations.notifications),
     )
     stable_selector = manifests.revision_selector(owner, out.stable)
     canary_selector = manifests.revision_selector(owner, out.canary) if out.canary else stable_selector
