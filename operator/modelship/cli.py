@@ -2,7 +2,7 @@
 
 modelship run [--namespace NS]... [--liveness URL] [--resync-seconds N] [--log-format json|text]
               [--metrics-port PORT] [--peering NAME [--priority N | --random-priority]]
-              [--prometheus-address URL] [--prometheus-auth-secret SECRET]
+              [--prometheus-address URL] [--prometheus-auth-secret SECRET] [--notifications JSON]
 modelship crd [--check] [--output PATH]
 modelship version
 modelship list|get|status|set image|promote|pause|resume|abort|retry|undo ...   (as `kubectl modelship`)
@@ -23,6 +23,7 @@ from modelship import __version__, crd, logs, plugin
 
 if TYPE_CHECKING:
     from modelship.analysis.measure import Defaults
+    from modelship.api import NotificationTarget
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
 
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Secret in the operator's namespace ($POD_NAMESPACE) with Prometheus credentials "
         "(default: $MODELSHIP_PROMETHEUS_AUTH_SECRET)",
     )
+    run.add_argument(
+        "--notifications",
+        help="operator-wide notification targets, a JSON list shaped like spec.notifications, told of "
+        "every ModelDeployment's transitions; their Secrets are in the operator's namespace "
+        "($POD_NAMESPACE) (default: $MODELSHIP_NOTIFICATIONS; docs/notifications.md)",
+    )
     run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -109,7 +116,33 @@ def prometheus_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Def
     return Defaults(address, args.prometheus_auth_secret or env_secret, env.get("POD_NAMESPACE") or None)
 
 
-def run(args: argparse.Namespace, prometheus: Defaults) -> None:
+ENV_NOTIFICATIONS = "MODELSHIP_NOTIFICATIONS"
+
+
+def notification_defaults(args: argparse.Namespace, env: Mapping[str, str]) -> list[NotificationTarget]:
+    """The operator-wide notification targets: the flag over the env. ValueError names the flag and
+    the target's field when the JSON is not a list of spec.notifications targets."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from modelship.api import NotificationTarget
+
+    text = args.notifications or env.get(ENV_NOTIFICATIONS) or ""
+    if not text.strip():
+        return []
+    try:
+        targets = TypeAdapter(list[NotificationTarget]).validate_json(text)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"--notifications (or ${ENV_NOTIFICATIONS}): [{where}]: {first['msg']}") from None
+    if not env.get("POD_NAMESPACE"):
+        raise ValueError("--notifications needs $POD_NAMESPACE: the namespace of its targets' Secrets")
+    return targets
+
+
+def run(
+    args: argparse.Namespace, prometheus: Defaults, notifications: list[NotificationTarget] | None = None
+) -> None:
     # Imported here: `modelship crd` and `version` should not pay for kopf and the client.
     import kopf
 
@@ -128,6 +161,7 @@ def run(args: argparse.Namespace, prometheus: Defaults) -> None:
         identity,
         priority,
         prometheus,
+        notifications or [],
     )
     if args.metrics_port:
         metrics.serve(args.metrics_port, ready=handlers.readiness)  # /metrics and /readyz
@@ -156,11 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         return crd.main([*extra, *(["--output", args.output] if args.output else [])])
     try:
         prometheus_defaults = prometheus_settings(args, os.environ)
+        notifications = notification_defaults(args, os.environ)
     except ValueError as e:
         print(f"modelship run: {e}", file=sys.stderr)
         return 2
     logs.setup(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
-    run(args, prometheus_defaults)
+    run(args, prometheus_defaults, notifications)
     return 0
 
 

@@ -186,8 +186,9 @@ def install(
     identity: str = "",
     priority: int = 0,
     prometheus: Defaults | None = None,
+    notifications: list[api.NotificationTarget] | None = None,
 ) -> None:
-    RUNTIME.reconciler = Reconciler(storage, prometheus=prometheus)
+    RUNTIME.reconciler = Reconciler(storage, prometheus=prometheus, notifications=notifications or ())
     RUNTIME.namespaces = namespaces
     RUNTIME.resync_seconds = resync_seconds
     RUNTIME.peering, RUNTIME.identity, RUNTIME.priority = peering_name, identity, priority

@@ -59,6 +59,13 @@ ROLLBACKS = Counter(
     ["namespace", "name", "reason"],
     registry=REGISTRY,
 )
+NOTIFICATIONS = Counter(
+    "modelship_notifications",
+    "Notifications by target and result: delivered, failed (every attempt failed, or the target "
+    "refused it), dropped (its queue was full).",
+    ["namespace", "name", "target", "result"],
+    registry=REGISTRY,
+)
 
 NAMES = tuple(
     m._name + ("_total" if isinstance(m, Counter) else "")
@@ -69,6 +76,7 @@ NAMES = tuple(
         ANALYSIS_VERDICTS,
         RECONCILE_SECONDS,
         ROLLBACKS,
+        NOTIFICATIONS,
     )
 )
 

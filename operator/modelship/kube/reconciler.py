@@ -14,7 +14,8 @@ One pass (`step`):
    `modelship promote`, drops the pass: its own watch event starts the next one);
 4. carry out the Decision's writes in their order (server-side apply, deletion, the route's
    weights): the engine ordered them so that a crash between any two leaves users on ready pods;
-5. post the events and clear their record from the status, and say when to decide again.
+5. post the events and clear their record from the status, and say when to decide again. The
+   transitions a post created are notified (`modelship.notify`: queued, sent by other threads).
 
 Events survive a crash (`modelship.core.engine.events`): the status written in 3 records the
 pass's transition Events, each under its own name, and the pass clears that record in 5 once it
@@ -27,14 +28,13 @@ failure stops the pass with the record kept.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,7 +56,8 @@ from modelship.kube.storage import (
     merge_patch,
     series_events_path,
 )
-from modelship.logs import Logger
+from modelship.logs import Logger, object_logger
+from modelship.notify.delivery import Notifier
 
 REPORTING_CONTROLLER = "modelship.io/operator"  # an Event's reportingController
 ACTION = "Reconcile"  # what the operator was doing when it posted an Event
@@ -75,10 +76,16 @@ class Reconciler:
         storage: Storage,
         clock: Callable[[], datetime] = utcnow,
         prometheus: measure.Defaults | None = None,
+        notifications: Sequence[api.NotificationTarget] = (),
     ) -> None:
+        """`notifications`: the operator-wide targets, with their Secrets in the operator's
+        namespace (`prometheus.namespace`)."""
         self.storage = storage
         self.clock = clock
         self.prometheus = prometheus or measure.Defaults()
+        self.notifier = Notifier(
+            storage.read_secret, notifications, self.prometheus.namespace, on_change=self._notified
+        )
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._timers: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
         self._guard = threading.Lock()
@@ -99,6 +106,7 @@ class Reconciler:
             for key in list(self._series):  # a snapshot: other passes add series meanwhile
                 if key[:2] == (namespace, name):
                     self._series.pop(key, None)
+        self.notifier.forget(namespace, name)
         if timer is not None:
             timer[1].cancel()
 
@@ -126,7 +134,7 @@ class Reconciler:
         left = engine.events.left(status)
         if left:  # before anything new
             logger.info("posting %d Event(s) recorded by a pass that stopped early", len(left))
-            self._post(owner, left, self.clock(), logger)
+            self._post(owner, spec, status, left, self.clock(), logger)
 
         route = routes.read(self.storage, owner, spec)
         observed = engine.Observations(
@@ -135,6 +143,7 @@ class Reconciler:
             devices=observe_devices(self.storage, owner, spec),
             route=route.observation if route is not None else None,
             resource_version=meta["resourceVersion"],
+            notifications=self.notifier.results(owner, spec),
         )
         clock = self.clock()
         # Kubernetes timestamps have second precision; deciding on whole seconds makes a status
@@ -160,7 +169,7 @@ class Reconciler:
         for event in decision.events:
             level = logging.WARNING if event.type == "Warning" else logging.INFO
             logger.log(level, "%s: %s", event.reason, event.message)
-        self._post(owner, decision.events, now, logger)
+        self._post(owner, spec, decision.status, decision.events, now, logger)
         self._clear(owner, decision.status, version, logger)
         # From the clock, not `now` (whole seconds): a probe is timed to just after a scrape.
         wake = (decision.wake_at - clock).total_seconds() if decision.wake_at is not None else None
@@ -262,18 +271,40 @@ class Reconciler:
             logger.exception("timed reconcile failed")
 
     def _post(
-        self, owner: manifests.Owner, events: tuple[engine.Event, ...], now: datetime, logger: Logger
+        self,
+        owner: manifests.Owner,
+        spec: api.ModelDeploymentSpec,
+        status: api.ModelDeploymentStatus,
+        events: tuple[engine.Event, ...],
+        now: datetime,
+        logger: Logger,
     ) -> None:
-        """Post `events` in their order. One the API server refuses for good (a 4xx: RBAC, validation,
-        a namespace being deleted) is logged and dropped: it must not hold up the rollout, nor be
-        retried forever. Any other failure raises, and the record in the status is kept."""
-        for event in events:
-            try:
-                self.post_event(owner, event, now)
-            except KubeError as err:
-                if not 400 <= err.status < 500 or err.status == 429:
-                    raise
-                logger.warning("the API server refused Event %s (%s): %s", event.reason, event.name, err)
+        """Post `events` in their order, and queue the notifications of the transitions this post
+        created (`status`: the one written with them); one refused as AlreadyExists was created,
+        and notified, before the operator stopped. One the API server refuses for good (a 4xx: RBAC,
+        validation, a namespace being deleted) is logged and dropped: it must not hold up the
+        rollout, nor be retried forever. Any other failure raises, and the record in the status is
+        kept (the Events posted before it are notified)."""
+        created: list[engine.Event] = []
+        try:
+            for event in events:
+                try:
+                    if self.post_event(owner, event, now):
+                        created.append(event)
+                except KubeError as err:
+                    if not 400 <= err.status < 500 or err.status == 429:
+                        raise
+                    logger.warning("the API server refused Event %s (%s): %s", event.reason, event.name, err)
+        finally:
+            self.notifier.submit(owner, spec, status, created)
+
+    def _notified(self, namespace: str, name: str) -> None:
+        """A notification target's outcome changed: a pass shows it (NotificationsDelivered)."""
+        logger = object_logger(namespace, name)
+        try:
+            self.reconcile(namespace, name, logger)
+        except Exception:  # the resync loop retries
+            logger.exception("reconcile after a notification failed")
 
     def _clear(
         self, owner: manifests.Owner, status: api.ModelDeploymentStatus, version: str, logger: Logger
@@ -285,20 +316,22 @@ class Reconciler:
         if patch and self.storage.patch_md(owner.namespace, owner.name, "status", patch, version) is None:
             logger.debug("the ModelDeployment changed before its posted Events were cleared")
 
-    def post_event(self, owner: manifests.Owner, event: engine.Event, now: datetime) -> None:
+    def post_event(self, owner: manifests.Owner, event: engine.Event, now: datetime) -> bool:
         """Post `event` as an events.k8s.io/v1 Event: a transition is a new object each time, named
         by the engine (`event.name`, at `event.at`); a second post of it is refused as AlreadyExists,
         which means it is there. A repeat (`event.series`) is one object per series, reason and type,
         whose `series.count` and `lastObservedTime` each repeat bumps (as client-go's event recorder
-        does)."""
+        does). Whether this call created a transition's Event (False: it was there, or a repeat)."""
         body = self._event(owner, event, event.at or now)
         if event.series is None:
             # Named `<name>.<hex>` as client-go's recorder names them (events.k8s.io refuses a
             # generateName that does not end alphanumeric); an unnamed one gets a name from the clock.
             body["metadata"]["name"] = event.name or f"{owner.name}.{time.time_ns():x}"
-            with contextlib.suppress(Conflict):  # AlreadyExists: posted before the operator stopped
+            try:
                 self.storage.post_event(owner.namespace, body)
-            return
+            except Conflict:  # AlreadyExists: posted before the operator stopped
+                return False
+            return True
         # A name from the series' identity, so a restarted (or newly elected) operator finds it.
         digest = hashlib.sha256(
             f"{owner.uid}/{event.reason}/{event.type}/{event.series}".encode()
@@ -313,7 +346,7 @@ class Reconciler:
                 try:
                     self.storage.post_event(owner.namespace, body)
                     self._series[key] = 1
-                    return
+                    return False
                 except Conflict:  # made meanwhile (by the replica that led before us)
                     found = self.storage.get(series_events_path(owner.namespace, name)) or {}
             count = int((found.get("series") or {}).get("count") or 1)
@@ -324,6 +357,7 @@ class Reconciler:
             self._series.pop(key, None)
             return self.post_event(owner, event, now)
         self._series[key] = count + 1
+        return False
 
     def _event(self, owner: manifests.Owner, event: engine.Event, now: datetime) -> dict[str, Any]:
         return {
