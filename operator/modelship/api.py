@@ -384,11 +384,106 @@ class StepAnalysis(_Model):
     """Run `spec.analysis` and continue only when it succeeds."""
 
 
+EvaluationMetric = Literal["accuracy", "mae", "rmse"]  # what `modelserver evaluate` can score
+
+
+class EvaluationDataset(_Model):
+    """The labelled rows: a `uri` with its `sha256`, a file on a PersistentVolumeClaim, or with
+    neither the `holdout.json` beside the model in its bundle (docs/analysis.md#offline-evaluation)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "has(self.uri) == has(self.sha256)",
+                "spec.strategy.canary.steps[].evaluation.dataset: uri and sha256 go together "
+                "(a dataset from a URI is verified like a model)",
+            ),
+            Rule(
+                "has(self.claimName) == has(self.path)",
+                "spec.strategy.canary.steps[].evaluation.dataset: claimName and path go together",
+            ),
+            Rule(
+                "!has(self.uri) || !has(self.claimName)",
+                "spec.strategy.canary.steps[].evaluation.dataset: set uri or claimName, not both",
+            ),
+        )
+    )
+    uri: (
+        Annotated[
+            str,
+            Field(max_length=2048, description="`https://...`, `s3://bucket/key` or `gs://bucket/key`."),
+            *matches(
+                URI_SCHEME_RE,
+                "spec.strategy.canary.steps[].evaluation.dataset.uri must start with "
+                "https://, s3:// or gs://",
+            ),
+        ]
+        | None
+    ) = None
+    sha256: (
+        Annotated[
+            str,
+            Field(max_length=64),
+            *matches(
+                SHA256_RE,
+                "spec.strategy.canary.steps[].evaluation.dataset.sha256 must be 64 lowercase hex digits",
+            ),
+        ]
+        | None
+    ) = None
+    claim_name: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_RE)] | None = Field(
+        default=None, description="A PersistentVolumeClaim in this namespace, mounted read-only."
+    )
+    path: (
+        Annotated[
+            str,
+            Field(max_length=1024, description="The dataset file's path in the claim."),
+            *matches(
+                RELATIVE_PATH_RE,
+                "spec.strategy.canary.steps[].evaluation.dataset.path must be a "
+                "relative path such as fraud/holdout.json",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class EvaluationStep(_Model):
+    """Score the canary on a labelled dataset with the serving image's `modelserver evaluate` in a
+    Job, before it gets any traffic; go on only when the score is within the limits."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "has(self.min) || has(self.max)",
+                "spec.strategy.canary.steps[].evaluation: set min or max "
+                "(relative limits alone would pass a canary as bad as stable)",
+            ),
+            Rule(
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "spec.strategy.canary.steps[].evaluation: min must not be greater than max",
+                ".min",
+            ),
+        )
+    )
+    dataset: EvaluationDataset = EvaluationDataset()
+    metric: EvaluationMetric = "accuracy"
+    min: float | None = None
+    max: float | None = None
+    max_drop_vs_stable: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Also score the stable revision on the same rows; fail a larger drop."
+    )
+    max_increase_vs_stable: Annotated[float, Field(ge=0)] | None = None
+    timeout: Duration = Field(
+        default="10m", description="The Job is stopped, and the evaluation fails, after this."
+    )
+
+
 _EXACTLY_ONE_ACTION = Rule(
-    "[has(self.setWeight), has(self.pause), has(self.setCanaryScale), has(self.analysis)]"
-    ".filter(x, x).size() == 1",
-    "each spec.strategy.canary.steps[] item must set exactly one of setWeight, pause, setCanaryScale "
-    "or analysis",
+    "[has(self.setWeight), has(self.pause), has(self.setCanaryScale), has(self.analysis), "
+    "has(self.evaluation)].filter(x, x).size() == 1",
+    "each spec.strategy.canary.steps[] item must set exactly one of setWeight, pause, setCanaryScale, "
+    "analysis or evaluation",
 )
 
 
@@ -400,6 +495,7 @@ class CanaryStep(_Model):
     pause: Pause | None = None
     set_canary_scale: CanaryScale | None = None
     analysis: StepAnalysis | None = None
+    evaluation: EvaluationStep | None = None
 
 
 # A weight may drop only after a checkpoint: a drop with no pause or analysis between
@@ -415,10 +511,20 @@ _NO_UNOBSERVED_DROP = Rule(
 )
 
 
+# Offline evaluation is the check before live traffic: once users reach the canary, their answers
+# (and the analysis of them) are what judge it.
+_EVALUATION_BEFORE_TRAFFIC = Rule(
+    "self.steps.all(i, s, !has(s.evaluation) || "
+    "self.steps.all(j, t, j >= i || !has(t.setWeight) || t.setWeight == 0))",
+    "spec.strategy.canary.steps: an evaluation step must come before any setWeight above 0",
+    ".steps",
+)
+
+
 class Canary(_Model):
     """Shift traffic to the new revision in steps."""
 
-    model_config = ConfigDict(json_schema_extra=rules(_NO_UNOBSERVED_DROP))
+    model_config = ConfigDict(json_schema_extra=rules(_NO_UNOBSERVED_DROP, _EVALUATION_BEFORE_TRAFFIC))
     steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=32)]
     scale_down_delay: Duration = Field(
         default="30s", description="How long the old stable revision keeps running after a promotion."
@@ -1244,7 +1350,7 @@ class Condition(_Model):
 
 
 Verdict = Literal["Successful", "Failed", "Inconclusive", "Error"]
-RunKind = Literal["step", "background", "prePromotion", "postPromotion"]
+RunKind = Literal["step", "background", "prePromotion", "postPromotion", "evaluation"]
 
 
 class Measurement(_Model):

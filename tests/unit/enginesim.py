@@ -1,10 +1,10 @@
 """A tiny pure stand-in for the cluster, to drive the engine in unit tests.
 
 `World` holds observed revision Deployments; `decide` observes what the engine wants
-(analysis measurements from `metrics`, a smoke test answered with `smoke_outputs`) as the
-shell would; `apply` does what the shell does with a Decision (server-side apply of
-Deployments, deletions); `settle` plays the Deployment controller and kubelet when every
-pod becomes available.
+(analysis measurements from `metrics`, an evaluation step's score too, a smoke test answered
+with `smoke_outputs`) as the shell would; `apply` does what the shell does with a Decision
+(server-side apply of Deployments, deletions); `settle` plays the Deployment controller and
+kubelet when every pod becomes available.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from localworld.rollouts import merged
 from modelship import api
-from modelship.core import control, engine, gates
+from modelship.core import control, engine, evaluation, gates
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.manifests import REVISION_LABEL, Owner
@@ -65,6 +65,7 @@ class World:
     # Deployments: `list_endpoints` plays the EndpointSlice controller catching up.
     slices: dict[str, frozenset[str]] | None = None
     scrape: Scrape | None = None  # Prometheus' target metadata for the rolling revision
+    evaluation_running: bool = False  # an evaluation step's Job has not finished yet
 
     def observations(self, s: api.ModelDeploymentSpec | None = None) -> engine.Observations:
         base = engine.Observations(self.owner, dict(self.deployments), scrape=self.scrape)
@@ -80,10 +81,13 @@ class World:
             )
             base = dataclasses.replace(base, route=seen)
         wants = engine.wants(s, self.status, base, self.now)
-        metrics = s.analysis.metrics if s.analysis else []
-        measurements = {
-            run.kind: {m.name: self.metrics.get(m.name, good(m)) for m in metrics} for run in wants.runs
-        }
+        measurements = {}
+        for run in wants.runs:
+            if run.kind == evaluation.KIND and self.evaluation_running:
+                continue  # its Job has not finished: no measurement yet
+            settings = evaluation.analysis_of(s, run)
+            metrics = settings.metrics if settings is not None else []
+            measurements[run.kind] = {m.name: self.metrics.get(m.name, good(m)) for m in metrics}
         self.measured.extend(measurements)
         smoke = None
         if wants.smoke_revision is not None and s.smoke_test is not None:

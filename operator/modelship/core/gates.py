@@ -96,6 +96,8 @@ _ABORT_REASONS = {
     "Error": "AnalysisError",
     "Unreachable": "PrometheusUnreachable",
 }
+# An evaluation that could not score the revision (its Job failed) failed it as much as a low score.
+_EVALUATION_ABORT_REASONS = {"Failed": "EvaluationFailed", "Error": "EvaluationFailed"}
 
 
 def analysis_gate(
@@ -119,8 +121,9 @@ def analysis_gate(
         )
     if run.phase == "Successful":
         return Gate("pass", run=run)
-    if run.phase in _ABORT_REASONS:
-        return Gate("abort", _ABORT_REASONS[run.phase], f"{label}: {run.message}", run=run)
+    reasons = _EVALUATION_ABORT_REASONS if kind == "evaluation" else _ABORT_REASONS
+    if run.phase in reasons:
+        return Gate("abort", reasons[run.phase], f"{label}: {run.message}", run=run)
     if run.phase == "Inconclusive":
         return Gate(
             "pause",

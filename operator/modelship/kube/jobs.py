@@ -57,6 +57,17 @@ def _terminated(storage: Storage, namespace: str, name: str) -> tuple[int | None
     return None, ""
 
 
+def run(storage: Storage, manifest: Manifest) -> jobs.JobObservation:
+    """The Job's state, created first when there is none (so each pass can call this until the Job
+    has finished; the core derives its name from what it runs for, so it is created once)."""
+    meta = manifest["metadata"]
+    observed = read(storage, meta["namespace"], meta["name"])
+    if observed is None:
+        create(storage, manifest)
+        observed = jobs.JobObservation(meta["name"], "Running")
+    return observed
+
+
 def delete(storage: Storage, namespace: str, name: str) -> bool:
     """Delete the Job and its pods; False when it was already gone."""
     return storage.delete(jobs_path(namespace, name))

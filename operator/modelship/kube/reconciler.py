@@ -40,9 +40,9 @@ from typing import Any
 
 from modelship import api, metrics
 from modelship.analysis import measure
-from modelship.core import engine, manifests
+from modelship.core import engine, evaluation, manifests, revisions
 from modelship.core.analysis.verdicts import RawMeasurement
-from modelship.kube import routes, smoke
+from modelship.kube import jobs, routes, smoke
 from modelship.kube.feedbackkey import FeedbackKeys
 from modelship.kube.observe import observe_deployments, observe_devices
 from modelship.kube.storage import (
@@ -243,6 +243,31 @@ class Reconciler:
                 self.storage, owner.namespace, wants.smoke_revision, spec.port, spec.smoke_test
             )
         return dataclasses.replace(observations, measurements=measurements, smoke=found)
+
+    def _evaluate(
+        self,
+        owner: manifests.Owner,
+        spec: api.ModelDeploymentSpec,
+        due: tuple[api.AnalysisRun, ...],
+        logger: Logger,
+    ) -> dict[str, dict[str, RawMeasurement]]:
+        """The measurements of due evaluation runs whose Job has finished (the Job is created on
+        the first pass that finds it due, read on the next ones); a Job the API server refuses is
+        an error of the evaluation."""
+        template = revisions.template_of(spec)
+        out: dict[str, dict[str, RawMeasurement]] = {}
+        for run in due:
+            manifest = evaluation.job(owner, spec, template, run) if run.kind == evaluation.KIND else None
+            if manifest is None or revisions.revision_name(owner.name, template) != run.revision:
+                continue
+            try:
+                found = evaluation.measurement(jobs.run(self.storage, manifest))
+            except KubeError as err:
+                found = RawMeasurement(error=f"cannot run the evaluation Job: {err}")
+            if found is not None:
+                out[run.kind] = {m.name: found for m in run.metrics}
+                logger.info("evaluated revision %s: %s", run.revision, found)
+        return out
 
     def _wake(self, namespace: str, name: str, seconds: float, logger: Logger) -> None:
         """Reconcile again when a timed step ends (a pause, a scale-down delay) or new weights

@@ -73,7 +73,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
-from modelship.core import gates, revisions
+from modelship.core import evaluation, gates, revisions
 from modelship.core.analysis import cadence, runs
 from modelship.core.engine import events, rollout
 from modelship.core.engine.model import (
@@ -117,14 +117,17 @@ def wants(
     now: datetime,
 ) -> Wants:
     step = status.canary.step if status.canary is not None else None
-    due = tuple(
-        r
-        for r in status.analysis or []
-        if spec.analysis is not None
-        and r.revision == status.rolling
-        and (r.kind != "step" or r.step == step)  # not a step someone promoted past
-        and (runs.due(r, spec.analysis, now) or cadence.fast(r, spec.analysis, now, observations.scrape))
-    )
+
+    def wanted(run: api.AnalysisRun) -> bool:
+        analysis = evaluation.analysis_of(spec, run)
+        return (
+            analysis is not None
+            and run.revision == status.rolling
+            and (run.kind not in ("step", "evaluation") or run.step == step)  # not a step promoted past
+            and (runs.due(run, analysis, now) or cadence.fast(run, analysis, now, observations.scrape))
+        )
+
+    due = tuple(r for r in status.analysis or [] if wanted(r))
     canary = status.rolling
     smoke = None
     if spec.smoke_test is not None and canary is not None and not status.new_revision_weight:

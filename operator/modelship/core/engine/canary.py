@@ -4,8 +4,9 @@ then promote.
 One pass runs in a fixed order: the gates that hold the whole canary (a pause, background
 analysis, the smoke test before any traffic), then the steps (a setWeight step completes once
 the canary's pods for it are ready and the router shows the weight; a pause once its time is up;
-an analysis step once its run passes), then the replicas for where the walk stopped (the
-router's split, then what the devices allow), then the promotion.
+an analysis step once its run passes; an evaluation step once its Job's score passes), then the
+replicas for where the walk stopped (the router's split, then what the devices allow), then the
+promotion.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from modelship import api
-from modelship.core import gates, traffic
+from modelship.core import evaluation, gates, traffic
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
 from modelship.core.engine.model import Context, Event, Outcome, pause_of, ready
@@ -130,6 +131,18 @@ def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, 
         return out.but(pause_start=None), step + 1, weight, True
     if current.set_canary_scale is not None:
         return out, step + 1, weight, True  # applies through _scale from the next step on
+    if current.evaluation is not None:
+        # Scored through `<name>-canary` before any traffic: its pods must be up first.
+        replicas = traffic.router_for(spec).replicas(
+            spec.replicas, weight, weight, _scale(steps, step), False
+        )
+        if not ready(ctx.observed(ctx.target), replicas.canary):
+            return out.but(waiting=f"{label}: evaluation waits for the canary's pods"), step, weight, False
+        settings = evaluation.analysis(current.evaluation)
+        run = out.runs.get(evaluation.KIND)
+        gate = gates.analysis_gate(evaluation.KIND, ctx.target, step, label, settings, run, ctx.now)
+        out, state = apply(out, ctx, gate)
+        return (out, step + 1, weight, True) if state == "pass" else (out, step, weight, False)
     assert spec.analysis is not None  # admission requires spec.analysis for analysis steps
     gate = gates.analysis_gate("step", ctx.target, step, label, spec.analysis, out.runs.get("step"), ctx.now)
     out, state = apply(out, ctx, gate)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
+from modelship.core import evaluation
 from modelship.core.analysis import cadence, runs
 from modelship.core.engine import bluegreen, canary
 from modelship.core.engine.model import Context, Event, Observations, Outcome, current, ready
@@ -20,17 +21,18 @@ def measured(
     now: datetime,
 ) -> tuple[list[api.AnalysisRun] | None, list[Event]]:
     """The status's analysis runs with this pass's measurements recorded, and their events."""
-    if not status.analysis or spec.analysis is None:
+    if not status.analysis:
         return status.analysis, []
     out, events = [], []
     for run in status.analysis:
         measured = observations.measurements.get(run.kind)
-        if measured is not None and run.phase == "Running":
+        analysis = evaluation.analysis_of(spec, run)
+        if measured is not None and run.phase == "Running" and analysis is not None:
             tallies = (raw.tally for raw in measured.values())
-            run = cadence.with_data(run, spec.analysis, observations.scrape, tallies, now)
-            alpha = cadence.alpha(run, spec.analysis, observations.scrape, now)
-            looked = runs.record(run, spec.analysis, measured, now, alpha)
-            if not runs.due(run, spec.analysis, now) and not _failed(looked, spec.analysis):
+            run = cadence.with_data(run, analysis, observations.scrape, tallies, now)
+            alpha = cadence.alpha(run, analysis, observations.scrape, now)
+            looked = runs.record(run, analysis, measured, now, alpha)
+            if not runs.due(run, analysis, now) and not _failed(looked, analysis):
                 out.append(run)  # a probe counts only when it fails a metric beyond doubt
                 continue
             run = looked

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
-from modelship.core import gateway, manifests, notifications, traffic
+from modelship.core import evaluation, gateway, manifests, notifications, traffic
 from modelship.core.analysis import cadence, runs
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import device_conditions, device_events, placement
@@ -207,14 +207,15 @@ def _wake_at(ctx: Context, out: Outcome, draining: bool) -> datetime | None:
     """When to decide again unasked (`draining`: `<name>-canary` waits for a gateway to apply 0)."""
     spec = ctx.spec
     times = [t for t in (out.scale_down_at, out.abort_scale_down_at) if t is not None]
-    if out.mode == "rolling" and spec.analysis is not None:
-        for run in out.runs.values():
-            at = runs.next_at(run, spec.analysis)
-            if at is not None and run.revision == out.canary:
-                times.append(at)
-                sooner = cadence.wake(run, spec.analysis, ctx.observations.scrape, ctx.now)
-                if sooner is not None:
-                    times.append(sooner)
+    for run in out.runs.values() if out.mode == "rolling" else ():
+        analysis = evaluation.analysis_of(spec, run)
+        at = runs.next_at(run, analysis) if analysis is not None else None
+        if analysis is not None and at is not None and run.revision == out.canary:
+            # A round still due was not measured this pass (its Job runs): look again an interval on.
+            times.append(max(at, ctx.now + api.parse_duration(analysis.interval)))
+            sooner = cadence.wake(run, analysis, ctx.observations.scrape, ctx.now)
+            if sooner is not None:
+                times.append(sooner)
     recheck = routing.recheck_at(ctx.observations, ctx.now, draining)
     if out.mode == "rolling" and recheck is not None:
         times.append(recheck)
