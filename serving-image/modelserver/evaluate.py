@@ -18,9 +18,10 @@ The result, printed on stdout and written to ``--result-file`` (modelship's eval
 ``/dev/termination-log``: Kubernetes keeps it in the Pod's status, so the operator reads it without
 permission to read logs)::
 
-    {"metric": "accuracy", "value": 0.93, "examples": 1000, "stable_value": 0.95}
+    {"metric": "accuracy", "value": 0.93, "examples": 1000, "requests": 16, "stable_value": 0.95}
 
-``stable_value`` only with ``--compare-url``: the same dataset scored on the stable revision.
+``requests``: the ``POST /predict`` calls sent to ``--url`` (``--batch`` rows each); ``stable_value``
+only with ``--compare-url``: the same dataset scored on the stable revision.
 Exit codes: 0 scored (judging the value is the caller's business), 2 bad arguments or dataset,
 6 the model could not be scored (the server failed or refused a request).
 """
@@ -237,7 +238,9 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         metric = args.metric or data.metric or "accuracy"
         predict = http_predictor(args.url, args.timeout) if args.url else bundle_predictor(args.bundle, env)
         result = {"metric": metric, "value": evaluate(predict, data, metric, args.batch)}
+        # `requests`: what the model was sent, so a caller can tell these from its other traffic.
         result["examples"] = len(data.labels)
+        result["requests"] = math.ceil(len(data.labels) / args.batch) if args.url else 0
         if args.compare_url:
             stable = http_predictor(args.compare_url, args.timeout)
             result["stable_value"] = evaluate(stable, data, metric, args.batch)

@@ -68,7 +68,7 @@ def test_scores_a_running_server_on_a_dataset_file(
     )
     assert code == 0
     want = _expected(sklearn_bundle, json.loads(dataset.read_text()))
-    assert result == {"metric": "accuracy", "value": want, "examples": 200}
+    assert result == {"metric": "accuracy", "value": want, "examples": 200, "requests": 4}
     assert 0.6 < want < 1.0  # a real score, not a constant
     # The termination message holds the very same one line.
     assert json.loads(result_file.read_text()) == result
@@ -93,7 +93,7 @@ def test_compares_with_the_stable_server_on_the_same_data(
     # The ONNX model is the sklearn one converted: the stable score is its own, on the same rows.
     assert result["examples"] == 200
     assert abs(result["stable_value"] - result["value"]) <= 0.02
-    assert set(result) == {"metric", "value", "examples", "stable_value"}
+    assert set(result) == {"metric", "value", "examples", "requests", "stable_value"}
 
 
 def test_scores_the_bundle_in_process_on_its_own_holdout(
@@ -107,7 +107,7 @@ def test_scores_the_bundle_in_process_on_its_own_holdout(
     code, result, _ = _run("--bundle", str(model), env={"MODEL_SHA256": sklearn_bundle.sha256})
     assert code == 0
     _, served, _ = _run("--url", sk_server.url, "--dataset", str(dataset))
-    assert result == served
+    assert result == {**served, "requests": 0}  # nothing was sent over HTTP
 
 
 def test_a_bundle_with_the_wrong_checksum_is_refused(sklearn_bundle: Bundle, dataset: Path) -> None:

@@ -171,11 +171,11 @@ def test_the_job_scores_the_canary_through_its_service_with_the_revisions_own_po
     assert container["args"] == [
         "evaluate",
         "--url",
-        "http://fraud-canary.ml.svc:80",
+        "http://$(FRAUD_CANARY_SERVICE_HOST):80",
         "--metric",
         "accuracy",
         "--compare-url",
-        "http://fraud-stable.ml.svc:80",
+        "http://$(FRAUD_STABLE_SERVICE_HOST):80",
         "--dataset",
         "bundle",
         "--result-file",

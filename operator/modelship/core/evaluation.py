@@ -3,7 +3,7 @@ measured by a Job that runs the revision's own image as `modelserver evaluate`.
 
 The Job is the canary's pod (its image, model volume and environment, so `--dataset bundle`
 finds the bundle's `holdout.json` beside the model), with the server's command swapped for
-`evaluate --url http://<name>-canary...` and no labels a Service selects: it is no replica.
+`evaluate --url http://<name>-canary's address` and no labels a Service selects: it is no replica.
 It scores the canary through `<name>-canary` (and, for `maxDropVsStable`/`maxIncreaseVsStable`,
 stable through `<name>-stable` on the same rows) and reports by the Job result contract
 (`core.jobs`). The score is judged by `verdicts.judge` with the step's limits, like any metric;
@@ -63,8 +63,12 @@ def job_name(owner: manifests.Owner, run: api.AnalysisRun) -> str:
     return jobs.job_name(owner.name, PURPOSE, run.revision, run.step, f"{run.started_at:%Y%m%dT%H%M%SZ}")
 
 
-def _service_url(owner: manifests.Owner, service: str) -> str:
-    return f"http://{service}.{owner.namespace}.svc:{manifests.SERVICE_PORT}"
+def _service_url(service: str) -> str:
+    """The Service's address through the variables Kubernetes gives every pod for the Services of
+    its namespace (`$(VAR)` is expanded in `args`): no cluster DNS needed. Both Services exist
+    before the Job: `<name>-stable` always, `<name>-canary` from the canary's first pass."""
+    variable = service.upper().replace("-", "_") + "_SERVICE_HOST"
+    return f"http://$({variable}):{manifests.SERVICE_PORT}"
 
 
 def job(
@@ -84,9 +88,9 @@ def job(
     pod["spec"]["containers"] = [container]  # a sidecar (spec.template) would keep the Job running
     for serving_only in ("ports", "startupProbe", "livenessProbe", "readinessProbe"):
         container.pop(serving_only, None)
-    args = ["evaluate", "--url", _service_url(owner, f"{owner.name}-canary"), "--metric", step.metric]
+    args = ["evaluate", "--url", _service_url(f"{owner.name}-canary"), "--metric", step.metric]
     if step.max_drop_vs_stable is not None or step.max_increase_vs_stable is not None:
-        args += ["--compare-url", _service_url(owner, f"{owner.name}-stable")]
+        args += ["--compare-url", _service_url(f"{owner.name}-stable")]
     dataset = step.dataset
     if dataset.uri is not None:
         args += ["--dataset", dataset.uri, "--dataset-sha256", dataset.sha256 or ""]
@@ -98,6 +102,7 @@ def job(
         args += ["--dataset", f"{DATASET_MOUNT}/{dataset.path}"]
     else:
         args += ["--dataset", "bundle"]
+    pod["spec"]["enableServiceLinks"] = True  # the Services' variables the URLs name
     container["args"] = [*args, "--result-file", jobs.RESULT_PATH]
     container["terminationMessagePath"] = jobs.RESULT_PATH
     # Not the revision's labels: `<name>-canary` must not select the Job's pod.
