@@ -726,15 +726,35 @@ class WebMetric(_Model):
     timeout: Duration = "10s"
 
 
+def _free_form(schema: dict[str, Any]) -> None:
+    """Any JSON object, kept as written (a structural schema allows no `additionalProperties: true`)."""
+    schema.pop("additionalProperties", None)
+    schema["x-kubernetes-preserve-unknown-fields"] = True
+
+
+class JobMetric(_Model):
+    """A Kubernetes Job run for each measurement (docs/analysis.md#job-metrics): exit 0 passes, or
+    the `value` it writes to its termination message is judged by the metric's limits."""
+
+    template: Annotated[dict[str, Any], Field(json_schema_extra=_free_form)] = Field(
+        description="A pod template (`metadata`, `spec` with `containers`), as in a Job's "
+        "`spec.template`; checked by the API server when the Job is created."
+    )
+    timeout: Duration = Field(
+        default="10m", description="The Job is stopped, and the measurement fails, after this."
+    )
+
+
 class Metric(_Model):
-    """One measurement: a builtin `template` or a custom PromQL `query` (provider `prometheus`), or
-    an HTTP endpoint's answer (`provider: web`), judged by min/max."""
+    """One measurement: a builtin `template` or a custom PromQL `query` (provider `prometheus`),
+    an HTTP endpoint's answer (`provider: web`), or a Job's (`provider: job`), judged by min/max."""
 
     model_config = ConfigDict(
         json_schema_extra=rules(
             Rule(
-                "(has(self.template) ? 1 : 0) + (has(self.query) ? 1 : 0) + (has(self.web) ? 1 : 0) == 1",
-                "spec.analysis.metrics[]: set exactly one of template, query or web",
+                "(has(self.template) ? 1 : 0) + (has(self.query) ? 1 : 0) + (has(self.web) ? 1 : 0) "
+                "+ (has(self.job) ? 1 : 0) == 1",
+                "spec.analysis.metrics[]: set exactly one of template, query, web or job",
             ),
             Rule(
                 "has(self.web) == (self.provider == 'web')",
@@ -743,9 +763,15 @@ class Metric(_Model):
                 ".provider",
             ),
             Rule(
-                "has(self.min) || has(self.max)",
+                "has(self.job) == (self.provider == 'job')",
+                "spec.analysis.metrics[]: provider job goes with job: {template}, and job with provider: job",
+                ".provider",
+            ),
+            Rule(
+                "has(self.job) || has(self.min) || has(self.max)",
                 "spec.analysis.metrics[]: set min or max "
-                "(relative limits alone would pass a canary as bad as stable)",
+                "(relative limits alone would pass a canary as bad as stable; a job metric may have "
+                "neither: its exit code decides)",
             ),
             Rule(
                 "!has(self.min) || !has(self.max) || self.min <= self.max",
@@ -755,7 +781,7 @@ class Metric(_Model):
         )
     )
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_RE)]
-    provider: Literal["prometheus", "web"] = "prometheus"
+    provider: Literal["prometheus", "web", "job"] = "prometheus"
     template: MetricTemplate | None = None
     query: (
         Annotated[
@@ -768,6 +794,7 @@ class Metric(_Model):
     max_drop_vs_stable: Annotated[float, Field(ge=0)] | None = None
     max_increase_vs_stable: Annotated[float, Field(ge=0)] | None = None
     web: WebMetric | None = None
+    job: JobMetric | None = None
     dry_run: bool = False
 
 
@@ -1225,12 +1252,6 @@ NotificationTrigger = Literal[
     "Promoted",
     "Healthy",
 ]
-
-
-def _free_form(schema: dict[str, Any]) -> None:
-    """Any JSON object, kept as written (a structural schema allows no `additionalProperties: true`)."""
-    schema.pop("additionalProperties", None)
-    schema["x-kubernetes-preserve-unknown-fields"] = True
 
 
 class NotificationUrl(_Model):

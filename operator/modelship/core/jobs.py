@@ -20,12 +20,15 @@ rotation. When the message is not a JSON object, its last line is tried (a conta
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from modelship import api
+from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.manifests import MANAGED_BY, MODEL_LABEL, Manifest, Owner, owner_reference
 
 JOB_LABEL = "modelship.io/job"  # what the Job is for: `metric` or `evaluation`
@@ -137,3 +140,44 @@ def _number(report: dict[str, Any], key: str) -> tuple[float | None, str | None]
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
         return None, f"the result's {key!r} is not a finite number: {raw!r}"
     return float(raw), None
+
+
+# ---- job metrics (`provider: job`) ----------------------------------------------------------------
+
+METRIC_PURPOSE = "metric"
+
+
+def metric_job(owner: Owner, metric: api.Metric, run: api.AnalysisRun, stable: str) -> Manifest:
+    """The Job of one round of a job metric in `run`: the metric's pod template, each container
+    told what it checks (MODELSHIP_NAME, MODELSHIP_NAMESPACE, MODELSHIP_REVISION,
+    MODELSHIP_STABLE_REVISION). Named by the round, so each round runs once."""
+    assert metric.job is not None  # admission: provider job goes with job
+    tallies = next((m for m in run.metrics if m.name == metric.name), api.MetricStatus(name=metric.name))
+    round_ = tallies.successful + tallies.failed + tallies.inconclusive + tallies.errors
+    key = (run.kind, run.revision, run.step, f"{run.started_at:%Y%m%dT%H%M%SZ}", metric.name, round_)
+    pod = copy.deepcopy(metric.job.template)
+    told = [
+        {"name": "MODELSHIP_NAME", "value": owner.name},
+        {"name": "MODELSHIP_NAMESPACE", "value": owner.namespace},
+        {"name": "MODELSHIP_REVISION", "value": run.revision},
+        {"name": "MODELSHIP_STABLE_REVISION", "value": stable},
+    ]
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        container["env"] = [*told, *(container.get("env") or [])]
+    deadline = int(api.parse_duration(metric.job.timeout).total_seconds())
+    labels = {"modelship.io/metric": metric.name}
+    return render(owner, job_name(owner.name, METRIC_PURPOSE, *key), METRIC_PURPOSE, pod, deadline, labels)
+
+
+def metric_measurement(observed: JobObservation) -> RawMeasurement | None:
+    """A finished job metric's measurement (None while the Job runs): a non-zero exit fails the
+    revision; a result that cannot be read is an error of the check; else its value (none: the
+    metric's limits see no data, and a metric without limits passes)."""
+    found = result(observed)
+    if found is None:
+        return None
+    if not found.passed:
+        return RawMeasurement(failed=f"the Job {observed.name} failed: {found.error}")
+    if found.error is not None:
+        return RawMeasurement(error=f"the Job {observed.name}: {found.error}")
+    return RawMeasurement(value=found.value, stable_value=found.stable_value)

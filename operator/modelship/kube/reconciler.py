@@ -41,6 +41,8 @@ from typing import Any
 from modelship import api, metrics
 from modelship.analysis import measure
 from modelship.core import engine, evaluation, manifests, revisions
+from modelship.core import jobs as core_jobs
+from modelship.core.analysis import runs
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.kube import jobs, routes, smoke
 from modelship.kube.feedbackkey import FeedbackKeys
@@ -227,15 +229,22 @@ class Reconciler:
         if wants.runs and spec.analysis is not None:
             for run in (r for r in wants.runs if r.kind != evaluation.KIND):
                 stable = status.stable_revision or run.revision
-                measurements[run.kind] = measure.measure(
-                    config,
-                    spec.analysis,
-                    owner.namespace,
-                    owner.name,
-                    run.revision,
-                    stable,
-                    self.storage.read_secret,
-                )
+                # A round with job metrics waits for their Jobs; it is never a probe's.
+                by_jobs = self._job_metrics(owner, spec.analysis, run, stable, now)
+                if by_jobs is None:
+                    continue
+                measurements[run.kind] = {
+                    **measure.measure(
+                        config,
+                        spec.analysis,
+                        owner.namespace,
+                        owner.name,
+                        run.revision,
+                        stable,
+                        self.storage.read_secret,
+                    ),
+                    **by_jobs,
+                }
                 logger.info("measured %s analysis of %s", run.kind, run.revision)
         found = None
         if wants.smoke_revision is not None and spec.smoke_test is not None:
@@ -243,6 +252,28 @@ class Reconciler:
                 self.storage, owner.namespace, wants.smoke_revision, spec.port, spec.smoke_test
             )
         return dataclasses.replace(observations, measurements=measurements, smoke=found)
+
+    def _job_metrics(
+        self, owner: manifests.Owner, analysis: api.Analysis, run: api.AnalysisRun, stable: str, now: datetime
+    ) -> dict[str, RawMeasurement] | None:
+        """The round's job metrics, by name, once each round's Job has finished (created on the
+        first pass that finds the round due); None while one runs, or for a probe between rounds
+        (a Job per probe would be a Job every few seconds)."""
+        metrics = [m for m in analysis.metrics if m.provider == "job"]
+        if metrics and not runs.due(run, analysis, now):
+            return None
+        out: dict[str, RawMeasurement] = {}
+        for metric in metrics:
+            try:
+                found = core_jobs.metric_measurement(
+                    jobs.run(self.storage, core_jobs.metric_job(owner, metric, run, stable))
+                )
+            except KubeError as err:
+                found = RawMeasurement(error=f"cannot run the Job: {err}")
+            if found is None:
+                return None
+            out[metric.name] = found
+        return out
 
     def _evaluate(
         self,

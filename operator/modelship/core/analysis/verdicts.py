@@ -5,7 +5,8 @@ The order matters and is documented in docs/analysis.md:
    measurement is not the revision's fault: `runs` bounds an outage by `unreachableTimeout`,
    and it never counts toward `inconclusiveLimit`.
 2. Prometheus refused the query (bad PromQL, several series): Error; the analysis itself is
-   wrong, and after `consecutiveErrorLimit` of them the rollout is aborted.
+   wrong, and after `consecutiveErrorLimit` of them the rollout is aborted. A job metric's Job
+   that exited non-zero: Failed; one that exited 0 passes a metric with no limits.
 3. Too little traffic (`minRequests`) or no value: the `noData` policy decides.
 4. Outside `min`/`max`: Failed. A rate metric (error-rate, accuracy, a latency quantile) with a
    tally fails only beyond doubt (`stats`: the exact binomial test at the look's `alpha`); outside
@@ -34,6 +35,7 @@ class RawMeasurement:
     unreachable: str | None = None  # Prometheus did not answer
     tally: stats.Tally | None = None  # a rate metric's events and requests (templates.tally_rule)
     missing: str | None = None  # why there is no value, when the shell can say (a web metric's path)
+    failed: str | None = None  # the check itself failed the revision: a Job that exited non-zero
 
 
 def _fmt(x: float) -> str:
@@ -54,8 +56,9 @@ DEFAULT_MIN_REQUESTS = 50  # the floor of metrics that have no statistics of the
 def floor(metric: api.Metric, analysis: api.Analysis) -> int:
     """The requests `metric` needs in the window to be judged: `minRequests` when set; otherwise
     none for a rate metric (its statistics say when there is enough), 50 for the others. A web
-    metric has none: its endpoint answers for itself, and counting requests would need Prometheus."""
-    if metric.provider == "web":
+    metric has none: its endpoint answers for itself, and counting requests would need Prometheus;
+    nor has a job metric (its Job answers for itself)."""
+    if metric.provider in ("web", "job"):
         return 0
     if analysis.min_requests is not None:
         return analysis.min_requests
@@ -75,6 +78,10 @@ def judge(
         return "Inconclusive", f"{name}: not measured: {raw.unreachable}"
     if raw.error is not None:
         return "Error", f"{name}: query failed: {raw.error}"
+    if raw.failed is not None:
+        return "Failed", f"{name}: {raw.failed}"
+    if metric.provider == "job" and metric.min is None and metric.max is None:
+        return "Successful", f"{name}: the Job succeeded"  # no limits: its exit code decides
     least = floor(metric, analysis)
     if least > 0 and (raw.requests or 0) < least:
         seen = int(raw.requests or 0)
