@@ -251,3 +251,18 @@ def test_what_the_job_reports_is_the_measurement(
     observed: jobs.JobObservation, measured: RawMeasurement | None
 ) -> None:
     assert evaluation.measurement(observed) == measured
+
+
+def test_the_docs_example_of_an_evaluation_step_is_valid() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "analysis.md").read_text()
+    section = text[text.index("## Offline evaluation") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    canary = yaml.safe_load(block.group(1))["spec"]["strategy"]["canary"]
+    steps = api.Canary.model_validate(canary).steps
+    assert steps[0].evaluation == api.EvaluationStep(min=0.9, max_drop_vs_stable=0.02)
