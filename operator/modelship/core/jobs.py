@@ -82,7 +82,9 @@ def render(
         "ownerReferences": [owner_reference(owner)],
     }
     pod_meta = dict(pod.get("metadata") or {})
-    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), MODEL_LABEL: owner.name, JOB_LABEL: purpose}
+    # Not the model's label: a Service that selects every pod of the model (the `service` router's
+    # `<name>`) must not send users to a Job's pod.
+    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), JOB_LABEL: purpose}
     spec = dict(pod.get("spec") or {})
     spec["restartPolicy"] = "Never"
     return {
