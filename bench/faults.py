@@ -24,7 +24,9 @@ from kubernetes import config
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack"))
 
 from devcluster.cluster import LocalCluster
-from localworld import faults
+from localworld.faults import canaries
+from localworld.faults.suite import BASELINES, SCENARIOS
+from localworld.faults.suite import suite as fault_suite
 from localworld.rollouts import install_crd
 from localworld.world import LocalWorld
 
@@ -42,13 +44,13 @@ def main() -> int:
         cleanup.callback(cluster.stop)
         cluster.start()
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
-        world = LocalWorld(cluster, api, cluster.state_dir / "localworld", scrape_interval=faults.SCRAPE)
+        world = LocalWorld(cluster, api, cluster.state_dir / "localworld", scrape_interval=canaries.SCRAPE)
         cleanup.callback(world.stop)
         world.start()
         install_crd(api)
         ready = time.monotonic()
-        with faults.suite(world, api, cluster, cluster.state_dir / "faults", args.seed) as suite:
-            for name in (*faults.SCENARIOS, *(f"baseline-{s}" for s in faults.BASELINES)):
+        with fault_suite(world, api, cluster, cluster.state_dir / "faults", args.seed) as suite:
+            for name in (*SCENARIOS, *(f"baseline-{s}" for s in BASELINES)):
                 try:
                     figures = suite.result(name)
                 except Exception as e:  # a scenario that could not finish is a result too
@@ -67,10 +69,14 @@ def main() -> int:
         "Events missing, and seconds from the spec change to the end against the same canary with no "
         "fault (baseline_seconds); notes: what else each scenario checks",
         "setup": {
-            "scrape_interval": faults.SCRAPE,
-            "analysis": faults.ANALYSIS,
-            "steps": {"steps4": faults.STEPS4, "steps8": faults.STEPS8, "analysis": faults.ANALYSIS_STEPS},
-            "load_rps": {"plain": faults.RATE, "analysis": faults.ANALYSIS_RATE},
+            "scrape_interval": canaries.SCRAPE,
+            "analysis": canaries.ANALYSIS,
+            "steps": {
+                "steps4": canaries.STEPS4,
+                "steps8": canaries.STEPS8,
+                "analysis": canaries.ANALYSIS_STEPS,
+            },
+            "load_rps": {"plain": canaries.RATE, "analysis": canaries.ANALYSIS_RATE},
             "random_kill_seed": seed,
             "suite_seconds": round(suite_seconds, 1),
             "total_seconds": round(time.monotonic() - started, 1),

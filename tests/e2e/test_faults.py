@@ -13,7 +13,9 @@ import pytest
 from kubernetes import client
 
 from devcluster.cluster import LocalCluster
-from localworld import faults
+from localworld.faults.figures import Figures
+from localworld.faults.suite import Suite
+from localworld.faults.suite import suite as fault_suite
 from localworld.world import LocalWorld
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -25,21 +27,21 @@ def suite(
     api_client: client.ApiClient,
     local_cluster: LocalCluster,
     crd_installed: None,
-) -> Iterator[faults.Suite]:
+) -> Iterator[Suite]:
     # In the cluster's state directory: the reaper finds the operators there after a killed run.
     logs = local_cluster.state_dir / "faults"
-    with faults.suite(world, api_client, local_cluster, logs) as running:
+    with fault_suite(world, api_client, local_cluster, logs) as running:
         yield running
     print(f"operator logs: {logs}")
 
 
-def figures_of(suite: faults.Suite, scenario: str) -> faults.Figures:
+def figures_of(suite: Suite, scenario: str) -> Figures:
     found = suite.result(scenario)
     print(found.line())
     return found
 
 
-def clean(f: faults.Figures) -> None:
+def clean(f: Figures) -> None:
     """Every step exactly once, no weight moved back, every Event there, every timed pause held its
     full duration at its weight, no user request failed."""
     assert (f.steps_repeated, f.steps_skipped, f.weight_regressions, f.events_missing) == (0, 0, 0, 0), f
@@ -47,12 +49,12 @@ def clean(f: faults.Figures) -> None:
     assert f.failed_requests == 0 and f.requests > 0, f
 
 
-def promoted_like_a_run_without_faults(f: faults.Figures) -> None:
+def promoted_like_a_run_without_faults(f: Figures) -> None:
     assert f.outcome.startswith("Healthy"), f
     assert f.final_matches_baseline, f
 
 
-def test_operator_sigkilled_at_random_moments_repeats_and_skips_no_step(suite: faults.Suite) -> None:
+def test_operator_sigkilled_at_random_moments_repeats_and_skips_no_step(suite: Suite) -> None:
     f = figures_of(suite, "operator-sigkill-random")
     assert f.faults >= 6, f
     clean(f)
@@ -60,7 +62,7 @@ def test_operator_sigkilled_at_random_moments_repeats_and_skips_no_step(suite: f
 
 
 def test_operator_killed_after_each_write_of_a_mid_rollout_image_change_sends_no_request_to_an_empty_canary(
-    suite: faults.Suite,
+    suite: Suite,
 ) -> None:
     """Every write of the pass that replaces a canary at 50% a crash point, and no request fails:
     the old canary keeps its Service and pods until the gateway applied its weight 0."""
@@ -72,7 +74,7 @@ def test_operator_killed_after_each_write_of_a_mid_rollout_image_change_sends_no
 
 
 def test_kube_apiserver_and_etcd_killed_mid_rollout_the_same_operator_completes_it(
-    suite: faults.Suite,
+    suite: Suite,
 ) -> None:
     f = figures_of(suite, "kube-apiserver-and-etcd-killed")
     assert f.faults == 2 and f.notes["operator_same_process"], f
@@ -82,7 +84,7 @@ def test_kube_apiserver_and_etcd_killed_mid_rollout_the_same_operator_completes_
 
 @pytest.mark.parametrize("intervals", [3, 10])
 def test_prometheus_down_holds_the_canary_and_it_resumes_when_prometheus_answers(
-    suite: faults.Suite, intervals: int
+    suite: Suite, intervals: int
 ) -> None:
     f = figures_of(suite, f"prometheus-down-{intervals}x")
     assert not f.notes["promoted_while_down"] and f.notes["steps_taken_while_down"] == 0, f
@@ -91,7 +93,7 @@ def test_prometheus_down_holds_the_canary_and_it_resumes_when_prometheus_answers
     promoted_like_a_run_without_faults(f)
 
 
-def test_prometheus_down_past_unreachable_timeout_rolls_back_to_stable(suite: faults.Suite) -> None:
+def test_prometheus_down_past_unreachable_timeout_rolls_back_to_stable(suite: Suite) -> None:
     f = figures_of(suite, "prometheus-down-10x-past-unreachable-timeout")
     assert not f.notes["promoted_while_down"], f
     assert f.notes["rolled_back_reason"] == "PrometheusUnreachable", f
@@ -101,7 +103,7 @@ def test_prometheus_down_past_unreachable_timeout_rolls_back_to_stable(suite: fa
 
 
 def test_gateway_restarted_mid_rollout_weights_apply_again_and_no_step_completes_unapplied(
-    suite: faults.Suite,
+    suite: Suite,
 ) -> None:
     f = figures_of(suite, "gateway-restarted")
     assert f.notes["weight_steps_completed_while_down"] == 0, f
@@ -112,7 +114,7 @@ def test_gateway_restarted_mid_rollout_weights_apply_again_and_no_step_completes
     promoted_like_a_run_without_faults(f)
 
 
-def test_a_stable_pod_killed_during_analysis_is_not_held_against_the_canary(suite: faults.Suite) -> None:
+def test_a_stable_pod_killed_during_analysis_is_not_held_against_the_canary(suite: Suite) -> None:
     f = figures_of(suite, "serving-pod-killed")
     assert f.notes["processes_killed"] >= 1 and f.notes["canary_errors_seen_by_prometheus"] == 0, f
     assert ("step", "Successful") in [tuple(r) for r in f.notes["analysis"]], f
@@ -124,7 +126,7 @@ def test_a_stable_pod_killed_during_analysis_is_not_held_against_the_canary(suit
 
 
 def test_an_image_that_never_becomes_ready_is_aborted_at_the_deadline_with_stable_untouched(
-    suite: faults.Suite,
+    suite: Suite,
 ) -> None:
     f = figures_of(suite, "never-ready-image")
     assert f.notes["aborted"] == "ProgressDeadlineExceeded", f
@@ -134,7 +136,7 @@ def test_an_image_that_never_becomes_ready_is_aborted_at_the_deadline_with_stabl
 
 
 def test_three_digests_within_a_second_roll_out_one_canary_consistent_with_the_spec(
-    suite: faults.Suite,
+    suite: Suite,
 ) -> None:
     f = figures_of(suite, "spec-flips")
     # Asked: three digests within a second. The harness's own three API calls take up to ~0.4 s

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from localworld import crashpoint
-from localworld.faults import (
-    STEPS4,
+from localworld.faults.canaries import STEPS4
+from localworld.faults.figures import (
     Sample,
     expected_events,
     pauses_cut_short,
