@@ -24,7 +24,14 @@ from .mdhelpers import kube
 __all__ = ["kube"]
 pytestmark = pytest.mark.integration
 
-POD = {"spec": {"containers": [{"name": "check", "image": "registry.example/check@sha256:" + "a" * 64}]}}
+# On no node: KWOK's fake nodes would complete the pod themselves; here the test plays the kubelet.
+NOWHERE = {"modelship.io/test-node": "none"}
+POD = {
+    "spec": {
+        "nodeSelector": NOWHERE,
+        "containers": [{"name": "check", "image": "registry.example/check@sha256:" + "a" * 64}],
+    }
+}
 
 
 def _owner(kube: Storage, namespace: str) -> Owner:
