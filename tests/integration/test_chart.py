@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -199,6 +200,36 @@ def test_rbac_has_no_wildcards_and_reads_no_secrets_unless_asked(cluster: Existi
             ]
         else:
             assert secret_rules == [], variant
+
+
+NOTIFICATION_TARGETS = [
+    {"name": "ops", "type": "slack", "urlFrom": {"secretKeyRef": {"name": "chat-hooks", "key": "slack"}}},
+    {"name": "ci", "type": "webhook", "urlFrom": {"secretKeyRef": {"name": "chat-hooks", "key": "ci"}}},
+]
+
+
+def test_operator_wide_notifications_reach_the_operator_and_open_only_their_secrets(
+    cluster: ExistingCluster, namespace: str, chart_crds: None
+) -> None:
+    docs = render(cluster, namespace, "--set-json", f"notifications={json.dumps(NOTIFICATION_TARGETS)}")
+    dry_run_server(cluster, namespace, docs)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["MODELSHIP_NOTIFICATIONS"]) == NOTIFICATION_TARGETS
+    (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-notifications")]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["chat-hooks"], "verbs": ["get"]}
+    ]
+    refused = helm(
+        cluster,
+        "template",
+        "ms",
+        str(CHART),
+        "--set-json",
+        'notifications=[{"name": "x", "type": "email"}]',
+        check=False,
+    )
+    assert refused.returncode != 0 and "/notifications/0" in refused.stderr
 
 
 def test_install_schedules_the_operator_under_restricted_pod_security(
