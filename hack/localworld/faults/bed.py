@@ -60,6 +60,11 @@ class Recorder:
             with contextlib.suppress(Exception):  # the API server may be the fault
                 self.samples.append(self.bed.sample(self.name, self.deployments))
 
+    def shown(self, what: str, done: Callable[[Sample], bool], timeout: float = 10) -> None:
+        """Wait until a sample shows `done`: the figures count from samples, which trail the
+        status by up to one sampling round (a slow one under load)."""
+        wait_for(f"a sample showing {what}", lambda: bool(self.samples) and done(self.samples[-1]), timeout)
+
     def during(self, start: float, end: float) -> list[Sample]:
         return [s for s in self.samples if start <= s.t <= end]
 

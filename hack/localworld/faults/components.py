@@ -22,7 +22,7 @@ from localworld.faults.canaries import (
     STEPS8,
     UNREACHABLE_TIMEOUT,
 )
-from localworld.faults.figures import Figures, Sample, canary_weight
+from localworld.faults.figures import Figures, Sample, canary_weight, timeline
 from localworld.podmetrics import served_by_revision
 from localworld.rollouts import at
 from localworld.world import LocalWorld
@@ -134,6 +134,9 @@ def run_gateway_restart(bed: Bed, world: LocalWorld) -> Figures:
         started = time.monotonic()
         _, target = bed.roll(name, "v2")
         bed.until("step 1", name, reached(1), timeout=90)
+        # The first weight was taken while the gateway ran: samples must show it so before the
+        # stop, or it would count as a weight step done while the gateway was down.
+        recorder.shown("step 1", lambda s: (s.step or 0) >= 1 and canary_weight(s) == steps[0]["setWeight"])
         before = load.summary().errors
         down = time.monotonic()
         world.stop_component("traefik")
@@ -162,6 +165,9 @@ def run_gateway_restart(bed: Bed, world: LocalWorld) -> Figures:
         ),
         weight_when_back=weight_up,
         canary_share_after_restart=share,
+        # When the gateway was down (from its stop to its start), and what the status showed.
+        down_window_s=[round(down - started, 2), round(back - started, 2)],
+        timeline=timeline(recorder.samples, started),
     )
     return figures
 
@@ -212,6 +218,8 @@ def run_prometheus_outage(bed: Bed, world: LocalWorld, intervals: int) -> list[F
         targets = {n: bed.roll(n, "v2")[1] for n in names}
         for n in names:
             analysing(bed, n)
+            # Step 1 (the analysis) before the stop, in the samples too: see run_gateway_restart.
+            recorders[n].shown("the analysis step", lambda s: (s.step or 0) >= 1)
         down = time.monotonic()
         world.stop_component("prometheus")
         try:

@@ -184,6 +184,17 @@ def failures_at(samples: list[Sample]) -> list[str]:
     ]
 
 
+def timeline(samples: list[Sample], start: float) -> list[str]:
+    """Each sample whose step, weight or route differs from the one before, seconds from `start`."""
+    out, last = [], None
+    for s in samples:
+        now = (s.step, s.weight, tuple(sorted(s.route.items())))
+        if now != last:
+            out.append(f"{s.t - start:.2f}s: step {s.step} weight {s.weight} route {s.route}")
+            last = now
+    return out
+
+
 def canary_weight(sample: Sample) -> int | None:
     found = [w for backend, w in sample.route.items() if backend.endswith("-canary")]
     return found[0] if found else None
