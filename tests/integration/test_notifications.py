@@ -25,7 +25,8 @@ from kubernetes import client
 
 from devcluster.cluster import ExistingCluster
 from devcluster.net import free_port
-from localworld.rollouts import at
+from localworld import crashpoint
+from localworld.rollouts import ModelDeployments, at
 from modelship.kube import storage
 from modelship.kube.storage import Storage
 
@@ -46,7 +47,7 @@ __all__ = ["crd_installed", "kube"]
 pytestmark = pytest.mark.integration
 
 NAME = "fraud-detector"
-IMAGES = {c: "registry.example/modelship/fraud-detector@sha256:" + c * 64 for c in "ab"}
+IMAGES = {c: "registry.example/modelship/fraud-detector@sha256:" + c * 64 for c in "abc"}
 STEPS = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
 ROLLOUT = ["RolloutStarted", "StepCompleted", "Paused", "Promoted", "Healthy"]
 
@@ -362,3 +363,84 @@ def test_the_api_server_refuses_a_body_for_slack_an_inline_url_and_a_target_with
     assert 'unknown field "spec.notifications[0].url"' in refusal(kube, namespace, inline)
     missing = manifest(IMAGES["a"], [{"name": "chat", "type": "slack"}])
     assert "spec.notifications[0].urlFrom: Required value" in refusal(kube, namespace, missing)
+
+
+def test_an_operator_killed_around_a_transition_notifies_it_at_most_once(
+    kube: Storage,
+    namespace: str,
+    crd_installed: None,
+    cluster: ExistingCluster,
+    api_client: client.ApiClient,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    """Killed after the status write that records RolloutStarted (before its post): the restarted
+    operator posts the Event and notifies it, once. Killed right after the post (before the clear):
+    the restarted operator's post is AlreadyExists and notifies nothing again (what the killed one
+    had queued is lost: at most once)."""
+    secret(api_client, namespace, "hooks", {"a": receiver.url("a"), "b": receiver.url("b")})
+    arm = tmp_path / "operator.arm"
+    op = Operator(
+        crashpoint.hook_env(dict(cluster.env), arm), tmp_path / "operator.log", namespaces=[namespace]
+    )
+    op.start()
+    mds = ModelDeployments(kube, namespace)
+
+    def model(name: str, image: str) -> dict[str, Any]:
+        doc = manifest(image, [target("hook", "webhook", name[-1])])
+        doc["metadata"]["name"] = name
+        return doc
+
+    def started(path: str) -> list[dict[str, Any]]:
+        return [b for b in receiver.bodies(path) if b["trigger"] == "RolloutStarted"]
+
+    def killed_after(name: str, after: int, image: str) -> dict[str, Any]:
+        generation = (mds.get(name) or {})["metadata"]["generation"] + 1
+        crashpoint.arm(arm, namespace, name, generation=generation, after=after)
+        mds.patch(name, {"image": image})
+        result: dict[str, Any] = wait_until("the armed pass", lambda: crashpoint.outcome(arm), timeout=60)
+        if result["crashed"]:
+            assert op.child is not None
+            wait_until("the operator to exit", lambda: not op.child.running, timeout=10)  # type: ignore[union-attr]
+            op.start()
+        return result
+
+    try:
+        for name in ("fraud-a", "fraud-b"):
+            mds.deploy_stable(model(name, IMAGES["a"]))
+        # The pass that starts a rollout, run to its end: its writes, the Event's post the last but one.
+        whole = killed_after("fraud-a", 1000, IMAGES["b"])
+        assert not whole["crashed"] and whole["log"][-1].endswith("/status"), whole
+        post = max(i for i, w in enumerate(whole["log"], 1) if w.startswith("POST") and "/events" in w)
+        assert post == whole["writes"] - 1, whole
+        wait_until("fraud-a's rollout told", lambda: len(started("a")) == 1, timeout=30)
+
+        killed = killed_after("fraud-b", post, IMAGES["b"])
+        assert killed["crashed"] and killed["writes"] == post, killed
+        wait_until(
+            "fraud-b promoted",
+            lambda: mds.status("fraud-b").get("stableRevision") == revision(model("fraud-b", IMAGES["b"])),
+            timeout=90,
+        )
+        wait_until(
+            "fraud-b's promotion told", lambda: "Promoted" in notified(receiver.bodies("b")), timeout=30
+        )
+        assert len(started("b")) <= 1
+
+        def stable(name: str, image: str) -> bool:
+            current = mds.status(name)
+            return (
+                current.get("stableRevision") == revision(model(name, image))
+                and current.get("phase") == "Healthy"
+            )
+
+        wait_until("fraud-a promoted", lambda: stable("fraud-a", IMAGES["b"]), timeout=90)
+        killed = killed_after("fraud-a", 1, IMAGES["c"])
+        assert killed["crashed"] and killed["log"][0].endswith("/status"), killed
+        wait_until("fraud-a's second rollout told", lambda: len(started("a")) == 2, timeout=30)
+        wait_until("fraud-a promoted again", lambda: stable("fraud-a", IMAGES["c"]), timeout=90)
+        wait_until("its promotion told", lambda: notified(receiver.bodies("a")).count("Promoted") == 2)
+        assert len(started("a")) == 2
+    finally:
+        op.stop()
+    assert receiver.token not in operator_log(op)
