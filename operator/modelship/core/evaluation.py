@@ -6,8 +6,8 @@ finds the bundle's `holdout.json` beside the model), with the server's command s
 `evaluate --url http://<name>-canary's address` and no labels a Service selects: it is no replica.
 It scores the canary through `<name>-canary` (and, for `maxDropVsStable`/`maxIncreaseVsStable`,
 stable through `<name>-stable` on the same rows) and reports by the Job result contract
-(`core.jobs`). The score is judged by `verdicts.judge` with the step's limits, like any metric;
-`examples` counts as the measurement's requests (at least one row must have been scored).
+(`core.jobs`). The score is judged by `verdicts.judge` with the step's limits, like any job
+metric's (no request floor: the dataset says how many rows are enough).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def analysis(step: api.EvaluationStep) -> api.Analysis:
     """The run's settings: one measurement decides (no retries: a Job that fails has failed)."""
     metric = api.Metric(
         name=step.metric,
+        provider="job",  # its Job is its own (`job`): the shell runs it, not `metric.job`
         min=step.min,
         max=step.max,
         max_drop_vs_stable=step.max_drop_vs_stable,
@@ -46,7 +47,6 @@ def analysis(step: api.EvaluationStep) -> api.Analysis:
         inconclusive_limit=0,
         consecutive_error_limit=0,
         no_data="fail",
-        min_requests=1,
         metrics=[metric],
     )
 
@@ -113,7 +113,7 @@ def job(
 
 def measurement(observed: jobs.JobObservation) -> RawMeasurement | None:
     """The measurement a finished evaluation Job gives (None while it runs): its score, stable's,
-    and the examples scored as the measurement's requests. A Job that failed (it could not
+    and the examples scored (shown as the measurement's requests). A Job that failed (it could not
     score, it ran out of time) is an error: with no score there is nothing to judge."""
     result = jobs.result(observed)
     if result is None:

@@ -77,6 +77,8 @@ def judge(
     if raw.unreachable is not None:
         return "Inconclusive", f"{name}: not measured: {raw.unreachable}"
     if raw.error is not None:
+        if metric.provider == "job":  # no query: the error says what of the Job went wrong
+            return "Error", f"{name}: {raw.error}"
         return "Error", f"{name}: query failed: {raw.error}"
     if raw.failed is not None:
         return "Failed", f"{name}: {raw.failed}"
