@@ -176,7 +176,7 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "metric-template-and-query",
         analysis({"name": "x", "template": "error-rate", "query": "up", "max": 1}),
         "spec.analysis.metrics[0]",
-        "exactly one of template, query or web",
+        "exactly one of template, query, web or job",
     ),
     (
         "metric-min-above-max",
@@ -539,6 +539,42 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "may not set MODEL_PATH when spec.model.source is pvc, uri or oci",
     ),
     ("name-too-long", put("metadata.name", "a" * 46), "metadata.name", "at most 45 characters"),
+    (
+        "evaluation-after-traffic",
+        canary({"setWeight": 10}, {"evaluation": {"min": 0.9}}),
+        "spec.strategy.canary.steps",
+        "an evaluation step must come before any setWeight above 0",
+    ),
+    (
+        "evaluation-without-limit",
+        canary({"evaluation": {"maxDropVsStable": 0.02}}, {"setWeight": 10}),
+        "spec.strategy.canary.steps[0].evaluation",
+        "set min or max",
+    ),
+    (
+        "evaluation-uri-without-sha256",
+        canary({"evaluation": {"min": 0.9, "dataset": {"uri": "https://data.example/h.json"}}}),
+        "spec.strategy.canary.steps[0].evaluation.dataset",
+        "uri and sha256 go together",
+    ),
+    (
+        "evaluation-unknown-metric",
+        canary({"evaluation": {"min": 0.9, "metric": "f1"}}),
+        "spec.strategy.canary.steps[0].evaluation.metric",
+        "Unsupported value",
+    ),
+    (
+        "metric-job-without-provider",
+        analysis({"name": "x", "job": {"template": {"spec": {"containers": []}}}}),
+        "spec.analysis.metrics[0].provider",
+        "provider job goes with job",
+    ),
+    (
+        "metric-job-and-query",
+        analysis({"name": "x", "provider": "job", "query": "up", "job": {"template": {}}}),
+        "spec.analysis.metrics[0]",
+        "exactly one of template, query, web or job",
+    ),
 ]
 
 
@@ -579,6 +615,29 @@ def test_weights_may_drop_after_a_pause_or_an_analysis(
         "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1m"}}, {"setWeight": 10}]}
     }
     create_md(kube, namespace, manifest)
+
+
+def test_an_evaluation_step_and_a_job_metric_without_limits_are_admitted(
+    kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    manifest = example("basic.yaml")
+    manifest["spec"]["strategy"] = {
+        "canary": {
+            "steps": [{"setWeight": 0}, {"evaluation": {"min": 0.9}}, {"setWeight": 10}, {"analysis": {}}]
+        }
+    }
+    template = {"spec": {"containers": [{"name": "tests", "image": "registry.example/t@sha256:" + "e" * 64}]}}
+    manifest["spec"]["analysis"] = {
+        "metrics": [{"name": "suite", "provider": "job", "job": {"template": template}}]
+    }
+    stored = create_md(kube, namespace, manifest)["spec"]
+    assert stored["strategy"]["canary"]["steps"][1]["evaluation"] == {
+        "min": 0.9,
+        "metric": "accuracy",
+        "dataset": {},
+        "timeout": "10m",
+    }
+    assert stored["analysis"]["metrics"][0]["job"] == {"template": template, "timeout": "10m"}
 
 
 def test_set_canary_scale_is_admitted_with_the_gateway_router(
