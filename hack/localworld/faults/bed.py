@@ -166,8 +166,8 @@ class Bed:
         return {r["name"]: int(r.get("weight", 1)) for r in refs}
 
     def sample(self, name: str, deployments: bool = False) -> Sample:
-        """One consistent sample: read again when a pass wrote the status meanwhile (a status read
-        before a pass and a route read after it would look like a weight that went back)."""
+        """One sample, read again when a pass wrote the status meanwhile (its route and Services
+        may then be a pass behind the status: `_sample` reads them first)."""
         for _ in range(3):
             taken = self._sample(name, deployments)
             again = (self.mds.get(name) or {}).get("metadata", {}).get("resourceVersion")
@@ -176,8 +176,10 @@ class Bed:
         return taken[0]
 
     def _sample(self, name: str, deployments: bool) -> tuple[Sample, str | None]:
-        obj = self.mds.get(name) or {}
-        status = obj.get("status") or {}
+        # The route and the Services before the status: a pass writes its status before them, so
+        # a status read last is at least as new as what they show (a route read after a status
+        # would show a pass's weights beside the status from before it).
+        route = self.route(name)
         try:
             service: Any = self.core.read_namespaced_service(f"{name}-canary", self.namespace)
             selector = service.spec.selector or {}
@@ -193,10 +195,11 @@ class Bed:
                     if not d.metadata.deletion_timestamp and (d.spec.replicas or 0) > 0
                 )
             )
+        obj = self.mds.get(name) or {}
+        status = obj.get("status") or {}
         paused: dict[str, Any] = next(
             (c for c in status.get("conditions") or [] if c["type"] == "Paused"), {}
         )
-        route = self.route(name)
         sample = Sample(
             t=time.monotonic(),
             generation=int(obj.get("metadata", {}).get("generation", 0)),
@@ -287,6 +290,8 @@ class Bed:
                 "pauses_cut_short": short,
                 "failed_before_rollout": recorder.errors_before,
                 "failures_at": failures_at(recorder.samples),
+                # What the failed answers were (a status code, or the client's error: a timeout).
+                "failure_codes": {str(c): n for c, n in summary.codes.items() if c != 200} if summary else {},
                 "events": [f"{e['reason']}: {e['note'][:48]}" for e in events],
             },
         )
