@@ -46,7 +46,7 @@ def test_every_trigger_is_fired_by_some_event_reason() -> None:
 
 
 def test_an_analysis_run_that_aborts_is_analysis_failed_and_other_aborts_are_aborted() -> None:
-    for reason in gates._ABORT_REASONS.values():
+    for reason in (*gates._ABORT_REASONS.values(), *gates._EVALUATION_ABORT_REASONS.values()):
         assert notifications.trigger(reason) == "AnalysisFailed", reason
     for reason in ("Aborted", "SmokeTestFailed", "ProgressDeadlineExceeded", "ModelChecksumMismatch"):
         assert notifications.trigger(reason) == "Aborted", reason

@@ -35,6 +35,7 @@ TRIGGERS: Mapping[str, api.NotificationTrigger] = {
     "AnalysisError": "AnalysisFailed",
     "PrometheusUnreachable": "AnalysisFailed",
     "AnalysisUnreachable": "AnalysisFailed",
+    "EvaluationFailed": "AnalysisFailed",  # the offline evaluation step's abort
     "Aborted": "Aborted",
     "SmokeTestFailed": "Aborted",
     "ProgressDeadlineExceeded": "Aborted",
