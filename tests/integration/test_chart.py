@@ -280,6 +280,9 @@ def test_cluster_rbac_allows_what_the_operator_needs_and_nothing_more(
         ("patch", "clusterkopfpeerings", "kopf.dev", None, None),
         ("list", "nodes", "", None, None),  # free Coral devices (docs/coral.md)
         ("list", "pods", "", None, None),
+        ("create", "jobs", "batch", elsewhere, None),  # job metrics, evaluation steps
+        ("get", "jobs", "batch", elsewhere, None),
+        ("delete", "jobs", "batch", elsewhere, None),
     ]
     for verb, resource, group, ns, sub in allowed:
         assert can(api_client, user, verb, resource, group, ns, sub), (verb, resource, ns, sub)
