@@ -139,9 +139,9 @@ def test_three_digests_within_a_second_roll_out_one_canary_consistent_with_the_s
     suite: Suite,
 ) -> None:
     f = figures_of(suite, "spec-flips")
-    # Asked: three digests within a second. The harness's own three API calls take up to ~0.4 s
-    # each on a loaded 2-core machine (1.08 s and 2.21 s seen), so the bound has room for that.
-    assert f.notes["flipped_within_s"] <= 2.0, f
+    # Asked: three digests within a second (sent at once: one API call took up to 0.7 s on a
+    # loaded 2-core machine, three in a row 2.21 s).
+    assert f.notes["flipped_within_s"] <= 1.0, f
     final = f.outcome.split("stable ")[-1]
     assert f.notes["canaries_after_last_flip"] == [final], f
     assert f.notes["route_sums"] == [100], f
