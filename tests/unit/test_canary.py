@@ -446,3 +446,34 @@ def test_aborts_deadlines_and_reverts_count_as_rollbacks_in_the_operator_metrics
     world.reconcile(new)
     world.settle()
     assert world.decide(new).rolled_back is None
+
+
+def test_a_revision_a_weighted_backend_still_lists_is_not_deleted_until_the_slices_move_on() -> None:
+    """After a promotion the old stable goes at its scaleDownDelay, but while `<name>-stable`
+    (weight 100) still lists only its pods (the EndpointSlice controller lagging behind the
+    selector), deleting it would leave the gateway no pod for all the traffic: 503s."""
+    old = canary_spec(router="gatewayAPI")
+    world = stable_world(old)
+    new = canary_spec(NEW_IMAGE, router="gatewayAPI")
+    world.list_endpoints()
+    for _ in range(3):
+        step(world, new)
+        world.list_endpoints()
+    world.gateway_accepted = True
+    s, status = command("promote", new, world.status, full=True)
+    world.status = status
+    for _ in range(4):
+        step(world, s)
+    assert world.status.stable_revision == name_of(new) and world.status.canary is None
+    assert world.route == {"fraud-stable": 100, "fraud-canary": 0}
+    # The slices still list the old stable's pods behind `fraud-stable`: the controller lags.
+    world.slices = {"fraud-stable": frozenset({f"{name_of(old)}-5d8f7c-0"}), "fraud-canary": frozenset()}
+    world.tick(60)  # well past scaleDownDelay
+    decision = world.decide(s)
+    assert name_of(old) not in decision.delete
+    assert decision.wake_at is not None and decision.wake_at <= world.now + routing.GATEWAY_RECHECK
+    world.apply(decision)
+    world.list_endpoints()  # the controller catches up: the new revision's pods only
+    decision = world.decide(s)
+    assert name_of(old) in decision.delete
+    assert routing.still_served(world.observations(s)) == frozenset({name_of(new)})

@@ -59,6 +59,24 @@ def draining(observations: Observations, revision: str, stable: str) -> str | No
     return None if revision in listed or not listed else listed[0]
 
 
+def still_served(observations: Observations) -> frozenset[str]:
+    """The revisions whose pods a backend the route may still send requests to lists (its weight as
+    read is above 0, or a gateway has not accepted the route as last written): their Deployments
+    stay until the EndpointSlices move on. A selector change shows in the slices a moment later
+    (longer on a busy control plane), and a gateway answers 503 while a weighted backend lists
+    only pods that are going away, as after a promotion whose old stable is deleted too soon."""
+    seen = observations.route
+    if seen is None or seen.endpoints is None:
+        return frozenset()
+    return frozenset(
+        revision
+        for backend, pods in seen.endpoints.items()
+        if (seen.weights or {}).get(backend, 0) > 0 or seen.accepted is False
+        for revision in observations.deployments
+        if any(pod.startswith(f"{revision}-") for pod in pods)
+    )
+
+
 def unserved(observations: Observations, weight: int, stable: str, canary: str, pods: int) -> str | None:
     """Why the route may not move to `weight` yet, or None. A gateway answers 503 for the share it
     sends to a backend whose EndpointSlices list no ready pod, and they list a pod a moment after

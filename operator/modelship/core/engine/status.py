@@ -128,7 +128,9 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     if spec.strategy.blue_green is not None:
         desired.append(manifests.service(owner, f"{owner.name}-preview", canary_selector))
     keep = {name for name, _, _ in wanted} | {r for r in (out.scale_down, held) if r}
-    delete = tuple(sorted(name for name in observations.deployments if name not in keep))
+    gone = {name for name in observations.deployments if name not in keep}
+    served = gone & routing.still_served(observations)
+    delete = tuple(sorted(gone - served))
     route = Route(gateway.weights(owner.name, out.weight or 0)) if _routes(spec) else None
     writes = ordered(desired, delete, route, f"{owner.name}-canary", observations)
     events, record = recorded(
@@ -141,7 +143,7 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         now,
     )
     new_status = new_status.model_copy(update={"pending_events": record})
-    return Decision(new_status, writes, events, _wake_at(ctx, out, held is not None), rolled_back)
+    return Decision(new_status, writes, events, _wake_at(ctx, out, bool(held or served)), rolled_back)
 
 
 def _scaled(
@@ -204,7 +206,8 @@ def _rollout(out: Outcome, actual_weight: int) -> api.Rollout | None:
 
 
 def _wake_at(ctx: Context, out: Outcome, draining: bool) -> datetime | None:
-    """When to decide again unasked (`draining`: `<name>-canary` waits for a gateway to apply 0)."""
+    """When to decide again unasked (`draining`: a Service or a Deployment waits for the gateway
+    or the EndpointSlices to move on)."""
     spec = ctx.spec
     times = [t for t in (out.scale_down_at, out.abort_scale_down_at) if t is not None]
     for run in out.runs.values() if out.mode == "rolling" else ():
@@ -217,7 +220,7 @@ def _wake_at(ctx: Context, out: Outcome, draining: bool) -> datetime | None:
             if sooner is not None:
                 times.append(sooner)
     recheck = routing.recheck_at(ctx.observations, ctx.now, draining)
-    if out.mode == "rolling" and recheck is not None:
+    if recheck is not None and (out.mode == "rolling" or draining):
         times.append(recheck)
     steps = spec.strategy.steps
     if out.mode == "rolling" and out.pause_start and out.step is not None and out.step < len(steps):
