@@ -181,6 +181,10 @@ def run_flips(bed: Bed) -> Figures:
     figures.notes.update(
         flipped_within_s=round(flipped, 2),
         canaries_after_last_flip=sorted({s.canary for s in seen if s.canary}),
+        # The canaries the route ever gave weight: the flips came faster than a first step.
+        weighted_canaries=sorted(
+            {s.canary_service or "" for s in recorder.samples if (canary_weight(s) or 0) > 0}
+        ),
         route_sums=sorted({sum(s.route.values()) for s in recorder.samples}),
         most_canary_deployments=max(
             (len([d for d in s.deployments if d not in (s.stable, s.canary)]) for s in seen), default=0
