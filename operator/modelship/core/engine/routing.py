@@ -55,7 +55,7 @@ def draining(observations: Observations, revision: str, stable: str) -> str | No
     if (seen.weights or {}).get(backend, 0) == 0 and seen.accepted is not False:
         return None
     pods = seen.endpoints.get(backend, frozenset())
-    listed = sorted(r for r in observations.deployments if any(p.startswith(f"{r}-") for p in pods))
+    listed = _revisions(observations, pods)
     return None if revision in listed or not listed else listed[0]
 
 
@@ -72,9 +72,18 @@ def still_served(observations: Observations) -> frozenset[str]:
         revision
         for backend, pods in seen.endpoints.items()
         if (seen.weights or {}).get(backend, 0) > 0 or seen.accepted is False
-        for revision in observations.deployments
-        if any(pod.startswith(f"{revision}-") for pod in pods)
+        for revision in _revisions(observations, pods)
     )
+
+
+def _pod_of(revision: str, pod: str) -> bool:
+    # A Deployment's pods are named `<deployment>-<replicaset hash>-<suffix>`.
+    return pod.startswith(f"{revision}-")
+
+
+def _revisions(observations: Observations, pods: frozenset[str]) -> list[str]:
+    """The observed revisions with a pod among `pods`, sorted."""
+    return sorted(r for r in observations.deployments if any(_pod_of(r, pod) for pod in pods))
 
 
 def unserved(observations: Observations, weight: int, stable: str, canary: str, pods: int) -> str | None:
@@ -91,8 +100,7 @@ def unserved(observations: Observations, weight: int, stable: str, canary: str, 
         revision, needed = (canary, pods) if backend == f"{name}-canary" else (stable, 1)
         if share == 0:
             continue
-        # A Deployment's pods are named `<deployment>-<replicaset hash>-<suffix>`.
-        listed = sum(1 for pod in seen.endpoints.get(backend, ()) if pod.startswith(f"{revision}-"))
+        listed = sum(1 for pod in seen.endpoints.get(backend, ()) if _pod_of(revision, pod))
         if listed < needed:
             return (
                 f"waiting for Service {backend} to list {needed} ready pod(s) of {revision} "
