@@ -2,10 +2,10 @@
 
 `python -m loadgen --url http://127.0.0.1:PORT/predict` (with PYTHONPATH=hack) or, from Python,
 `Load(url, samples, rate, duration)` used as a context manager (runs in the background;
-`.summary()` gives live counters). See docs/local-world.md.
+`.summary()` gives live counters). See docs/local-world.md. The loop itself is the serving
+image's (`modelserver.load`); this package adds the loopback CLI and the demo's holdout rows.
 """
 
-from loadgen.engine import Load, Sample, steady
-from loadgen.summary import Summary
+from modelserver.load import Load, Sample, Summary, steady
 
 __all__ = ["Load", "Sample", "Summary", "steady"]

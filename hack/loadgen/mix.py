@@ -1,24 +1,12 @@
-"""The inputs a run sends: the demo holdout rows by default, or a JSON file of examples.
-
-A file is a list (or {"examples": [...]}) of objects:
-`{"instances": [[...], ...], "labels": [...], "weight": 3}`; `labels` (one per row, optional)
-are sent as feedback, `weight` (default 1) sets how often the example comes up in the mix.
-"""
+"""The inputs a local run sends: the demo holdout rows by default, or a JSON file of examples
+(`modelserver.load.mix` reads the file; the demo rows come from the local world)."""
 
 from __future__ import annotations
 
-import json
-import random
-from pathlib import Path
-from typing import Any
+from modelserver.load.engine import Sample
+from modelserver.load.mix import MAX_WEIGHT, MixError, load_file, parse, row_samples
 
-from loadgen.engine import Sample
-
-MAX_WEIGHT = 1000
-
-
-class MixError(ValueError):
-    """The inputs file is not what it should be; the message names the place."""
+__all__ = ["MAX_WEIGHT", "MixError", "holdout_samples", "load_file", "parse", "row_samples"]
 
 
 def holdout_samples() -> list[Sample]:
@@ -26,49 +14,5 @@ def holdout_samples() -> list[Sample]:
     from localworld.demomodels import holdout
 
     x, y = holdout()
-    return [
-        Sample(json.dumps({"instances": [row.tolist()]}).encode(), [str(label)])
-        for row, label in zip(x, y, strict=True)
-    ]
-
-
-def _example(i: int, item: Any, source: str) -> tuple[Sample, int]:
-    where = f"{source}[{i}]"
-    if not isinstance(item, dict):
-        raise MixError(f"{where} must be an object with 'instances', got {type(item).__name__}")
-    unknown = sorted(set(item) - {"instances", "labels", "weight", "summary"})
-    if unknown:
-        raise MixError(f"{where}.{unknown[0]} is not a known field (instances, labels, weight, summary)")
-    rows = item.get("instances")
-    if not isinstance(rows, list) or not rows:
-        raise MixError(f"{where}.instances must be a non-empty array of rows")
-    labels = item.get("labels")
-    if labels is not None and (not isinstance(labels, list) or len(labels) != len(rows)):
-        raise MixError(f"{where}.labels must be an array with one label per row ({len(rows)})")
-    weight = item.get("weight", 1)
-    if type(weight) is not int or not 1 <= weight <= MAX_WEIGHT:
-        raise MixError(f"{where}.weight must be an integer from 1 to {MAX_WEIGHT}, got {weight!r}")
-    return Sample(json.dumps({"instances": rows}).encode(), labels), weight
-
-
-def parse(doc: Any, source: str = "inputs", seed: int = 0) -> list[Sample]:
-    """Samples in a shuffled order in which each example appears `weight` times."""
-    items = doc.get("examples") if isinstance(doc, dict) else doc
-    if not isinstance(items, list) or not items:
-        raise MixError(f"{source} must be a non-empty JSON array of examples (or {{'examples': [...]}})")
-    mixed: list[Sample] = []
-    for i, item in enumerate(items):
-        sample, weight = _example(i, item, source)
-        mixed += [sample] * weight
-    random.Random(seed).shuffle(mixed)
-    return mixed
-
-
-def load_file(path: Path) -> list[Sample]:
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as err:
-        raise MixError(f"cannot read {path}: {err.strerror}") from None
-    except ValueError as err:
-        raise MixError(f"{path} is not valid JSON: {err}") from None
-    return parse(doc, path.name)
+    samples: list[Sample] = row_samples([row.tolist() for row in x], [str(label) for label in y])
+    return samples

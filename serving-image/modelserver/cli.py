@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import evaluate
 
         return evaluate.main(argv[1:])
+    if argv[:1] == ["load"]:
+        from .load import command
+
+        return command.main(argv[1:])
     args = _parse(argv)
     env = dict(os.environ)
     if args.host:
