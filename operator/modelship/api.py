@@ -479,11 +479,60 @@ class EvaluationStep(_Model):
     )
 
 
+# What a load test may ask for; `modelserver load` refuses more as well.
+MAX_LOAD_RATE = 200
+MAX_LOAD_REQUESTS = 100_000
+_LOAD_DURATIONS = ("1s", "1h")
+
+
+def _load_duration(value: str) -> str:
+    low, high = (parse_duration(d) for d in _LOAD_DURATIONS)
+    if not low <= parse_duration(value) <= high:
+        raise ValueError(f"must be from {_LOAD_DURATIONS[0]} to {_LOAD_DURATIONS[1]}, got {value}")
+    return value
+
+
+LoadDuration = Annotated[
+    Duration,
+    AfterValidator(_load_duration),
+    Rule(
+        f"duration(self) >= duration('{_LOAD_DURATIONS[0]}') && "
+        f"duration(self) <= duration('{_LOAD_DURATIONS[1]}')",
+        f"must be from {_LOAD_DURATIONS[0]} to {_LOAD_DURATIONS[1]}",
+    ),
+]
+
+
+class LoadTest(_Model):
+    """A bounded load against the candidate's own Service (`<name>-canary`, `<name>-preview` for
+    blue/green), sent by a Job running the candidate's image as `modelserver load`, so that the
+    analysis after it has requests to judge on a quiet service or a preview. The bodies are the
+    rows of the bundle's `holdout.json`. It cannot be aimed anywhere else (docs/analysis.md#load-tests)."""
+
+    rate: Annotated[float, Field(gt=0, le=MAX_LOAD_RATE)] = Field(
+        default=10, description=f"Requests per second (at most {MAX_LOAD_RATE})."
+    )
+    duration: LoadDuration = Field(default="60s", description="How long the load runs (1s to 1h).")
+    requests: Annotated[int, Field(ge=1, le=MAX_LOAD_REQUESTS)] | None = Field(
+        default=None,
+        description=f"Requests to send at most; default rate x duration, never above {MAX_LOAD_REQUESTS}.",
+    )
+    feedback_ratio: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0,
+        description="Share of the answered requests whose true labels are sent to /feedback, for the "
+        "accuracy template (0 to 1).",
+    )
+    start_timeout: Duration = Field(
+        default="2m",
+        description="How long the Job's pod may take to start; a load test not running by then fails.",
+    )
+
+
 _EXACTLY_ONE_ACTION = Rule(
     "[has(self.setWeight), has(self.pause), has(self.setCanaryScale), has(self.analysis), "
-    "has(self.evaluation)].filter(x, x).size() == 1",
+    "has(self.evaluation), has(self.loadTest)].filter(x, x).size() == 1",
     "each spec.strategy.canary.steps[] item must set exactly one of setWeight, pause, setCanaryScale, "
-    "analysis or evaluation",
+    "analysis, evaluation or loadTest",
 )
 
 
@@ -496,6 +545,11 @@ class CanaryStep(_Model):
     set_canary_scale: CanaryScale | None = None
     analysis: StepAnalysis | None = None
     evaluation: EvaluationStep | None = None
+    load_test: LoadTest | None = Field(
+        default=None,
+        description="Start a load on `<name>-canary`; the step completes once it runs, and the load "
+        "goes on beside the next steps (an analysis step) for its duration.",
+    )
 
 
 # A weight may drop only after a checkpoint: a drop with no pause or analysis between
@@ -548,6 +602,11 @@ class BlueGreen(_Model):
     )
     pre_promotion_analysis: bool = Field(
         default=False, description="Judge the preview with spec.analysis before the switch; failure aborts."
+    )
+    pre_promotion_load_test: LoadTest | None = Field(
+        default=None,
+        description="Load `<name>-preview` once it is ready: the pre-promotion analysis starts once the "
+        "load runs, and judges its requests; a load test that fails before the analysis passed aborts.",
     )
     post_promotion_analysis: bool = Field(
         default=False,
@@ -1461,7 +1520,8 @@ class CanaryRollout(_Model):
     )
     pause_start_time: datetime | None = Field(
         default=None,
-        description="When the pause step in progress began (once the weight before it was verified).",
+        description="When the pause or loadTest step in progress began (a pause: once the weight before "
+        "it was verified; a loadTest: it names the step's Job).",
     )
     promote_full: bool | None = Field(
         default=None, description="Set by `modelship promote --full`: skip the remaining steps."

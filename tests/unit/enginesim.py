@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 from localworld.rollouts import merged
 from modelship import api
-from modelship.core import control, engine, evaluation, gates
+from modelship.core import control, engine, evaluation, gates, jobs
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
-from modelship.core.manifests import REVISION_LABEL, Owner
+from modelship.core.manifests import REVISION_LABEL, Manifest, Owner
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -66,6 +66,12 @@ class World:
     slices: dict[str, frozenset[str]] | None = None
     scrape: Scrape | None = None  # Prometheus' target metadata for the rolling revision
     evaluation_running: bool = False  # an evaluation step's Job has not finished yet
+    # What the shell reads of a load test's Job `wants` asks for (None: not readable); its
+    # name is filled in. The manifests asked for, in order, are in `load_jobs`.
+    load_job: jobs.JobObservation | None = field(
+        default_factory=lambda: jobs.JobObservation("", "Running", ready=True)
+    )
+    load_jobs: list[Manifest] = field(default_factory=list)
 
     def observations(self, s: api.ModelDeploymentSpec | None = None) -> engine.Observations:
         base = engine.Observations(self.owner, dict(self.deployments), scrape=self.scrape)
@@ -94,7 +100,13 @@ class World:
             outputs = self.smoke_outputs if self.smoke_outputs is not None else s.smoke_test.expected
             answers = tuple(o if isinstance(o, str) else tuple(o) for o in outputs)
             smoke = gates.SmokeObservation(wants.smoke_revision, (("pod-0", answers),))
-        return dataclasses.replace(base, measurements=measurements, smoke=smoke)
+        seen = {}
+        if wants.load_job is not None:
+            self.load_jobs.append(wants.load_job)
+            name = wants.load_job["metadata"]["name"]
+            if self.load_job is not None:
+                seen[name] = dataclasses.replace(self.load_job, name=name)
+        return dataclasses.replace(base, measurements=measurements, smoke=smoke, jobs=seen)
 
     def decide(self, s: api.ModelDeploymentSpec) -> engine.Decision:
         return engine.decide(s, self.status, self.observations(s), self.now)

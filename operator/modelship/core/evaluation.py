@@ -12,8 +12,6 @@ metric's (no request floor: the dataset says how many rows are enough).
 
 from __future__ import annotations
 
-from typing import Any
-
 from modelship import api
 from modelship.core import jobs, manifests
 from modelship.core.analysis.verdicts import RawMeasurement
@@ -63,14 +61,6 @@ def job_name(owner: manifests.Owner, run: api.AnalysisRun) -> str:
     return jobs.job_name(owner.name, PURPOSE, run.revision, run.step, f"{run.started_at:%Y%m%dT%H%M%SZ}")
 
 
-def _service_url(service: str) -> str:
-    """The Service's address through the variables Kubernetes gives every pod for the Services of
-    its namespace (`$(VAR)` is expanded in `args`): no cluster DNS needed. Both Services exist
-    before the Job: `<name>-stable` always, `<name>-canary` from the canary's first pass."""
-    variable = service.upper().replace("-", "_") + "_SERVICE_HOST"
-    return f"http://$({variable}):{manifests.SERVICE_PORT}"
-
-
 def job(
     owner: manifests.Owner,
     spec: api.ModelDeploymentSpec,
@@ -82,15 +72,10 @@ def job(
     step = step_of(spec, run.step)
     if step is None:
         return None
-    revision_pod = manifests.deployment(owner, run.revision, template, 1, placement="cpu")
-    pod: dict[str, Any] = revision_pod["spec"]["template"]
-    container = next(c for c in pod["spec"]["containers"] if c["name"] == manifests.CONTAINER)
-    pod["spec"]["containers"] = [container]  # a sidecar (spec.template) would keep the Job running
-    for serving_only in ("ports", "startupProbe", "livenessProbe", "readinessProbe"):
-        container.pop(serving_only, None)
-    args = ["evaluate", "--url", _service_url(f"{owner.name}-canary"), "--metric", step.metric]
+    pod, container = jobs.revision_pod(owner, run.revision, template)
+    args = ["evaluate", "--url", jobs.service_url(f"{owner.name}-canary"), "--metric", step.metric]
     if step.max_drop_vs_stable is not None or step.max_increase_vs_stable is not None:
-        args += ["--compare-url", _service_url(f"{owner.name}-stable")]
+        args += ["--compare-url", jobs.service_url(f"{owner.name}-stable")]
     dataset = step.dataset
     if dataset.uri is not None:
         args += ["--dataset", dataset.uri, "--dataset-sha256", dataset.sha256 or ""]
@@ -102,11 +87,7 @@ def job(
         args += ["--dataset", f"{DATASET_MOUNT}/{dataset.path}"]
     else:
         args += ["--dataset", "bundle"]
-    pod["spec"]["enableServiceLinks"] = True  # the Services' variables the URLs name
     container["args"] = [*args, "--result-file", jobs.RESULT_PATH]
-    container["terminationMessagePath"] = jobs.RESULT_PATH
-    # Not the revision's labels: `<name>-canary` must not select the Job's pod.
-    pod["metadata"] = {"labels": dict(manifests.MANAGED_BY)}
     deadline = int(api.parse_duration(step.timeout).total_seconds())
     return jobs.render(owner, job_name(owner, run), PURPOSE, pod, deadline, {EVALUATED_LABEL: run.revision})
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from modelship import api
+from modelship.core import manifests
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.manifests import MANAGED_BY, MODEL_LABEL, Manifest, Owner, owner_reference
 
@@ -49,6 +50,7 @@ class JobObservation:
     exit_code: int | None = None  # the first container's, once it terminated
     message: str = ""  # its termination message
     reason: str = ""  # why the Job failed, from its Failed condition (DeadlineExceeded, ...)
+    ready: bool = False  # a pod of the Job is running and ready (`status.ready`)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,33 @@ def render(
             "template": {"metadata": pod_meta, "spec": spec},
         },
     }
+
+
+def revision_pod(owner: Owner, revision: str, template: api.RevisionTemplate) -> tuple[Manifest, Manifest]:
+    """A pod template that runs a revision's own image as a tool (`modelserver evaluate`, `modelserver
+    load`), and its model container to give `args`: the revision's pod (image, model volume and
+    environment, so `--dataset bundle` finds the bundle beside the model) on the CPU, with no sidecar,
+    port or probe, and none of the revision's labels, so no Service selects it: it is no replica.
+    It reports by the result contract (`terminationMessagePath`)."""
+    revision_pod = manifests.deployment(owner, revision, template, 1, placement="cpu")
+    pod: Manifest = revision_pod["spec"]["template"]
+    container = next(c for c in pod["spec"]["containers"] if c["name"] == manifests.CONTAINER)
+    pod["spec"]["containers"] = [container]  # a sidecar (spec.template) would keep the Job running
+    for serving_only in ("ports", "startupProbe", "livenessProbe", "readinessProbe"):
+        container.pop(serving_only, None)
+    pod["spec"]["enableServiceLinks"] = True  # the Services' variables `service_url` names
+    container["terminationMessagePath"] = RESULT_PATH
+    pod["metadata"] = {"labels": dict(MANAGED_BY)}
+    return pod, container
+
+
+def service_url(service: str) -> str:
+    """A Service's address through the variables Kubernetes gives every pod for the Services of
+    its namespace (`$(VAR)` is expanded in `args`): no cluster DNS needed. The Service must exist
+    before the Job's pod: `<name>-stable` always, `<name>-canary` from the canary's first pass,
+    `<name>-preview` from the preview's."""
+    variable = service.upper().replace("-", "_") + "_SERVICE_HOST"
+    return f"http://$({variable}):{manifests.SERVICE_PORT}"
 
 
 def result(observed: JobObservation) -> JobResult | None:

@@ -38,6 +38,7 @@ TRIGGERS: Mapping[str, api.NotificationTrigger] = {
     "EvaluationFailed": "AnalysisFailed",  # the offline evaluation step's abort
     "Aborted": "Aborted",
     "SmokeTestFailed": "Aborted",
+    "LoadTestFailed": "Aborted",
     "ProgressDeadlineExceeded": "Aborted",
     "ModelChecksumMismatch": "Aborted",
     "RolledBack": "RolledBack",

@@ -38,7 +38,7 @@ def read(storage: Storage, namespace: str, name: str) -> jobs.JobObservation | N
             state = "Failed"
             reason = ": ".join(x for x in (condition.get("reason"), condition.get("message")) if x)
     if state == "Running":
-        return jobs.JobObservation(name, state)
+        return jobs.JobObservation(name, state, ready=int((job.get("status") or {}).get("ready") or 0) > 0)
     exit_code, message = _terminated(storage, namespace, name)
     return jobs.JobObservation(name, state, exit_code, message, reason)
 

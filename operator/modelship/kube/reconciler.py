@@ -251,7 +251,21 @@ class Reconciler:
             found = smoke.smoke_test(
                 self.storage, owner.namespace, wants.smoke_revision, spec.port, spec.smoke_test
             )
-        return dataclasses.replace(observations, measurements=measurements, smoke=found)
+        return dataclasses.replace(
+            observations, measurements=measurements, smoke=found, jobs=self._load_job(wants, logger)
+        )
+
+    def _load_job(self, wants: engine.Wants, logger: Logger) -> dict[str, core_jobs.JobObservation]:
+        """The load test's Job, created when missing, as read; none when the API server fails
+        (the load test then counts as not started, and its `startTimeout` still bounds the wait)."""
+        if wants.load_job is None:
+            return {}
+        try:
+            observed = jobs.run(self.storage, wants.load_job)
+        except KubeError as err:
+            logger.warning("cannot run the load test Job: %s", err)
+            return {}
+        return {observed.name: observed}
 
     def _job_metrics(
         self, owner: manifests.Owner, analysis: api.Analysis, run: api.AnalysisRun, stable: str, now: datetime

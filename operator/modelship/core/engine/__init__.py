@@ -29,7 +29,9 @@ the events). Every rule lives here; `modelship.core.traffic` turns weights into 
   canary's pods stay (no traffic) for `abortScaleDownDelay`, then scale to 0; phase
   Degraded until `retry` clears the field or the spec changes.
 - Gates: before a new revision gets any traffic it must pass `spec.smokeTest`; an
-  `analysis` step waits for its run; a background run watches the whole canary. The
+  `analysis` step waits for its run; a background run watches the whole canary; a load
+  test (a `loadTest` step, `blueGreen.prePromotionLoadTest`) waits until its Job runs
+  (`modelship.core.loadtest`). The
   shell takes the measurements `wants` asks for and passes them in `Observations`.
 - Blue/green (`bluegreen.preview`, `status.rollout.blueGreen` with its phase Preview ->
   Promoted -> Switched -> Accepted): the new revision runs behind `<name>-preview` with no
@@ -51,7 +53,8 @@ them. The status goes first; a crash after it leaves a status from which the nex
 decides the same writes again.
 
 `wants` says what the shell should measure before `decide` (due analysis runs, a smoke
-test). A pass builds one frozen `Context` (spec, status, observations, now, target), works out
+test, a load test's Job to run and read). A pass builds one frozen `Context` (spec, status,
+observations, now, target), works out
 an `Outcome` (each rule returns a new one: no module writes to another's state), and one
 renderer (`status.finish`) turns it into the Decision. The submodules, each one concept:
 
@@ -73,7 +76,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
-from modelship.core import evaluation, gates, revisions
+from modelship.core import evaluation, gates, loadtest, revisions
 from modelship.core.analysis import cadence, runs
 from modelship.core.engine import events, rollout
 from modelship.core.engine.model import (
@@ -135,7 +138,7 @@ def wants(
         fresh = gates.smoke_result(canary, status.smoke_test) is None
         if fresh and observed is not None and current(observed) and observed.available_replicas >= 1:
             smoke = canary
-    return Wants(due, smoke)
+    return Wants(due, smoke, loadtest.wanted(observations.owner, spec, status))
 
 
 def decide(

@@ -2,8 +2,9 @@
 the switch in one move.
 
 The new revision runs behind `<name>-preview` with no traffic (phase Preview). Once ready it must
-pass the smoke test and the pre-promotion analysis; then a promotion (manual, or automatic after
-`autoPromotionDelay`; phase Promoted) scales it up and swaps the selectors. With a
+pass the smoke test and the pre-promotion analysis (with `prePromotionLoadTest`, judged on the
+requests of a load test that starts first, `modelship.core.loadtest`); then a promotion
+(manual, or automatic after `autoPromotionDelay`; phase Promoted) scales it up and swaps the selectors. With a
 post-promotion analysis the switch comes first (phase Switched, the old revision still up) and
 the pointers move only when it passes; failure switches back. A switch through a gatewayAPI
 route counts once the route shows it.
@@ -17,11 +18,11 @@ switch (once no post-promotion analysis can switch back).
 from __future__ import annotations
 
 from modelship import api
-from modelship.core import gates
+from modelship.core import gates, loadtest
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
 from modelship.core.engine.model import SWITCHED, Context, Event, Outcome, pause_of, ready
-from modelship.core.engine.moves import apply, promote
+from modelship.core.engine.moves import abort, apply, promote
 
 
 def advance(ctx: Context, out: Outcome) -> Outcome:
@@ -62,6 +63,15 @@ def _preview_gates(
         out, state = apply(out, ctx, gate)
         if state != "pass":
             return out, True
+    load = blue_green.pre_promotion_load_test
+    if load is not None and not loadtest.pre_promotion_passed(list(out.runs.values()), ctx.target):
+        # The analysis judges the load's requests: it starts once the load runs.
+        name = loadtest.job_name(ctx.observations.owner, ctx.target, loadtest.PRE_PROMOTION, ready_at)
+        found = loadtest.state(ctx.observations.jobs.get(name), ready_at, ctx.now, load)
+        if found.phase == "failed":
+            return abort(out, ctx, loadtest.FAILED, f"pre-promotion load test: {found.message}"), True
+        if found.phase == "starting":
+            return out.but(waiting=f"pre-promotion load test Job {name} is starting", recheck=True), True
     if blue_green.pre_promotion_analysis and spec.analysis is not None:
         run = out.runs.get("prePromotion")
         gate = gates.analysis_gate(

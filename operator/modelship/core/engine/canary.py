@@ -4,7 +4,8 @@ then promote.
 One pass runs in a fixed order: the gates that hold the whole canary (a pause, background
 analysis, the smoke test before any traffic), then the steps (a setWeight step completes once
 the canary's pods for it are ready and the router shows the weight; a pause once its time is up;
-an analysis step once its run passes; an evaluation step once its Job's score passes), then the
+an analysis step once its run passes; an evaluation step once its Job's score passes; a loadTest
+step once its Job's pod runs, the load going on beside the next steps), then the
 replicas for where the walk stopped (the router's split, then what the devices allow), then the
 promotion.
 """
@@ -14,11 +15,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from modelship import api
-from modelship.core import evaluation, gates, traffic
+from modelship.core import evaluation, gates, loadtest, traffic
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
 from modelship.core.engine.model import Context, Event, Outcome, pause_of, ready
-from modelship.core.engine.moves import apply, promote
+from modelship.core.engine.moves import abort, apply, promote
 
 SECOND = timedelta(seconds=1)
 
@@ -143,10 +144,37 @@ def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, 
         gate = gates.analysis_gate(evaluation.KIND, ctx.target, step, label, settings, run, ctx.now)
         out, state = apply(out, ctx, gate)
         return (out, step + 1, weight, True) if state == "pass" else (out, step, weight, False)
+    if current.load_test is not None:
+        return _load_test(ctx, out, step, weight, current.load_test, label)
     assert spec.analysis is not None  # admission requires spec.analysis for analysis steps
     gate = gates.analysis_gate("step", ctx.target, step, label, spec.analysis, out.runs.get("step"), ctx.now)
     out, state = apply(out, ctx, gate)
     return (out, step + 1, weight, True) if state == "pass" else (out, step, weight, False)
+
+
+def _load_test(
+    ctx: Context, out: Outcome, step: int, weight: int, load: api.LoadTest, label: str
+) -> tuple[Outcome, int, int, bool]:
+    """A loadTest step: once the canary's pods are up, its Job is started (the step's start is
+    recorded first: it names the Job); the step completes once the Job's pod runs."""
+    spec, steps = ctx.spec, ctx.spec.strategy.steps
+    replicas = traffic.router_for(spec).replicas(spec.replicas, weight, weight, _scale(steps, step), False)
+    if not ready(ctx.observed(ctx.target), replicas.canary):
+        return out.but(waiting=f"{label}: the load test waits for the canary's pods"), step, weight, False
+    service = f"{ctx.observations.owner.name}-canary"
+    if out.pause_start is None:
+        what = f"{load.rate:g} requests/s for {load.duration} on {service}"
+        out = out.but(pause_start=ctx.now, recheck=True)
+        out = out.said(Event("Normal", "LoadTestStarted", f"{label}: load test: {what}"))
+        return out, step, weight, False
+    name = loadtest.job_name(ctx.observations.owner, ctx.target, step, out.pause_start)
+    found = loadtest.state(ctx.observations.jobs.get(name), out.pause_start, ctx.now, load)
+    if found.phase == "failed":
+        return abort(out, ctx, loadtest.FAILED, f"{label}: {found.message}"), step, weight, False
+    if found.phase == "starting":
+        waiting = f"{label}: the load test Job {name} is starting"
+        return out.but(waiting=waiting, recheck=True), step, weight, False
+    return out.but(pause_start=None), step + 1, weight, True
 
 
 def _background(ctx: Context, out: Outcome, step: int) -> Outcome:

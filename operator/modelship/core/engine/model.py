@@ -14,6 +14,7 @@ from modelship import api
 from modelship.core import devices, gates
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
+from modelship.core.jobs import JobObservation
 from modelship.core.manifests import Manifest, Owner
 from modelship.core.notifications import Delivery
 
@@ -69,6 +70,8 @@ class Observations:
     # The last notification delivery to each target, as the shell saw it (`notifications.condition`);
     # empty: none since the operator started, and the condition stays as it was.
     notifications: Mapping[str, Delivery] = field(default_factory=dict)
+    # The Jobs `wants` asked the shell to run, as it read them, by name (a load test's).
+    jobs: Mapping[str, JobObservation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Wants:
 
     runs: tuple[api.AnalysisRun, ...] = ()
     smoke_revision: str | None = None
+    load_job: Manifest | None = None  # a load test's Job: create it if missing, observe it
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ class Outcome:
     step: int | None = None  # canary: the step in progress
     phase: api.BlueGreenPhase | None = None  # blue/green: where the switch is
     weight: int | None = None  # the traffic the new revision is given
-    pause_start: datetime | None = None  # canary: the pause step's start; blue/green: preview ready
+    # canary: the pause or loadTest step's start; blue/green: when the preview was ready
+    pause_start: datetime | None = None
     promote_full: bool | None = None
     aborted: str | None = None
     abort_reason: str | None = None
@@ -198,6 +203,7 @@ class Outcome:
     runs: Mapping[str, api.AnalysisRun] = field(default_factory=dict)  # by kind
     smoke: api.SmokeTestResult | None = None
     device_blocked: tuple[str, str] | None = None  # (reason, message): InsufficientAccelerator
+    recheck: bool = False  # a Job the pass waits for is starting: look again soon
     events: tuple[Event, ...] = ()
 
     def but(self, **changes: Any) -> Outcome:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modelship import api
-from modelship.core import evaluation, gateway, manifests, notifications, traffic
+from modelship.core import evaluation, gateway, loadtest, manifests, notifications, traffic
 from modelship.core.analysis import cadence, runs
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import device_conditions, device_events, placement
@@ -219,6 +219,8 @@ def _wake_at(ctx: Context, out: Outcome, draining: bool) -> datetime | None:
             sooner = cadence.wake(run, analysis, ctx.observations.scrape, ctx.now)
             if sooner is not None:
                 times.append(sooner)
+    if out.recheck and out.mode == "rolling":
+        times.append(ctx.now + loadtest.RECHECK)
     recheck = routing.recheck_at(ctx.observations, ctx.now, draining)
     if recheck is not None and (out.mode == "rolling" or draining):
         times.append(recheck)
