@@ -9,8 +9,12 @@ first request (their own counter, polled every 50 ms) and stops when the HTTPRou
 canary weight 0 again; the canary's counter then says how many requests it answered (each one a
 user who got an error, a slow or a wrong answer). From the spec change to that first request,
 the phases are timed too (pods ready, weight written, weight verified, first request). Then
-`--good` rollouts of the good model v2 count false rollbacks. Results: printed, and written to
-bench/results/rollback.json.
+`--good` rollouts of the good model v2 count false rollbacks. Last, the bad model refused by an
+evaluation step (`refused_by_evaluation`): v3-inaccurate behind an `evaluation` step, timed from
+the spec change to the verdict (the rollout aborted), and the live requests its pods served
+(their own counter, less the evaluation Job's requests: 0 expected). Results: printed, and written
+to bench/results/rollback.json; `--cases evaluation` runs that case alone and merges it into the
+file as it is.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ STEPS: list[dict[str, Any]] = [{"setWeight": 20}, {"analysis": {}}, {"setWeight"
 TARGETS = {"v3-bad-errors": 3.0, "v3-slow": 4.0, "v3-inaccurate": 8.0}
 MAX_TARGETS = {"v3-bad-errors": 5.0}
 GOOD_ROLLOUTS = 20
+EVALUATION = {"min": 0.8, "maxDropVsStable": 0.05}
+EVALUATION_STEPS: list[dict[str, Any]] = [{"evaluation": EVALUATION}, *STEPS]
+CASES = ("bad", "good", "evaluation")
 PARALLEL = 2  # good rollouts at a time (each gets --rate / PARALLEL)
 # The same benchmark before fast failing (real node and Traefik, analysis at the 5 s interval only;
 # bench/results/rollback.json at 8b3e3c9), kept for comparison.
@@ -127,12 +134,17 @@ def start_phases(
 
 @contextlib.contextmanager
 def on_v1(
-    world: LocalWorld, api: client.ApiClient, namespace: str, name: str, rate: float
+    world: LocalWorld,
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    rate: float,
+    steps: list[dict[str, Any]] = STEPS,
 ) -> Iterator[ModelDeployments]:
     """A ModelDeployment `name` serving v1 under steady load through Traefik, deleted afterwards."""
     mds = ModelDeployments(api, namespace)
     endpoint = world.expose(namespace, name)
-    mds.create(model_deployment(name, world.image("v1"), "v1", STEPS, analysis=ANALYSIS))
+    mds.create(model_deployment(name, world.image("v1"), "v1", steps, analysis=ANALYSIS))
     try:
         mds.wait_phase(name, "Healthy", timeout=240)
         load = Load(
@@ -191,6 +203,69 @@ def one_run(
         }
 
 
+def evaluation_run(
+    world: LocalWorld, api: client.ApiClient, namespace: str, run: int, rate: float
+) -> dict[str, Any]:
+    """v3-inaccurate behind an evaluation step, over v1 under load: seconds from the spec change
+    to the verdict, and the requests its pods answered besides the evaluation's own."""
+    name = f"e{run}-inaccurate"
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    with on_v1(world, api, namespace, name, rate, EVALUATION_STEPS) as mds:
+        changed = roll_to(world, mds, name, "v3-inaccurate")
+
+        def verdict() -> dict[str, Any] | None:
+            status = mds.status(name)
+            return status if at(status, "rollout.aborted") else None
+
+        status = wait_for("the evaluation's verdict", verdict, timeout=300, interval=0.1)
+        seconds = time.monotonic() - changed
+        canary = at(status, "rollout.aborted.revision")
+        served = served_by_revision(core, namespace, canary)[canary]
+        evaluated = evaluation_requests(core, batch, namespace, name)
+        aborted = at(status, "rollout.aborted") or {}
+        return {
+            "seconds": round(seconds, 2),
+            "live_requests": served - evaluated,
+            "evaluation_requests": evaluated,
+            "reason": aborted.get("reason"),
+            "message": aborted.get("message"),
+        }
+
+
+def evaluation_requests(core: client.CoreV1Api, batch: client.BatchV1Api, namespace: str, name: str) -> int:
+    """The requests `name`'s evaluation Job sent the canary, as its result (termination message) says."""
+    jobs: Any = batch.list_namespaced_job(
+        namespace, label_selector=f"modelship.io/job=evaluation,modelship.io/model={name}"
+    )
+    [job] = jobs.items
+    pods: Any = core.list_namespaced_pod(
+        namespace, label_selector=f"batch.kubernetes.io/job-name={job.metadata.name}"
+    )
+    [pod] = pods.items
+    terminated = pod.status.container_statuses[0].state.terminated  # the Job has finished
+    return int(json.loads(terminated.message)["requests"])
+
+
+def evaluation_summary(runs: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+    seconds = [r["seconds"] for r in runs]
+    live = [r["live_requests"] for r in runs]
+    return {
+        "what": "bad model refused by evaluation: v3-inaccurate behind an evaluation step, seconds from "
+        "the spec change to the verdict (rollout aborted), and the live requests its pods served besides "
+        "the evaluation Job's (0: refused before any user reached it)",
+        "setup": {"steps": EVALUATION_STEPS, "load_rps": rate, "runs": len(runs)},
+        "runs_s": seconds,
+        "median_s": statistics.median(seconds),
+        "max_s": max(seconds),
+        "live_requests": live,
+        "live_requests_max": max(live),
+        "evaluation_requests": [r["evaluation_requests"] for r in runs],
+        "meets_target": max(live) == 0,
+        "reasons": sorted({str(r["reason"]) for r in runs}),
+        "example_message": runs[-1]["message"],
+    }
+
+
 def good_run(
     world: LocalWorld, api: client.ApiClient, namespace: str, run: int, rate: float
 ) -> dict[str, Any]:
@@ -242,15 +317,24 @@ def main() -> int:
     parser.add_argument("--good", type=int, default=GOOD_ROLLOUTS, help="rollouts of the good model v2")
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second through Traefik")
     parser.add_argument("--out", type=Path, default=Path("bench/results/rollback.json"))
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=CASES,
+        default=list(CASES),
+        help="what to run (default: all); a part is merged into --out as it is",
+    )
     args = parser.parse_args()
 
     results: dict[str, Any] = {}
+    good: dict[str, Any] | None = None
+    refused: dict[str, Any] | None = None
     namespace = "bench-rollback"
     with contextlib.ExitStack() as cleanup:
         cluster = LocalCluster.create(real_node=True)
         cleanup.callback(cluster.stop)
         stack = start_stack(cluster, cleanup, namespace, scrape_interval=SCRAPE)
-        for bad in BAD:
+        for bad in BAD if "bad" in args.cases else ():
             runs = []
             for i in range(args.runs):
                 outcome = one_run(stack.world, stack.api, namespace, bad, i, args.rate)
@@ -261,8 +345,23 @@ def main() -> int:
                 )
                 runs.append(outcome)
             results[bad] = summary(bad, runs)
-        good = good_runs(stack.world, stack.api, namespace, args.good, args.rate)
+        if "good" in args.cases:
+            good = good_runs(stack.world, stack.api, namespace, args.good, args.rate)
+        if "evaluation" in args.cases:
+            runs = []
+            for i in range(args.runs):
+                outcome = evaluation_run(stack.world, stack.api, namespace, i, args.rate)
+                print(
+                    f"v3-inaccurate refused by evaluation, run {i + 1}: {outcome['seconds']:.1f}s to the "
+                    f"verdict, {outcome['live_requests']} live requests ({outcome['reason']})",
+                    flush=True,
+                )
+                runs.append(outcome)
+            refused = evaluation_summary(runs, args.rate)
 
+    if set(args.cases) != set(CASES):
+        return merge(args.out, results, good, refused)
+    assert good is not None and refused is not None
     report = {
         "what": "seconds from the first request a bad canary answers to its HTTPRoute weight 0; the bad "
         "requests it answered meanwhile; seconds from the spec change to the canary's first request, by "
@@ -278,6 +377,7 @@ def main() -> int:
         },
         "results": results,
         "good_rollouts": good,
+        "refused_by_evaluation": refused,
         "previous": PREVIOUS,
         "comparison_defaults": COMPARISON,
     }
@@ -289,8 +389,39 @@ def main() -> int:
         row = f"{r['min_s']:>8.1f}{r['median_s']:>8.1f}{r['max_s']:>8.1f}{r['bad_requests_median']:>9}"
         print(f"{bad:<16}{row}{r['start_median_s']:>7.1f}  median <= {r['target_median_s']:.0f}s {verdict}")
     print(f"v2: {good['false_rollbacks']} false rollbacks in {good['rollouts']} rollouts")
+    print_refused(refused)
     print(f"written to {args.out}")
-    return 0 if all(r["meets_target"] for r in results.values()) and good["meets_target"] else 1
+    met = all(r["meets_target"] for r in results.values()) and good["meets_target"]
+    return 0 if met and refused["meets_target"] else 1
+
+
+def print_refused(refused: dict[str, Any]) -> None:
+    print(
+        f"v3-inaccurate refused by evaluation: median {refused['median_s']:.1f}s, "
+        f"max {refused['max_s']:.1f}s to the verdict; "
+        f"live requests served: at most {refused['live_requests_max']}"
+    )
+
+
+def merge(
+    out: Path, results: dict[str, Any], good: dict[str, Any] | None, refused: dict[str, Any] | None
+) -> int:
+    """Write the cases that ran into the report at `out`, leaving the others as they are."""
+    report: dict[str, Any] = json.loads(out.read_text())
+    report["results"].update(results)
+    if good is not None:
+        report["good_rollouts"] = good
+    if refused is not None:
+        report["refused_by_evaluation"] = refused
+        print_refused(refused)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"merged the cases that ran into {out}")
+    met = all(r["meets_target"] for r in results.values())
+    return (
+        0
+        if met and (good is None or good["meets_target"]) and (refused is None or refused["meets_target"])
+        else 1
+    )
 
 
 def summary(bad: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
