@@ -5,8 +5,9 @@
 
 pydantic's JSON schema is turned into a Kubernetes *structural* schema: `$ref`s are
 inlined, `X | None` unions collapse to `X` (absent means unset), `const` becomes a
-one-value `enum`, and keywords Kubernetes does not know (title, propertyNames,
-additionalProperties: false) are dropped.
+one-value `enum`, a numeric `exclusiveMinimum`/`exclusiveMaximum` (JSON Schema 2020, from
+`gt`/`lt`) becomes OpenAPI 3.0's bound with a `true` flag, and keywords Kubernetes does not
+know (title, propertyNames, additionalProperties: false) are dropped.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
         node = _merge(structural(non_null[0], defs), node)
     if "const" in node:
         node["enum"] = [node.pop("const")]
+    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if not isinstance(node.get(exclusive, False), bool):
+            node[bound], node[exclusive] = node[exclusive], True
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
     if "default" in node:

@@ -106,3 +106,31 @@ def test_status_declares_the_fields_later_features_need() -> None:
         "Degraded",
         "RolledBack",
     ]
+
+
+def test_an_exclusive_bound_becomes_openapi_3_0s_bound_with_a_flag() -> None:
+    # pydantic's `gt=0` writes JSON Schema 2020's `exclusiveMinimum: 0`; the API server reads
+    # OpenAPI 3.0, where the keyword is a boolean, and refuses the whole CRD otherwise.
+    node = crd.structural({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 5}, {})
+    assert node == {
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 5,
+        "exclusiveMaximum": True,
+    }
+    assert crd.structural({"type": "number", "minimum": 1}, {}) == {"type": "number", "minimum": 1}
+
+
+def test_no_numeric_exclusive_bound_reaches_the_crd() -> None:
+    def walk(node: Any) -> Iterator[Any]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("exclusiveMinimum", "exclusiveMaximum"):
+                    yield value
+                yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    assert all(value is True for value in walk(crd.generate()))
