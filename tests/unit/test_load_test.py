@@ -288,3 +288,24 @@ def test_a_preview_load_test_that_fails_before_the_analysis_passed_aborts_the_pr
     assert world.status.aborted.message is not None
     assert world.status.aborted.message.startswith("pre-promotion load test: the load test Job fraud-load-")
     assert world.status.stable_revision == name_of(bg_load())
+
+
+def test_the_docs_examples_of_a_load_test_are_valid() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "analysis.md").read_text()
+    section = text[text.index("## Load tests") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    doc = yaml.safe_load(block.group(1))["spec"]
+    [first, *_] = api.Canary.model_validate(doc["strategy"]["canary"]).steps
+    assert first.load_test == api.LoadTest(rate=20, duration="2m", requests=2000, feedback_ratio=0.5)
+    assert api.Analysis.model_validate(doc["analysis"]).min_requests == 50
+    gates = text[text.index("## Blue/green gates") :]
+    block = re.search(r"```yaml\n(.*?)```", gates, re.S)
+    assert block is not None
+    blue_green = api.BlueGreen.model_validate(yaml.safe_load(block.group(1))["strategy"]["blueGreen"])
+    assert blue_green.pre_promotion_load_test == api.LoadTest(rate=20, duration="2m", feedback_ratio=0.5)
