@@ -564,6 +564,36 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "Unsupported value",
     ),
     (
+        "load-test-rate-too-high",
+        canary({"loadTest": {"rate": 500}}, {"setWeight": 10}),
+        "spec.strategy.canary.steps[0].loadTest.rate",
+        "200",
+    ),
+    (
+        "load-test-too-long",
+        canary({"loadTest": {"duration": "2h"}}, {"setWeight": 10}),
+        "spec.strategy.canary.steps[0].loadTest.duration",
+        "must be from 1s to 1h",
+    ),
+    (
+        "load-test-too-many-requests",
+        canary({"loadTest": {"requests": 100001}}, {"setWeight": 10}),
+        "spec.strategy.canary.steps[0].loadTest.requests",
+        "100000",
+    ),
+    (
+        "load-test-with-a-url",
+        canary({"loadTest": {"url": "http://example.com"}}, {"setWeight": 10}),
+        "spec.strategy.canary.steps[0].loadTest",
+        "url",
+    ),
+    (
+        "preview-load-test-feedback-ratio",
+        put("spec.strategy", {"blueGreen": {"prePromotionLoadTest": {"feedbackRatio": 2}}}),
+        "spec.strategy.blueGreen.prePromotionLoadTest.feedbackRatio",
+        "1",
+    ),
+    (
         "metric-job-without-provider",
         analysis({"name": "x", "job": {"template": {"spec": {"containers": []}}}}),
         "spec.analysis.metrics[0].provider",
@@ -638,6 +668,20 @@ def test_an_evaluation_step_and_a_job_metric_without_limits_are_admitted(
         "timeout": "10m",
     }
     assert stored["analysis"]["metrics"][0]["job"] == {"template": template, "timeout": "10m"}
+
+
+def test_a_load_test_is_admitted_with_its_defaults(
+    kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    manifest = example("basic.yaml")
+    manifest["spec"]["strategy"] = {"canary": {"steps": [{"loadTest": {"rate": 20}}, {"setWeight": 10}]}}
+    stored = create_md(kube, namespace, manifest)["spec"]
+    assert stored["strategy"]["canary"]["steps"][0]["loadTest"] == {
+        "rate": 20,
+        "duration": "60s",
+        "feedbackRatio": 0,
+        "startTimeout": "2m",
+    }
 
 
 def test_set_canary_scale_is_admitted_with_the_gateway_router(
