@@ -5,6 +5,7 @@ Exit codes: 0 clean shutdown (or ``--check`` passed), 2 bad configuration, 3 che
 
 ``modelserver fetch ...`` downloads and verifies an artifact instead (modelserver.fetch);
 ``modelserver evaluate ...`` scores a model on a labelled dataset (modelserver.evaluate).
+``modelserver load ...`` sends a server a bounded load of a dataset's rows (modelserver.load).
 """
 
 from __future__ import annotations
