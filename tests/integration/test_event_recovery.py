@@ -27,10 +27,11 @@ import pytest
 from kubernetes import client
 
 from localworld.rollouts import at, revision
-from modelship.kube.storage import Storage, series_events_path
+from modelship.kube.reconciler import Reconciler
+from modelship.kube.storage import FIELD_MANAGER, Manifest, Storage, md_path, series_events_path
 
 from .mdhelpers import crd_installed, kube
-from .test_crash_points import IMAGES, Fleet, canary_at, route_weights, selects
+from .test_crash_points import IMAGES, LOG, Fleet, canary_at, route_weights, selects
 
 __all__ = ["crd_installed", "kube"]
 pytestmark = pytest.mark.integration
@@ -152,3 +153,42 @@ def test_every_transition_event_is_posted_once_whichever_write_the_operator_died
     for name, left in names.items():
         events = {e["metadata"]["name"] for e in fleet.transitions(name)}
         assert set(left) <= events, name
+
+
+class Interloper(Storage):
+    """A storage through which someone else (a `kubectl annotate`, say) changes the ModelDeployment
+    right before the first status patch that only clears the Events record: that patch is refused
+    on the resourceVersion it carries."""
+
+    touched = 0
+
+    def patch_md(
+        self,
+        namespace: str,
+        name: str,
+        part: Any,
+        patch: Manifest,
+        resource_version: str,
+        field_manager: str = FIELD_MANAGER,
+    ) -> str | None:
+        if part == "status" and patch == {"pendingEvents": None} and not self.touched:
+            self.touched += 1
+            note = {"metadata": {"annotations": {"example.com/touched": str(self.touched)}}}
+            self.merge(md_path(namespace, name), note)
+        return super().patch_md(namespace, name, part, patch, resource_version, field_manager)
+
+
+def test_a_pass_clears_the_events_it_posted_even_when_the_object_changed_just_before(
+    api_client: client.ApiClient, kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    fleet = Fleet(api_client, kube, namespace, CANARY)
+    fleet.names = fleet.names[:1]
+    name = fleet.names[0]
+    fleet.create()
+    fleet.set_image(IMAGES["b"])
+    storage = Interloper(api_client)
+    Reconciler(storage).step(namespace, name, LOG)  # starts the rollout: Events recorded, posted
+    assert storage.touched == 1
+    assert "RolloutStarted" in {e["reason"] for e in fleet.transitions(name)}
+    # Nothing else would clear the record: a paused, steady object may see no pass for long.
+    assert not fleet.status(name).get("pendingEvents"), fleet.status(name)

@@ -65,6 +65,7 @@ REPORTING_CONTROLLER = "modelship.io/operator"  # an Event's reportingController
 ACTION = "Reconcile"  # what the operator was doing when it posted an Event
 # After writing new weights, read the route back this soon: the read-back completes the step.
 ROUTE_READBACK_SECONDS = 0.2
+CLEAR_ATTEMPTS = 3  # tries at removing a posted Event record from an object that keeps changing
 TIMER_SLACK_SECONDS = 0.02
 
 
@@ -380,11 +381,22 @@ class Reconciler:
         self, owner: manifests.Owner, status: api.ModelDeploymentStatus, version: str, logger: Logger
     ) -> None:
         """Remove the record of the Events this pass posted (status.pendingEvents), only if it has
-        one, guarded by the version this pass wrote: after a change meanwhile the record stays, and
-        the next pass posts it again (each refused as AlreadyExists) and drops it."""
+        one, guarded by the version this pass wrote. After a change meanwhile (a scale, a kubectl
+        annotate) the record is removed from the new version if it is still the one posted: left,
+        nothing would remove it until the next pass, and a steady object may have none for long.
+        A new record meanwhile (another pass's) stays: its pass clears it."""
         patch = merge_patch(api.dump(status), api.dump(engine.events.posted(status)))
-        if patch and self.storage.patch_md(owner.namespace, owner.name, "status", patch, version) is None:
-            logger.debug("the ModelDeployment changed before its posted Events were cleared")
+        if not patch:
+            return
+        record = api.dump(status).get("pendingEvents")
+        for _ in range(CLEAR_ATTEMPTS):
+            if self.storage.patch_md(owner.namespace, owner.name, "status", patch, version) is not None:
+                return
+            body = self.storage.get(md_path(owner.namespace, owner.name))
+            if body is None or (body.get("status") or {}).get("pendingEvents") != record:
+                return
+            version = body["metadata"]["resourceVersion"]
+        logger.debug("the ModelDeployment kept changing; the next pass clears its posted Events")
 
     def post_event(self, owner: manifests.Owner, event: engine.Event, now: datetime) -> bool:
         """Post `event` as an events.k8s.io/v1 Event: a transition is a new object each time, named
