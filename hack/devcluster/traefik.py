@@ -339,13 +339,17 @@ def static_config(
     log_file: Path,
     extra: tuple[str, int] | None = None,
     status_ip: str = "127.0.0.1",
+    access_log: Path | None = None,
 ) -> dict[str, Any]:
     """Traefik's static configuration (its YAML config file) for running outside the cluster.
 
     The Gateway provider finds its API server through $KUBECONFIG (set by `Traefik.start`), not
     through this file. `extra` is a second (address, port) to accept traffic on, for pods that
     reach the host on a bridge address: it must be a different *port*, because Traefik maps a
-    Gateway listener to the first entry point whose address ends in ":<listener port>"."""
+    Gateway listener to the first entry point whose address ends in ":<listener port>".
+    `access_log`: where Traefik writes one JSON line per request it answered with a 5xx (which
+    router and service, which backend, and whether the status was Traefik's own), to tell a
+    gateway's error from a model's."""
     entry_points: dict[str, Any] = {
         WEB: {"address": f"127.0.0.1:{port}"},
         PING: {"address": f"127.0.0.1:{ping_port}"},
@@ -365,8 +369,13 @@ def static_config(
             "kubernetesGateway": {"statusAddress": {"ip": status_ip}},
         },
         "log": {"level": "INFO", "filePath": str(log_file), "noColor": True},
-        # No `accessLog`, `api`, `metrics` or `tracing` section: all off.
+        **({"accessLog": _error_log(access_log)} if access_log is not None else {}),
+        # No `api`, `metrics` or `tracing` section: all off.
     }
+
+
+def _error_log(path: Path) -> dict[str, Any]:
+    return {"filePath": str(path), "format": "json", "filters": {"statusCodes": ["500-599"]}}
 
 
 def gateway_class(name: str = GATEWAY_CLASS) -> dict[str, Any]:
@@ -452,6 +461,13 @@ class Traefik:
             raise RuntimeError("Traefik has not been started")
         return self.state_dir / "traefik.log"
 
+    @property
+    def error_log(self) -> Path:
+        """The access log of the requests Traefik answered with a 5xx (see `static_config`)."""
+        if self.state_dir is None:
+            raise RuntimeError("Traefik has not been started")
+        return self.state_dir / "errors.jsonl"
+
     def _pinged(self) -> bool:
         if self.child is not None and not self.child.running:
             raise RuntimeError(f"traefik exited with {self.child.returncode}; see {self.log_file}")
@@ -466,7 +482,9 @@ class Traefik:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
         config_file = state_dir / "traefik.yml"
-        config = static_config(self.port, self.ping_port, self.log_file, self.extra)
+        config = static_config(
+            self.port, self.ping_port, self.log_file, self.extra, access_log=self.error_log
+        )
         config_file.write_text(yaml.safe_dump(config, sort_keys=False))
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE_")}
         # Traefik uses in-cluster config when KUBERNETES_SERVICE_HOST/PORT are set, else $KUBECONFIG.

@@ -114,6 +114,11 @@ class Rollout:
     def endpoint(self, name: str) -> Endpoint:
         return self.endpoints[name]
 
+    def gateway_errors(self) -> list[str]:
+        """Traefik's access-log lines for the requests it answered with a 5xx, so far."""
+        log = self.world.gateway.error_log
+        return log.read_text().splitlines() if log.exists() else []
+
     def expose_service(self, service: str) -> Endpoint:
         """A route of its own to one Service (a preview, say), as a prober's entry point."""
         return self.world.expose(self.namespace, service, backends={service: 100})

@@ -9,6 +9,7 @@ EndpointSlice, so the servers listen on a /32 of our own added to `lo` (removed 
 from __future__ import annotations
 
 import collections
+import json
 import subprocess
 import threading
 import urllib.error
@@ -219,3 +220,14 @@ def test_gateway_is_programmed_and_weights_split_requests(
     wait_for("only b answering", lambda: set(split(running.url, 20)) == {"200 b"})
     counts = split(running.url)
     assert counts == {"200 b": REQUESTS}, (counts, log_tail(running))
+    assert not running.error_log.exists() or not running.error_log.read_text(), "a 5xx was logged"
+
+    # A backend Service that does not exist: Traefik answers 500 itself, and its error log (the
+    # access log of 5xx answers) names the route's router and says no backend answered (origin 0).
+    objects.patch_namespaced_custom_object(
+        *GW_API, namespace, "httproutes", ROUTE, http_route(namespace, {"missing": 100})
+    )
+    wait_for("Traefik answering 500 for a missing Service", lambda: set(split(running.url, 5)) == {"500"})
+    errors = [json.loads(line) for line in running.error_log.read_text().splitlines()]
+    assert errors and {e["DownstreamStatus"] for e in errors} == {500}, errors
+    assert all(namespace in e["RouterName"] and e["OriginStatus"] == 0 for e in errors), errors[0]

@@ -241,6 +241,15 @@ def test_static_config_for_running_out_of_cluster(tmp_path: Path) -> None:
     json.dumps(config)  # plain data, so it serializes to YAML as is
 
 
+def test_static_config_can_log_the_requests_answered_with_a_5xx_as_json(tmp_path: Path) -> None:
+    config = traefik.static_config(18080, 18081, tmp_path / "traefik.log", access_log=tmp_path / "e.jsonl")
+    assert config["accessLog"] == {
+        "filePath": str(tmp_path / "e.jsonl"),
+        "format": "json",
+        "filters": {"statusCodes": ["500-599"]},
+    }
+
+
 def test_static_config_extra_address_gets_its_own_port(tmp_path: Path) -> None:
     config = traefik.static_config(18080, 18081, tmp_path / "log", extra=("10.77.0.1", 18082))
     assert config["entryPoints"]["web-extra"] == {"address": "10.77.0.1:18082"}
