@@ -14,6 +14,7 @@ same arguments and ports.
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import urllib.request
 from dataclasses import dataclass, field
@@ -152,6 +153,21 @@ class LocalWorld:
             GATEWAY_GROUP, GATEWAY_VERSION, namespace, "httproutes", http_route(namespace, name, backends)
         )
         return Endpoint(self.gateway.url, route_host(namespace, name))
+
+    def gateway_errors(self, namespace: str) -> list[str]:
+        """What Traefik answered with a 5xx on `namespace`'s routes so far, a line each: when, the
+        status, the backend's own (0: Traefik answered itself, with no backend), the router and
+        the backend service it chose."""
+        log = self.gateway.error_log
+        lines = log.read_text().splitlines() if log.exists() else []
+        out = []
+        for entry in map(json.loads, lines):
+            if f"httproute-{namespace}-" in entry.get("RouterName", ""):
+                out.append(
+                    f"{entry['StartUTC'][11:23]} {entry['DownstreamStatus']} origin {entry['OriginStatus']}"
+                    f" {entry['RouterName'].split('@')[0]} {entry.get('ServiceName', '-')}"
+                )
+        return out
 
     def stop(self) -> None:
         if self._gateway is not None:

@@ -115,9 +115,8 @@ class Rollout:
         return self.endpoints[name]
 
     def gateway_errors(self) -> list[str]:
-        """Traefik's access-log lines for the requests it answered with a 5xx, so far."""
-        log = self.world.gateway.error_log
-        return log.read_text().splitlines() if log.exists() else []
+        """What Traefik answered with a 5xx on this namespace's routes so far."""
+        return self.world.gateway_errors(self.namespace)
 
     def expose_service(self, service: str) -> Endpoint:
         """A route of its own to one Service (a preview, say), as a prober's entry point."""

@@ -80,7 +80,7 @@ def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
 
     summary = load.stop()
     # Not one error: a weight moves to a Service only once its EndpointSlices list the pods.
-    assert summary.errors == 0 and set(summary.codes) == {200}, summary.lines()
+    assert summary.errors == 0 and set(summary.codes) == {200}, (summary.lines(), rollout.gateway_errors())
     # Labels reach any pod through Traefik and are forwarded to the one that answered (feedback
     # tokens); a label for a v1 pod going away may be lost (410, or the gateway's 5xx), but none is
     # refused as malformed, forged or misrouted.

@@ -292,6 +292,8 @@ class Bed:
                 "failures_at": failures_at(recorder.samples),
                 # What the failed answers were (a status code, or the client's error: a timeout).
                 "failure_codes": {str(c): n for c, n in summary.codes.items() if c != 200} if summary else {},
+                # Which of them the gateway answered itself, and on which route and service.
+                "gateway_errors": self.world.gateway_errors(self.namespace)[:20],
                 "events": [f"{e['reason']}: {e['note'][:48]}" for e in events],
             },
         )
