@@ -72,6 +72,12 @@ def cluster_lookup(dest: str, flags: dict[str, str]) -> list[str]:
     when they cannot be read within `LOOKUP_SECONDS` (a completion must never print an error, nor
     hang: the lookup runs in a thread the process leaves behind when it exits)."""
     found: list[str] = []
+    # Imported before the clock starts: on a busy machine importing the client takes seconds
+    # (its cost is the machine's, not a cluster that hangs), and ate the whole budget.
+    from kubernetes import config  # noqa: F401
+
+    import modelship.plugin.connect  # noqa: F401
+
     worker = threading.Thread(target=lambda: found.extend(_lookup(dest, flags)), daemon=True)
     worker.start()
     worker.join(LOOKUP_SECONDS)
