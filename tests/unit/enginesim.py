@@ -72,6 +72,10 @@ class World:
         default_factory=lambda: jobs.JobObservation("", "Running", ready=True)
     )
     load_jobs: list[Manifest] = field(default_factory=list)
+    # The Jobs the ModelDeployment owns, as the shell lists them: each load Job asked for (with the
+    # state `load_job` gave it then), and any a test puts here; a `StopJob` write deletes one.
+    owned_jobs: dict[str, jobs.JobObservation] = field(default_factory=dict)
+    stopped_jobs: list[str] = field(default_factory=list)  # the names `StopJob` writes deleted
 
     def observations(self, s: api.ModelDeploymentSpec | None = None) -> engine.Observations:
         base = engine.Observations(self.owner, dict(self.deployments), scrape=self.scrape)
@@ -100,13 +104,13 @@ class World:
             outputs = self.smoke_outputs if self.smoke_outputs is not None else s.smoke_test.expected
             answers = tuple(o if isinstance(o, str) else tuple(o) for o in outputs)
             smoke = gates.SmokeObservation(wants.smoke_revision, (("pod-0", answers),))
-        seen = {}
         if wants.load_job is not None:
             self.load_jobs.append(wants.load_job)
-            name = wants.load_job["metadata"]["name"]
-            if self.load_job is not None:
-                seen[name] = dataclasses.replace(self.load_job, name=name)
-        return dataclasses.replace(base, measurements=measurements, smoke=smoke, jobs=seen)
+            meta = wants.load_job["metadata"]
+            if self.load_job is not None:  # as the shell reads it, with the labels it lists
+                read = dataclasses.replace(self.load_job, name=meta["name"], labels=meta["labels"])
+                self.owned_jobs[meta["name"]] = read
+        return dataclasses.replace(base, measurements=measurements, smoke=smoke, jobs=dict(self.owned_jobs))
 
     def decide(self, s: api.ModelDeploymentSpec) -> engine.Decision:
         return engine.decide(s, self.status, self.observations(s), self.now)
@@ -123,6 +127,9 @@ class World:
     def write(self, write: engine.Write) -> None:
         if isinstance(write, engine.Delete):
             self.deployments.pop(write.name, None)
+        elif isinstance(write, engine.StopJob):
+            self.owned_jobs.pop(write.name, None)
+            self.stopped_jobs.append(write.name)
         elif isinstance(write, engine.Route):
             if not self.route_stuck:
                 self.route = dict(write.weights)

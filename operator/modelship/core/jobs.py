@@ -24,6 +24,7 @@ import copy
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -51,6 +52,12 @@ class JobObservation:
     message: str = ""  # its termination message
     reason: str = ""  # why the Job failed, from its Failed condition (DeadlineExceeded, ...)
     ready: bool = False  # a pod of the Job is running and ready (`status.ready`)
+    labels: Mapping[str, str] = field(default_factory=dict)  # the Job's own (what it is for)
+
+    @property
+    def purpose(self) -> str | None:
+        """What the Job is for (`JOB_LABEL`: `metric`, `evaluation`, `load`)."""
+        return self.labels.get(JOB_LABEL)
 
 
 @dataclass(frozen=True)
@@ -183,9 +190,6 @@ def metric_job(owner: Owner, metric: api.Metric, run: api.AnalysisRun, stable: s
     told what it checks (MODELSHIP_NAME, MODELSHIP_NAMESPACE, MODELSHIP_REVISION,
     MODELSHIP_STABLE_REVISION). Named by the round, so each round runs once."""
     assert metric.job is not None  # admission: provider job goes with job
-    tallies = next((m for m in run.metrics if m.name == metric.name), api.MetricStatus(name=metric.name))
-    round_ = tallies.successful + tallies.failed + tallies.inconclusive + tallies.errors
-    key = (run.kind, run.revision, run.step, f"{run.started_at:%Y%m%dT%H%M%SZ}", metric.name, round_)
     pod = copy.deepcopy(metric.job.template)
     told = [
         {"name": "MODELSHIP_NAME", "value": owner.name},
@@ -197,7 +201,15 @@ def metric_job(owner: Owner, metric: api.Metric, run: api.AnalysisRun, stable: s
         container["env"] = [*told, *(container.get("env") or [])]
     deadline = int(api.parse_duration(metric.job.timeout).total_seconds())
     labels = {"modelship.io/metric": metric.name}
-    return render(owner, job_name(owner.name, METRIC_PURPOSE, *key), METRIC_PURPOSE, pod, deadline, labels)
+    return render(owner, metric_job_name(owner, metric, run), METRIC_PURPOSE, pod, deadline, labels)
+
+
+def metric_job_name(owner: Owner, metric: api.Metric, run: api.AnalysisRun) -> str:
+    """The name of the Job of the round of `metric` that `run` is in: its rounds so far count it."""
+    tallies = next((m for m in run.metrics if m.name == metric.name), api.MetricStatus(name=metric.name))
+    round_ = tallies.successful + tallies.failed + tallies.inconclusive + tallies.errors
+    key = (run.kind, run.revision, run.step, f"{run.started_at:%Y%m%dT%H%M%SZ}", metric.name, round_)
+    return job_name(owner.name, METRIC_PURPOSE, *key)
 
 
 def metric_measurement(observed: JobObservation) -> RawMeasurement | None:

@@ -9,11 +9,13 @@ One pass (`step`):
 1. read the ModelDeployment, its revision Deployments, the accelerator capacity and, for the
    gatewayAPI router, the HTTPRoute (what its managed rule routes is an observation: a weight
    step completes only once the route shows it);
-2. take the measurements and the smoke test the engine asks for (`engine.wants`), then decide;
+2. take the measurements, the smoke test and the Jobs the engine asks for (`engine.wants`; the
+   Job I/O is `kube.jobs`), list the Jobs the ModelDeployment owns, then decide;
 3. write the status, guarded by the resourceVersion read in 1 (a change meanwhile, such as a
    `modelship promote`, drops the pass: its own watch event starts the next one);
 4. carry out the Decision's writes in their order (server-side apply, deletion, the route's
-   weights): the engine ordered them so that a crash between any two leaves users on ready pods;
+   weights, stopping Jobs that no longer belong to the rollout): the engine ordered them so that
+   a crash between any two leaves users on ready pods;
 5. post the events and clear their record from the status, and say when to decide again. The
    transitions a post created are notified (`modelship.notify`: queued, sent by other threads).
 
@@ -40,10 +42,7 @@ from typing import Any
 
 from modelship import api, metrics
 from modelship.analysis import measure
-from modelship.core import engine, evaluation, manifests, revisions
-from modelship.core import jobs as core_jobs
-from modelship.core.analysis import runs
-from modelship.core.analysis.verdicts import RawMeasurement
+from modelship.core import engine, evaluation, manifests
 from modelship.kube import jobs, routes, smoke
 from modelship.kube.feedbackkey import FeedbackKeys
 from modelship.kube.observe import observe_deployments, observe_devices
@@ -196,6 +195,8 @@ class Reconciler:
             elif isinstance(write, engine.Delete):
                 logger.info("deleting revision Deployment %s", write.name)
                 self.storage.delete(deployments_path(owner.namespace, write.name))
+            elif isinstance(write, engine.StopJob):
+                jobs.stop(self.storage, owner.namespace, write.name, logger)
             elif route is not None and routes.write(self.storage, owner, spec, write.weights, route):
                 moved = moved or dict(write.weights) != dict(route.observation.weights or {})
         return moved
@@ -226,12 +227,12 @@ class Reconciler:
                 scrape = dataclasses.replace(scrape, seen_at=clock)
             observations = dataclasses.replace(observations, scrape=scrape)
         wants = engine.wants(spec, status, observations, now)
-        measurements = self._evaluate(owner, spec, wants.runs, logger)
+        measurements = jobs.evaluations(self.storage, owner, spec, wants.runs, logger)
         if wants.runs and spec.analysis is not None:
             for run in (r for r in wants.runs if r.kind != evaluation.KIND):
                 stable = status.stable_revision or run.revision
                 # A round with job metrics waits for their Jobs; it is never a probe's.
-                by_jobs = self._job_metrics(owner, spec.analysis, run, stable, now)
+                by_jobs = jobs.metric_round(self.storage, owner, spec.analysis, run, stable, now)
                 if by_jobs is None:
                     continue
                 measurements[run.kind] = {
@@ -252,68 +253,9 @@ class Reconciler:
             found = smoke.smoke_test(
                 self.storage, owner.namespace, wants.smoke_revision, spec.port, spec.smoke_test
             )
-        return dataclasses.replace(
-            observations, measurements=measurements, smoke=found, jobs=self._load_job(wants, logger)
-        )
-
-    def _load_job(self, wants: engine.Wants, logger: Logger) -> dict[str, core_jobs.JobObservation]:
-        """The load test's Job, created when missing, as read; none when the API server fails
-        (the load test then counts as not started, and its `startTimeout` still bounds the wait)."""
-        if wants.load_job is None:
-            return {}
-        try:
-            observed = jobs.run(self.storage, wants.load_job)
-        except KubeError as err:
-            logger.warning("cannot run the load test Job: %s", err)
-            return {}
-        return {observed.name: observed}
-
-    def _job_metrics(
-        self, owner: manifests.Owner, analysis: api.Analysis, run: api.AnalysisRun, stable: str, now: datetime
-    ) -> dict[str, RawMeasurement] | None:
-        """The round's job metrics, by name, once each round's Job has finished (created on the
-        first pass that finds the round due); None while one runs, or for a probe between rounds
-        (a Job per probe would be a Job every few seconds)."""
-        metrics = [m for m in analysis.metrics if m.provider == "job"]
-        if metrics and not runs.due(run, analysis, now):
-            return None
-        out: dict[str, RawMeasurement] = {}
-        for metric in metrics:
-            try:
-                found = core_jobs.metric_measurement(
-                    jobs.run(self.storage, core_jobs.metric_job(owner, metric, run, stable))
-                )
-            except KubeError as err:
-                found = RawMeasurement(error=f"cannot run the Job: {err}")
-            if found is None:
-                return None
-            out[metric.name] = found
-        return out
-
-    def _evaluate(
-        self,
-        owner: manifests.Owner,
-        spec: api.ModelDeploymentSpec,
-        due: tuple[api.AnalysisRun, ...],
-        logger: Logger,
-    ) -> dict[str, dict[str, RawMeasurement]]:
-        """The measurements of due evaluation runs whose Job has finished (the Job is created on
-        the first pass that finds it due, read on the next ones); a Job the API server refuses is
-        an error of the evaluation."""
-        template = revisions.template_of(spec)
-        out: dict[str, dict[str, RawMeasurement]] = {}
-        for run in due:
-            manifest = evaluation.job(owner, spec, template, run) if run.kind == evaluation.KIND else None
-            if manifest is None or revisions.revision_name(owner.name, template) != run.revision:
-                continue
-            try:
-                found = evaluation.measurement(jobs.run(self.storage, manifest))
-            except KubeError as err:
-                found = RawMeasurement(error=f"cannot run the evaluation Job: {err}")
-            if found is not None:
-                out[run.kind] = {m.name: found for m in run.metrics}
-                logger.info("evaluated revision %s: %s", run.revision, found)
-        return out
+        # Listed last, after the reads above: a Job they saw finish is seen finished here too.
+        seen = jobs.owned(self.storage, owner, jobs.load_test(self.storage, wants.load_job, logger), logger)
+        return dataclasses.replace(observations, measurements=measurements, smoke=found, jobs=seen)
 
     def _wake(self, namespace: str, name: str, seconds: float, logger: Logger) -> None:
         """Reconcile again when a timed step ends (a pause, a scale-down delay) or new weights

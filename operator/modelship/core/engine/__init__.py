@@ -32,7 +32,9 @@ the events). Every rule lives here; `modelship.core.traffic` turns weights into 
   `analysis` step waits for its run; a background run watches the whole canary; a load
   test (a `loadTest` step, `blueGreen.prePromotionLoadTest`) waits until its Job runs
   (`modelship.core.loadtest`). The
-  shell takes the measurements `wants` asks for and passes them in `Observations`.
+  shell takes the measurements `wants` asks for and passes them in `Observations`. A Job that
+  no longer belongs to the rollout (an abort, a promotion, a new digest) is stopped while it runs
+  (`jobs.stale`): a load test's load ends with its rollout.
 - Blue/green (`bluegreen.preview`, `status.rollout.blueGreen` with its phase Preview ->
   Promoted -> Switched -> Accepted): the new revision runs behind `<name>-preview` with no
   traffic; once its smoke test and pre-promotion analysis pass, a promotion (manual, or
@@ -67,6 +69,7 @@ renderer (`status.finish`) turns it into the Decision. The submodules, each one 
 - `accelerator`: device-aware replicas, placement, the device conditions.
 - `routing`: what the router read back, judged (`TrafficRouted`, a step held for it).
 - `writes`: the crash-safe order of a Decision's writes.
+- `jobs`: the running Jobs that no longer belong to the rollout (aborted, promoted, replaced), to stop.
 - `events`: a pass's Events named and recorded in its status, so a crash loses none.
 - `status`: the outcome rendered into a Decision (phase, conditions, writes, events).
 """
@@ -90,9 +93,11 @@ from modelship.core.engine.model import (
     Outcome,
     Route,
     RouteObservation,
+    StopJob,
     Wants,
     Write,
     current,
+    live,
 )
 from modelship.core.engine.status import finish
 
@@ -105,6 +110,7 @@ __all__ = [
     "ObservedDeployment",
     "Route",
     "RouteObservation",
+    "StopJob",
     "Wants",
     "Write",
     "decide",
@@ -119,14 +125,11 @@ def wants(
     observations: Observations,
     now: datetime,
 ) -> Wants:
-    step = status.canary.step if status.canary is not None else None
-
     def wanted(run: api.AnalysisRun) -> bool:
         analysis = evaluation.analysis_of(spec, run)
         return (
             analysis is not None
-            and run.revision == status.rolling
-            and (run.kind not in ("step", "evaluation") or run.step == step)  # not a step promoted past
+            and live(status, run)
             and (runs.due(run, analysis, now) or cadence.fast(run, analysis, now, observations.scrape))
         )
 

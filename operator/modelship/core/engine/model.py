@@ -70,7 +70,8 @@ class Observations:
     # The last notification delivery to each target, as the shell saw it (`notifications.condition`);
     # empty: none since the operator started, and the condition stays as it was.
     notifications: Mapping[str, Delivery] = field(default_factory=dict)
-    # The Jobs `wants` asked the shell to run, as it read them, by name (a load test's).
+    # The Jobs the ModelDeployment owns, by name, with their labels: the one `wants` asked the shell
+    # to run (a load test's) as read in full, the others as listed (`engine.jobs.stale` reads them).
     jobs: Mapping[str, JobObservation] = field(default_factory=dict)
 
 
@@ -122,7 +123,14 @@ class Route:
     weights: Mapping[str, int]
 
 
-Write = Apply | Delete | Route
+@dataclass(frozen=True)
+class StopJob:
+    """Delete one running Job (by name) and its pods: it no longer belongs to the rollout."""
+
+    name: str
+
+
+Write = Apply | Delete | Route | StopJob
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,13 @@ def health_of(observed: ObservedDeployment | None, replicas: int) -> Health:
         return "Ready"
     # A model that fails its checksum never becomes ready: stuck now, not at the progress deadline.
     return "Stuck" if observed.deadline_exceeded or observed.model_failure is not None else "Starting"
+
+
+def live(status: api.ModelDeploymentStatus, run: api.AnalysisRun) -> bool:
+    """The run belongs to the rollout in progress: its revision's, and a step's or an evaluation's
+    run of the step in progress (not one `modelship promote` moved past)."""
+    step = status.canary.step if status.canary is not None else None
+    return run.revision == status.rolling and (run.kind not in ("step", "evaluation") or run.step == step)
 
 
 def pause_of(ctx: Context) -> tuple[str, str] | None:

@@ -1,6 +1,6 @@
 """A out rendered into a Decision: the status (phase, pointers, conditions), the manifests to
-apply, the Deployments to delete, the events (recorded in the status: `events`), and when to
-decide again.
+apply, the Deployments to delete, the Jobs to stop, the events (recorded in the status: `events`),
+and when to decide again.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import datetime
 from modelship import api
 from modelship.core import evaluation, gateway, loadtest, manifests, notifications, traffic
 from modelship.core.analysis import cadence, runs
-from modelship.core.engine import routing
+from modelship.core.engine import jobs, routing
 from modelship.core.engine.accelerator import device_conditions, device_events, placement
 from modelship.core.engine.events import recorded
 from modelship.core.engine.model import (
@@ -132,7 +132,8 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     served = gone & routing.still_served(observations)
     delete = tuple(sorted(gone - served))
     route = Route(gateway.weights(owner.name, out.weight or 0)) if _routes(spec) else None
-    writes = ordered(desired, delete, route, f"{owner.name}-canary", observations)
+    stop = jobs.stale(owner, spec, new_status, observations.jobs)
+    writes = ordered(desired, delete, route, f"{owner.name}-canary", observations, stop)
     events, record = recorded(
         status,
         tuple(out.events)

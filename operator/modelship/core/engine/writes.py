@@ -13,7 +13,9 @@ weight only after its pods are ready and its Service points at them. So:
 4. the route, when it gives the canary weight (the engine asked for that weight only once the
    canary's pods were ready, and its Service points at them since they were created);
 5. Deployments that shrink (their pods lost their weight in 1 or 3);
-6. deletions of revision Deployments that no route or Service selects any more.
+6. deletions of revision Deployments that no route or Service selects any more;
+7. Jobs stopped (`jobs.stale`): no Service selects a Job's pod, so whenever they go, users are
+   not affected.
 
 The status is written before all of them: a crash after it leaves a status whose next pass
 decides the same writes again.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from modelship.core.engine.model import Apply, Delete, Observations, Route, Write
+from modelship.core.engine.model import Apply, Delete, Observations, Route, StopJob, Write
 from modelship.core.manifests import Manifest
 
 
@@ -33,6 +35,7 @@ def ordered(
     route: Route | None,
     canary_service: str,
     observations: Observations,
+    stop: Sequence[str] = (),
 ) -> tuple[Write, ...]:
     grow: list[Write] = []
     shrink: list[Write] = []
@@ -52,7 +55,8 @@ def ordered(
         )
         (before if first else after).append(route)
     deletions: list[Write] = [Delete(name) for name in delete]
-    return (*before, *grow, *services, *after, *shrink, *deletions)
+    stops: list[Write] = [StopJob(name) for name in stop]
+    return (*before, *grow, *services, *after, *shrink, *deletions, *stops)
 
 
 def _one_revision(route: Route, manifests: Sequence[Manifest]) -> bool:
