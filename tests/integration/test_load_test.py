@@ -2,7 +2,7 @@
 nodes: a `loadTest` step's Job is created for the candidate's Service and the step completes once
 the Job's pod runs (KWOK runs it); a Job the API server refuses (a quota of 0 Jobs) never runs,
 and the rollout is aborted as `LoadTestFailed` once `startTimeout` has passed: it does not pass
-silently."""
+silently; an aborted rollout's load Job is deleted, its pod with it, while it runs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from localworld.rollouts import at
-from modelship.core import jobs, loadtest
-from modelship.kube.storage import Storage, jobs_path
+from modelship import api
+from modelship.core import control, jobs, loadtest
+from modelship.kube.storage import Storage, jobs_path, pods_path
 
 from .mdhelpers import (
     Operator,
@@ -93,3 +94,58 @@ def test_a_load_test_whose_job_never_runs_aborts_the_rollout(
     progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
     assert progressing["reason"] == "LoadTestFailed", progressing
     assert not kube.items(jobs_path(namespace), labelSelector=f"{jobs.JOB_LABEL}={loadtest.PURPOSE}")
+
+
+# KWOK completes a Job's pod a few seconds after it is ready; these hold it running, as a real load
+# of minutes would run (set on the pod before KWOK makes it ready: its stages take a second each).
+HOLD_RUNNING = {f"pod-complete.stage.kwok.x-k8s.io/{key}": "1h" for key in ("delay", "jitter-delay")}
+
+
+def test_an_aborted_rollouts_load_job_and_its_pod_are_deleted_within_seconds(
+    kube: Storage, namespace: str, operator: Operator
+) -> None:
+    doc = manifest(IMAGES["a"])
+    steps = [{"loadTest": {**LOAD, "duration": "10m"}}, {"pause": {}}]
+    doc["spec"]["strategy"] = {"canary": {"steps": steps}}
+    deploy_stable(kube, namespace, doc)
+    kube.merge(md_path(namespace, NAME), {"spec": {"image": IMAGES["b"]}}, "modelship-tests")
+    selector = f"{jobs.JOB_LABEL}={loadtest.PURPOSE}"
+    pod = wait_until(
+        "the load Job's pod", lambda: kube.items(pods_path(namespace), labelSelector=selector), timeout=120
+    )[0]
+    pod_path = f"{pods_path(namespace)}/{pod['metadata']['name']}"
+    kube.merge(pod_path, {"metadata": {"annotations": HOLD_RUNNING}}, "modelship-tests")
+    wait_until(
+        "the load step done: its pod runs, the pause after it holds the canary",
+        lambda: at(md_status(kube, namespace, NAME), "rollout.canary.step") == 1,
+        timeout=60,
+    )
+    [job] = kube.items(jobs_path(namespace), labelSelector=selector)
+    assert not (job.get("status") or {}).get("conditions"), job["status"]  # still loading
+
+    body = kube.get(md_path(namespace, NAME))
+    assert body is not None
+    spec = api.ModelDeploymentSpec.model_validate(body["spec"])
+    patch = control.patch_for("abort", spec, api.read_status(body["status"], spec))
+    kube.merge(md_path(namespace, NAME) + "/status", {"status": patch.body}, "modelship-tests")
+    # Within seconds: the Job goes, and its pod is terminating (a kubelet stops it at once; KWOK
+    # takes up to its grace period, 30s, to play that).
+    wait_until(
+        "the load Job gone and its pod terminating",
+        lambda: (
+            not kube.items(jobs_path(namespace), labelSelector=selector)
+            and all(
+                p["metadata"].get("deletionTimestamp")
+                for p in kube.items(pods_path(namespace), labelSelector=selector)
+            )
+        ),
+        timeout=10,
+        interval=0.1,
+    )
+    wait_until(
+        "the load Job's pod gone",
+        lambda: not kube.items(pods_path(namespace), labelSelector=selector),
+        timeout=60,
+    )
+    status = md_status(kube, namespace, NAME)
+    assert at(status, "rollout.aborted.reason") == "Aborted", status
