@@ -67,6 +67,22 @@ def test_no_verb_writes_the_spec_unless_asked_to_apply(verb: str, state: str) ->
     assert patch.target in ("status", None), (verb, state, patch)
 
 
+def test_promote_after_the_last_step_is_refused_rather_than_naming_a_step_past_the_end() -> None:
+    # Found by the engine-state property test: the status sat at step == len(steps) (every step
+    # done, the promotion waiting on a lagging route) and each promote added one.
+    s, status = states()["canary"]
+    last = len(s.strategy.steps)
+    assert status.rollout is not None and status.canary is not None and status.canary.step < last
+    at_end = status.rollout.model_copy(update={"canary": status.canary.model_copy(update={"step": last})})
+    done = status.model_copy(update={"rollout": at_end})
+    with pytest.raises(control.NotApplicable, match="every canary step is done"):
+        control.patch_for("promote", s, done, now=NOW)
+    assert (
+        control.patch_for("promote", s, status, now=NOW).body["rollout"]["canary"]["step"]
+        == status.canary.step + 1
+    )
+
+
 def test_pause_is_a_status_field_that_holds_the_canary_and_the_operators_writes_keep_it() -> None:
     world = stable_world(canary_spec())
     new = canary_spec(NEW_IMAGE)

@@ -79,7 +79,7 @@ def patch_for(
     if verb == "abort":
         return Patch("status", _aborted(revision))
     if verb == "promote":
-        return Patch("status", {"rollout": _promoted(status, full)})
+        return Patch("status", {"rollout": _promoted(spec, status, full)})
     raise ValueError(f"unknown verb {verb!r}")
 
 
@@ -160,11 +160,14 @@ def _aborted(revision: str) -> dict[str, Any]:
     return {"rollout": {"canary": None, "blueGreen": None, "aborted": {"revision": revision}}}
 
 
-def _promoted(status: api.ModelDeploymentStatus, full: bool) -> dict[str, Any]:
+def _promoted(spec: api.ModelDeploymentSpec, status: api.ModelDeploymentStatus, full: bool) -> dict[str, Any]:
     """The merge patch of `status.rollout` that promotes the rollout in progress."""
     if status.canary is not None:
         if full:
             return {"canary": {"promoteFull": True}}
+        if status.canary.step >= len(spec.strategy.steps):
+            # Past the last step is no step at all: the status would say a step that does not exist.
+            raise NotApplicable("every canary step is done: the promotion is under way")
         return {"canary": {"step": status.canary.step + 1, "pauseStartTime": None}}
     assert status.blue_green is not None
     if full:
