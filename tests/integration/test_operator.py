@@ -229,6 +229,14 @@ def test_killing_and_restarting_the_operator_changes_nothing(
             "events": len(events(kube, namespace)),
         }
 
+    def steady() -> bool:
+        # A pass may still be deciding a late transition (a condition catching up): from the
+        # snapshot until its Events are posted, a kill would rightly leave them to the restart.
+        first, passes = snapshot(), operator.resync_passes()
+        wait_until("a resync pass", lambda: operator.resync_passes() > passes, timeout=30)
+        return snapshot() == first and not md(kube, namespace)["status"].get("pendingEvents")
+
+    wait_until("a resync pass that changes nothing", steady, timeout=90)
     before = snapshot()
     operator.stop(signal.SIGKILL)
     operator.start()
