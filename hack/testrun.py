@@ -3,13 +3,12 @@
 Most of the suite's time is spent waiting (for rollouts' steps, scrapes, pods), not computing, so
 two sessions on two cores finish in about the time of the longer one. The tests marked `e2e` hold
 the machine's one real node (their session's cluster runs it, wherever the test file is); every
-other test goes to a second session, whose control planes need no real node, spread over
-pytest-xdist workers a file at a time (the image tests, which need no cluster, run in the first).
-Each session's lines are printed as they come, prefixed with its name; the exit status is the
-first failing session's (a session that selected no test fails the run only if the other did not
-select any either). A failing session's summary of failures is printed again at the end, so the
-run's last lines say what failed even when the other session finished later (CI shows only an
-output's tail).
+other test goes to a second session, whose control plane needs no real node (the image tests,
+which need no cluster, run in the first: the second is the longer one without them). Each session's lines
+are printed as they come, prefixed with its name; the exit status is the first failing session's
+(a session that selected no test fails the run only if the other did not select any either).
+A failing session's summary of failures is printed again at the end, so the run's last lines say
+what failed even when the other session finished later (CI shows only an output's tail).
 
     python hack/testrun.py [pytest args...]   # e.g. -x, -k name (passed to both sessions; not -m)
 
@@ -32,18 +31,11 @@ IMAGES = "images"  # the marker of the image tests (podman builds and containers
 NO_TESTS = 5  # pytest's exit status when no test was selected
 
 
-# The second session's tests spread over this many pytest-xdist workers, a test file at a time (a
-# file's tests share its fixtures); each worker starts a control plane of its own when its first
-# test needs one. Its tests mostly wait, as the real node's do, so two share the second core.
-WORKERS = 2
-
-
 def sessions() -> dict[str, list[str]]:
     """The two sessions' pytest arguments: the `e2e` tests with the image tests (which need no
-    cluster: they even out the sessions' lengths), and every other test, on WORKERS workers."""
+    cluster: they even out the sessions' lengths), and every other test."""
     first = f"{REAL_NODE} or {IMAGES}"
-    others = ["-m", f"not ({first})", "-n", str(WORKERS), "--dist", "loadfile"]
-    return {REAL_NODE: ["-m", first], "others": others}
+    return {REAL_NODE: ["-m", first], "others": ["-m", f"not ({first})"]}
 
 
 def failures(lines: list[str]) -> list[str]:
