@@ -9,6 +9,7 @@ a second post of one name is AlreadyExists.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelship import api, crd
-from modelship.core import engine, revisions
+from modelship.core import control, engine, revisions
 from modelship.core.engine import events
 from modelship.core.manifests import Owner
 
@@ -122,7 +123,9 @@ def roll_out(stops: Iterator[int | None]) -> Shell:
         shell.world.settle()
         paused = next((c for c in shell.world.status.conditions or [] if c.type == "Paused"), None)
         if paused is not None and paused.reason == "CanaryPauseStep" and "promote" in paused.message:
-            s = shell.command("promote", s)
+            # A pass that stopped early leaves the pause's condition beside the promoted step.
+            with contextlib.suppress(control.NotApplicable):
+                s = shell.command("promote", s)
         shell.world.tick(5)
     return shell
 
