@@ -21,6 +21,7 @@ SERVICE_PORT = 80
 # The serving image's health endpoints (serving-image/): live and ready.
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
+PRE_STOP_SECONDS = 5  # how long a deleted pod serves on while load balancers drop it
 
 Manifest = dict[str, Any]
 # The key a ModelDeployment's pods share to sign feedback tokens (serving-image/modelserver/
@@ -147,6 +148,10 @@ def deployment(
         "startupProbe": _probe(LIVENESS_PATH, period=1, failures=300),
         "livenessProbe": _probe(LIVENESS_PATH, period=10, failures=3),
         "readinessProbe": _probe(READINESS_PATH, period=2, failures=3),
+        # A deleted pod keeps serving this long before its SIGTERM: until the gateway has dropped
+        # it from the EndpointSlices, requests still arrive, and a server that stopped at once
+        # refused them (a 502 each, seen after promotions under load).
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "securityContext": {
             "runAsNonRoot": True,
             "readOnlyRootFilesystem": True,
