@@ -67,6 +67,11 @@ def test_a_blue_green_preview_is_judged_on_the_traffic_of_its_load_test_alone(ro
 
     began = time.monotonic()
     rollout.set_image(NAME, "v2")
+    [job] = eventually("the preview's load Job", lambda: load_jobs(rollout) or None, timeout=300)
+    [container] = job.spec.template.spec.containers
+    assert container.args[:3] == ["load", "--url", "http://$(RISK_PREVIEW_SERVICE_HOST):80"], container.args
+    [owner] = job.metadata.owner_references  # deleted with the ModelDeployment
+    assert (owner.kind, owner.name) == ("ModelDeployment", NAME)
     promoted = eventually(
         "v2 to be switched to",
         lambda: (s := rollout.mds.status(NAME)).get("stableRevision") not in (None, v1) and s,
@@ -78,11 +83,8 @@ def test_a_blue_green_preview_is_judged_on_the_traffic_of_its_load_test_alone(ro
     errors = next(m for m in run["metrics"] if m["name"] == "error-rate")
     accuracy = next(m for m in run["metrics"] if m["name"] == "accuracy")
     assert errors["successful"] >= 2 and accuracy["measurements"][-1]["value"] > 0.6, run
-    [job] = load_jobs(rollout)
-    [container] = job.spec.template.spec.containers
-    assert container.args[:3] == ["load", "--url", "http://$(RISK_PREVIEW_SERVICE_HOST):80"], container.args
-    [owner] = job.metadata.owner_references  # deleted with the ModelDeployment
-    assert (owner.kind, owner.name) == ("ModelDeployment", NAME)
+    # The load stops with the rollout it served: the promotion deletes its Job.
+    eventually("the load Job stopped at the switch", lambda: not load_jobs(rollout), timeout=60)
     print(f"v2 judged on its load test's traffic and switched to in {time.monotonic() - began:.1f}s")
 
     # v3-bad-errors: judged on the same kind of load, it fails and is never switched to.
@@ -94,8 +96,9 @@ def test_a_blue_green_preview_is_judged_on_the_traffic_of_its_load_test_alone(ro
     bad = at(status, "rollout.aborted.revision")
     run = pre_promotion(status)
     assert run["revision"] == bad and run["phase"] == "Failed", run
-    # The refused preview's pods (kept for abortScaleDownDelay) were called by its load Job only.
-    [job] = [j for j in load_jobs(rollout) if j.metadata.labels["modelship.io/loaded-revision"] == bad]
+    # The refused preview's pods (kept for abortScaleDownDelay) were called by its load Job only,
+    # which the abort stopped.
+    eventually("the load Job stopped at the abort", lambda: not load_jobs(rollout), timeout=60)
     served = rollout.served()
     assert served[bad] > 0, served
     summary = users.summary()
