@@ -248,10 +248,16 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         result, code = {"error": f"dataset: {err}"[:ERROR_LIMIT]}, EXIT_CONFIG
     except EvaluationError as err:
         result, code = {"error": str(err)[:ERROR_LIMIT]}, EXIT_SCORING
+    report(result, "evaluate", args.result_file)
+    return code
+
+
+def report(result: Mapping[str, Any], tool: str, result_file: Path | None) -> None:
+    """A Job tool's result, by the result contract: one JSON line on stdout (and in `result_file`,
+    the termination message, when given), and its error on stderr for a person reading the log."""
     line = json.dumps(result, separators=(",", ":"))
     print(line)
     if "error" in result:
-        print(f"modelserver evaluate: {result['error']}", file=sys.stderr)
-    if args.result_file is not None:
-        args.result_file.write_text(line + "\n")
-    return code
+        print(f"modelserver {tool}: {result['error']}", file=sys.stderr)
+    if result_file is not None:
+        result_file.write_text(line + "\n")

@@ -21,10 +21,8 @@ URL): the load test failed, and modelship says so rather than let an analysis ju
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +30,7 @@ from types import FrameType
 from typing import Any
 
 from ..cli import EXIT_CONFIG
-from ..evaluate import ERROR_LIMIT, DatasetError, read_dataset
+from ..evaluate import ERROR_LIMIT, DatasetError, read_dataset, report
 from .engine import Load
 from .mix import MixError, row_samples
 from .summary import Summary
@@ -103,12 +101,7 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         if not answered:
             result["error"] = f"none of {summary.requests} requests to {args.url} was answered"
             code = EXIT_NO_ANSWER
-    line = json.dumps(result, separators=(",", ":"))
-    print(line)
-    if "error" in result:
-        print(f"modelserver load: {result['error']}", file=sys.stderr)
-    if args.result_file is not None:
-        args.result_file.write_text(line + "\n")
+    report(result, "load", args.result_file)
     return code
 
 
