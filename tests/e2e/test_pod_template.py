@@ -63,7 +63,7 @@ def test_a_secret_env_var_a_sidecar_and_a_service_account_roll_out_by_canary(
     assert v2 != v1
     eventually("v2 to serve", lambda: rollout.served()[v2] > 0, timeout=30)
     summary = load.stop()
-    assert summary.errors == 0 and set(summary.codes) == {200}, summary.lines()
+    assert summary.errors == 0 and set(summary.codes) == {200}, (summary.lines(), rollout.gateway_errors())
 
     pods = core.list_namespaced_pod(ns, label_selector=f"modelship.io/revision={v2}").items
     assert len(pods) == 2
