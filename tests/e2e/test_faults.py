@@ -88,7 +88,10 @@ def test_prometheus_down_holds_the_canary_and_it_resumes_when_prometheus_answers
 ) -> None:
     f = figures_of(suite, f"prometheus-down-{intervals}x")
     assert not f.notes["promoted_while_down"] and f.notes["steps_taken_while_down"] == 0, f
-    assert f.notes["paused_reasons_while_down"] == ["PrometheusUnreachable"], f
+    # In turn: the last measurement before the stop may have been inconclusive (few requests on a
+    # loaded machine), shown until the next one; from the first unreachable one on, only that.
+    reasons = f.notes["paused_reasons_while_down"]
+    assert reasons[-1:] == ["PrometheusUnreachable"] and reasons[:-1] in ([], ["AnalysisInconclusive"]), f
     clean(f)
     promoted_like_a_run_without_faults(f)
 

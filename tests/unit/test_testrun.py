@@ -3,6 +3,7 @@ session fails the run."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,22 @@ def test_a_failed_sessions_failures_are_repeated_after_the_other_sessions_output
     # The summary comes twice: where the session printed it, and again just before the last line.
     assert lines[-3].startswith("[others] FAILED") and "test_this_one_fails" in lines[-3]
     assert sum("test_this_one_fails" in line and "FAILED" in line for line in lines) == 2
+
+
+def test_the_other_session_runs_at_a_lower_priority_than_the_real_nodes(tmp_path: Path) -> None:
+    # Each session's test writes the niceness it runs at: the real node's tests must win the CPU.
+    for name, marker in (("e2e", "@pytest.mark.e2e\n"), ("others", "")):
+        (tmp_path / f"test_{name}.py").write_text(
+            f"import os, pathlib, pytest\n{marker}def test_niceness():\n"
+            f"    (pathlib.Path({str(tmp_path)!r}) / {name!r}).write_text(str(os.nice(0)))\n"
+        )
+    out = subprocess.run(
+        [sys.executable, str(REPO / "hack/testrun.py"), str(tmp_path), "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout
+    base = os.nice(0)
+    assert int((tmp_path / "e2e").read_text()) == base
+    assert int((tmp_path / "others").read_text()) == min(base + testrun.OTHERS_NICENESS, 19)

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubernetes import client
@@ -193,6 +193,15 @@ def reached(step: int) -> Callable[[dict[str, Any]], bool]:
     return lambda status: (at(status, "rollout.canary.step") or 0) >= step
 
 
+def _in_turn(reasons: Iterable[str]) -> list[str]:
+    """`reasons` in the order shown, each run of one reason counted once."""
+    out: list[str] = []
+    for reason in reasons:
+        if not out or out[-1] != reason:
+            out.append(reason)
+    return out
+
+
 def _share(before: Counter[str], after: Counter[str], revision_name: str) -> float | None:
     delta = after - before
     total = sum(delta.values())
@@ -256,7 +265,7 @@ def run_prometheus_outage(bed: Bed, world: LocalWorld, intervals: int) -> list[F
         figures.notes.update(
             down_s=round(up - down, 1),
             promoted_while_down=any(s.stable != stables[n] for s in window),
-            paused_reasons_while_down=sorted({s.paused_reason for s in window if s.paused_reason}),
+            paused_reasons_while_down=_in_turn(s.paused_reason for s in window if s.paused_reason),
             steps_taken_while_down=max(steps, default=0) - min(steps, default=0),
             unreachable_timeout=UNREACHABLE_TIMEOUT if rolled_back else "10m (default)",
         )
