@@ -528,11 +528,44 @@ class LoadTest(_Model):
     )
 
 
+HTTP_HEADER_NAME_RE = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+
+
+class HeaderMatch(_Model):
+    """One request header a header route matches: its exact value, or a regular expression (the
+    gateway's dialect; Traefik's is Go's RE2)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "has(self.headerValue) != has(self.regex)",
+                "spec.strategy.canary.steps[].setHeaderRoute.match[]: set exactly one of headerValue "
+                "or regex",
+            )
+        )
+    )
+    header_name: Annotated[str, Field(min_length=1, max_length=256, pattern=HTTP_HEADER_NAME_RE)]
+    header_value: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    regex: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+
+class HeaderRoute(_Model):
+    """Requests whose headers all match go to `<name>-canary`, whatever the weight (an HTTPRoute
+    rule of its own). A step without `match` removes the header route of that name."""
+
+    name: Annotated[str, Field(max_length=63, pattern=DNS_LABEL_RE)] = Field(
+        description="Names the route; a later step with the same name replaces or (without match) removes it."
+    )
+    match: Annotated[list[HeaderMatch], Field(min_length=1, max_length=8)] | None = Field(
+        default=None, description="Headers a request must all carry (ANDed); absent: remove the route."
+    )
+
+
 _EXACTLY_ONE_ACTION = Rule(
     "[has(self.setWeight), has(self.pause), has(self.setCanaryScale), has(self.analysis), "
-    "has(self.evaluation), has(self.loadTest)].filter(x, x).size() == 1",
+    "has(self.evaluation), has(self.loadTest), has(self.setHeaderRoute)].filter(x, x).size() == 1",
     "each spec.strategy.canary.steps[] item must set exactly one of setWeight, pause, setCanaryScale, "
-    "analysis, evaluation or loadTest",
+    "analysis, evaluation, loadTest or setHeaderRoute",
 )
 
 
@@ -549,6 +582,11 @@ class CanaryStep(_Model):
         default=None,
         description="Start a load on `<name>-canary`; the step completes once it runs, and the load "
         "goes on beside the next steps (an analysis step) for its duration.",
+    )
+    set_header_route: HeaderRoute | None = Field(
+        default=None,
+        description="gatewayAPI only: send requests with these headers to `<name>-canary`, at any weight, "
+        "until promotion or abort; the step completes once the route shows the rule.",
     )
 
 
@@ -574,11 +612,21 @@ _EVALUATION_BEFORE_TRAFFIC = Rule(
     ".steps",
 )
 
+# Each header route is a rule of its own in an HTTPRoute, which holds at most 16.
+MAX_HEADER_ROUTE_STEPS = 8
+_FEW_HEADER_ROUTES = Rule(
+    f"self.steps.filter(s, has(s.setHeaderRoute)).size() <= {MAX_HEADER_ROUTE_STEPS}",
+    f"spec.strategy.canary.steps: at most {MAX_HEADER_ROUTE_STEPS} setHeaderRoute steps",
+    ".steps",
+)
+
 
 class Canary(_Model):
     """Shift traffic to the new revision in steps."""
 
-    model_config = ConfigDict(json_schema_extra=rules(_NO_UNOBSERVED_DROP, _EVALUATION_BEFORE_TRAFFIC))
+    model_config = ConfigDict(
+        json_schema_extra=rules(_NO_UNOBSERVED_DROP, _EVALUATION_BEFORE_TRAFFIC, _FEW_HEADER_ROUTES)
+    )
     steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=32)]
     scale_down_delay: Duration = Field(
         default="30s", description="How long the old stable revision keeps running after a promotion."
@@ -1296,6 +1344,14 @@ _CANARY_SCALE_NEEDS_ROUTE = Rule(
     # (over 100x the CRD's CEL budget, with steps capped at 32).
     ".strategy.canary.steps",
 )
+# A header route is an HTTPRoute rule: the service router has no route to put it in.
+_HEADER_ROUTE_NEEDS_GATEWAY = Rule(
+    "!has(self.strategy.canary) || (has(self.traffic) && has(self.traffic.router) && "
+    "self.traffic.router == 'gatewayAPI') || !self.strategy.canary.steps.exists(s, has(s.setHeaderRoute))",
+    "spec.strategy.canary.steps[].setHeaderRoute needs spec.traffic.router gatewayAPI: a header route is "
+    "an HTTPRoute rule",
+    ".strategy.canary.steps",
+)
 
 
 # ---- notifications (docs/notifications.md) ----------------------------------------------
@@ -1366,6 +1422,7 @@ class ModelDeploymentSpec(_Model):
             _MODEL_PATH_FROM_SOURCE,
             _BLUE_GREEN_DEVICES,
             _CANARY_SCALE_NEEDS_ROUTE,
+            _HEADER_ROUTE_NEEDS_GATEWAY,
             _CORAL_NODE_SELECTOR,
             _CORAL_AFFINITY,
             _CORAL_TOLERATION,
@@ -1522,6 +1579,11 @@ class CanaryRollout(_Model):
         default=None,
         description="When the pause or loadTest step in progress began (a pause: once the weight before "
         "it was verified; a loadTest: it names the step's Job).",
+    )
+    header_routes: Annotated[list[HeaderRoute], Field(max_length=MAX_HEADER_ROUTE_STEPS)] | None = Field(
+        default=None,
+        description="The header routes setHeaderRoute steps added so far (each with its match): the "
+        "HTTPRoute sends their requests to `<name>-canary` until promotion, abort or a new revision.",
     )
     promote_full: bool | None = Field(
         default=None, description="Set by `modelship promote --full`: skip the remaining steps."
