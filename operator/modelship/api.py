@@ -560,6 +560,16 @@ class HeaderRoute(_Model):
         default=None, description="Headers a request must all carry (ANDed); absent: remove the route."
     )
 
+    @property
+    def shown(self) -> str:
+        """The headers as people read them (Events, the plugin): `x-canary: yes and x-user ~ ^qa-`."""
+        return " and ".join(
+            f"{m.header_name}: {m.header_value}"
+            if m.header_value is not None
+            else f"{m.header_name} ~ {m.regex}"
+            for m in self.match or []
+        )
+
 
 _EXACTLY_ONE_ACTION = Rule(
     "[has(self.setWeight), has(self.pause), has(self.setCanaryScale), has(self.analysis), "

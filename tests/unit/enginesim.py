@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from localworld.rollouts import merged
 from modelship import api
-from modelship.core import control, engine, evaluation, gates, jobs
+from modelship.core import control, engine, evaluation, gates, gateway, jobs
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.manifests import REVISION_LABEL, Manifest, Owner
@@ -57,6 +57,8 @@ class World:
     # sets them unless `route_stuck` (someone or something keeps other weights there).
     route: dict[str, int] | None = None
     route_stuck: bool = False
+    # The header rules the route shows (`RouteObservation.headers`), set by a `Route` write too.
+    route_headers: dict[str, frozenset[gateway.HeaderTriple]] = field(default_factory=dict)
     # The gateway's word on the route (`RouteObservation.accepted`): None, no gateway reports;
     # False, it has not accepted the route as last written (down, or lagging).
     gateway_accepted: bool | None = None
@@ -88,6 +90,7 @@ class World:
                 exists=self.route is not None,
                 endpoints=dict(self.slices) if self.slices is not None else None,
                 accepted=self.gateway_accepted,
+                headers=dict(self.route_headers),
             )
             base = dataclasses.replace(base, route=seen)
         wants = engine.wants(s, self.status, base, self.now)
@@ -133,6 +136,7 @@ class World:
         elif isinstance(write, engine.Route):
             if not self.route_stuck:
                 self.route = dict(write.weights)
+                self.route_headers = {r.name: gateway.header_triples(r) for r in write.headers}
         elif write.manifest["kind"] == "Service":
             self.services[write.manifest["metadata"]["name"]] = dict(write.manifest["spec"]["selector"])
         else:
@@ -174,10 +178,10 @@ class World:
         """One pass, as the shell runs it: a pass that changed the route's weights is followed by
         another that reads them back (the Reconciler's ROUTE_READBACK_SECONDS; here at the same
         `now`). Returns what both decided: the last status, every write and event."""
-        before = self.route
+        before = (self.route, self.route_headers)
         decision = self.decide(s)
         self.apply(decision)
-        if decision.route is not None and self.route != before:
+        if decision.route is not None and (self.route, self.route_headers) != before:
             first, decision = decision, self.decide(s)
             self.apply(decision)
             decision = dataclasses.replace(

@@ -8,6 +8,12 @@ Two cases (the shell, `kube/routes.py`, does the I/O):
   `<name>-canary`, and replaces that rule's backendRefs; other rules, matches,
   filters and parentRefs stay as the user wrote them.
 
+Header routes (`setHeaderRoute` steps) are rules of their own, placed before the weighted rule and
+named `<name>-header-<route name>`: each sends the requests carrying its headers to
+`<name>-canary` alone, whatever the weights. They repeat the weighted rule's matches (its path)
+with their headers added, so they take only requests the weighted rule would have taken, and a
+gateway ranks them above it (more header matches win among equal paths).
+
 Weights are integers 0..100 summing to 100 (Gateway API weights are relative; 0 sends
 nothing). The shell reads the route before each pass; `traffic_condition` turns what it
 read into the `TrafficRouted` condition, and the engine completes a weight step only once
@@ -18,7 +24,7 @@ that is down or lagging still routes the old weights.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelship import api
@@ -40,8 +46,88 @@ def backend_refs(wanted: dict[str, int]) -> list[dict[str, Any]]:
     ]
 
 
-def route(owner: Owner, name: str, parent_refs: list[api.ParentRef], wanted: dict[str, int]) -> Manifest:
-    """The HTTPRoute modelship creates when none exists."""
+# A header match as read back and compared: (type, header name, value).
+HeaderTriple = tuple[str, str, str]
+
+
+def header_rule_name(owner_name: str, route_name: str) -> str:
+    return f"{owner_name}-header-{route_name}"
+
+
+def header_triples(route: api.HeaderRoute) -> frozenset[HeaderTriple]:
+    return frozenset(
+        ("Exact", m.header_name, m.header_value)
+        if m.header_value is not None
+        else ("RegularExpression", m.header_name, m.regex or "")
+        for m in route.match or []
+    )
+
+
+def header_rules(
+    owner_name: str, routes: Sequence[api.HeaderRoute], base: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """One rule per header route: the weighted rule's matches (`base`) with the route's headers
+    added (ANDed with theirs), and a single backendRef, `<name>-canary`."""
+    rules = []
+    for route in routes:
+        headers = [{"type": t, "name": n, "value": v} for t, n, v in sorted(header_triples(route))]
+        matches = [{**m, "headers": [*(m.get("headers") or []), *headers]} for m in base] or [
+            {"headers": headers}
+        ]
+        rules.append(
+            {
+                "name": header_rule_name(owner_name, route.name),
+                "matches": matches,
+                "backendRefs": backend_refs({f"{owner_name}-canary": 1}),
+            }
+        )
+    return rules
+
+
+def _ours(rule: dict[str, Any], owner_name: str) -> bool:
+    """A header rule modelship wrote (by its name)."""
+    return str(rule.get("name", "")).startswith(header_rule_name(owner_name, ""))
+
+
+def read_headers(obj: dict[str, Any], owner_name: str) -> dict[str, frozenset[HeaderTriple]]:
+    """The header routes the route shows, by route name: the headers of each header rule's first
+    match that sends to `<name>-canary` alone (a rule edited to send elsewhere is not ours any more)."""
+    prefix = header_rule_name(owner_name, "")
+    canary = [f"{owner_name}-canary"]
+    found = {}
+    for rule in obj.get("spec", {}).get("rules") or []:
+        if not _ours(rule, owner_name) or [r.get("name") for r in rule.get("backendRefs") or []] != canary:
+            continue
+        matches = rule.get("matches") or [{}]
+        found[rule["name"][len(prefix) :]] = frozenset(
+            (h.get("type", "Exact"), h.get("name", ""), h.get("value", ""))
+            for h in matches[0].get("headers") or []
+        )
+    return found
+
+
+def with_headers(
+    obj: dict[str, Any], owner_name: str, wanted: dict[str, int], routes: Sequence[api.HeaderRoute]
+) -> list[dict[str, Any]] | None:
+    """A user's route's rules with the managed rule's weights set and modelship's header rules (and
+    only those) just before it; None without a managed rule."""
+    rules = [r for r in obj.get("spec", {}).get("rules") or [] if not _ours(r, owner_name)]
+    index = managed_rule({"spec": {"rules": rules}}, owner_name)
+    if index is None:
+        return None
+    managed = {**rules[index], "backendRefs": backend_refs(wanted)}
+    ours = header_rules(owner_name, routes, managed.get("matches") or ())
+    return [*rules[:index], *ours, managed, *rules[index + 1 :]]
+
+
+def route(
+    owner: Owner,
+    name: str,
+    parent_refs: list[api.ParentRef],
+    wanted: dict[str, int],
+    headers: Sequence[api.HeaderRoute] = (),
+) -> Manifest:
+    """The HTTPRoute modelship creates when none exists (or owns): the header rules, then the weighted one."""
     return {
         "apiVersion": GROUP_VERSION,
         "kind": "HTTPRoute",
@@ -53,16 +139,18 @@ def route(owner: Owner, name: str, parent_refs: list[api.ParentRef], wanted: dic
         },
         "spec": {
             "parentRefs": [api.dump(p) for p in parent_refs],
-            "rules": [{"backendRefs": backend_refs(wanted)}],
+            "rules": [*header_rules(owner.name, headers), {"backendRefs": backend_refs(wanted)}],
         },
     }
 
 
 def managed_rule(obj: dict[str, Any], owner_name: str) -> int | None:
-    """Index of the rule modelship manages in a user's route, or None."""
+    """Index of the weighted rule modelship manages in a route, or None (never a header rule)."""
     ours = {owner_name, f"{owner_name}-stable", f"{owner_name}-canary"}
     for index, rule in enumerate(obj.get("spec", {}).get("rules") or []):
-        if any(ref.get("name") in ours for ref in rule.get("backendRefs") or []):
+        if not _ours(rule, owner_name) and any(
+            ref.get("name") in ours for ref in rule.get("backendRefs") or []
+        ):
             return index
     return None
 

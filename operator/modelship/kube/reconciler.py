@@ -197,8 +197,8 @@ class Reconciler:
                 self.storage.delete(deployments_path(owner.namespace, write.name))
             elif isinstance(write, engine.StopJob):
                 jobs.stop(self.storage, owner.namespace, write.name, logger)
-            elif route is not None and routes.write(self.storage, owner, spec, write.weights, route):
-                moved = moved or dict(write.weights) != dict(route.observation.weights or {})
+            elif route is not None and routes.write(self.storage, owner, spec, write, route):
+                moved = moved or write.moves(route.observation)
         return moved
 
     def _observe(

@@ -7,7 +7,7 @@ route shows what a step asked for is the engine's judgement (`Observations.route
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
         return None
     obj = storage.get(route_path(owner.namespace, name))
     weights = gateway.read_weights(obj, owner.name) if obj is not None else None
+    headers = gateway.read_headers(obj, owner.name) if obj is not None else {}
     endpoints = ready_endpoints(storage, owner.namespace, gateway.weights(owner.name, 0))
     observation = engine.RouteObservation(
         route=name,
@@ -48,6 +49,7 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
         exists=obj is not None,
         endpoints=endpoints,
         accepted=gateway.accepted(obj) if obj is not None else None,
+        headers=headers,
     )
     return Read(observation, obj)
 
@@ -75,12 +77,13 @@ def ready_endpoints(
 
 
 def write(
-    storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec, weights: Mapping[str, int], seen: Read
+    storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec, route: engine.Route, seen: Read
 ) -> bool:
-    """Set the managed rule's backend weights. A route modelship owns (or creates) is applied whole;
-    in someone else's only the managed rule changes, and only if it is still what this pass read.
-    Returns whether anything was written. Nothing is read back: the next pass reads the route."""
-    wanted = dict(weights)
+    """Set the managed rule's backend weights and the header rules. A route modelship owns (or
+    creates) is applied whole; in someone else's only the managed rule and modelship's header rules
+    change, and only if the rules are still what this pass read. Returns whether anything was
+    written. Nothing is read back: the next pass reads the route."""
+    wanted = dict(route.weights)
     current = seen.obj
     path = route_path(owner.namespace, seen.observation.route)
     if current is None or owned_by(current, owner.uid):
@@ -89,16 +92,15 @@ def write(
             parents = [api.ParentRef.model_validate(p) for p in current["spec"].get("parentRefs") or []]
         if not parents:
             return False  # the engine reports it (HTTPRouteMissing)
-        storage.apply(gateway.route(owner, seen.observation.route, parents, wanted))
+        storage.apply(gateway.route(owner, seen.observation.route, parents, wanted, route.headers))
         return True
-    index = gateway.managed_rule(current, owner.name)
-    if index is None or gateway.read_weights(current, owner.name) == wanted:
+    rules = gateway.with_headers(current, owner.name, wanted, route.headers)
+    if rules is None or rules == current["spec"]["rules"]:
         return False  # no rule of ours (RuleNotFound), or nothing to change
-    pointer = f"/spec/rules/{index}/backendRefs"
     ops = [
-        # Only if the rule is still what we read: never overwrite a concurrent edit blindly.
-        {"op": "test", "path": pointer, "value": current["spec"]["rules"][index]["backendRefs"]},
-        {"op": "replace", "path": pointer, "value": gateway.backend_refs(wanted)},
+        # Only if the rules are still what we read: never overwrite a concurrent edit blindly.
+        {"op": "test", "path": "/spec/rules", "value": current["spec"]["rules"]},
+        {"op": "replace", "path": "/spec/rules", "value": rules},
     ]
     try:
         storage.json_patch(path, ops)

@@ -41,6 +41,8 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
             f"Weight:     {actual}% canary / {100 - actual}% stable{asked}",
             f"Step:       {step}/{len(steps)}  {current}",  # steps done, as the STEP column
         ]
+        for route in status.canary.header_routes or []:
+            lines.append(f"Header route: {route.name}: {route.shown} -> {obj['metadata']['name']}-canary")
     if status.blue_green is not None:
         lines += [
             f"Preview:    {status.blue_green.revision}",

@@ -5,7 +5,8 @@ One pass runs in a fixed order: the gates that hold the whole canary (a pause, b
 analysis, the smoke test before any traffic), then the steps (a setWeight step completes once
 the canary's pods for it are ready and the router shows the weight; a pause once its time is up;
 an analysis step once its run passes; an evaluation step once its Job's score passes; a loadTest
-step once its Job's pod runs, the load going on beside the next steps), then the
+step once its Job's pod runs, the load going on beside the next steps; a setHeaderRoute step once
+the route shows its rule), then the
 replicas for where the walk stopped (the router's split, then what the devices allow), then the
 promotion.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from modelship import api
-from modelship.core import evaluation, gates, loadtest, traffic
+from modelship.core import evaluation, gates, gateway, loadtest, traffic
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
 from modelship.core.engine.model import Context, Event, Outcome, pause_of, ready
@@ -146,6 +147,8 @@ def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, 
         return (out, step + 1, weight, True) if state == "pass" else (out, step, weight, False)
     if current.load_test is not None:
         return _load_test(ctx, out, step, weight, current.load_test, label)
+    if current.set_header_route is not None:
+        return _header_route(ctx, out, step, weight, current.set_header_route, label)
     assert spec.analysis is not None  # admission requires spec.analysis for analysis steps
     gate = gates.analysis_gate("step", ctx.target, step, label, spec.analysis, out.runs.get("step"), ctx.now)
     out, state = apply(out, ctx, gate)
@@ -175,6 +178,43 @@ def _load_test(
         waiting = f"{label}: the load test Job {name} is starting"
         return out.but(waiting=waiting, recheck=True), step, weight, False
     return out.but(pause_start=None), step + 1, weight, True
+
+
+def _header_route(
+    ctx: Context, out: Outcome, step: int, weight: int, route: api.HeaderRoute, label: str
+) -> tuple[Outcome, int, int, bool]:
+    """A setHeaderRoute step: once the canary's pods are up and `<name>-canary` lists one, the
+    route is added to (or, without `match`, removed from) the header routes in effect; the step
+    completes once the HTTPRoute read back shows them. They stay until promotion or abort."""
+    spec, steps = ctx.spec, ctx.spec.strategy.steps
+    kept = tuple(r for r in out.header_routes if r.name != route.name)
+    wanted = (*kept, route) if route.match else kept
+    if wanted != out.header_routes:
+        if route.match:
+            replicas = traffic.router_for(spec).replicas(
+                spec.replicas, weight, weight, _scale(steps, step), False
+            )
+            if not ready(ctx.observed(ctx.target), replicas.canary):
+                return (
+                    out.but(waiting=f"{label}: the header route waits for the canary's pods"),
+                    step,
+                    weight,
+                    False,
+                )
+            unserved = routing.canary_unserved(ctx.observations, ctx.target)
+            if unserved is not None:
+                return out.but(waiting=f"{label}: {unserved}"), step, weight, False
+        rule = gateway.header_rule_name(ctx.observations.owner.name, route.name)
+        what = (
+            f"requests with {route.shown} go to {ctx.observations.owner.name}-canary ({rule})"
+            if route.match
+            else f"header route {route.name} removed"
+        )
+        out = out.but(header_routes=wanted).said(Event("Normal", "HeaderRouteSet", f"{label}: {what}"))
+    if not routing.headers_verified(ctx.observations, out.header_routes):
+        waiting = f"{label}: {routing.headers_waiting(ctx.observations, out.header_routes)}"
+        return out.but(waiting=waiting), step, weight, False
+    return out, step + 1, weight, True
 
 
 def _background(ctx: Context, out: Outcome, step: int) -> Outcome:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from modelship import api
-from modelship.core import devices, gates
+from modelship.core import devices, gates, gateway
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.jobs import JobObservation
@@ -52,6 +52,9 @@ class RouteObservation:
     # Every gateway reporting on the route accepted its current generation (`gateway.accepted`);
     # None: no gateway reports on it.
     accepted: bool | None = None
+    # Header route name -> the headers its rule matches (`gateway.read_headers`): the header rules
+    # modelship wrote, which send to `<name>-canary` whatever the weights.
+    headers: Mapping[str, frozenset[gateway.HeaderTriple]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,16 @@ class Delete:
 
 @dataclass(frozen=True)
 class Route:
-    """Set the weights of the HTTPRoute rule modelship manages (backend Service -> weight)."""
+    """Set the weights of the HTTPRoute rule modelship manages (backend Service -> weight), and its
+    header rules (`setHeaderRoute`: requests with these headers go to `<name>-canary`)."""
 
     weights: Mapping[str, int]
+    headers: tuple[api.HeaderRoute, ...] = ()
+
+    def moves(self, seen: RouteObservation) -> bool:
+        """Whether writing it changes what the route was read to send where."""
+        wanted = {r.name: gateway.header_triples(r) for r in self.headers}
+        return dict(self.weights) != dict(seen.weights or {}) or wanted != dict(seen.headers)
 
 
 @dataclass(frozen=True)
@@ -193,6 +203,7 @@ class Outcome:
     step: int | None = None  # canary: the step in progress
     phase: api.BlueGreenPhase | None = None  # blue/green: where the switch is
     weight: int | None = None  # the traffic the new revision is given
+    header_routes: tuple[api.HeaderRoute, ...] = ()  # canary: what setHeaderRoute steps added
     # canary: the pause or loadTest step's start; blue/green: when the preview was ready
     pause_start: datetime | None = None
     promote_full: bool | None = None

@@ -128,6 +128,7 @@ def _rolling(ctx: Context, out: Outcome) -> Outcome:
             weight=walking.weight,
             pause_start=walking.pause_start_time,
             promote_full=walking.promote_full,
+            header_routes=tuple(walking.header_routes or ()),
         )
     elif rolling == target and status.blue_green is not None:
         blue_green = status.blue_green
@@ -171,7 +172,7 @@ def _started(ctx: Context, out: Outcome) -> Outcome:
     message = f"rolling out revision {ctx.target} {how}; revision {out.stable} stays stable"
     out = out.said(Event("Normal", "RolloutStarted", message))
     fresh = {"step": 0} if steps is not None else {"phase": "Preview"}
-    return out.but(weight=0, runs={}, smoke=None, **fresh)
+    return out.but(weight=0, header_routes=(), runs={}, smoke=None, **fresh)
 
 
 def _tidy(ctx: Context, out: Outcome) -> Outcome:
@@ -186,7 +187,14 @@ def _tidy(ctx: Context, out: Outcome) -> Outcome:
                 update={"phase": "Successful", "message": "the canary was promoted"}
             )
         out = out.but(
-            canary=None, step=None, phase=None, weight=None, pause_start=None, promote_full=None, runs=runs
+            canary=None,
+            step=None,
+            phase=None,
+            weight=None,
+            header_routes=(),  # promoted, aborted, rolled back: the candidate is no longer pinned
+            pause_start=None,
+            promote_full=None,
+            runs=runs,
         )
     if out.mode != "aborted":
         out = out.but(abort_reason=None, abort_message=None, abort_scale_down_at=None)

@@ -16,7 +16,15 @@ from datetime import datetime, timedelta
 
 from modelship import api
 from modelship.core import gateway, traffic
-from modelship.core.engine.model import ConditionValue, Event, Observations, ObservedDeployment, Outcome, has
+from modelship.core.engine.model import (
+    ConditionValue,
+    Event,
+    Observations,
+    ObservedDeployment,
+    Outcome,
+    RouteObservation,
+    has,
+)
 
 # While a gateway has not accepted the route's current weights, look again this soon: nothing
 # else (no watch of the route) starts the next pass, and the resync may be 30 s away.
@@ -33,6 +41,54 @@ def verified(observations: Observations, weight: int) -> bool:
     return seen.weights is not None and dict(seen.weights) == asked and seen.accepted is not False
 
 
+def headers_verified(observations: Observations, routes: tuple[api.HeaderRoute, ...]) -> bool:
+    """The route shows exactly these header routes (each with at least its headers), and no
+    gateway reporting on it is behind (always, without a route to read)."""
+    seen = observations.route
+    if seen is None:
+        return True
+    read = seen.headers
+    return (
+        set(read) == {r.name for r in routes}
+        and all(gateway.header_triples(r) <= read[r.name] for r in routes)
+        and seen.accepted is not False
+    )
+
+
+def headers_waiting(observations: Observations, routes: tuple[api.HeaderRoute, ...]) -> str:
+    """Why a setHeaderRoute step holds for the router."""
+    seen = observations.route
+    assert seen is not None
+    if not seen.exists:
+        return f"waiting for HTTPRoute {seen.route} to exist"
+    if set(seen.headers) == {r.name for r in routes} and seen.accepted is False:
+        return f"waiting for the gateway to accept HTTPRoute {seen.route} as changed"
+    asked = ", ".join(gateway.header_rule_name(observations.owner.name, r.name) for r in routes) or "none"
+    return f"waiting for HTTPRoute {seen.route} to show the header rules asked for ({asked})"
+
+
+def canary_unserved(observations: Observations, canary: str) -> str | None:
+    """Why a header route may not send to `<name>-canary` yet, or None: its EndpointSlices must
+    list a ready pod of `canary` (a gateway answers 503 for a backend with none)."""
+    seen = observations.route
+    if seen is None or seen.endpoints is None:
+        return None
+    backend = f"{observations.owner.name}-canary"
+    if any(_pod_of(canary, pod) for pod in seen.endpoints.get(backend, ())):
+        return None
+    return f"waiting for Service {backend} to list a ready pod of {canary}"
+
+
+def _sends(seen: RouteObservation, backend: str, canary: str) -> bool:
+    """The route may still send requests to `backend`: a weight above 0 as read, a header rule
+    (for `<name>-canary`), or a gateway that has not accepted the route as last written."""
+    return (
+        (seen.weights or {}).get(backend, 0) > 0
+        or (backend == canary and bool(seen.headers))
+        or (seen.accepted is False)
+    )
+
+
 def recheck_at(observations: Observations, now: datetime, draining: bool) -> datetime | None:
     """When to read the route again while a gateway is behind on it, or `<name>-canary` waits for
     one to apply 0 (`draining`); None: neither."""
@@ -43,8 +99,8 @@ def recheck_at(observations: Observations, now: datetime, draining: bool) -> dat
 
 def draining(observations: Observations, revision: str, stable: str) -> str | None:
     """The revision `<name>-canary` keeps selecting this pass instead of `revision`, or None: the
-    one its EndpointSlices list, while the route may still send it requests (the canary backend's
-    weight as read is above 0, or a gateway has not accepted the route as last written). Re-pointed
+    one its EndpointSlices list, while the route may still send it requests (`_sends`: a weight
+    above 0, a header rule, or a gateway behind). Re-pointed
     then, the Service would hand those requests to a revision with no ready pod listed (503s), so a
     canary replaced mid-rollout loses its weight first and its Service (and pods) only once a
     gateway applied that 0. Moving it to stable needs no wait: stable's pods are ready."""
@@ -52,7 +108,7 @@ def draining(observations: Observations, revision: str, stable: str) -> str | No
     if seen is None or seen.endpoints is None or revision == stable:
         return None
     backend = f"{observations.owner.name}-canary"
-    if (seen.weights or {}).get(backend, 0) == 0 and seen.accepted is not False:
+    if not _sends(seen, backend, backend):
         return None
     pods = seen.endpoints.get(backend, frozenset())
     listed = _revisions(observations, pods)
@@ -60,18 +116,18 @@ def draining(observations: Observations, revision: str, stable: str) -> str | No
 
 
 def still_served(observations: Observations) -> frozenset[str]:
-    """The revisions whose pods a backend the route may still send requests to lists (its weight as
-    read is above 0, or a gateway has not accepted the route as last written): their Deployments
-    stay until the EndpointSlices move on. A selector change shows in the slices a moment later
-    (longer on a busy control plane), and a gateway answers 503 while a weighted backend lists
+    """The revisions whose pods a backend the route may still send requests to lists (`_sends`):
+    their Deployments stay until the EndpointSlices move on. A selector change shows in the slices
+    a moment later (longer on a busy control plane), and a gateway answers 503 while a weighted backend lists
     only pods that are going away, as after a promotion whose old stable is deleted too soon."""
     seen = observations.route
     if seen is None or seen.endpoints is None:
         return frozenset()
+    canary = f"{observations.owner.name}-canary"
     return frozenset(
         revision
         for backend, pods in seen.endpoints.items()
-        if (seen.weights or {}).get(backend, 0) > 0 or seen.accepted is False
+        if _sends(seen, backend, canary)
         for revision in _revisions(observations, pods)
     )
 

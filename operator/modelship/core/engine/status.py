@@ -131,7 +131,7 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     gone = {name for name in observations.deployments if name not in keep}
     served = gone & routing.still_served(observations)
     delete = tuple(sorted(gone - served))
-    route = Route(gateway.weights(owner.name, out.weight or 0)) if _routes(spec) else None
+    route = Route(gateway.weights(owner.name, out.weight or 0), out.header_routes) if _routes(spec) else None
     stop = jobs.stale(owner, spec, new_status, observations.jobs)
     writes = ordered(desired, delete, route, f"{owner.name}-canary", observations, stop)
     events, record = recorded(
@@ -200,6 +200,7 @@ def _rollout(out: Outcome, actual_weight: int) -> api.Rollout | None:
         step=out.step or 0,
         weight=out.weight or 0,
         actual_weight=actual_weight,
+        header_routes=list(out.header_routes) or None,
         pause_start_time=out.pause_start,
         promote_full=out.promote_full or None,
     )

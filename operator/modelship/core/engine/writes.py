@@ -4,10 +4,10 @@ users are still served by ready pods.
 The rule: weight leaves a revision before its Service or pods change, and a revision gets
 weight only after its pods are ready and its Service points at them. So:
 
-1. the route, when it takes weight away from the canary's pods (an abort, a rollback, a new
-   digest mid-rollout, a blue/green switch back); not at a promotion, where the weight moves to
-   the stable Service only as that Service moves to the canary's pods: there the Services go
-   first, or the old revision would serve everyone for a moment;
+1. the route, when it takes weight (or a header rule) away from the canary's pods (an abort, a
+   rollback, a new digest mid-rollout, a blue/green switch back); not at a promotion, where the
+   weight moves to the stable Service only as that Service moves to the canary's pods: there the
+   Services go first, or the old revision would serve everyone for a moment;
 2. Deployments that are created or grow;
 3. Services (a selector moves only to pods that the engine saw ready, or that get no weight);
 4. the route, when it gives the canary weight (the engine asked for that weight only once the
@@ -71,6 +71,8 @@ def _one_revision(route: Route, manifests: Sequence[Manifest]) -> bool:
 
 def _takes_from_canary(route: Route, canary_service: str, observations: Observations) -> bool:
     read = observations.route.weights if observations.route is not None else None
+    if observations.route is not None and set(observations.route.headers) - {h.name for h in route.headers}:
+        return True  # a header rule that sent to the canary goes
     wanted = route.weights.get(canary_service, 0)
     if read is None:  # nothing known to route there: only a zero weight is safe to write first
         return wanted == 0
