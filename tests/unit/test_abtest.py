@@ -83,6 +83,16 @@ def test_accuracy_too_few_rows_is_not_enough_data_never_equivalent() -> None:
     assert empty.outcome == "NotEnoughData" and empty.value is None
 
 
+def test_accuracy_too_few_rows_of_one_kind_for_the_normal_approximation_is_not_enough_data() -> None:
+    # 10 of 10 against 5 of 10 would be "Better" at p = 0.01 by the z-test, whose approximation
+    # needs 5 expected incorrect rows per revision: here 2.5.
+    result = abtest.proportions(abtest.Sample((0.0, 10.0), (5.0, 5.0)), ALPHA, 0.02, POWER)
+    assert result.outcome == "NotEnoughData" and result.effect == pytest.approx(0.5)
+    # Every row correct on both sides: nothing differs; enough rows make it Equivalent.
+    same = abtest.proportions(abtest.Sample((0.0, 20000.0), (0.0, 20000.0)), ALPHA, 0.02, POWER)
+    assert same.outcome == "Equivalent" and same.p_value == 1.0
+
+
 def test_accuracy_power_grows_with_the_rows() -> None:
     small, large = (abtest.proportions_power(0.9, n, n, ALPHA, 0.03) for n in (100, 3000))
     assert small < 0.3 < POWER < large
@@ -159,6 +169,7 @@ def test_latency_u_counts_slower_pairs_with_ties_as_halves() -> None:
     result = abtest.distributions(abtest.Sample((1.0, 1.0), (0.0, 2.0), (0.1, 0.2)), ALPHA, 0.1, POWER)
     assert result.effect == pytest.approx(-0.5)
     assert result.outcome == "NotEnoughData"  # 2 requests each prove nothing
+    assert result.p_value == 1.0 and result.power == 0.0  # fewer than MIN_REQUESTS: no test at all
     faster = abtest.distributions(
         abtest.Sample((900.0, 100.0, 0.0), (100.0, 800.0, 100.0), (0.01, 0.1, math.inf)), ALPHA, 0.1, POWER
     )

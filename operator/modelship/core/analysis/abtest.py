@@ -13,7 +13,8 @@ two-sided) and a minimum detectable effect (MDE):
 A difference beyond doubt (p < alpha) is Better or Worse. No difference shown is Equivalent only
 when the samples were large enough to show a difference of the MDE with probability `power`
 (the design power at the MDE, never the "observed power" at the effect seen); otherwise it is
-NotEnoughData, which never promotes. docs/analysis.md#experiments writes the maths down.
+NotEnoughData, which never promotes; so is a sample too small for the normal approximations
+(MIN_EXPECTED, MIN_REQUESTS). docs/analysis.md#experiments writes the maths down.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 Outcome = Literal["Better", "Worse", "Equivalent", "NotEnoughData"]
+# The normal approximations need: each revision's expected correct and incorrect rows under "no
+# difference" at least this many (the textbook rule for the two-proportion z-test) ...
+MIN_EXPECTED = 5
+# ... and at least this many requests per revision for the U test.
+MIN_REQUESTS = 10
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ def proportions(sample: Sample, alpha: float, mde: float, power: float) -> Compa
         return Comparison("NotEnoughData", n1, n2, p1, p2, 0.0, 1.0, 0.0)
     effect = p1 - p2
     pooled = (x1 + x2) / (n1 + n2)
+    if min(n1, n2) * min(pooled, 1 - pooled) < MIN_EXPECTED and pooled not in (0.0, 1.0):
+        # Too few rows of one kind for the normal approximation: its p-value would be too small.
+        return Comparison("NotEnoughData", n1, n2, p1, p2, effect, 1.0, 0.0)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     p_value = _two_sided(effect / se) if se > 0 else (1.0 if effect == 0 else 0.0)
     achieved = proportions_power(p2, n1, n2, alpha, mde)
@@ -125,10 +134,12 @@ def distributions(sample: Sample, alpha: float, mde: float, power: float) -> Com
     for mine, theirs in zip(c, s, strict=True):
         u += mine * (below + theirs / 2)
         below += theirs
+    effect = 2 * u / (n1 * n2) - 1  # Cliff's delta
+    if min(n1, n2) < MIN_REQUESTS:  # the normal approximation of U needs a few of each
+        return Comparison("NotEnoughData", n1, n2, value, stable_value, effect, 1.0, 0.0)
     n = n1 + n2
     ties = sum((a + b) ** 3 - (a + b) for a, b in zip(c, s, strict=True))
-    variance = n1 * n2 / 12 * ((n + 1) - (ties / (n * (n - 1)) if n > 1 else 0.0))
-    effect = 2 * u / (n1 * n2) - 1  # Cliff's delta
+    variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
     z = (u - n1 * n2 / 2) / math.sqrt(variance) if variance > 0 else 0.0
     p_value = _two_sided(z) if variance > 0 else 1.0
     achieved = distributions_power(n1, n2, alpha, mde)
