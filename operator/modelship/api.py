@@ -571,11 +571,70 @@ class HeaderRoute(_Model):
         )
 
 
+ExperimentMetricName = Literal["accuracy", "latency"]
+# The smallest difference an experiment must be able to show, per metric, in its own unit.
+DEFAULT_MIN_DETECTABLE_EFFECT: dict[str, float] = {"accuracy": 0.02, "latency": 0.2}
+
+
+class ExperimentMetric(_Model):
+    """One metric an experiment compares between the candidate and the stable revision."""
+
+    name: ExperimentMetricName = Field(
+        description="accuracy: feedback rows correct (two-proportion z-test); latency: request durations "
+        "(Mann-Whitney U test on the histogram buckets)."
+    )
+    min_detectable_effect: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None,
+        description="The smallest difference worth finding: accuracy in points (0.02 = 2 points, the "
+        "default), latency as Cliff's delta, P(slower) - P(faster) (default 0.2). No difference is "
+        "accepted only when the samples could have shown this one.",
+    )
+
+
+class Experiment(_Model):
+    """Serve the candidate at a fixed `weight` beside stable, then decide with a statistical test
+    (docs/analysis.md#experiments): worse on any metric aborts, too little data to tell pauses, better
+    or equivalent goes on."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "has(self.duration) || has(self.minSamples)",
+                "spec.strategy.canary.steps[].experiment: set duration, minSamples or both "
+                "(when the experiment is decided)",
+            )
+        )
+    )
+    weight: Annotated[int, Field(ge=1, le=99)] = Field(
+        default=50, description="The candidate's share of traffic during the experiment, percent."
+    )
+    duration: Duration | None = Field(
+        default=None, description="Decide no sooner than this after the weight took effect."
+    )
+    min_samples: Annotated[int, Field(ge=1, le=100_000_000)] | None = Field(
+        default=None,
+        description="... and once each revision has this many samples of every metric (feedback rows, "
+        "requests).",
+    )
+    confidence: Annotated[float, Field(ge=0.5, le=0.9999)] = Field(
+        default=0.95, description="A difference counts when its two-sided p-value is below 1 - confidence."
+    )
+    power: Annotated[float, Field(ge=0.5, le=0.99)] = Field(
+        default=0.8,
+        description="How likely the samples must have been to show a minDetectableEffect for 'no "
+        "difference' to pass; below it the experiment is inconclusive.",
+    )
+    metrics: Annotated[
+        list[ExperimentMetric], Field(min_length=1, max_length=2, json_schema_extra=keyed_by("name"))
+    ] = Field(default_factory=lambda: [ExperimentMetric(name="accuracy")])
+
+
 _EXACTLY_ONE_ACTION = Rule(
     "[has(self.setWeight), has(self.pause), has(self.setCanaryScale), has(self.analysis), "
-    "has(self.evaluation), has(self.loadTest), has(self.setHeaderRoute)].filter(x, x).size() == 1",
+    "has(self.evaluation), has(self.loadTest), has(self.setHeaderRoute), has(self.experiment)]"
+    ".filter(x, x).size() == 1",
     "each spec.strategy.canary.steps[] item must set exactly one of setWeight, pause, setCanaryScale, "
-    "analysis, evaluation, loadTest or setHeaderRoute",
+    "analysis, evaluation, loadTest, setHeaderRoute or experiment",
 )
 
 
@@ -598,6 +657,11 @@ class CanaryStep(_Model):
         description="gatewayAPI only: send requests with these headers to `<name>-canary`, at any weight, "
         "until promotion or abort; the step completes once the route shows the rule.",
     )
+    experiment: Experiment | None = Field(
+        default=None,
+        description="A/B test: the candidate at a fixed weight until duration and minSamples are reached, "
+        "then a statistical test against stable decides.",
+    )
 
 
 # A weight may drop only after a checkpoint: a drop with no pause or analysis between
@@ -606,9 +670,9 @@ class CanaryStep(_Model):
 _NO_UNOBSERVED_DROP = Rule(
     "self.steps.all(i, s, !has(s.setWeight) || self.steps.all(j, t, j >= i || !has(t.setWeight) || "
     "t.setWeight <= s.setWeight || "
-    "self.steps.exists(k, u, k > j && k < i && (has(u.pause) || has(u.analysis)))))",
-    "spec.strategy.canary.steps: a setWeight may be lower than an earlier setWeight only with a pause or "
-    "analysis step between them",
+    "self.steps.exists(k, u, k > j && k < i && (has(u.pause) || has(u.analysis) || has(u.experiment))))))",
+    "spec.strategy.canary.steps: a setWeight may be lower than an earlier setWeight only with a pause, "
+    "analysis or experiment step between them",
     ".steps",
 )
 
@@ -617,8 +681,8 @@ _NO_UNOBSERVED_DROP = Rule(
 # (and the analysis of them) are what judge it.
 _EVALUATION_BEFORE_TRAFFIC = Rule(
     "self.steps.all(i, s, !has(s.evaluation) || "
-    "self.steps.all(j, t, j >= i || !has(t.setWeight) || t.setWeight == 0))",
-    "spec.strategy.canary.steps: an evaluation step must come before any setWeight above 0",
+    "self.steps.all(j, t, j >= i || ((!has(t.setWeight) || t.setWeight == 0) && !has(t.experiment))))",
+    "spec.strategy.canary.steps: an evaluation step must come before any setWeight above 0 or experiment",
     ".steps",
 )
 
@@ -1497,7 +1561,21 @@ class Condition(_Model):
 
 
 Verdict = Literal["Successful", "Failed", "Inconclusive", "Error"]
-RunKind = Literal["step", "background", "prePromotion", "postPromotion", "evaluation"]
+RunKind = Literal["step", "background", "prePromotion", "postPromotion", "evaluation", "experiment"]
+
+
+class Comparison(_Model):
+    """An experiment's test of one metric, the candidate against the stable revision."""
+
+    outcome: Literal["Better", "Worse", "Equivalent", "NotEnoughData"]
+    samples: float = Field(description="The candidate's samples (feedback rows, requests).")
+    stable_samples: float
+    effect: float = Field(
+        description="accuracy: candidate minus stable; latency: Cliff's delta (above 0: the candidate "
+        "is slower)."
+    )
+    p_value: float
+    power: float = Field(description="The chance these samples had to show a minDetectableEffect.")
 
 
 class Measurement(_Model):
@@ -1508,6 +1586,7 @@ class Measurement(_Model):
     stable_value: float | None = None
     message: Annotated[str, Field(max_length=512)] = ""
     measured_at: datetime
+    comparison: Comparison | None = Field(default=None, description="An experiment's test (kind experiment).")
 
 
 class MetricStatus(_Model):

@@ -605,6 +605,30 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "spec.analysis.metrics[0]",
         "exactly one of template, query, web or job",
     ),
+    (
+        "experiment-with-no-end",
+        canary({"experiment": {"weight": 50}}),
+        "spec.strategy.canary.steps[0].experiment",
+        "set duration, minSamples or both",
+    ),
+    (
+        "experiment-all-traffic",
+        canary({"experiment": {"weight": 100, "duration": "1h"}}),
+        "spec.strategy.canary.steps[0].experiment.weight",
+        "99",
+    ),
+    (
+        "experiment-unknown-metric",
+        canary({"experiment": {"duration": "1h", "metrics": [{"name": "errors"}]}}),
+        "spec.strategy.canary.steps[0].experiment.metrics[0].name",
+        "Unsupported value",
+    ),
+    (
+        "experiment-before-evaluation",
+        canary({"experiment": {"duration": "1h"}}, {"evaluation": {"min": 0.9}}),
+        "spec.strategy.canary.steps",
+        "an evaluation step must come before any setWeight above 0 or experiment",
+    ),
 ]
 
 
