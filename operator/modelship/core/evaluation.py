@@ -13,7 +13,7 @@ metric's (no request floor: the dataset says how many rows are enough).
 from __future__ import annotations
 
 from modelship import api
-from modelship.core import jobs, manifests
+from modelship.core import experiment, jobs, manifests
 from modelship.core.analysis.verdicts import RawMeasurement
 
 KIND: api.RunKind = "evaluation"
@@ -50,10 +50,13 @@ def analysis(step: api.EvaluationStep) -> api.Analysis:
 
 
 def analysis_of(spec: api.ModelDeploymentSpec, run: api.AnalysisRun) -> api.Analysis | None:
-    """The settings a run is measured and judged by: its evaluation step's, or `spec.analysis`."""
+    """The settings a run is measured and judged by: its evaluation or experiment step's, or
+    `spec.analysis`."""
     if run.kind == KIND:
         step = step_of(spec, run.step)
         return analysis(step) if step is not None else None
+    if run.kind == experiment.KIND:
+        return experiment.analysis_of(spec, run)
     return spec.analysis
 
 

@@ -98,6 +98,9 @@ _ABORT_REASONS = {
 }
 # An evaluation that could not score the revision (its Job failed) failed it as much as a low score.
 _EVALUATION_ABORT_REASONS = {"Failed": "EvaluationFailed", "Error": "EvaluationFailed"}
+# An experiment's candidate found worse by its test.
+_EXPERIMENT_ABORT_REASONS = {**_ABORT_REASONS, "Failed": "ExperimentFailed"}
+_INCONCLUSIVE = {"experiment": "ExperimentInconclusive"}
 
 
 def analysis_gate(
@@ -121,14 +124,17 @@ def analysis_gate(
         )
     if run.phase == "Successful":
         return Gate("pass", run=run)
-    reasons = _EVALUATION_ABORT_REASONS if kind == "evaluation" else _ABORT_REASONS
+    reasons = {"evaluation": _EVALUATION_ABORT_REASONS, "experiment": _EXPERIMENT_ABORT_REASONS}.get(
+        kind, _ABORT_REASONS
+    )
     if run.phase in reasons:
         return Gate("abort", reasons[run.phase], f"{label}: {run.message}", run=run)
     if run.phase == "Inconclusive":
+        what = "experiment" if kind == "experiment" else "analysis"
         return Gate(
             "pause",
-            "AnalysisInconclusive",
-            f"{label}: analysis inconclusive: {run.message}. `modelship promote` accepts it, "
+            _INCONCLUSIVE.get(kind, "AnalysisInconclusive"),
+            f"{label}: {what} inconclusive: {run.message}. `modelship promote` accepts it, "
             "`modelship abort` rolls back",
             run=run,
         )

@@ -36,6 +36,7 @@ TRIGGERS: Mapping[str, api.NotificationTrigger] = {
     "PrometheusUnreachable": "AnalysisFailed",
     "AnalysisUnreachable": "AnalysisFailed",
     "EvaluationFailed": "AnalysisFailed",  # the offline evaluation step's abort
+    "ExperimentFailed": "AnalysisFailed",  # an experiment step found the candidate worse
     "Aborted": "Aborted",
     "SmokeTestFailed": "Aborted",
     "LoadTestFailed": "Aborted",

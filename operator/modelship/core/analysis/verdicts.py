@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelship import api
-from modelship.core.analysis import stats, templates
+from modelship.core.analysis import abtest, stats, templates
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class RawMeasurement:
     tally: stats.Tally | None = None  # a rate metric's events and requests (templates.tally_rule)
     missing: str | None = None  # why there is no value, when the shell can say (a web metric's path)
     failed: str | None = None  # the check itself failed the revision: a Job that exited non-zero
+    sample: abtest.Sample | None = None  # an experiment's counts of both revisions (`core.experiment`)
 
 
 def _fmt(x: float) -> str:

@@ -6,7 +6,8 @@ analysis, the smoke test before any traffic), then the steps (a setWeight step c
 the canary's pods for it are ready and the router shows the weight; a pause once its time is up;
 an analysis step once its run passes; an evaluation step once its Job's score passes; a loadTest
 step once its Job's pod runs, the load going on beside the next steps; a setHeaderRoute step once
-the route shows its rule), then the
+the route shows its rule; an experiment step once the router shows its weight and its statistical
+test passes), then the
 replicas for where the walk stopped (the router's split, then what the devices allow), then the
 promotion.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from modelship import api
-from modelship.core import evaluation, gates, gateway, loadtest, traffic
+from modelship.core import evaluation, experiment, gates, gateway, loadtest, traffic
 from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
 from modelship.core.engine.model import Context, Event, Outcome, pause_of, ready
@@ -46,7 +47,8 @@ def advance(ctx: Context, out: Outcome) -> Outcome:
     router = traffic.router_for(spec)
     promoting = out.paused is None and out.waiting is None and step >= n
     in_step = steps[step] if step < n else None
-    wanted = in_step.set_weight if in_step and in_step.set_weight is not None and not out.paused else weight
+    asked = _asks(in_step) if in_step is not None else None
+    wanted = asked if asked is not None and not out.paused else weight
     replicas = router.replicas(spec.replicas, weight, wanted or 0, _scale(steps, step), promoting)
     out = out.but(stable_replicas=replicas.stable, canary_replicas=replicas.canary)
     if promoting and ready(ctx.observed(ctx.target), replicas.canary):
@@ -82,30 +84,8 @@ def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, 
     steps, spec = ctx.spec.strategy.steps, ctx.spec
     current, label = steps[step], f"step {step + 1}/{len(steps)}"
     if current.set_weight is not None:
-        wanted = current.set_weight
-        replicas = traffic.router_for(spec).replicas(
-            spec.replicas, weight, wanted, _scale(steps, step), False
-        )
-        if not ready(ctx.observed(ctx.target), replicas.canary):
-            return out, step, weight, False
-        unserved = (
-            routing.unserved(ctx.observations, wanted, out.stable, ctx.target, replicas.canary)
-            if wanted != weight
-            else None
-        )
-        if unserved is not None:
-            return out.but(waiting=f"{label}: {unserved}"), step, weight, False
-        if wanted != weight:
-            out = out.said(Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%"))
-            weight = wanted
-        if not routing.verified(ctx.observations, weight):
-            return (
-                out.but(waiting=f"{label}: {routing.waiting(ctx.observations, weight)}"),
-                step,
-                weight,
-                False,
-            )
-        return out, step + 1, weight, True
+        out, weight, done = _weigh(ctx, out, step, weight, current.set_weight, label)
+        return out, step + int(done), weight, done
     if current.pause is not None:
         duration = current.pause.duration
         start = out.pause_start
@@ -147,12 +127,59 @@ def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, 
         return (out, step + 1, weight, True) if state == "pass" else (out, step, weight, False)
     if current.load_test is not None:
         return _load_test(ctx, out, step, weight, current.load_test, label)
+    if current.experiment is not None:
+        return _experiment(ctx, out, step, weight, current.experiment, label)
     if current.set_header_route is not None:
         return _header_route(ctx, out, step, weight, current.set_header_route, label)
     assert spec.analysis is not None  # admission requires spec.analysis for analysis steps
     gate = gates.analysis_gate("step", ctx.target, step, label, spec.analysis, out.runs.get("step"), ctx.now)
     out, state = apply(out, ctx, gate)
     return (out, step + 1, weight, True) if state == "pass" else (out, step, weight, False)
+
+
+def _weigh(
+    ctx: Context, out: Outcome, step: int, weight: int, wanted: int, label: str
+) -> tuple[Outcome, int, bool]:
+    """Move the canary's weight to `wanted` (a setWeight step, an experiment's): once the canary's
+    pods for it are ready and the router can serve it; (outcome, weight, whether the router shows it)."""
+    spec, steps = ctx.spec, ctx.spec.strategy.steps
+    replicas = traffic.router_for(spec).replicas(spec.replicas, weight, wanted, _scale(steps, step), False)
+    if not ready(ctx.observed(ctx.target), replicas.canary):
+        return out, weight, False
+    unserved = (
+        routing.unserved(ctx.observations, wanted, out.stable, ctx.target, replicas.canary)
+        if wanted != weight
+        else None
+    )
+    if unserved is not None:
+        return out.but(waiting=f"{label}: {unserved}"), weight, False
+    if wanted != weight:
+        out = out.said(Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%"))
+        weight = wanted
+    if not routing.verified(ctx.observations, weight):
+        return out.but(waiting=f"{label}: {routing.waiting(ctx.observations, weight)}"), weight, False
+    return out, weight, True
+
+
+def _experiment(
+    ctx: Context, out: Outcome, step: int, weight: int, trial: api.Experiment, label: str
+) -> tuple[Outcome, int, int, bool]:
+    """An experiment step: the candidate's weight as a setWeight step sets it; once the router shows
+    it, the experiment's run starts (its start opens the window both revisions are counted over)
+    and decides (`core.experiment`): Successful completes the step, Failed aborts, Inconclusive pauses."""
+    out, weight, shown = _weigh(ctx, out, step, weight, trial.weight, label)
+    if not shown:
+        return out, step, weight, False
+    settings = experiment.analysis(ctx.spec, trial)
+    run = out.runs.get(experiment.KIND)
+    gate = gates.analysis_gate(experiment.KIND, ctx.target, step, label, settings, run, ctx.now)
+    out, state = apply(out, ctx, gate)
+    return (out, step + 1, weight, True) if state == "pass" else (out, step, weight, False)
+
+
+def _asks(step: api.CanaryStep) -> int | None:
+    """The weight a step asks for the canary, if it sets one."""
+    return step.experiment.weight if step.experiment is not None else step.set_weight
 
 
 def _load_test(

@@ -261,10 +261,11 @@ def health_of(observed: ObservedDeployment | None, replicas: int) -> Health:
 
 
 def live(status: api.ModelDeploymentStatus, run: api.AnalysisRun) -> bool:
-    """The run belongs to the rollout in progress: its revision's, and a step's or an evaluation's
-    run of the step in progress (not one `modelship promote` moved past)."""
+    """The run belongs to the rollout in progress: its revision's, and a step's, an evaluation's or
+    an experiment's run of the step in progress (not one `modelship promote` moved past)."""
     step = status.canary.step if status.canary is not None else None
-    return run.revision == status.rolling and (run.kind not in ("step", "evaluation") or run.step == step)
+    stepped = ("step", "evaluation", "experiment")
+    return run.revision == status.rolling and (run.kind not in stepped or run.step == step)
 
 
 def pause_of(ctx: Context) -> tuple[str, str] | None:

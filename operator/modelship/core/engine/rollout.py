@@ -5,9 +5,10 @@ measurements (`measured`), then its outcome: steady, a rollout in progress, or a
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from modelship import api
-from modelship.core import evaluation
+from modelship.core import evaluation, experiment
 from modelship.core.analysis import cadence, runs
 from modelship.core.engine import bluegreen, canary
 from modelship.core.engine.model import Context, Event, Observations, Outcome, current, ready
@@ -27,7 +28,14 @@ def measured(
     for run in status.analysis:
         measured = observations.measurements.get(run.kind)
         analysis = evaluation.analysis_of(spec, run)
-        if measured is not None and run.phase == "Running" and analysis is not None:
+        trial = experiment.step_of(spec, run.step) if run.kind == experiment.KIND else None
+        if measured is not None and run.phase == "Running" and analysis is not None and trial is not None:
+            run = experiment.record(run, trial, analysis, measured, now)
+            if run.phase != "Running":  # decided once: its end is the one Event (no per-look series)
+                said = f"experiment of revision {run.revision}: {run.message}"
+                kind: Literal["Normal", "Warning"] = "Normal" if run.phase == "Successful" else "Warning"
+                events.append(Event(kind, f"Experiment{run.phase}", said))
+        elif measured is not None and run.phase == "Running" and analysis is not None:
             tallies = (raw.tally for raw in measured.values())
             run = cadence.with_data(run, analysis, observations.scrape, tallies, now)
             alpha = cadence.alpha(run, analysis, observations.scrape, now)
