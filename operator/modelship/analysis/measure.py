@@ -10,13 +10,13 @@ the analysis itself is wrong, and `consecutiveErrorLimit` decides when that abor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from modelship import api
 from modelship.analysis import web
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig, QueryError, config_from_secret
-from modelship.core.analysis import runs, stats, templates
+from modelship.core.analysis import abtest, runs, stats, templates
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement, floor
 
@@ -224,6 +224,58 @@ def _measure_prometheus(
         return out
     finally:
         prometheus.close()
+
+
+def experiment(
+    config: PrometheusConfig | ConnectionProblem,
+    metrics: Sequence[str],
+    namespace: str,
+    name: str,
+    revision: str,
+    stable: str,
+    window: str,
+) -> dict[str, RawMeasurement]:
+    """One look of an experiment: what `revision` and `stable` each counted in the last `window`
+    (since the experiment began), per metric (`accuracy`: feedback rows correct and in all; `latency`:
+    request-duration buckets), as a Sample for `core.experiment`."""
+    if isinstance(config, ConnectionProblem):
+        return {m: RawMeasurement(error=str(config)) for m in metrics}
+    prometheus = Prometheus(config)
+    try:
+        return {
+            m: _experiment_metric(prometheus, m, namespace, name, (revision, stable), window) for m in metrics
+        }
+    finally:
+        prometheus.close()
+
+
+def _experiment_metric(
+    prometheus: Prometheus, metric: str, namespace: str, name: str, revisions: tuple[str, str], window: str
+) -> RawMeasurement:
+    if metric == "accuracy":
+        rule = templates.tally_rule("accuracy", None, None)
+        assert rule is not None
+        rows = []
+        for rev in revisions:
+            tally, failed = _tally(
+                prometheus,
+                templates.tally_queries(rule, namespace=namespace, name=name, revision=rev, window=window),
+            )
+            if failed is not None:
+                return failed
+            tally = tally or stats.Tally(0.0, 0.0)  # no series: no feedback yet
+            rows.append((tally.requests - tally.events, tally.events))
+        return RawMeasurement(sample=abtest.Sample(rows[0], rows[1]))
+    buckets = []
+    for rev in revisions:
+        promql = templates.experiment_latency_query(
+            namespace=namespace, name=name, revision=rev, window=window
+        )
+        try:
+            buckets.append(prometheus.query_by(promql, "le"))
+        except QueryError as err:
+            return RawMeasurement(unreachable=str(err)) if err.unreachable else RawMeasurement(error=str(err))
+    return RawMeasurement(sample=abtest.histograms(buckets[0], buckets[1]))
 
 
 class ScrapeReader:

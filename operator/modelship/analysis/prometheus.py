@@ -239,6 +239,25 @@ class Prometheus:
         value = series["value"]
         return _number(value[1] if isinstance(value, list) and len(value) == 2 else None)
 
+    def query_by(self, promql: str, label: str) -> dict[str, float]:
+        """The instant query's series by their value of `label` (a histogram's `le`, say): one
+        number each; a series without the label, a scalar or a range vector is a QueryError, a NaN
+        value is left out."""
+        result = self._result(promql)
+        if not isinstance(result, list) or (result and not isinstance(result[0], dict)):
+            raise QueryError(f"query returned {result!r:.200}, not series by {label}")
+        out = {}
+        for series in result:
+            key, value = (series.get("metric") or {}).get(label), series.get("value")
+            if key is None or not isinstance(value, list) or len(value) != 2:
+                raise QueryError(
+                    f"query returned a series without {label}: {_labels(series.get('metric', {}))}"
+                )
+            number = _number(value[1])
+            if number is not None:
+                out[key] = number
+        return out
+
     def targets(self) -> list[Target]:
         """The active scrape targets: their labels, interval and last scrape (target metadata)."""
         try:

@@ -42,7 +42,7 @@ from typing import Any
 
 from modelship import api, metrics
 from modelship.analysis import measure
-from modelship.core import engine, evaluation, manifests
+from modelship.core import engine, evaluation, experiment, manifests
 from modelship.kube import jobs, routes, smoke
 from modelship.kube.feedbackkey import FeedbackKeys
 from modelship.kube.observe import observe_deployments, observe_devices
@@ -215,10 +215,14 @@ class Reconciler:
         microsecond, for timing probes)."""
         config: Any = None
         running = [r for r in status.analysis or [] if r.phase == "Running" and r.revision == status.rolling]
-        if running and spec.analysis is not None:
+        # An experiment without spec.analysis asks the operator's default Prometheus.
+        settings = spec.analysis or next(
+            (experiment.analysis_of(spec, r) for r in running if r.kind == experiment.KIND), None
+        )
+        if running and settings is not None:
             try:
                 config = measure.connection(
-                    spec.analysis, owner.namespace, self.prometheus, self.storage.read_secret
+                    settings, owner.namespace, self.prometheus, self.storage.read_secret
                 )
             except measure.ConnectionProblem as problem:
                 config = problem
@@ -228,8 +232,18 @@ class Reconciler:
             observations = dataclasses.replace(observations, scrape=scrape)
         wants = engine.wants(spec, status, observations, now)
         measurements = jobs.evaluations(self.storage, owner, spec, wants.runs, logger)
+        for run in (r for r in wants.runs if r.kind == experiment.KIND):
+            trial = experiment.step_of(spec, run.step)
+            if trial is not None:
+                stable = status.stable_revision or run.revision
+                metrics = [m.name for m in trial.metrics]
+                window = experiment.window(run, now)
+                measurements[run.kind] = measure.experiment(
+                    config, metrics, owner.namespace, owner.name, run.revision, stable, window
+                )
+                logger.info("measured the experiment of %s against %s over %s", run.revision, stable, window)
         if wants.runs and spec.analysis is not None:
-            for run in (r for r in wants.runs if r.kind != evaluation.KIND):
+            for run in (r for r in wants.runs if r.kind not in (evaluation.KIND, experiment.KIND)):
                 stable = status.stable_revision or run.revision
                 # A round with job metrics waits for their Jobs; it is never a probe's.
                 by_jobs = jobs.metric_round(self.storage, owner, spec.analysis, run, stable, now)

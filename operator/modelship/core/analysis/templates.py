@@ -77,6 +77,11 @@ TALLIES: Mapping[str, tuple[str, str]] = {
         _counted(f'{_BUCKET}, le="+Inf"}}'),
     ),
 }
+# An experiment's latency: what each bucket of a revision's request-duration histogram counted since
+# the experiment began (`{{window}}` = its age), cumulative by `le` as Prometheus keeps it.
+EXPERIMENT_LATENCY = (
+    f"sum by (le) (clamp_min({_BUCKET}}} - {_BUCKET}}} offset {{{{window}}}}, 0) or {_BUCKET}}})"
+)
 # modelserver_request_duration_seconds' buckets (metrics_contract.json; a test keeps them equal).
 REQUEST_DURATION_BUCKETS = (
     0.0005,
@@ -189,3 +194,8 @@ def tally_queries(
     """The rule's (events, requests) PromQL for one revision."""
     variables = _variables(namespace, name, revision, window)
     return render(rule.events, variables), render(rule.requests, variables)
+
+
+def experiment_latency_query(*, namespace: str, name: str, revision: str, window: str) -> str:
+    """The request-duration buckets `revision` counted in the last `window`, one series per `le`."""
+    return render(EXPERIMENT_LATENCY, _variables(namespace, name, revision, window))

@@ -1,0 +1,161 @@
+"""An experiment step's look, against Debian's real Prometheus: the shell counts both revisions
+since the experiment began (`measure.experiment`) and the pure core decides (`core.experiment`).
+
+A loopback exporter serves the metrics contract's feedback counters and request-duration buckets
+for two pairs of revisions, growing on every scrape (Prometheus scrapes it every second): in the
+first pair the candidate is more accurate than stable (95% against 80%, plenty of rows) with the
+same latency; in the second both answer a couple of feedback rows per scrape, too few to tell.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+import pytest
+
+from devcluster.cluster import wait_for
+from modelship import api
+from modelship.analysis import measure
+from modelship.analysis.prometheus import Prometheus, PrometheusConfig
+from modelship.core import experiment
+
+from .test_analysis_prometheus import serve, start_prometheus
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE, NAME = "ml", "fraud"
+BASE = 1000  # counters start as if this many scrapes had happened before the experiment
+# Per scrape and revision: feedback rows (correct, incorrect), and requests per latency bucket.
+FEEDBACK = {"fraud-new": (95, 5), "fraud-old": (80, 20), "fraud-quiet-new": (2, 0), "fraud-quiet-old": (1, 1)}
+BUCKETS = (0.01, 0.05, 0.25)
+LATENCY = {"fraud-new": (60, 30, 10), "fraud-old": (60, 30, 10), "fraud-quiet-new": (1, 0, 0),
+           "fraud-quiet-old": (1, 0, 0)}  # fmt: skip
+TRIAL = api.Experiment.model_validate(
+    {"duration": "3s", "metrics": [{"name": "accuracy"}, {"name": "latency"}]}
+)
+
+
+def exposition(n: int) -> str:
+    k = BASE + n
+    lines = ["# TYPE modelserver_feedback_total counter"]
+    for rev, (correct, incorrect) in FEEDBACK.items():
+        for outcome, per in (("correct", correct), ("incorrect", incorrect)):
+            lines.append(
+                f'modelserver_feedback_total{{namespace="{NAMESPACE}",revision="{rev}",outcome="{outcome}"}} '
+                f"{per * k}"
+            )
+    lines.append("# TYPE modelserver_request_duration_seconds histogram")
+    for rev, counts in LATENCY.items():
+        sel = f'namespace="{NAMESPACE}",revision="{rev}",route="/predict"'
+        total = 0
+        for le, per in zip(BUCKETS, counts, strict=True):
+            total += per
+            lines.append(f'modelserver_request_duration_seconds_bucket{{{sel},le="{le}"}} {total * k}')
+        lines.append(f'modelserver_request_duration_seconds_bucket{{{sel},le="+Inf"}} {total * k}')
+        lines.append(f"modelserver_request_duration_seconds_count{{{sel}}} {total * k}")
+    return "\n".join(lines) + "\n"
+
+
+class _Exporter(BaseHTTPRequestHandler):
+    scrapes = 0
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        with self.lock:
+            type(self).scrapes += 1
+            body = exposition(type(self).scrapes).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def prom_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    for exporter in serve(_Exporter):
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {"job_name": "serving", "honor_labels": True, "static_configs": [{"targets": [exporter]}]}
+            ],
+        }
+        prom = start_prometheus(tmp_path_factory.mktemp("prometheus"), config)
+        try:
+            wait_for_scrapes(prom.url, 6)
+            yield prom.url
+        finally:
+            prom.stop()
+
+
+def wait_for_scrapes(url: str, scrapes: int) -> None:
+    client = Prometheus(PrometheusConfig(address=url))
+    promql = 'count_over_time(modelserver_feedback_total{revision="fraud-new", outcome="correct"}[10s])'
+    try:
+        wait_for(
+            f"{scrapes} scrapes of the exporter", lambda: (client.query(promql) or 0) >= scrapes, timeout=60
+        )
+    finally:
+        client.close()
+
+
+def look(prom_url: str, candidate: str, stable: str) -> api.AnalysisRun:
+    """One look of an experiment that began 5 s ago, decided by the core."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    spec = api.ModelDeploymentSpec.model_validate(
+        {
+            "model": {"name": NAME, "version": "2", "sha256": "a" * 64},
+            "image": "registry.example/fraud@sha256:" + "b" * 64,
+            "strategy": {"canary": {"steps": [{"experiment": api.dump(TRIAL)}]}},
+        }
+    )
+    settings = experiment.analysis(spec, TRIAL)
+    run = api.AnalysisRun(
+        kind="experiment",
+        revision=candidate,
+        step=0,
+        started_at=now - timedelta(seconds=5),
+        metrics=[api.MetricStatus(name=m.name) for m in TRIAL.metrics],
+    )
+    config = PrometheusConfig(address=prom_url)
+    metrics = [m.name for m in TRIAL.metrics]
+    measured = measure.experiment(
+        config, metrics, NAMESPACE, NAME, candidate, stable, experiment.window(run, now)
+    )
+    return experiment.record(run, TRIAL, settings, measured, now)
+
+
+def test_a_more_accurate_candidate_with_plenty_of_rows_passes_the_experiment(prom_url: str) -> None:
+    run = look(prom_url, "fraud-new", "fraud-old")
+    assert run.phase == "Successful", run.message
+    accuracy, latency = (m.measurements[-1] for m in run.metrics)
+    assert accuracy.comparison is not None and accuracy.comparison.outcome == "Better"
+    assert accuracy.value == pytest.approx(0.95, abs=0.01)
+    assert accuracy.stable_value == pytest.approx(0.80, abs=0.01)
+    # Only the rows since the experiment began (about 5 scrapes of 100), not the counters' totals.
+    assert 300 <= accuracy.comparison.samples <= 800
+    assert latency.comparison is not None and latency.comparison.outcome == "Equivalent"
+    assert latency.comparison.effect == pytest.approx(0.0, abs=0.05)
+
+
+def test_a_quiet_pair_is_inconclusive_not_enough_data(prom_url: str) -> None:
+    run = look(prom_url, "fraud-quiet-new", "fraud-quiet-old")
+    assert run.phase == "Inconclusive", run.message
+    assert "accuracy: not enough data" in run.message
+    accuracy = run.metrics[0].measurements[-1]
+    assert accuracy.verdict == "Inconclusive"
+    assert accuracy.comparison is not None and 0 < accuracy.comparison.samples <= 16
+
+
+def test_a_revision_prometheus_never_saw_counts_nothing(prom_url: str) -> None:
+    run = look(prom_url, "fraud-unseen", "fraud-old")
+    assert run.phase == "Inconclusive"
+    assert run.metrics[0].measurements[-1].comparison is not None
+    assert run.metrics[0].measurements[-1].comparison.samples == 0
