@@ -670,7 +670,7 @@ class CanaryStep(_Model):
 _NO_UNOBSERVED_DROP = Rule(
     "self.steps.all(i, s, !has(s.setWeight) || self.steps.all(j, t, j >= i || !has(t.setWeight) || "
     "t.setWeight <= s.setWeight || "
-    "self.steps.exists(k, u, k > j && k < i && (has(u.pause) || has(u.analysis) || has(u.experiment))))))",
+    "self.steps.exists(k, u, k > j && k < i && (has(u.pause) || has(u.analysis) || has(u.experiment)))))",
     "spec.strategy.canary.steps: a setWeight may be lower than an earlier setWeight only with a pause, "
     "analysis or experiment step between them",
     ".steps",
