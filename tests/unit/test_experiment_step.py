@@ -4,12 +4,15 @@ down), and what the shell is asked to count."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from modelship import api
+from modelship import api, plugin
 from modelship.core import experiment
 from modelship.core.analysis import abtest
 from modelship.core.analysis.verdicts import RawMeasurement
@@ -238,3 +241,39 @@ def test_the_api_defaults_and_bounds() -> None:
             api.Experiment.model_validate({"duration": "1h", **bad})
     with pytest.raises(ValueError, match="name"):
         api.Experiment.model_validate({"duration": "1h", "metrics": [{"name": "errors"}]})
+
+
+def test_the_docs_example_is_the_examples_experiment_step() -> None:
+    root = Path(__file__).resolve().parents[2]
+    section = (root / "docs" / "analysis.md").read_text().split("## Experiments", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    documented = api.Canary.model_validate(yaml.safe_load(block.group(1))["spec"]["strategy"]["canary"])
+    example = api.ModelDeploymentSpec.model_validate(
+        yaml.safe_load((root / "examples" / "experiment.yaml").read_text())["spec"]
+    )
+    assert documented.steps == example.strategy.steps
+    trial = documented.steps[2].experiment
+    assert trial is not None and [m.name for m in trial.metrics] == ["accuracy", "latency"]
+
+
+def test_kubectl_modelship_status_shows_what_it_counted_and_then_each_metrics_finding() -> None:
+    world, new = started()
+    world.metrics["accuracy"] = accuracy(rows(900, 1000), rows(800, 1000))
+
+    def shown() -> str:
+        obj = {
+            "metadata": {"name": "fraud", "namespace": "ml"},
+            "spec": api.dump(new),
+            "status": api.dump(world.status),
+        }
+        return plugin.render(obj, [])
+
+    after(world, new, 60)
+    assert "Analysis:   step 2 of " in shown() and ": Running\n  collecting since " in shown()
+    assert "accuracy 1000 vs 1000 samples); decides at " in shown()
+    after(world, new, 600)
+    assert (
+        "accuracy         1 ok, 0 failed, 0 inconclusive; Successful: accuracy: candidate better: 0.9 vs 0.8"
+        in (shown())
+    )

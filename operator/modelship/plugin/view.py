@@ -54,6 +54,8 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
     for run in status.analysis or []:
         what = f"step {run.step + 1}" if run.step is not None else run.kind
         lines.append(f"Analysis:   {what} of {run.revision}: {run.phase}")
+        if run.kind == "experiment" and run.phase == "Running":  # what it has counted, when it decides
+            lines.append(f"  {run.message}")
         for m in run.metrics:
             last = m.measurements[-1] if m.measurements else None
             seen = f"{last.verdict}: {last.message}" if last else "not measured yet"
