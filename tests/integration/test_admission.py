@@ -113,7 +113,7 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "weight-drops-unobserved",
         canary({"setWeight": 50}, {"setWeight": 10}),
         "spec.strategy.canary.steps",
-        "may be lower than an earlier setWeight only with a pause or analysis step between",
+        "may be lower than an earlier setWeight only with a pause, analysis or experiment step between",
     ),
     (
         "weight-drops-after-scale-only",
@@ -669,6 +669,18 @@ def test_weights_may_drop_after_a_pause_or_an_analysis(
         "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1m"}}, {"setWeight": 10}]}
     }
     create_md(kube, namespace, manifest)
+
+
+def test_weights_may_drop_after_an_experiment_and_an_evaluation_may_come_before_it(
+    kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    manifest = example("basic.yaml")
+    trial = {"weight": 50, "duration": "10m", "metrics": [{"name": "accuracy"}, {"name": "latency"}]}
+    steps = [{"evaluation": {"min": 0.9}}, {"setWeight": 60}, {"experiment": trial}, {"setWeight": 10}]
+    manifest["spec"]["strategy"] = {"canary": {"steps": steps}}
+    stored = create_md(kube, namespace, manifest)
+    defaulted = stored["spec"]["strategy"]["canary"]["steps"][2]["experiment"]
+    assert (defaulted["confidence"], defaulted["power"]) == (0.95, 0.8)
 
 
 def test_an_evaluation_step_and_a_job_metric_without_limits_are_admitted(
