@@ -9,21 +9,38 @@ same latency; in the second both answer a couple of feedback rows per scrape, to
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devcluster.cluster import wait_for
+from devcluster.cluster import ExistingCluster, wait_for
 from modelship import api
 from modelship.analysis import measure
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig
 from modelship.core import experiment
+from modelship.kube.storage import Storage
 
+from .mdhelpers import (
+    Operator,
+    crd_installed,
+    deploy_stable,
+    example,
+    kube,
+    md_path,
+    md_status,
+    operator_in,
+    revision,
+    wait_until,
+)
 from .test_analysis_prometheus import serve, start_prometheus
+
+__all__ = ["crd_installed", "kube"]  # fixtures used by this module
 
 pytestmark = pytest.mark.integration
 
@@ -39,18 +56,24 @@ TRIAL = api.Experiment.model_validate(
 )
 
 
+# (namespace, revision) -> (feedback, latency) per scrape, for the operator's tests: their
+# revisions live in each test's own namespace.
+SERVED: dict[tuple[str, str], tuple[tuple[int, int], tuple[int, int, int]]] = {}
+
+
 def exposition(n: int) -> str:
     k = BASE + n
+    served = {(NAMESPACE, rev): (FEEDBACK[rev], LATENCY[rev]) for rev in FEEDBACK} | SERVED
     lines = ["# TYPE modelserver_feedback_total counter"]
-    for rev, (correct, incorrect) in FEEDBACK.items():
+    for (ns, rev), ((correct, incorrect), _) in served.items():
         for outcome, per in (("correct", correct), ("incorrect", incorrect)):
             lines.append(
-                f'modelserver_feedback_total{{namespace="{NAMESPACE}",revision="{rev}",outcome="{outcome}"}} '
+                f'modelserver_feedback_total{{namespace="{ns}",revision="{rev}",outcome="{outcome}"}} '
                 f"{per * k}"
             )
     lines.append("# TYPE modelserver_request_duration_seconds histogram")
-    for rev, counts in LATENCY.items():
-        sel = f'namespace="{NAMESPACE}",revision="{rev}",route="/predict"'
+    for (ns, rev), (_, counts) in served.items():
+        sel = f'namespace="{ns}",revision="{rev}",route="/predict"'
         total = 0
         for le, per in zip(BUCKETS, counts, strict=True):
             total += per
@@ -159,3 +182,85 @@ def test_a_revision_prometheus_never_saw_counts_nothing(prom_url: str) -> None:
     assert run.phase == "Inconclusive"
     assert run.metrics[0].measurements[-1].comparison is not None
     assert run.metrics[0].measurements[-1].comparison.samples == 0
+
+
+# ---- the operator: an experiment step in a rollout, against the real API server ----------------
+
+MD = "fraud-detector"  # examples/basic.yaml
+IMAGES = {c: "registry.example/modelship/fraud-detector@sha256:" + c * 64 for c in "ab"}
+
+
+@pytest.fixture
+def operator_with_prometheus(
+    cluster: ExistingCluster, namespace: str, crd_installed: None, prom_url: str, tmp_path: Path
+) -> Iterator[Operator]:
+    """The operator, with Prometheus only as its own default (the ModelDeployment has no analysis)."""
+    op = operator_in(
+        cluster, namespace, tmp_path / "operator.log", ["--prometheus-address", prom_url]
+    ).start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        print(f"operator log: {op.log_path}")
+
+
+def manifest(image: str, trial: dict[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = copy.deepcopy(example("basic.yaml"))
+    doc["spec"].update({"image": image, "strategy": {"canary": {"steps": [{"experiment": trial}]}}})
+    doc["spec"].pop("analysis", None)
+    return doc
+
+
+def experiment_run(kube: Storage, namespace: str, canary: str) -> dict[str, Any] | None:
+    status = md_status(kube, namespace, MD)
+    runs = status.get("analysis") or []
+    return next((r for r in runs if r["kind"] == "experiment" and r["revision"] == canary), None)
+
+
+def roll_out(
+    kube: Storage, namespace: str, trial: dict[str, Any], candidate: tuple[int, int], stable: tuple[int, int]
+) -> str:
+    """The stable revision, then the candidate under `trial`, each answering feedback rows
+    (correct, incorrect) per scrape; the candidate's revision."""
+    old, new = manifest(IMAGES["a"], trial), manifest(IMAGES["b"], trial)
+    canary = str(revision(new))
+    SERVED[(namespace, revision(old))] = (stable, (5, 0, 0))
+    SERVED[(namespace, canary)] = (candidate, (5, 0, 0))
+    deploy_stable(kube, namespace, old)
+    kube.merge(md_path(namespace, MD), {"spec": {"image": IMAGES["b"]}}, "modelship-tests")
+    return canary
+
+
+def test_the_operator_promotes_a_more_accurate_candidate_after_its_experiment(
+    kube: Storage, namespace: str, operator_with_prometheus: Operator
+) -> None:
+    canary = roll_out(kube, namespace, {"weight": 50, "duration": "5s"}, candidate=(95, 5), stable=(80, 20))
+    wait_until(
+        "the candidate promoted",
+        lambda: md_status(kube, namespace, MD).get("stableRevision") == canary,
+        timeout=120,
+    )
+    run = experiment_run(kube, namespace, canary)
+    assert run is not None and run["phase"] == "Successful", run
+    found = run["metrics"][0]["measurements"][-1]
+    assert found["comparison"]["outcome"] == "Better" and found["comparison"]["pValue"] < 0.001
+    assert found["value"] == pytest.approx(0.95, abs=0.01)
+
+
+def test_the_operator_pauses_an_experiment_with_too_few_samples_as_inconclusive(
+    kube: Storage, namespace: str, operator_with_prometheus: Operator
+) -> None:
+    canary = roll_out(kube, namespace, {"weight": 50, "duration": "5s"}, candidate=(1, 0), stable=(1, 0))
+
+    def paused() -> bool:
+        conditions = md_status(kube, namespace, MD).get("conditions") or []
+        return any(c["type"] == "Paused" and c["reason"] == "ExperimentInconclusive" for c in conditions)
+
+    wait_until("the experiment inconclusive", paused, timeout=120)
+    status = md_status(kube, namespace, MD)
+    assert status["phase"] == "Paused" and status["stableRevision"] != canary
+    assert status["rollout"]["canary"]["weight"] == 50  # held where it was, for a person to decide
+    run = experiment_run(kube, namespace, canary)
+    assert run is not None and run["phase"] == "Inconclusive"
+    assert "accuracy: not enough data" in run["message"]
