@@ -277,3 +277,15 @@ def test_kubectl_modelship_status_shows_what_it_counted_and_then_each_metrics_fi
         "accuracy         1 ok, 0 failed, 0 inconclusive; Successful: accuracy: candidate better: 0.9 vs 0.8"
         in (shown())
     )
+
+
+def test_queries_prometheus_refuses_five_looks_in_a_row_abort_the_experiment() -> None:
+    world, new = started()
+    world.metrics["accuracy"] = RawMeasurement(error="Prometheus answered HTTP 400 Bad Request: parse error")
+    for _ in range(4):
+        status = after(world, new, 10)
+        assert status.aborted is None and run_of(world).phase == "Running"
+    status = after(world, new, 10)
+    assert status.aborted is not None and status.aborted.reason == "AnalysisError"
+    assert "accuracy: query failed: Prometheus answered HTTP 400" in condition(status, "Progressing").message
+    assert run_of(world).metrics[0].consecutive_errors == 5

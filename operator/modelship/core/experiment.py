@@ -27,7 +27,6 @@ from modelship.core.analysis.verdicts import RawMeasurement
 
 KIND: api.RunKind = "experiment"
 LOOK = "10s"  # how often a running experiment's counts are read
-ERROR_LIMIT = 4  # Prometheus refusing the queries this many looks in a row (and one more) aborts
 _VERDICTS: dict[abtest.Outcome, api.Verdict] = {
     "Better": "Successful",
     "Equivalent": "Successful",
@@ -49,6 +48,7 @@ def analysis(spec: api.ModelDeploymentSpec, experiment: api.Experiment) -> api.A
         scrape_interval=LOOK,  # never probes at the scrape cadence: it decides once
         count=1,
         confidence=experiment.confidence,
+        # Named only, for the status's per-metric tallies: the shell counts them (`measure.experiment`).
         metrics=[api.Metric(name=m.name) for m in experiment.metrics],
     )
     own = spec.analysis
@@ -147,7 +147,7 @@ def record(
     run = run.model_copy(update={"unreachable_since": None})
     refused = {name: raw.error for name, raw in measured.items() if raw.error is not None}
     if refused:
-        return _refused(run, refused, now)
+        return _refused(run, refused, settings.consecutive_error_limit, now)
     samples = {m.name: measured[m.name].sample if m.name in measured else None for m in experiment.metrics}
     counted: dict[str, abtest.Sample] = {m.name: samples[m.name] or _empty(m) for m in experiment.metrics}
     waiting = _waiting(run, experiment, counted, now)
@@ -156,9 +156,9 @@ def record(
     return _decided(run, experiment, counted, now)
 
 
-def _refused(run: api.AnalysisRun, refused: Mapping[str, str], now: datetime) -> api.AnalysisRun:
-    """A look whose queries Prometheus refused: an Error measurement; more than ERROR_LIMIT in a
-    row end the run (Error: the rollout aborts, the experiment's queries are wrong)."""
+def _refused(run: api.AnalysisRun, refused: Mapping[str, str], limit: int, now: datetime) -> api.AnalysisRun:
+    """A look whose queries Prometheus refused: an Error measurement; more than `limit` in a row
+    end the run (Error: the rollout aborts, the experiment's queries are wrong)."""
     metrics, worst = [], 0
     for status in run.metrics:
         why = refused.get(status.name)
@@ -179,7 +179,7 @@ def _refused(run: api.AnalysisRun, refused: Mapping[str, str], now: datetime) ->
         metrics.append(status)
     first = next(iter(refused.items()))
     message = f"{first[0]}: query failed: {first[1]}"
-    phase = "Error" if worst > ERROR_LIMIT else "Running"
+    phase = "Error" if worst > limit else "Running"
     if phase == "Error":
         message += f" ({worst} errors in a row)"
     return run.model_copy(update={"metrics": metrics, "phase": phase, "message": message[:1024]})

@@ -31,7 +31,8 @@ the events). Every rule lives here; `modelship.core.traffic` turns weights into 
 - Gates: before a new revision gets any traffic it must pass `spec.smokeTest`; an
   `analysis` step waits for its run; a background run watches the whole canary; a load
   test (a `loadTest` step, `blueGreen.prePromotionLoadTest`) waits until its Job runs
-  (`modelship.core.loadtest`). The
+  (`modelship.core.loadtest`); an `experiment` step holds its weight until a statistical test of
+  the candidate against stable decides (`modelship.core.experiment`). The
   shell takes the measurements `wants` asks for and passes them in `Observations`. A Job that
   no longer belongs to the rollout (an abort, a promotion, a new digest) is stopped while it runs
   (`jobs.stale`): a load test's load ends with its rollout.
