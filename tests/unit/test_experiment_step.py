@@ -218,12 +218,13 @@ def test_the_run_settings_share_the_analysis_prometheus_and_never_probe() -> Non
         analysis={
             "prometheus": {"address": "http://prom.ml:9090"},
             "unreachableTimeout": "3m",
+            "consecutiveErrorLimit": 7,
             "metrics": [{"name": "errors", "template": "error-rate", "max": 0.01}],
         }
     )
     settings = experiment.analysis(own, trial)
     assert settings.prometheus is not None and settings.prometheus.address == "http://prom.ml:9090"
-    assert settings.unreachable_timeout == "3m"
+    assert settings.unreachable_timeout == "3m" and settings.consecutive_error_limit == 7
     assert settings.scrape_interval == settings.interval == experiment.LOOK
     assert [m.name for m in settings.metrics] == ["accuracy"]
     assert experiment.analysis(spec(), trial).prometheus is None

@@ -55,7 +55,11 @@ def analysis(spec: api.ModelDeploymentSpec, experiment: api.Experiment) -> api.A
     if own is None:
         return settings
     return settings.model_copy(
-        update={"prometheus": own.prometheus, "unreachable_timeout": own.unreachable_timeout}
+        update={
+            "prometheus": own.prometheus,
+            "unreachable_timeout": own.unreachable_timeout,
+            "consecutive_error_limit": own.consecutive_error_limit,
+        }
     )
 
 
