@@ -136,7 +136,7 @@ class World:
         elif isinstance(write, engine.Route):
             if not self.route_stuck:
                 self.route = dict(write.weights)
-                self.route_headers = {r.name: gateway.header_triples(r) for r in write.headers}
+                self.route_headers = gateway.headers_of(write.headers)
         elif write.manifest["kind"] == "Service":
             self.services[write.manifest["metadata"]["name"]] = dict(write.manifest["spec"]["selector"])
         else:

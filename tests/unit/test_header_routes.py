@@ -91,6 +91,18 @@ def test_in_a_users_route_header_rules_repeat_the_managed_rules_path_and_go_just
     assert gateway.with_headers(route, "recommender", {}, (QA,)) is None  # no rule of its own
 
 
+def test_headers_the_managed_rule_matches_on_are_not_read_as_the_header_routes() -> None:
+    route = user_route()
+    route["spec"]["rules"][1]["matches"][0]["headers"] = [{"type": "Exact", "name": "x-tenant", "value": "a"}]
+    rules = gateway.with_headers(route, "fraud", gateway.weights("fraud", 0), (QA,))
+    assert rules is not None
+    assert rules[1]["matches"][0]["headers"] == [
+        {"type": "Exact", "name": "x-tenant", "value": "a"},  # the weighted rule's, kept
+        {"type": "Exact", "name": "x-canary", "value": "yes"},
+    ]
+    assert gateway.read_headers({"spec": {"rules": rules}}, "fraud") == gateway.headers_of([QA])
+
+
 def test_a_header_rule_edited_to_send_elsewhere_is_not_read_as_ours() -> None:
     route = gateway.route(OWNER, "fraud", [], gateway.weights("fraud", 0), (QA,))
     route["spec"]["rules"][0]["backendRefs"][0]["name"] = "fraud-stable"

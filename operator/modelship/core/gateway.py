@@ -63,6 +63,11 @@ def header_triples(route: api.HeaderRoute) -> frozenset[HeaderTriple]:
     )
 
 
+def headers_of(routes: Sequence[api.HeaderRoute]) -> dict[str, frozenset[HeaderTriple]]:
+    """Header routes by name, as `read_headers` reads them back from the route."""
+    return {r.name: header_triples(r) for r in routes}
+
+
 def header_rules(
     owner_name: str, routes: Sequence[api.HeaderRoute], base: Sequence[dict[str, Any]] = ()
 ) -> list[dict[str, Any]]:
@@ -90,20 +95,27 @@ def _ours(rule: dict[str, Any], owner_name: str) -> bool:
 
 
 def read_headers(obj: dict[str, Any], owner_name: str) -> dict[str, frozenset[HeaderTriple]]:
-    """The header routes the route shows, by route name: the headers of each header rule's first
-    match that sends to `<name>-canary` alone (a rule edited to send elsewhere is not ours any more)."""
+    """The header routes the route shows, by route name: the headers each header rule that sends to
+    `<name>-canary` alone adds to the weighted rule's first match (a rule edited to send elsewhere
+    is not ours any more)."""
     prefix = header_rule_name(owner_name, "")
     canary = [f"{owner_name}-canary"]
-    found = {}
-    for rule in obj.get("spec", {}).get("rules") or []:
-        if not _ours(rule, owner_name) or [r.get("name") for r in rule.get("backendRefs") or []] != canary:
-            continue
-        matches = rule.get("matches") or [{}]
-        found[rule["name"][len(prefix) :]] = frozenset(
-            (h.get("type", "Exact"), h.get("name", ""), h.get("value", ""))
-            for h in matches[0].get("headers") or []
-        )
-    return found
+    rules = obj.get("spec", {}).get("rules") or []
+    index = managed_rule(obj, owner_name)
+    base = _triples(rules[index]) if index is not None else frozenset()
+    return {
+        rule["name"][len(prefix) :]: _triples(rule) - base
+        for rule in rules
+        if _ours(rule, owner_name) and [r.get("name") for r in rule.get("backendRefs") or []] == canary
+    }
+
+
+def _triples(rule: dict[str, Any]) -> frozenset[HeaderTriple]:
+    """The headers of a rule's first match."""
+    first = (rule.get("matches") or [{}])[0]
+    return frozenset(
+        (h.get("type", "Exact"), h.get("name", ""), h.get("value", "")) for h in first.get("headers") or []
+    )
 
 
 def with_headers(

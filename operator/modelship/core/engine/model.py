@@ -129,8 +129,8 @@ class Route:
 
     def moves(self, seen: RouteObservation) -> bool:
         """Whether writing it changes what the route was read to send where."""
-        wanted = {r.name: gateway.header_triples(r) for r in self.headers}
-        return dict(self.weights) != dict(seen.weights or {}) or wanted != dict(seen.headers)
+        weights_move = dict(self.weights) != dict(seen.weights or {})
+        return weights_move or gateway.headers_of(self.headers) != dict(seen.headers)
 
 
 @dataclass(frozen=True)
