@@ -130,5 +130,6 @@ def _serve(service: Service) -> None:
         server_header=False,
         log_level=s.log_level,
         timeout_graceful_shutdown=s.graceful_timeout_s,
+        timeout_keep_alive=s.keepalive_timeout_s,
     )
     _Server(cfg).run()

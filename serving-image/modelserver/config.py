@@ -81,6 +81,10 @@ class Settings:
     pod_address: str | None
     feedback_token_ttl_s: int
     graceful_timeout_s: int
+    # How long an idle keep-alive connection stays open. Longer than the idle timeout of the proxy in
+    # front (Traefik 90 s, nginx and AWS ALB 60 s, Google's load balancer 600 s): a server that closes
+    # first races the proxy's next request on that connection, which the proxy answers 502.
+    keepalive_timeout_s: int
     inference_threads: int
     sklearn_fast_path: bool
     edgetpu_device: str
@@ -218,6 +222,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         pod_address=f"{pod_ip}:{port}" if pod_ip else None,
         feedback_token_ttl_s=_int(env, "FEEDBACK_TOKEN_TTL_SECONDS", 3600, 1),
         graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT_SECONDS", 10, 0),
+        keepalive_timeout_s=_int(env, "KEEPALIVE_TIMEOUT_SECONDS", 620, 1),
         inference_threads=_int(env, "INFERENCE_THREADS", 1, 1),
         sklearn_fast_path=_bool(env, "SKLEARN_FAST_PATH")
         if env.get("SKLEARN_FAST_PATH", "").strip()

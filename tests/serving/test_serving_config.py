@@ -19,6 +19,7 @@ def test_defaults() -> None:
     assert s.accelerator == "cpu"
     assert s.max_body_bytes == 1_048_576
     assert s.sklearn_fast_path is True
+    assert s.keepalive_timeout_s == 620  # above the idle timeouts of common gateways
 
 
 def test_everything_set() -> None:
@@ -35,6 +36,7 @@ def test_everything_set() -> None:
             "MAX_BATCH_ROWS": "8",
             "INFERENCE_THREADS": "2",
             "SKLEARN_FAST_PATH": "false",
+            "KEEPALIVE_TIMEOUT_SECONDS": "75",
         }
     )
     assert s.framework == "tflite" and s.accelerator == "coral"
@@ -42,6 +44,7 @@ def test_everything_set() -> None:
     assert (s.model_name, s.model_version, s.host, s.port) == ("det", "2024-06-01", "0.0.0.0", 9000)
     assert (s.max_body_bytes, s.max_batch_rows, s.inference_threads) == (2048, 8, 2)
     assert s.sklearn_fast_path is False
+    assert s.keepalive_timeout_s == 75
 
 
 def test_faults_are_off_unless_asked_for() -> None:

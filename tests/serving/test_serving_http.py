@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -169,3 +171,19 @@ def test_predict_json_is_compact_and_typed(sk_server: Server) -> None:
     assert r.headers["content-type"] == "application/json"
     assert int(r.headers["content-length"]) == len(r.body)
     json.loads(r.body)
+
+
+def test_an_idle_keep_alive_connection_outlives_a_gateways_reuse_of_it(sk_server: Server) -> None:
+    # uvicorn's own default closes a connection idle for 5 s; a gateway keeps its idle connections
+    # longer (Traefik 90 s) and answers 502 when it sends on one the server is closing.
+    request = b"GET /healthz HTTP/1.1\r\nHost: model\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", sk_server.port), timeout=5) as conn:
+        conn.sendall(request)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(6.5)
+        conn.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing to read, and not closed (b"")
+            conn.recv(1, socket.MSG_PEEK)
+        conn.setblocking(True)
+        conn.sendall(request)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
