@@ -22,6 +22,7 @@ SERVICE_PORT = 80
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 PRE_STOP_SECONDS = 5  # how long a deleted pod serves on while load balancers drop it
+PROBE_TIMEOUT_SECONDS = 5
 
 Manifest = dict[str, Any]
 # The key a ModelDeployment's pods share to sign feedback tokens (serving-image/modelserver/
@@ -121,7 +122,10 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
         "httpGet": {"path": path, "port": PORT_NAME},
         "periodSeconds": period,
         "failureThreshold": failures,
-        "timeoutSeconds": 2,
+        # A model server on a busy node (CPU throttled, a burst of inference) can take seconds to
+        # answer: at 2 s, three slow answers in a row took a fresh canary's only pod out of its
+        # Service under load, and the gateway answered 503 for its whole share.
+        "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
     }
 
 
