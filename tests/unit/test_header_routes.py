@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modelship import api, plugin
-from modelship.core import engine, gateway
+from modelship.core import engine, gateway, notifications
 
 from .enginesim import OWNER, World, command
 from .test_canary import NEW_IMAGE, THIRD_IMAGE, canary_spec, condition, name_of, replicas, stable_world
@@ -145,6 +145,10 @@ def test_the_step_pins_header_requests_to_the_canary_at_weight_0_once_the_route_
     assert world.route_headers == {"qa": gateway.header_triples(QA)}
     set_events = [e.message for e in world.events if e.reason == "HeaderRouteSet"]
     assert set_events == ["step 1/4: requests with x-canary: yes go to fraud-canary (fraud-header-qa)"]
+    # A completed step like a setWeight's: told to the on-call channel as StepCompleted.
+    assert {notifications.trigger(e.reason) for e in world.events if e.reason == "HeaderRouteSet"} == {
+        "StepCompleted"
+    }
 
 
 def test_the_header_route_waits_for_the_canary_service_to_list_a_ready_pod() -> None:

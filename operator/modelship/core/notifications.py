@@ -30,6 +30,7 @@ CONDITION = "NotificationsDelivered"
 TRIGGERS: Mapping[str, api.NotificationTrigger] = {
     "RolloutStarted": "RolloutStarted",
     "WeightChanged": "StepCompleted",
+    "HeaderRouteSet": "StepCompleted",  # a setHeaderRoute step pins (or unpins) requests by header
     "Paused": "Paused",
     "AnalysisFailed": "AnalysisFailed",
     "AnalysisError": "AnalysisFailed",
