@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -126,22 +126,27 @@ def exposition(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Exporter(BaseHTTPRequestHandler):
-    scrapes = 0
-    lock = threading.Lock()
+def scrape_target(exposition: Callable[[int], str]) -> type[BaseHTTPRequestHandler]:
+    """A scrape target whose n-th scrape answers `exposition(n)`: counters that grow by scrape."""
 
-    def do_GET(self) -> None:
-        with self.lock:
-            type(self).scrapes += 1
-            body = exposition(type(self).scrapes).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    class Exporter(BaseHTTPRequestHandler):
+        scrapes = 0
+        lock = threading.Lock()
 
-    def log_message(self, *_: Any) -> None:
-        pass
+        def do_GET(self) -> None:
+            with self.lock:
+                type(self).scrapes += 1
+                body = exposition(type(self).scrapes).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    return Exporter
 
 
 def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
@@ -155,7 +160,7 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[str]:
-    yield from serve(_Exporter)
+    yield from serve(scrape_target(exposition))
 
 
 @dataclass

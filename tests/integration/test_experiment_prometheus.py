@@ -10,10 +10,8 @@ same latency; in the second both answer a couple of feedback rows per scrape, to
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,7 @@ from .mdhelpers import (
     revision,
     wait_until,
 )
-from .test_analysis_prometheus import serve, start_prometheus
+from .test_analysis_prometheus import scrape_target, serve, start_prometheus
 
 __all__ = ["crd_installed", "kube"]  # fixtures used by this module
 
@@ -83,31 +81,13 @@ def exposition(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Exporter(BaseHTTPRequestHandler):
-    scrapes = 0
-    lock = threading.Lock()
-
-    def do_GET(self) -> None:
-        with self.lock:
-            type(self).scrapes += 1
-            body = exposition(type(self).scrapes).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def prom_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    for exporter in serve(_Exporter):
+    for target in serve(scrape_target(exposition)):
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [
-                {"job_name": "serving", "honor_labels": True, "static_configs": [{"targets": [exporter]}]}
+                {"job_name": "serving", "honor_labels": True, "static_configs": [{"targets": [target]}]}
             ],
         }
         prom = start_prometheus(tmp_path_factory.mktemp("prometheus"), config)
