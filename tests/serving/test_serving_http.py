@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
@@ -176,14 +177,22 @@ def test_predict_json_is_compact_and_typed(sk_server: Server) -> None:
 def test_an_idle_keep_alive_connection_outlives_a_gateways_reuse_of_it(sk_server: Server) -> None:
     # uvicorn's own default closes a connection idle for 5 s; a gateway keeps its idle connections
     # longer (Traefik 90 s) and answers 502 when it sends on one the server is closing.
-    request = b"GET /healthz HTTP/1.1\r\nHost: model\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", sk_server.port), timeout=5) as conn:
-        conn.sendall(request)
-        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    conn = http.client.HTTPConnection("127.0.0.1", sk_server.port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        first = conn.getresponse()
+        assert first.status == 200
+        first.read()  # the whole answer: nothing of it left on the socket
+        sock = conn.sock
+        assert sock is not None
         time.sleep(6.5)
-        conn.setblocking(False)
+        sock.setblocking(False)
         with pytest.raises(BlockingIOError):  # nothing to read, and not closed (b"")
-            conn.recv(1, socket.MSG_PEEK)
-        conn.setblocking(True)
-        conn.sendall(request)
-        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            sock.recv(1, socket.MSG_PEEK)
+        sock.setblocking(True)
+        sock.settimeout(5)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        assert conn.sock is sock  # the same connection, not a new one
+    finally:
+        conn.close()
