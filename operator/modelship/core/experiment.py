@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from modelship import api
-from modelship.core.analysis import abtest
+from modelship.core.analysis import abtest, runs
 from modelship.core.analysis.verdicts import RawMeasurement
 
 KIND: api.RunKind = "experiment"
@@ -243,7 +243,7 @@ def _decided(
                     "failed": before.failed + (verdict == "Failed"),
                     "inconclusive": before.inconclusive + (verdict == "Inconclusive"),
                     "consecutive_errors": 0,
-                    "measurements": [*before.measurements, measurement][-10:],
+                    "measurements": [*before.measurements, measurement][-runs.KEEP :],
                 }
             )
         )
