@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from . import v2
+from . import shadow, v2
 from .errors import HTTPError, bad_input
 from .feedback import forward, same_label
 from .feedbacktoken import Claim, Signer, TokenError, TokenExpired
@@ -94,6 +94,18 @@ class App:
         self._signer = Signer(s.feedback_key) if s.feedback_key and s.pod_address else None
         self._address = s.pod_address
         self._token_ttl = s.feedback_token_ttl_s
+        shadowing = s.shadow
+        self._mirror = (
+            shadow.Mirror(
+                shadowing.target,
+                service.metrics.observe_shadow,
+                capacity=shadowing.queue,
+                workers=shadowing.workers,
+                timeout_s=shadowing.timeout_s,
+            )
+            if shadowing.target is not None
+            else None
+        )
         self._openapi = orjson.dumps(document(s.model_name, service.schema, s.max_batch_rows))
         self._v2_model_meta = orjson.dumps(
             v2.model_metadata(
@@ -135,6 +147,7 @@ class App:
         t0 = time.perf_counter()
         method: str = scope["method"]
         route = "other"
+        body = b""
         try:
             methods, params = self._resolve(scope["path"])
             if methods is None:
@@ -163,6 +176,13 @@ class App:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
         self.service.metrics.observe_request(route, method, status, time.perf_counter() - t0)
+        if self._mirror is not None and route == "/predict" and method == "POST" and status == 200:
+            # After the answer went out and was timed: a copy costs the user nothing.
+            candidate = shadow.wanted(
+                _header(scope, shadow.PERCENT_HEADER), _header(scope, shadow.REVISION_HEADER), shadow.draw()
+            )
+            if candidate is not None:
+                self._mirror.offer(candidate, body, payload)
 
     async def _inject_faults(self) -> None:
         # asyncio.sleep, not time.sleep: a slow model delays its own answers, not everyone's.

@@ -62,6 +62,26 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class Shadow:
+    """Where and how this pod sends shadow copies (modelserver.shadow); off without a target."""
+
+    target: tuple[str, int] | None = None  # host and port of the candidate's Service
+    queue: int = 64  # copies waiting; one more is dropped
+    workers: int = 2  # copies in flight at once
+    timeout_s: float = 2.0  # a copy unanswered this long is failed
+
+
+def _target(env: Mapping[str, str]) -> tuple[str, int] | None:
+    raw = env.get("SHADOW_TARGET", "").strip()
+    if not raw:
+        return None
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+        raise ConfigError(f"SHADOW_TARGET={raw!r} must be host:port, e.g. fraud-detector-canary:80")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class Settings:
     model_path: Path
     model_sha256: str | None
@@ -91,6 +111,7 @@ class Settings:
     log_level: str
     build: BuildInfo
     faults: Faults
+    shadow: Shadow = Shadow()
 
     @property
     def bundle_dir(self) -> Path:
@@ -234,5 +255,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             error_ratio=_float(env, "MODELSERVER_FAULT_ERROR_RATIO", 0.0, 1.0),
             latency_s=_float(env, "MODELSERVER_FAULT_LATENCY", 0.0, 60.0),
             unhealthy_after_s=_float(env, "MODELSERVER_FAULT_UNHEALTHY_AFTER", 0.0, 86400.0),
+        ),
+        shadow=Shadow(
+            target=_target(env),
+            queue=_int(env, "SHADOW_QUEUE", 64, 1),
+            workers=_int(env, "SHADOW_WORKERS", 2, 1),
+            timeout_s=_int(env, "SHADOW_TIMEOUT_MS", 2000, 1) / 1000,
         ),
     )

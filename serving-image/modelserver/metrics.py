@@ -17,6 +17,7 @@ from prometheus_client import (
 from prometheus_client.process_collector import ProcessCollector
 
 from . import metrics_contract as mc
+from .shadow import Comparison
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -54,6 +55,17 @@ class Metrics:
         self._correct = feedback.labels(*base, "correct")
         self._incorrect = feedback.labels(*base, "incorrect")
         self._info: Gauge = made[mc.MODEL_INFO]
+        self._shadow: dict[str, Counter] = {
+            name: made[name]
+            for name in (
+                mc.SHADOW_REQUESTS_TOTAL,
+                mc.SHADOW_ROWS_TOTAL,
+                mc.SHADOW_AGREEMENTS_TOTAL,
+                mc.SHADOW_ABS_DIFFERENCE_TOTAL,
+                mc.SHADOW_CONFIDENCE_ROWS_TOTAL,
+                mc.SHADOW_CONFIDENCE_TOTAL,
+            )
+        }
         # labels() takes a lock and hashes strings; cache the children the hot path uses.
         self._req_children: dict[tuple[str, str, int], Any] = {}
         self._dur_children: dict[str, Any] = {}
@@ -95,6 +107,22 @@ class Metrics:
             self._correct.inc(correct)
         if incorrect:
             self._incorrect.inc(incorrect)
+
+    def observe_shadow(self, revision: str, result: str, comparison: Comparison | None) -> None:
+        """One shadow copy to `revision` (modelserver.shadow): its result and, when compared, what
+        the comparison found. Off the request path: a worker calls it, so no child cache."""
+        shadow, base = self._shadow, (*self._base, revision)
+        shadow[mc.SHADOW_REQUESTS_TOTAL].labels(*base, result).inc()
+        if comparison is None:
+            return
+        shadow[mc.SHADOW_ROWS_TOTAL].labels(*base).inc(comparison.rows)
+        shadow[mc.SHADOW_AGREEMENTS_TOTAL].labels(*base).inc(comparison.agreements)
+        shadow[mc.SHADOW_ABS_DIFFERENCE_TOTAL].labels(*base).inc(comparison.abs_difference)
+        shadow[mc.SHADOW_CONFIDENCE_ROWS_TOTAL].labels(*base).inc(comparison.confidence_rows)
+        # Two sums, not their difference: a counter only grows, and the shift may be negative.
+        confidence = shadow[mc.SHADOW_CONFIDENCE_TOTAL]
+        confidence.labels(*base, "stable").inc(comparison.stable_confidence)
+        confidence.labels(*base, "candidate").inc(comparison.candidate_confidence)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -46,6 +46,12 @@ def test_constants_match_the_json() -> None:
         mc.PREDICTION_CONFIDENCE,
         mc.FEEDBACK_TOTAL,
         mc.MODEL_INFO,
+        mc.SHADOW_REQUESTS_TOTAL,
+        mc.SHADOW_ROWS_TOTAL,
+        mc.SHADOW_AGREEMENTS_TOTAL,
+        mc.SHADOW_ABS_DIFFERENCE_TOTAL,
+        mc.SHADOW_CONFIDENCE_ROWS_TOTAL,
+        mc.SHADOW_CONFIDENCE_TOTAL,
     }
     assert constants == set(mc.load().names)
 
