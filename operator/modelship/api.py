@@ -778,6 +778,44 @@ class ParentRef(_Model):
     kind: Annotated[str, Field(max_length=63)] | None = None
 
 
+# A cookie name is an RFC 6265 token; kept to letters, digits, `_` and `-` so that it reads the
+# same, unescaped, inside the regular expression a session rule matches the Cookie header with.
+COOKIE_NAME_RE = r"^[A-Za-z0-9_-]+$"
+DEFAULT_SESSION_COOKIE = "modelship-revision"
+DEFAULT_SESSION_HEADER = "x-modelship-revision"
+
+
+class SessionCookie(_Model):
+    """Sticky sessions by cookie: answers set `<name>=<revision>`, requests carrying it go back there."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=COOKIE_NAME_RE)] = DEFAULT_SESSION_COOKIE
+
+
+class SessionHeader(_Model):
+    """Sticky sessions by header: answers carry `<name>: <revision>`; a client that sends it back
+    reaches that revision."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=HTTP_HEADER_NAME_RE)] = (
+        DEFAULT_SESSION_HEADER
+    )
+
+
+class SessionAffinity(_Model):
+    """A client stays on the revision that first served it while weights move; new sessions follow
+    the weights (docs/rollouts.md#sticky-sessions)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            Rule(
+                "has(self.cookie) != has(self.header)",
+                "spec.traffic.sessionAffinity: set exactly one of cookie or header",
+            )
+        )
+    )
+    cookie: SessionCookie | None = None
+    header: SessionHeader | None = None
+
+
 class Traffic(_Model):
     """How traffic reaches revisions: `service` (replica ratio) or `gatewayAPI` (HTTPRoute weights)."""
 
@@ -787,7 +825,14 @@ class Traffic(_Model):
                 "(self.router == 'gatewayAPI') == has(self.httpRoute)",
                 "spec.traffic.httpRoute is required when router is gatewayAPI, and only then",
                 ".httpRoute",
-            )
+            ),
+            # Session rules are HTTPRoute rules: the service router has no route to put them in.
+            Rule(
+                "!has(self.sessionAffinity) || self.router == 'gatewayAPI'",
+                "spec.traffic.sessionAffinity needs spec.traffic.router gatewayAPI: sessions are kept "
+                "by HTTPRoute rules",
+                ".sessionAffinity",
+            ),
         )
     )
     router: Literal["service", "gatewayAPI"] = "service"
@@ -796,6 +841,11 @@ class Traffic(_Model):
         default=None,
         description="gatewayAPI: where the HTTPRoute attaches when modelship creates it (when it does not "
         "exist yet); an existing route keeps its own.",
+    )
+    session_affinity: SessionAffinity | None = Field(
+        default=None,
+        description="gatewayAPI: keep each client on the revision that first served it, by cookie or "
+        "header; new sessions follow the weights.",
     )
 
 

@@ -59,6 +59,8 @@ class World:
     route_stuck: bool = False
     # The header rules the route shows (`RouteObservation.headers`), set by a `Route` write too.
     route_headers: dict[str, frozenset[gateway.HeaderTriple]] = field(default_factory=dict)
+    # The sticky sessions the route keeps (`RouteObservation.sessions`), set by a `Route` write too.
+    route_sessions: dict[str, str] = field(default_factory=dict)
     # The gateway's word on the route (`RouteObservation.accepted`): None, no gateway reports;
     # False, it has not accepted the route as last written (down, or lagging).
     gateway_accepted: bool | None = None
@@ -91,6 +93,7 @@ class World:
                 endpoints=dict(self.slices) if self.slices is not None else None,
                 accepted=self.gateway_accepted,
                 headers=dict(self.route_headers),
+                sessions=dict(self.route_sessions),
             )
             base = dataclasses.replace(base, route=seen)
         wants = engine.wants(s, self.status, base, self.now)
@@ -137,6 +140,7 @@ class World:
             if not self.route_stuck:
                 self.route = dict(write.weights)
                 self.route_headers = gateway.headers_of(write.headers)
+                self.route_sessions = dict(write.sessions)
         elif write.manifest["kind"] == "Service":
             self.services[write.manifest["metadata"]["name"]] = dict(write.manifest["spec"]["selector"])
         else:
@@ -178,10 +182,10 @@ class World:
         """One pass, as the shell runs it: a pass that changed the route's weights is followed by
         another that reads them back (the Reconciler's ROUTE_READBACK_SECONDS; here at the same
         `now`). Returns what both decided: the last status, every write and event."""
-        before = (self.route, self.route_headers)
+        before = (self.route, self.route_headers, self.route_sessions)
         decision = self.decide(s)
         self.apply(decision)
-        if decision.route is not None and (self.route, self.route_headers) != before:
+        if decision.route is not None and (self.route, self.route_headers, self.route_sessions) != before:
             first, decision = decision, self.decide(s)
             self.apply(decision)
             decision = dataclasses.replace(

@@ -14,6 +14,14 @@ named `<name>-header-<route name>`: each sends the requests carrying its headers
 with their headers added, so they take only requests the weighted rule would have taken, and a
 gateway ranks them above it (more header matches win among equal paths).
 
+Sticky sessions (`spec.traffic.sessionAffinity`) work through any Gateway API router, without its
+`sessionPersistence` (Traefik does not implement it): each weighted backend's answers are stamped
+with its revision (a backendRef ResponseHeaderModifier: `Set-Cookie: <cookie>=<revision>`, or the
+header `<header>: <revision>`), and one rule per weighted backend, `<name>-session-stable|canary`,
+sends the requests that carry that revision back to that backend. They sit after the header rules
+and before the weighted rule; a backend without weight has none, so at abort the canary's sessions
+return to stable, and at promotion the promoted revision is the stable one's.
+
 Weights are integers 0..100 summing to 100 (Gateway API weights are relative; 0 sends
 nothing). The shell reads the route before each pass; `traffic_condition` turns what it
 read into the `TrafficRouted` condition, and the engine completes a weight step only once
@@ -39,11 +47,127 @@ def weights(owner_name: str, canary_weight: int) -> dict[str, int]:
     return {f"{owner_name}-stable": 100 - canary_weight, f"{owner_name}-canary": canary_weight}
 
 
-def backend_refs(wanted: dict[str, int]) -> list[dict[str, Any]]:
+def backend_refs(
+    wanted: Mapping[str, int], stamps: Mapping[str, dict[str, Any]] = {}
+) -> list[dict[str, Any]]:
+    """The backendRefs for `wanted` (Service -> weight), each with its session stamp if it has one."""
     return [
         {"group": "", "kind": "Service", "name": name, "port": manifests.SERVICE_PORT, "weight": weight}
+        | ({"filters": [stamps[name]]} if name in stamps else {})
         for name, weight in wanted.items()
     ]
+
+
+# ---- sticky sessions ---------------------------------------------------------------------------
+
+
+def sessions(owner_name: str, wanted: Mapping[str, int], stable: str, canary: str | None) -> dict[str, str]:
+    """Backend Service -> the revision it serves, for each backend with weight: what its answers are
+    stamped with and what its session rule matches."""
+    serving = {f"{owner_name}-stable": stable} | ({f"{owner_name}-canary": canary} if canary else {})
+    return {backend: revision for backend, revision in serving.items() if wanted.get(backend, 0) > 0}
+
+
+def session_rule_name(owner_name: str, backend: str) -> str:
+    return f"{owner_name}-session-{backend.removeprefix(f'{owner_name}-')}"
+
+
+def session_match(affinity: api.SessionAffinity, revision: str) -> dict[str, str]:
+    """The header match of requests that carry `revision`. A cookie is one `name=value` among others
+    in the Cookie header; anchored at both ends, the expression reads the same to a gateway that
+    matches anywhere in the value (Traefik) and to one that matches the whole value (Envoy).
+    Cookie names and revisions need no escaping (letters, digits, `_` and `-`)."""
+    if affinity.cookie is not None:
+        pattern = rf"^(.*;\s*)?{affinity.cookie.name}={revision}(\s*;.*)?$"
+        return {"type": "RegularExpression", "name": "Cookie", "value": pattern}
+    assert affinity.header is not None
+    return {"type": "Exact", "name": affinity.header.name, "value": revision}
+
+
+def stamp(affinity: api.SessionAffinity, revision: str) -> dict[str, Any]:
+    """The backendRef filter that marks a backend's answers with its revision. The cookie is added
+    (the model server's own Set-Cookie headers stay); the header is set."""
+    if affinity.cookie is not None:
+        cookie = {"name": "Set-Cookie", "value": f"{affinity.cookie.name}={revision}; Path=/; HttpOnly"}
+        return {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [cookie]}}
+    assert affinity.header is not None
+    header = {"name": affinity.header.name, "value": revision}
+    return {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"set": [header]}}
+
+
+def stamps(affinity: api.SessionAffinity | None, pinned: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Backend -> its stamp filter (none without session affinity)."""
+    return {b: stamp(affinity, r) for b, r in pinned.items()} if affinity is not None else {}
+
+
+def session_rules(
+    owner_name: str,
+    affinity: api.SessionAffinity | None,
+    pinned: Mapping[str, str],
+    base: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """One rule per pinned backend: the weighted rule's matches (`base`) with the session's header
+    added, and that backend alone (stamped too, so the session's answers keep saying where it is)."""
+    if affinity is None:
+        return []
+    rules = []
+    for backend, revision in pinned.items():
+        header = session_match(affinity, revision)
+        matches = [{**m, "headers": [*(m.get("headers") or []), header]} for m in base] or [
+            {"headers": [header]}
+        ]
+        refs = backend_refs({backend: 1}, stamps(affinity, {backend: revision}))
+        name = session_rule_name(owner_name, backend)
+        rules.append({"name": name, "matches": matches, "backendRefs": refs})
+    return rules
+
+
+def read_sessions(
+    obj: dict[str, Any], owner_name: str, affinity: api.SessionAffinity | None
+) -> dict[str, str]:
+    """The sessions the route keeps, backend -> revision: a session rule that sends the requests
+    carrying a revision to one backend, whose answers (there and in the weighted rule) are stamped
+    with that same revision."""
+    index = managed_rule(obj, owner_name)
+    if affinity is None or index is None:
+        return {}
+    rules = obj["spec"]["rules"]
+    stamped = {ref.get("name", ""): ref.get("filters") for ref in rules[index].get("backendRefs") or []}
+    found = {}
+    for rule in rules:
+        refs = rule.get("backendRefs") or []
+        if len(refs) != 1 or rule.get("name") != session_rule_name(owner_name, refs[0].get("name", "")):
+            continue
+        backend = refs[0]["name"]
+        revision = next((r for r in _stamped(refs[0].get("filters"), affinity)), None)
+        first = (rule.get("matches") or [{}])[0]
+        if (
+            revision is not None
+            and stamped.get(backend) == refs[0].get("filters")
+            and session_match(affinity, revision) in _with_type(first.get("headers") or [])
+        ):
+            found[backend] = revision
+    return found
+
+
+def _stamped(filters: list[dict[str, Any]] | None, affinity: api.SessionAffinity) -> list[str]:
+    """The revisions a backendRef's filters stamp its answers with (as `stamp` writes them)."""
+    header = affinity.header.name if affinity.header is not None else "Set-Cookie"
+    found = []
+    for f in filters or []:
+        modifier = f.get("responseHeaderModifier") or {}
+        for h in [*(modifier.get("add") or []), *(modifier.get("set") or [])]:
+            if h.get("name", "").lower() == header.lower():
+                value = str(h.get("value", ""))
+                if affinity.cookie is not None:
+                    value = value.partition(";")[0].removeprefix(f"{affinity.cookie.name}=")
+                found.append(value)
+    return found
+
+
+def _with_type(headers: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Header matches as written, with Gateway API's default type filled in."""
+    return [{"type": "Exact", **h} for h in headers]
 
 
 # A header match as read back and compared: (type, header name, value).
@@ -90,8 +214,9 @@ def header_rules(
 
 
 def _ours(rule: dict[str, Any], owner_name: str) -> bool:
-    """A header rule modelship wrote (by its name)."""
-    return str(rule.get("name", "")).startswith(header_rule_name(owner_name, ""))
+    """A header or session rule modelship wrote (by its name)."""
+    name = str(rule.get("name", ""))
+    return name.startswith((header_rule_name(owner_name, ""), session_rule_name(owner_name, "")))
 
 
 def read_headers(obj: dict[str, Any], owner_name: str) -> dict[str, frozenset[HeaderTriple]]:
@@ -106,7 +231,8 @@ def read_headers(obj: dict[str, Any], owner_name: str) -> dict[str, frozenset[He
     return {
         rule["name"][len(prefix) :]: _triples(rule) - base
         for rule in rules
-        if _ours(rule, owner_name) and [r.get("name") for r in rule.get("backendRefs") or []] == canary
+        if str(rule.get("name", "")).startswith(prefix)
+        and [r.get("name") for r in rule.get("backendRefs") or []] == canary
     }
 
 
@@ -119,16 +245,23 @@ def _triples(rule: dict[str, Any]) -> frozenset[HeaderTriple]:
 
 
 def with_headers(
-    obj: dict[str, Any], owner_name: str, wanted: dict[str, int], routes: Sequence[api.HeaderRoute]
+    obj: dict[str, Any],
+    owner_name: str,
+    wanted: dict[str, int],
+    routes: Sequence[api.HeaderRoute],
+    affinity: api.SessionAffinity | None = None,
+    pinned: Mapping[str, str] = {},
 ) -> list[dict[str, Any]] | None:
-    """A user's route's rules with the managed rule's weights set and modelship's header rules (and
-    only those) just before it; None without a managed rule."""
+    """A user's route's rules with the managed rule's weights (and session stamps) set, and
+    modelship's header rules, then its session rules (and only those) just before it; None without
+    a managed rule."""
     rules = [r for r in obj.get("spec", {}).get("rules") or [] if not _ours(r, owner_name)]
     index = managed_rule({"spec": {"rules": rules}}, owner_name)
     if index is None:
         return None
-    managed = {**rules[index], "backendRefs": backend_refs(wanted)}
-    ours = header_rules(owner_name, routes, managed.get("matches") or ())
+    managed = {**rules[index], "backendRefs": backend_refs(wanted, stamps(affinity, pinned))}
+    base = managed.get("matches") or ()
+    ours = [*header_rules(owner_name, routes, base), *session_rules(owner_name, affinity, pinned, base)]
     return [*rules[:index], *ours, managed, *rules[index + 1 :]]
 
 
@@ -138,8 +271,11 @@ def route(
     parent_refs: list[api.ParentRef],
     wanted: dict[str, int],
     headers: Sequence[api.HeaderRoute] = (),
+    affinity: api.SessionAffinity | None = None,
+    pinned: Mapping[str, str] = {},
 ) -> Manifest:
-    """The HTTPRoute modelship creates when none exists (or owns): the header rules, then the weighted one."""
+    """The HTTPRoute modelship creates when none exists (or owns): the header rules, the session
+    rules, then the weighted one."""
     return {
         "apiVersion": GROUP_VERSION,
         "kind": "HTTPRoute",
@@ -151,7 +287,11 @@ def route(
         },
         "spec": {
             "parentRefs": [api.dump(p) for p in parent_refs],
-            "rules": [*header_rules(owner.name, headers), {"backendRefs": backend_refs(wanted)}],
+            "rules": [
+                *header_rules(owner.name, headers),
+                *session_rules(owner.name, affinity, pinned),
+                {"backendRefs": backend_refs(wanted, stamps(affinity, pinned))},
+            ],
         },
     }
 

@@ -42,6 +42,8 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
     obj = storage.get(route_path(owner.namespace, name))
     weights = gateway.read_weights(obj, owner.name) if obj is not None else None
     headers = gateway.read_headers(obj, owner.name) if obj is not None else {}
+    affinity = spec.traffic.session_affinity
+    sessions = gateway.read_sessions(obj, owner.name, affinity) if obj is not None else {}
     endpoints = ready_endpoints(storage, owner.namespace, gateway.weights(owner.name, 0))
     observation = engine.RouteObservation(
         route=name,
@@ -50,6 +52,7 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
         endpoints=endpoints,
         accepted=gateway.accepted(obj) if obj is not None else None,
         headers=headers,
+        sessions=sessions,
     )
     return Read(observation, obj)
 
@@ -79,11 +82,12 @@ def ready_endpoints(
 def write(
     storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec, route: engine.Route, seen: Read
 ) -> bool:
-    """Set the managed rule's backend weights and the header rules. A route modelship owns (or
-    creates) is applied whole; in someone else's only the managed rule and modelship's header rules
-    change, and only if the rules are still what this pass read. Returns whether anything was
-    written. Nothing is read back: the next pass reads the route."""
+    """Set the managed rule's backend weights, the header rules and the session rules. A route
+    modelship owns (or creates) is applied whole; in someone else's only the managed rule and
+    modelship's header and session rules change, and only if the rules are still what this pass
+    read. Returns whether anything was written. Nothing is read back: the next pass reads the route."""
     wanted = dict(route.weights)
+    affinity, pinned = spec.traffic.session_affinity, route.sessions
     current = seen.obj
     path = route_path(owner.namespace, seen.observation.route)
     if current is None or owned_by(current, owner.uid):
@@ -92,9 +96,11 @@ def write(
             parents = [api.ParentRef.model_validate(p) for p in current["spec"].get("parentRefs") or []]
         if not parents:
             return False  # the engine reports it (HTTPRouteMissing)
-        storage.apply(gateway.route(owner, seen.observation.route, parents, wanted, route.headers))
+        storage.apply(
+            gateway.route(owner, seen.observation.route, parents, wanted, route.headers, affinity, pinned)
+        )
         return True
-    rules = gateway.with_headers(current, owner.name, wanted, route.headers)
+    rules = gateway.with_headers(current, owner.name, wanted, route.headers, affinity, pinned)
     if rules is None or rules == current["spec"]["rules"]:
         return False  # no rule of ours (RuleNotFound), or nothing to change
     ops = [

@@ -116,8 +116,9 @@ def _switch(ctx: Context, out: Outcome) -> Outcome:
         # `<name>` selects the new colour. `modelship promote` (phase Accepted) accepts a
         # post-promotion analysis as it is.
         out = out.but(phase=phase, weight=100)
-        if not routing.verified(ctx.observations, 100):
-            return out.but(waiting=f"switched: {routing.waiting(ctx.observations, 100)}")
+        kept = routing.sessions(spec, ctx.observations.owner.name, 100, out.stable, out.canary)
+        if not routing.verified(ctx.observations, 100, kept):
+            return out.but(waiting=f"switched: {routing.waiting(ctx.observations, 100, kept)}")
     if post is not None and phase == "Switched":
         out, _ = _fit(ctx, out, False)  # the old colour keeps pods to switch back to
         run = out.runs.get("postPromotion")

@@ -156,8 +156,9 @@ def _weigh(
     if wanted != weight:
         out = out.said(Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%"))
         weight = wanted
-    if not routing.verified(ctx.observations, weight):
-        return out.but(waiting=f"{label}: {routing.waiting(ctx.observations, weight)}"), weight, False
+    kept = routing.sessions(spec, ctx.observations.owner.name, weight, out.stable, ctx.target)
+    if not routing.verified(ctx.observations, weight, kept):
+        return out.but(waiting=f"{label}: {routing.waiting(ctx.observations, weight, kept)}"), weight, False
     return out, weight, True
 
 

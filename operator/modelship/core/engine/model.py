@@ -55,6 +55,8 @@ class RouteObservation:
     # Header route name -> the headers its rule matches (`gateway.read_headers`): the header rules
     # modelship wrote, which send to `<name>-canary` whatever the weights.
     headers: Mapping[str, frozenset[gateway.HeaderTriple]] = field(default_factory=dict)
+    # Backend Service -> the revision its session rule keeps (`gateway.read_sessions`; sticky sessions).
+    sessions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,11 +128,15 @@ class Route:
 
     weights: Mapping[str, int]
     headers: tuple[api.HeaderRoute, ...] = ()
+    # Sticky sessions: backend Service -> the revision its answers are stamped with and its session
+    # rule keeps (`gateway.sessions`); empty without spec.traffic.sessionAffinity.
+    sessions: Mapping[str, str] = field(default_factory=dict)
 
     def moves(self, seen: RouteObservation) -> bool:
         """Whether writing it changes what the route was read to send where."""
         weights_move = dict(self.weights) != dict(seen.weights or {})
-        return weights_move or gateway.headers_of(self.headers) != dict(seen.headers)
+        sessions_move = dict(self.sessions) != dict(seen.sessions)
+        return weights_move or sessions_move or gateway.headers_of(self.headers) != dict(seen.headers)
 
 
 @dataclass(frozen=True)

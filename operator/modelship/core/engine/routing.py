@@ -12,6 +12,7 @@ and `reach` warns (`WeightUnreachable`) when the replicas cannot approach a step
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from modelship import api
@@ -31,14 +32,29 @@ from modelship.core.engine.model import (
 GATEWAY_RECHECK = timedelta(seconds=1)
 
 
-def verified(observations: Observations, weight: int) -> bool:
-    """The route shows `weight` percent for the canary, and no gateway reporting on it is behind
-    (always, without a route to read)."""
+def sessions(
+    spec: api.ModelDeploymentSpec, owner_name: str, weight: int, stable: str, canary: str | None
+) -> dict[str, str]:
+    """The sticky sessions the route keeps with the canary at `weight` (`gateway.sessions`): each
+    backend with weight keeps its revision's; none without spec.traffic.sessionAffinity."""
+    if spec.traffic.session_affinity is None:
+        return {}
+    return gateway.sessions(owner_name, gateway.weights(owner_name, weight), stable, canary)
+
+
+def verified(observations: Observations, weight: int, kept: Mapping[str, str]) -> bool:
+    """The route shows `weight` percent for the canary and the sessions `kept` (`sessions`), and no
+    gateway reporting on it is behind (always, without a route to read)."""
     seen = observations.route
     if seen is None:
         return True
     asked = gateway.weights(observations.owner.name, weight)
-    return seen.weights is not None and dict(seen.weights) == asked and seen.accepted is not False
+    return (
+        seen.weights is not None
+        and dict(seen.weights) == asked
+        and dict(seen.sessions) == dict(kept)
+        and seen.accepted is not False
+    )
 
 
 def headers_verified(observations: Observations, routes: tuple[api.HeaderRoute, ...]) -> bool:
@@ -76,10 +92,11 @@ def canary_unserved(observations: Observations, canary: str) -> str | None:
 
 def _sends(seen: RouteObservation, backend: str, canary: str) -> bool:
     """The route may still send requests to `backend`: a weight above 0 as read, a header rule
-    (for `<name>-canary`), or a gateway that has not accepted the route as last written."""
+    (for `<name>-canary`), a session rule, or a gateway that has not accepted the route as last written."""
     return (
         (seen.weights or {}).get(backend, 0) > 0
         or (backend == canary and bool(seen.headers))
+        or backend in seen.sessions
         or (seen.accepted is False)
     )
 
@@ -160,8 +177,8 @@ def unserved(observations: Observations, weight: int, stable: str, canary: str, 
     return None
 
 
-def waiting(observations: Observations, weight: int) -> str:
-    """Why a step holds for the router, naming what each backend gets."""
+def waiting(observations: Observations, weight: int, kept: Mapping[str, str]) -> str:
+    """Why a step holds for the router, naming what each backend gets (and the sessions it keeps)."""
     seen = observations.route
     assert seen is not None
     asked = gateway.weights(observations.owner.name, weight)
@@ -170,6 +187,10 @@ def waiting(observations: Observations, weight: int) -> str:
     if seen.weights is None:
         return f"waiting for HTTPRoute {seen.route} to have a rule with a backendRef to {', '.join(asked)}"
     routes = gateway.shown(seen.weights)
+    if dict(seen.weights) == asked and dict(seen.sessions) != dict(kept):
+        name = observations.owner.name
+        rules = ", ".join(f"{gateway.session_rule_name(name, b)} -> {r}" for b, r in kept.items())
+        return f"waiting for HTTPRoute {seen.route} to show the session rules asked for ({rules or 'none'})"
     if dict(seen.weights) == asked and seen.accepted is False:
         return (
             f"waiting for the gateway to accept HTTPRoute {seen.route} as changed ({routes}): "
@@ -196,7 +217,8 @@ def condition(
     wanted = gateway.weights(observations.owner.name, weight)
     read = dict(seen.weights) if seen.weights is not None else None
     if read == wanted and seen.accepted is False:
-        return ("False", "GatewayPending", waiting(observations, weight))
+        # TrafficRouted judges the weights; the sessions the route shows are taken as they are.
+        return ("False", "GatewayPending", waiting(observations, weight, seen.sessions))
     return gateway.traffic_condition(seen.route, wanted, read)
 
 

@@ -131,7 +131,9 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     gone = {name for name in observations.deployments if name not in keep}
     served = gone & routing.still_served(observations)
     delete = tuple(sorted(gone - served))
-    route = Route(gateway.weights(owner.name, out.weight or 0), out.header_routes) if _routes(spec) else None
+    weight = out.weight or 0
+    kept = routing.sessions(spec, owner.name, weight, out.stable, out.canary)
+    route = Route(gateway.weights(owner.name, weight), out.header_routes, kept) if _routes(spec) else None
     stop = jobs.stale(owner, spec, new_status, observations.jobs)
     writes = ordered(desired, delete, route, f"{owner.name}-canary", observations, stop)
     events, record = recorded(

@@ -4,7 +4,7 @@ users are still served by ready pods.
 The rule: weight leaves a revision before its Service or pods change, and a revision gets
 weight only after its pods are ready and its Service points at them. So:
 
-1. the route, when it takes weight (or a header rule) away from the canary's pods (an abort, a
+1. the route, when it takes weight (or a header or session rule) away from the canary's pods (an abort, a
    rollback, a new digest mid-rollout, a blue/green switch back); not at a promotion, where the
    weight moves to the stable Service only as that Service moves to the canary's pods: there the
    Services go first, or the old revision would serve everyone for a moment;
@@ -73,6 +73,9 @@ def _takes_from_canary(route: Route, canary_service: str, observations: Observat
     read = observations.route.weights if observations.route is not None else None
     if observations.route is not None and set(observations.route.headers) - {h.name for h in route.headers}:
         return True  # a header rule that sent to the canary goes
+    kept = observations.route.sessions if observations.route is not None else {}
+    if canary_service in set(kept) - set(route.sessions):
+        return True  # the canary's session rule goes: its sessions return to stable
     wanted = route.weights.get(canary_service, 0)
     if read is None:  # nothing known to route there: only a zero weight is safe to write first
         return wanted == 0
