@@ -629,12 +629,23 @@ class Experiment(_Model):
     ] = Field(default_factory=lambda: [ExperimentMetric(name="accuracy")])
 
 
+class ShadowStep(_Model):
+    """Copy a share of the stable pods' requests to `<name>-canary` and compare its answers with
+    theirs; users see only stable's answers (docs/rollouts.md#shadow-traffic)."""
+
+    percent: Annotated[int, Field(ge=0, le=100)] = Field(
+        description="Percent of the stable pods' /predict requests copied to the candidate; 0 stops "
+        "the shadow."
+    )
+
+
 _EXACTLY_ONE_ACTION = Rule(
     "[has(self.setWeight), has(self.pause), has(self.setCanaryScale), has(self.analysis), "
-    "has(self.evaluation), has(self.loadTest), has(self.setHeaderRoute), has(self.experiment)]"
+    "has(self.evaluation), has(self.loadTest), has(self.setHeaderRoute), has(self.experiment), "
+    "has(self.shadow)]"
     ".filter(x, x).size() == 1",
     "each spec.strategy.canary.steps[] item must set exactly one of setWeight, pause, setCanaryScale, "
-    "analysis, evaluation, loadTest, setHeaderRoute or experiment",
+    "analysis, evaluation, loadTest, setHeaderRoute, experiment or shadow",
 )
 
 
@@ -661,6 +672,12 @@ class CanaryStep(_Model):
         default=None,
         description="A/B test: the candidate at a fixed weight until duration and minSamples are reached, "
         "then a statistical test against stable decides.",
+    )
+    shadow: ShadowStep | None = Field(
+        default=None,
+        description="gatewayAPI only: the stable pods copy this percent of their requests to `<name>-canary` "
+        "and compare its answers with theirs, until promotion, abort or a later shadow step; the step "
+        "completes once the route shows it.",
     )
 
 
@@ -1477,6 +1494,15 @@ _HEADER_ROUTE_NEEDS_GATEWAY = Rule(
     ".strategy.canary.steps",
 )
 
+# The gateway marks the requests the stable pods copy (core/shadow.py): an HTTPRoute filter.
+_SHADOW_NEEDS_GATEWAY = Rule(
+    "!has(self.strategy.canary) || (has(self.traffic) && has(self.traffic.router) && "
+    "self.traffic.router == 'gatewayAPI') || !self.strategy.canary.steps.exists(s, has(s.shadow))",
+    "spec.strategy.canary.steps[].shadow needs spec.traffic.router gatewayAPI: the HTTPRoute marks the "
+    "requests the stable pods copy",
+    ".strategy.canary.steps",
+)
+
 
 # ---- notifications (docs/notifications.md) ----------------------------------------------
 
@@ -1547,6 +1573,7 @@ class ModelDeploymentSpec(_Model):
             _BLUE_GREEN_DEVICES,
             _CANARY_SCALE_NEEDS_ROUTE,
             _HEADER_ROUTE_NEEDS_GATEWAY,
+            _SHADOW_NEEDS_GATEWAY,
             _CORAL_NODE_SELECTOR,
             _CORAL_AFFINITY,
             _CORAL_TOLERATION,
@@ -1723,6 +1750,11 @@ class CanaryRollout(_Model):
         default=None,
         description="The header routes setHeaderRoute steps added so far (each with its match): the "
         "HTTPRoute sends their requests to `<name>-canary` until promotion, abort or a new revision.",
+    )
+    shadow_percent: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        default=None,
+        description="The shadow a shadow step set: this percent of the stable pods' requests is copied "
+        "to `<name>-canary` until promotion, abort, a new revision or a shadow step of 0.",
     )
     promote_full: bool | None = Field(
         default=None, description="Set by `modelship promote --full`: skip the remaining steps."

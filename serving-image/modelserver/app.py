@@ -95,6 +95,7 @@ class App:
         self._address = s.pod_address
         self._token_ttl = s.feedback_token_ttl_s
         shadowing = s.shadow
+        self._revision = shadowing.revision
         self._mirror = (
             shadow.Mirror(
                 shadowing.target,
@@ -179,7 +180,10 @@ class App:
         if self._mirror is not None and route == "/predict" and method == "POST" and status == 200:
             # After the answer went out and was timed: a copy costs the user nothing.
             candidate = shadow.wanted(
-                _header(scope, shadow.PERCENT_HEADER), _header(scope, shadow.REVISION_HEADER), shadow.draw()
+                _header(scope, shadow.PERCENT_HEADER),
+                _header(scope, shadow.REVISION_HEADER),
+                shadow.draw(),
+                self._revision,
             )
             if candidate is not None:
                 self._mirror.offer(candidate, body, payload)

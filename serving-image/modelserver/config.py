@@ -69,6 +69,8 @@ class Shadow:
     queue: int = 64  # copies waiting; one more is dropped
     workers: int = 2  # copies in flight at once
     timeout_s: float = 2.0  # a copy unanswered this long is failed
+    # This pod's revision (MODELSHIP_REVISION): a request marked for it is the candidate's own.
+    revision: str = ""
 
 
 def _target(env: Mapping[str, str]) -> tuple[str, int] | None:
@@ -261,5 +263,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             queue=_int(env, "SHADOW_QUEUE", 64, 1),
             workers=_int(env, "SHADOW_WORKERS", 2, 1),
             timeout_s=_int(env, "SHADOW_TIMEOUT_MS", 2000, 1) / 1000,
+            revision=env.get("MODELSHIP_REVISION", "").strip(),
         ),
     )

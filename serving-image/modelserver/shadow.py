@@ -47,10 +47,13 @@ class Comparison:
     candidate_confidence: float = 0.0  # ... and of the candidate's
 
 
-def wanted(percent: bytes | None, revision: bytes | None, draw: float) -> str | None:
+def wanted(percent: bytes | None, revision: bytes | None, draw: float, own: str = "") -> str | None:
     """The candidate revision to send a copy of this request to, or None. `draw` is uniform in
-    [0, 1): the request is copied when it falls below the percent the gateway set."""
+    [0, 1): the request is copied when it falls below the percent the gateway set. A pod of the
+    candidate revision (`own`) never copies: `SHADOW_TARGET` is its own Service."""
     if percent is None or revision is None or not _REVISION.fullmatch(revision):
+        return None
+    if own and revision.decode() == own:
         return None
     try:
         share = int(percent)

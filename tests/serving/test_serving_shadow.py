@@ -37,7 +37,12 @@ ON = {"x-modelship-shadow-percent": "100", "x-modelship-shadow-revision": "risk-
 def test_a_request_is_copied_when_the_draw_falls_under_the_percent_the_gateway_set(
     percent: bytes | None, revision: bytes | None, draw: float, copied: str | None
 ) -> None:
-    assert shadow.wanted(percent, revision, draw) == copied
+    assert shadow.wanted(percent, revision, draw, own="risk-stable1") == copied
+
+
+@pytest.mark.unit
+def test_a_pod_of_the_candidate_never_copies_to_itself() -> None:
+    assert shadow.wanted(b"100", b"risk-cand01", 0.0, own="risk-cand01") is None
 
 
 @pytest.mark.unit

@@ -19,6 +19,7 @@ from modelship.core import control, engine, evaluation, gates, gateway, jobs
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.manifests import REVISION_LABEL, Manifest, Owner
+from modelship.core.shadow import Shadow
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -59,6 +60,7 @@ class World:
     route_stuck: bool = False
     # The header rules the route shows (`RouteObservation.headers`), set by a `Route` write too.
     route_headers: dict[str, frozenset[gateway.HeaderTriple]] = field(default_factory=dict)
+    route_shadow: Shadow | None = None  # the shadow the route marks requests for
     # The sticky sessions the route keeps (`RouteObservation.sessions`), set by a `Route` write too.
     route_sessions: dict[str, str] = field(default_factory=dict)
     # The gateway's word on the route (`RouteObservation.accepted`): None, no gateway reports;
@@ -93,6 +95,7 @@ class World:
                 endpoints=dict(self.slices) if self.slices is not None else None,
                 accepted=self.gateway_accepted,
                 headers=dict(self.route_headers),
+                shadow=self.route_shadow,
                 sessions=dict(self.route_sessions),
             )
             base = dataclasses.replace(base, route=seen)
@@ -140,6 +143,7 @@ class World:
             if not self.route_stuck:
                 self.route = dict(write.weights)
                 self.route_headers = gateway.headers_of(write.headers)
+                self.route_shadow = write.shadow
                 self.route_sessions = dict(write.sessions)
         elif write.manifest["kind"] == "Service":
             self.services[write.manifest["metadata"]["name"]] = dict(write.manifest["spec"]["selector"])
@@ -182,10 +186,13 @@ class World:
         """One pass, as the shell runs it: a pass that changed the route's weights is followed by
         another that reads them back (the Reconciler's ROUTE_READBACK_SECONDS; here at the same
         `now`). Returns what both decided: the last status, every write and event."""
-        before = (self.route, self.route_headers, self.route_sessions)
+        before = (self.route_shadow, self.route, self.route_headers, self.route_sessions)
         decision = self.decide(s)
         self.apply(decision)
-        if decision.route is not None and (self.route, self.route_headers, self.route_sessions) != before:
+        if (
+            decision.route is not None
+            and (self.route_shadow, self.route, self.route_headers, self.route_sessions) != before
+        ):
             first, decision = decision, self.decide(s)
             self.apply(decision)
             decision = dataclasses.replace(

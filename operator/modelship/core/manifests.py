@@ -95,6 +95,13 @@ def _env(owner: Owner, template: api.RevisionTemplate) -> list[dict[str, Any]]:
                 }
             },
         },
+        # Shadow steps (core/shadow.py): the stable pods copy marked requests to the candidate's
+        # Service, a fixed address; a pod knows its revision, so the candidate's never copy to themselves.
+        {"name": "SHADOW_TARGET", "value": f"{owner.name}-canary:{SERVICE_PORT}"},
+        {
+            "name": "MODELSHIP_REVISION",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{REVISION_LABEL}']"}},
+        },
     ]
     if template.accelerator is not None:
         managed.append({"name": "ACCELERATOR", "value": template.accelerator.type})

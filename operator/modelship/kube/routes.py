@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelship import api
-from modelship.core import engine, gateway
+from modelship.core import engine, gateway, shadow
 from modelship.core.manifests import Owner
 from modelship.kube.observe import owned_by
 from modelship.kube.storage import Conflict, Forbidden, Invalid, Storage, endpointslices_path, route_path
@@ -52,6 +52,7 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
         endpoints=endpoints,
         accepted=gateway.accepted(obj) if obj is not None else None,
         headers=headers,
+        shadow=shadow.read(obj, owner.name) if obj is not None else None,
         sessions=sessions,
     )
     return Read(observation, obj)
@@ -97,10 +98,17 @@ def write(
         if not parents:
             return False  # the engine reports it (HTTPRouteMissing)
         storage.apply(
-            gateway.route(owner, seen.observation.route, parents, wanted, route.headers, affinity, pinned)
+            shadow.marked(
+                gateway.route(
+                    owner, seen.observation.route, parents, wanted, route.headers, affinity, pinned
+                ),
+                owner.name,
+                route.shadow,
+            )
         )
         return True
     rules = gateway.with_headers(current, owner.name, wanted, route.headers, affinity, pinned)
+    rules = shadow.mark(rules, owner.name, route.shadow) if rules is not None else None
     if rules is None or rules == current["spec"]["rules"]:
         return False  # no rule of ours (RuleNotFound), or nothing to change
     ops = [

@@ -22,6 +22,7 @@ from modelship.core.engine import routing
 from modelship.core.engine.accelerator import make_room
 from modelship.core.engine.model import Context, Event, Outcome, pause_of, ready
 from modelship.core.engine.moves import abort, apply, promote
+from modelship.core.shadow import Shadow
 
 SECOND = timedelta(seconds=1)
 
@@ -131,6 +132,8 @@ def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, 
         return _experiment(ctx, out, step, weight, current.experiment, label)
     if current.set_header_route is not None:
         return _header_route(ctx, out, step, weight, current.set_header_route, label)
+    if current.shadow is not None:
+        return _shadow(ctx, out, step, weight, current.shadow.percent, label)
     assert spec.analysis is not None  # admission requires spec.analysis for analysis steps
     gate = gates.analysis_gate("step", ctx.target, step, label, spec.analysis, out.runs.get("step"), ctx.now)
     out, state = apply(out, ctx, gate)
@@ -242,6 +245,43 @@ def _header_route(
     if not routing.headers_verified(ctx.observations, out.header_routes):
         waiting = f"{label}: {routing.headers_waiting(ctx.observations, out.header_routes)}"
         return out.but(waiting=waiting), step, weight, False
+    return out, step + 1, weight, True
+
+
+def _shadow(
+    ctx: Context, out: Outcome, step: int, weight: int, percent: int, label: str
+) -> tuple[Outcome, int, int, bool]:
+    """A shadow step: once the canary's pods are up and `<name>-canary` lists one, the route marks
+    `percent`% of the stable pods' requests for copying to the candidate (0: none); the step
+    completes once the HTTPRoute read back shows it. It stays until promotion, abort or a later
+    shadow step."""
+    spec, steps = ctx.spec, ctx.spec.strategy.steps
+    wanted = percent or None
+    if wanted != out.shadow_percent:
+        if wanted:
+            replicas = traffic.router_for(spec).replicas(
+                spec.replicas, weight, weight, _scale(steps, step), False
+            )
+            if not ready(ctx.observed(ctx.target), replicas.canary):
+                return (
+                    out.but(waiting=f"{label}: the shadow waits for the canary's pods"),
+                    step,
+                    weight,
+                    False,
+                )
+            unserved = routing.canary_unserved(ctx.observations, ctx.target)
+            if unserved is not None:
+                return out.but(waiting=f"{label}: {unserved}"), step, weight, False
+        name = ctx.observations.owner.name
+        what = (
+            f"the stable pods copy {percent}% of their requests to {name}-canary and compare its answers"
+            if wanted
+            else "shadow traffic stopped"
+        )
+        out = out.but(shadow_percent=wanted).said(Event("Normal", "ShadowSet", f"{label}: {what}"))
+    asked = Shadow(wanted, ctx.target) if wanted else None
+    if not routing.shadow_verified(ctx.observations, asked):
+        return out.but(waiting=f"{label}: {routing.shadow_waiting(ctx.observations)}"), step, weight, False
     return out, step + 1, weight, True
 
 

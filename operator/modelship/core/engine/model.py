@@ -17,6 +17,7 @@ from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.jobs import JobObservation
 from modelship.core.manifests import Manifest, Owner
 from modelship.core.notifications import Delivery
+from modelship.core.shadow import Shadow
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class RouteObservation:
     # Header route name -> the headers its rule matches (`gateway.read_headers`): the header rules
     # modelship wrote, which send to `<name>-canary` whatever the weights.
     headers: Mapping[str, frozenset[gateway.HeaderTriple]] = field(default_factory=dict)
+    shadow: Shadow | None = None  # the shadow the weighted rule marks requests for (`shadow.read`)
     # Backend Service -> the revision its session rule keeps (`gateway.read_sessions`; sticky sessions).
     sessions: Mapping[str, str] = field(default_factory=dict)
 
@@ -131,9 +133,12 @@ class Route:
     # Sticky sessions: backend Service -> the revision its answers are stamped with and its session
     # rule keeps (`gateway.sessions`); empty without spec.traffic.sessionAffinity.
     sessions: Mapping[str, str] = field(default_factory=dict)
+    shadow: Shadow | None = None  # a shadow step's mark on the weighted rule (core/shadow.py)
 
     def moves(self, seen: RouteObservation) -> bool:
         """Whether writing it changes what the route was read to send where."""
+        if self.shadow != seen.shadow:
+            return True
         weights_move = dict(self.weights) != dict(seen.weights or {})
         sessions_move = dict(self.sessions) != dict(seen.sessions)
         return weights_move or sessions_move or gateway.headers_of(self.headers) != dict(seen.headers)
@@ -210,6 +215,7 @@ class Outcome:
     phase: api.BlueGreenPhase | None = None  # blue/green: where the switch is
     weight: int | None = None  # the traffic the new revision is given
     header_routes: tuple[api.HeaderRoute, ...] = ()  # canary: what setHeaderRoute steps added
+    shadow_percent: int | None = None  # canary: what the last shadow step set (None: no shadow)
     # canary: the pause or loadTest step's start; blue/green: when the preview was ready
     pause_start: datetime | None = None
     promote_full: bool | None = None

@@ -137,6 +137,7 @@ def _rolling(ctx: Context, out: Outcome) -> Outcome:
             pause_start=walking.pause_start_time,
             promote_full=walking.promote_full,
             header_routes=tuple(walking.header_routes or ()),
+            shadow_percent=walking.shadow_percent,
         )
     elif rolling == target and status.blue_green is not None:
         blue_green = status.blue_green
@@ -180,7 +181,7 @@ def _started(ctx: Context, out: Outcome) -> Outcome:
     message = f"rolling out revision {ctx.target} {how}; revision {out.stable} stays stable"
     out = out.said(Event("Normal", "RolloutStarted", message))
     fresh = {"step": 0} if steps is not None else {"phase": "Preview"}
-    return out.but(weight=0, header_routes=(), runs={}, smoke=None, **fresh)
+    return out.but(weight=0, header_routes=(), shadow_percent=None, runs={}, smoke=None, **fresh)
 
 
 def _tidy(ctx: Context, out: Outcome) -> Outcome:
@@ -200,6 +201,7 @@ def _tidy(ctx: Context, out: Outcome) -> Outcome:
             phase=None,
             weight=None,
             header_routes=(),  # promoted, aborted, rolled back: the candidate is no longer pinned
+            shadow_percent=None,  # ... nor shadowed
             pause_start=None,
             promote_full=None,
             runs=runs,

@@ -26,6 +26,7 @@ from modelship.core.engine.model import (
     RouteObservation,
     has,
 )
+from modelship.core.shadow import Shadow
 
 # While a gateway has not accepted the route's current weights, look again this soon: nothing
 # else (no watch of the route) starts the next pass, and the resync may be 30 s away.
@@ -76,6 +77,24 @@ def headers_waiting(observations: Observations, routes: tuple[api.HeaderRoute, .
         return f"waiting for the gateway to accept HTTPRoute {seen.route} as changed"
     asked = ", ".join(gateway.header_rule_name(observations.owner.name, r.name) for r in routes) or "none"
     return f"waiting for HTTPRoute {seen.route} to show the header rules asked for ({asked})"
+
+
+def shadow_verified(observations: Observations, wanted: Shadow | None) -> bool:
+    """The route marks requests for exactly this shadow (or none), and no gateway reporting on it is
+    behind (always, without a route to read)."""
+    seen = observations.route
+    if seen is None:
+        return True
+    return seen.shadow == wanted and seen.accepted is not False
+
+
+def shadow_waiting(observations: Observations) -> str:
+    """Why a shadow step holds for the router."""
+    seen = observations.route
+    assert seen is not None
+    if not seen.exists:
+        return f"waiting for HTTPRoute {seen.route} to exist"
+    return f"waiting for HTTPRoute {seen.route} to show the shadow asked for, and its gateway to accept it"
 
 
 def canary_unserved(observations: Observations, canary: str) -> str | None:

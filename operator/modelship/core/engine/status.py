@@ -5,6 +5,7 @@ and when to decide again.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from modelship import api
@@ -28,6 +29,7 @@ from modelship.core.engine.model import (
     health_of,
 )
 from modelship.core.engine.writes import ordered
+from modelship.core.shadow import Shadow
 
 
 def finish(ctx: Context, out: Outcome) -> Decision:
@@ -134,6 +136,8 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     weight = out.weight or 0
     kept = routing.sessions(spec, owner.name, weight, out.stable, out.canary)
     route = Route(gateway.weights(owner.name, weight), out.header_routes, kept) if _routes(spec) else None
+    if route is not None and spec.traffic.router == "gatewayAPI":
+        route = dataclasses.replace(route, shadow=shadowing(out))
     stop = jobs.stale(owner, spec, new_status, observations.jobs)
     writes = ordered(desired, delete, route, f"{owner.name}-canary", observations, stop)
     events, record = recorded(
@@ -161,6 +165,11 @@ def _scaled(
         return {manifests.MODEL_LABEL: name}, sum(d.replicas for d in observations.deployments.values())
     observed = observations.deployments.get(active[manifests.REVISION_LABEL])
     return active, observed.replicas if observed is not None else 0
+
+
+def shadowing(out: Outcome) -> Shadow | None:
+    """The shadow the route marks requests for: a shadow step's percent, to the candidate."""
+    return Shadow(out.shadow_percent, out.canary) if out.shadow_percent and out.canary else None
 
 
 def _routes(spec: api.ModelDeploymentSpec) -> bool:
@@ -203,6 +212,7 @@ def _rollout(out: Outcome, actual_weight: int) -> api.Rollout | None:
         weight=out.weight or 0,
         actual_weight=actual_weight,
         header_routes=list(out.header_routes) or None,
+        shadow_percent=out.shadow_percent,
         pause_start_time=out.pause_start,
         promote_full=out.promote_full or None,
     )
