@@ -887,7 +887,15 @@ class SmokeTest(_Model):
 
 
 MetricTemplate = Literal[
-    "error-rate", "latency-p99", "latency-p95", "latency-p50", "accuracy", "confidence-mean"
+    "error-rate",
+    "latency-p99",
+    "latency-p95",
+    "latency-p50",
+    "accuracy",
+    "confidence-mean",
+    "prediction-agreement",
+    "prediction-mean-abs-difference",
+    "confidence-shift",
 ]
 
 

@@ -28,6 +28,9 @@ def test_the_builtin_names_are_those_the_api_documents() -> None:
         "latency-p99",
         "accuracy",
         "confidence-mean",
+        "prediction-agreement",
+        "prediction-mean-abs-difference",
+        "confidence-shift",
     }
 
 

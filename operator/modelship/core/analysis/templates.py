@@ -42,6 +42,22 @@ sum(rate(modelserver_feedback_total{namespace="{{namespace}}", revision="{{revis
 sum(rate(modelserver_prediction_confidence_sum{namespace="{{namespace}}", revision="{{revision}}"}[{{window}}]))
 /
 sum(rate(modelserver_prediction_confidence_count{namespace="{{namespace}}", revision="{{revision}}"}[{{window}}]))""",  # noqa: E501
+    # Shadow comparisons (a `shadow` step): exported by the stable pods, whose `revision` is stable's;
+    # `shadow_revision` is the candidate judged.
+    "prediction-agreement": """\
+(sum(rate(modelserver_shadow_agreements_total{namespace="{{namespace}}", shadow_revision="{{revision}}"}[{{window}}])) or vector(0))
+/
+sum(rate(modelserver_shadow_rows_total{namespace="{{namespace}}", shadow_revision="{{revision}}"}[{{window}}]))""",  # noqa: E501
+    "prediction-mean-abs-difference": """\
+sum(rate(modelserver_shadow_abs_difference_total{namespace="{{namespace}}", shadow_revision="{{revision}}"}[{{window}}]))
+/
+sum(rate(modelserver_shadow_rows_total{namespace="{{namespace}}", shadow_revision="{{revision}}"}[{{window}}]))""",  # noqa: E501
+    "confidence-shift": """\
+((sum(rate(modelserver_shadow_confidence_total{namespace="{{namespace}}", shadow_revision="{{revision}}", answer="candidate"}[{{window}}])) or vector(0))
+-
+(sum(rate(modelserver_shadow_confidence_total{namespace="{{namespace}}", shadow_revision="{{revision}}", answer="stable"}[{{window}}])) or vector(0)))
+/
+sum(rate(modelserver_shadow_confidence_rows_total{namespace="{{namespace}}", shadow_revision="{{revision}}"}[{{window}}]))""",  # noqa: E501
 }
 # Model requests the revision answered in the window, for `minRequests`. No series (None): it has
 # answered none since Prometheus first saw it.
@@ -59,6 +75,7 @@ def _counted(selector: str) -> str:
 _MODEL = 'namespace="{{namespace}}", revision="{{revision}}", route=~"/predict|/v2/models/{name}/infer"'
 _FEEDBACK = 'namespace="{{namespace}}", revision="{{revision}}"'
 _BUCKET = f"modelserver_request_duration_seconds_bucket{{{_MODEL}"
+_SHADOW = 'namespace="{{namespace}}", shadow_revision="{{revision}}"'
 # Rate metrics as k events of n requests (`stats.Tally`), for failing only beyond doubt. The
 # latency quantiles become the share of requests slower than the limit: p99 > max exactly when more
 # than 1% of requests took longer than max. Their `{{le}}` is the smallest bucket at or above max
@@ -71,6 +88,10 @@ TALLIES: Mapping[str, tuple[str, str]] = {
     "accuracy": (
         _counted(f'modelserver_feedback_total{{{_FEEDBACK}, outcome="correct"}}') + " or vector(0)",
         _counted(f"modelserver_feedback_total{{{_FEEDBACK}}}"),
+    ),
+    "prediction-agreement": (
+        _counted(f"modelserver_shadow_agreements_total{{{_SHADOW}}}") + " or vector(0)",
+        _counted(f"modelserver_shadow_rows_total{{{_SHADOW}}}"),
     ),
     "latency": (
         _counted(f'{_BUCKET}, le="+Inf"}}') + " - " + _counted(f'{_BUCKET}, le="{{{{le}}}}"}}'),
@@ -175,7 +196,7 @@ class TallyRule:
 
 def tally_rule(template: str | None, max_: float | None, min_: float | None) -> TallyRule | None:
     """How a builtin template's metric with these bounds is tallied; None: it is not a rate."""
-    if template in ("error-rate", "accuracy"):
+    if template in ("error-rate", "accuracy", "prediction-agreement"):
         events, requests = TALLIES[template]
         return TallyRule(events, requests, max_, min_)
     quantile = _QUANTILES.get(template or "")
