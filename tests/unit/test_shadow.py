@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from modelship import api
-from modelship.core import gateway, shadow
+from modelship.core import gateway, notifications, shadow
 from modelship.core.manifests import deployment
 from modelship.core.shadow import Shadow
 
@@ -141,6 +141,8 @@ def test_the_step_marks_requests_for_the_candidate_at_weight_0_once_the_route_sh
     assert canary is not None and (canary.step, canary.weight) == (1, 0)  # at the pause, users on stable
     assert world.route == {"fraud-stable": 100, "fraud-canary": 0}
     assert world.route_shadow == Shadow(50, name_of(new))
+    # A completed step like a setWeight's: told to the on-call channel as StepCompleted.
+    assert notifications.trigger("ShadowSet") == "StepCompleted"
     told = [e.message for e in world.events if e.reason == "ShadowSet"]
     assert told == [
         "step 1/4: the stable pods copy 50% of their requests to fraud-canary and compare its answers"

@@ -31,6 +31,7 @@ TRIGGERS: Mapping[str, api.NotificationTrigger] = {
     "RolloutStarted": "RolloutStarted",
     "WeightChanged": "StepCompleted",
     "HeaderRouteSet": "StepCompleted",  # a setHeaderRoute step pins (or unpins) requests by header
+    "ShadowSet": "StepCompleted",  # a shadow step starts (or stops) copying requests to the candidate
     "Paused": "Paused",
     "AnalysisFailed": "AnalysisFailed",
     "AnalysisError": "AnalysisFailed",

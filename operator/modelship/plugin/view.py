@@ -43,6 +43,9 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
         ]
         for route in status.canary.header_routes or []:
             lines.append(f"Header route: {route.name}: {route.shown} -> {obj['metadata']['name']}-canary")
+        if status.canary.shadow_percent:
+            copied = f"{status.canary.shadow_percent}% of stable's requests"
+            lines.append(f"Shadow:     {copied} copied to {obj['metadata']['name']}-canary")
     if status.blue_green is not None:
         lines += [
             f"Preview:    {status.blue_green.revision}",
