@@ -665,8 +665,8 @@ class CanaryStep(_Model):
     )
     set_header_route: HeaderRoute | None = Field(
         default=None,
-        description="gatewayAPI only: send requests with these headers to `<name>-canary`, at any weight, "
-        "until promotion or abort; the step completes once the route shows the rule.",
+        description="gatewayAPI or istio: send requests with these headers to `<name>-canary`, at any "
+        "weight, until promotion or abort; the step completes once the route shows the rule.",
     )
     experiment: Experiment | None = Field(
         default=None,
@@ -833,8 +833,38 @@ class SessionAffinity(_Model):
     header: SessionHeader | None = None
 
 
+# An HTTP route's name in a VirtualService (Istio allows any string; modelship's own are DNS labels).
+_ISTIO_ROUTE_NAME = Annotated[str, Field(min_length=1, max_length=253)]
+# A host or gateway as Istio writes them: a name, a FQDN, `*.example.com`, `namespace/gateway`, `mesh`.
+_ISTIO_HOST = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^\S+$")]
+
+
+class VirtualServiceRef(_Model):
+    """The Istio VirtualService the `istio` router sets weights in (docs/rollouts.md#istio)."""
+
+    name: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_RE)] = Field(
+        description="The VirtualService, in the ModelDeployment's namespace."
+    )
+    routes: Annotated[list[_ISTIO_ROUTE_NAME], Field(min_length=1, max_length=8)] | None = Field(
+        default=None,
+        description="The names of its HTTP routes whose destinations modelship sets (each must exist); "
+        "default: the first HTTP route with a destination `<name>`, `<name>-stable` or `<name>-canary`.",
+    )
+    hosts: Annotated[list[_ISTIO_HOST], Field(min_length=1, max_length=16)] | None = Field(
+        default=None,
+        description="When the VirtualService does not exist: modelship creates it (owned by the "
+        "ModelDeployment) with these hosts; an existing one keeps its own.",
+    )
+    gateways: Annotated[list[_ISTIO_HOST], Field(min_length=1, max_length=8)] | None = Field(
+        default=None,
+        description="The gateways of a VirtualService modelship creates (default: none, which Istio reads "
+        "as `mesh`, the sidecars).",
+    )
+
+
 class Traffic(_Model):
-    """How traffic reaches revisions: `service` (replica ratio) or `gatewayAPI` (HTTPRoute weights)."""
+    """How traffic reaches revisions: `service` (replica ratio), `gatewayAPI` (HTTPRoute weights) or
+    `istio` (VirtualService destination weights)."""
 
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -842,6 +872,11 @@ class Traffic(_Model):
                 "(self.router == 'gatewayAPI') == has(self.httpRoute)",
                 "spec.traffic.httpRoute is required when router is gatewayAPI, and only then",
                 ".httpRoute",
+            ),
+            Rule(
+                "(self.router == 'istio') == has(self.virtualService)",
+                "spec.traffic.virtualService is required when router is istio, and only then",
+                ".virtualService",
             ),
             # Session rules are HTTPRoute rules: the service router has no route to put them in.
             Rule(
@@ -852,7 +887,10 @@ class Traffic(_Model):
             ),
         )
     )
-    router: Literal["service", "gatewayAPI"] = "service"
+    router: Literal["service", "gatewayAPI", "istio"] = "service"
+    virtual_service: VirtualServiceRef | None = Field(
+        default=None, description="istio: the VirtualService whose HTTP route weights modelship sets."
+    )
     http_route: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_RE)] | None = None
     parent_refs: Annotated[list[ParentRef], Field(max_length=8)] | None = Field(
         default=None,
@@ -1484,7 +1522,9 @@ _BLUE_GREEN_DEVICES = Rule(
 
 # With the service router the canary's replicas *are* its traffic share; scaling them apart from
 # the weight would silently change the traffic, so only a router with real weights may.
-_SCALE_WHY = "needs spec.traffic.router gatewayAPI: with router service the canary pods are its traffic share"
+_SCALE_WHY = (
+    "needs spec.traffic.router gatewayAPI or istio: with router service the canary pods are its traffic share"
+)
 _CANARY_SCALE_NEEDS_ROUTE = Rule(
     "!has(self.strategy.canary) || (has(self.traffic) && has(self.traffic.router) && "
     "self.traffic.router != 'service') || !self.strategy.canary.steps.exists(s, has(s.setCanaryScale))",
@@ -1493,12 +1533,12 @@ _CANARY_SCALE_NEEDS_ROUTE = Rule(
     # (over 100x the CRD's CEL budget, with steps capped at 32).
     ".strategy.canary.steps",
 )
-# A header route is an HTTPRoute rule: the service router has no route to put it in.
+# A header route is a rule of an HTTPRoute or a VirtualService: the service router has no route for it.
 _HEADER_ROUTE_NEEDS_GATEWAY = Rule(
     "!has(self.strategy.canary) || (has(self.traffic) && has(self.traffic.router) && "
-    "self.traffic.router == 'gatewayAPI') || !self.strategy.canary.steps.exists(s, has(s.setHeaderRoute))",
-    "spec.strategy.canary.steps[].setHeaderRoute needs spec.traffic.router gatewayAPI: a header route is "
-    "an HTTPRoute rule",
+    "self.traffic.router != 'service') || !self.strategy.canary.steps.exists(s, has(s.setHeaderRoute))",
+    "spec.strategy.canary.steps[].setHeaderRoute needs spec.traffic.router gatewayAPI or istio: a header "
+    "route is a rule of an HTTPRoute or a VirtualService",
     ".strategy.canary.steps",
 )
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from localworld.rollouts import merged
 from modelship import api
-from modelship.core import control, engine, evaluation, gates, gateway, jobs
+from modelship.core import control, engine, evaluation, gates, gateway, jobs, traffic
 from modelship.core.analysis.cadence import Scrape
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.manifests import REVISION_LABEL, Manifest, Owner
@@ -87,9 +87,10 @@ class World:
         base = engine.Observations(self.owner, dict(self.deployments), scrape=self.scrape)
         if s is None:
             return base
-        if s.traffic.router == "gatewayAPI" and s.traffic.http_route:
+        where = traffic.route_of(s)  # an HTTPRoute or a VirtualService: one observation for both
+        if where is not None:
             seen = engine.RouteObservation(
-                s.traffic.http_route,
+                where[1],
                 self.route,
                 exists=self.route is not None,
                 endpoints=dict(self.slices) if self.slices is not None else None,
@@ -97,6 +98,7 @@ class World:
                 headers=dict(self.route_headers),
                 shadow=self.route_shadow,
                 sessions=dict(self.route_sessions),
+                kind=where[0],
             )
             base = dataclasses.replace(base, route=seen)
         wants = engine.wants(s, self.status, base, self.now)

@@ -179,10 +179,12 @@ def header_rule_name(owner_name: str, route_name: str) -> str:
 
 
 def header_triples(route: api.HeaderRoute) -> frozenset[HeaderTriple]:
+    """The router-neutral form header routes are compared in. Header names are case-insensitive
+    (RFC 9110), and Istio stores them lowercased, so the form lowercases them."""
     return frozenset(
-        ("Exact", m.header_name, m.header_value)
+        ("Exact", m.header_name.lower(), m.header_value)
         if m.header_value is not None
-        else ("RegularExpression", m.header_name, m.regex or "")
+        else ("RegularExpression", m.header_name.lower(), m.regex or "")
         for m in route.match or []
     )
 
@@ -240,7 +242,8 @@ def _triples(rule: dict[str, Any]) -> frozenset[HeaderTriple]:
     """The headers of a rule's first match."""
     first = (rule.get("matches") or [{}])[0]
     return frozenset(
-        (h.get("type", "Exact"), h.get("name", ""), h.get("value", "")) for h in first.get("headers") or []
+        (h.get("type", "Exact"), str(h.get("name", "")).lower(), h.get("value", ""))
+        for h in first.get("headers") or []
     )
 
 
@@ -338,18 +341,25 @@ def read_weights(obj: dict[str, Any], owner_name: str) -> dict[str, int] | None:
     return {ref["name"]: ref.get("weight", 1) for ref in refs if ref.get("kind", "Service") == "Service"}
 
 
-def traffic_condition(route_name: str, wanted: dict[str, int], read: dict[str, int] | None) -> ConditionValue:
-    """`TrafficRouted` from what the route showed when the pass began."""
+def traffic_condition(
+    route_name: str, wanted: dict[str, int], read: dict[str, int] | None, kind: str = "HTTPRoute"
+) -> ConditionValue:
+    """`TrafficRouted` from what the route (an HTTPRoute, or the `kind` of another router's) showed
+    when the pass began."""
     if read is None:
         return (
             "False",
             "RuleNotFound",
-            f"HTTPRoute {route_name} has no rule with a backendRef to {', '.join(wanted)}",
+            f"{kind} {route_name} has no {_RULE.get(kind, 'rule')} to {', '.join(wanted)}",
         )
     if read != wanted:
-        message = f"HTTPRoute {route_name} routes {shown(read)}; modelship asked for {shown(wanted)}"
+        message = f"{kind} {route_name} routes {shown(read)}; modelship asked for {shown(wanted)}"
         return ("False", "WeightMismatch", message)
-    return ("True", "WeightsSet", f"HTTPRoute {route_name}: {shown(read)}")
+    return ("True", "WeightsSet", f"{kind} {route_name}: {shown(read)}")
+
+
+# What a route object calls the rule modelship manages, for messages.
+_RULE = {"HTTPRoute": "rule with a backendRef", "VirtualService": "managed HTTP route with a destination"}
 
 
 def shown(weights: Mapping[str, int]) -> str:

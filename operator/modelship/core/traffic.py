@@ -8,9 +8,10 @@ One small interface, `Router`, with one implementation per `spec.traffic.router`
   at least one pod on each side when 0 < w < 100 (as Argo Rollouts does without
   traffic routing); `unreachable` names the steps the replicas cannot approach.
   `setCanaryScale` is refused at admission with this router: replicas *are* the weight.
-- `gatewayAPI`: the weight is exact (HTTPRoute backendRefs); the stable revision keeps
-  all its replicas and the canary runs as many as its weight needs (or as
-  `setCanaryScale` says).
+- `gatewayAPI` and `istio`: the weight is exact (HTTPRoute backendRefs, VirtualService
+  destination weights); the stable revision keeps all its replicas and the canary runs as
+  many as its weight needs (or as `setCanaryScale` says). `route_of` names the object each
+  writes its weights into.
 """
 
 from __future__ import annotations
@@ -116,3 +117,15 @@ class Router:
 
 def router_for(spec: api.ModelDeploymentSpec) -> Router:
     return Router(spec.traffic.router)
+
+
+# The object each router with weights to read back keeps them in.
+ROUTE_KINDS = {"gatewayAPI": "HTTPRoute", "istio": "VirtualService"}
+
+
+def route_of(spec: api.ModelDeploymentSpec) -> tuple[str, str] | None:
+    """(kind, name) of the object the router writes weights into and reads them back from; None when
+    it has none (the `service` router)."""
+    t = spec.traffic
+    name = t.http_route if t.router == "gatewayAPI" else t.virtual_service.name if t.virtual_service else None
+    return (ROUTE_KINDS[t.router], name) if t.router in ROUTE_KINDS and name else None

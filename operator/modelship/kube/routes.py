@@ -1,5 +1,6 @@
-"""The `gatewayAPI` router's I/O: read the HTTPRoute (and its backends' ready endpoints) before a
-pass, write the weights a pass decided.
+"""The routers' I/O: read the route object (and its backends' ready endpoints) before a pass, write
+the weights a pass decided. The `gatewayAPI` router's HTTPRoute is here; the `istio` router's
+VirtualService is in `kube/virtualservices.py`, chosen by `spec.traffic.router`.
 
 The rules (which route, which rule, what weights) are in `modelship.core.gateway`; whether the
 route shows what a step asked for is the engine's judgement (`Observations.route`).
@@ -14,6 +15,7 @@ from typing import Any
 from modelship import api
 from modelship.core import engine, gateway, shadow
 from modelship.core.manifests import Owner
+from modelship.kube import virtualservices
 from modelship.kube.observe import owned_by
 from modelship.kube.storage import Conflict, Forbidden, Invalid, Storage, endpointslices_path, route_path
 
@@ -36,6 +38,10 @@ def routed(spec: api.ModelDeploymentSpec) -> str | None:
 
 def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read | None:
     """The route and the weights of the rule modelship manages (None: no route to read)."""
+    ref = spec.traffic.virtual_service
+    if spec.traffic.router == "istio" and ref is not None:
+        endpoints = ready_endpoints(storage, owner.namespace, gateway.weights(owner.name, 0))
+        return Read(*virtualservices.read(storage, owner, ref, endpoints))
     name = routed(spec)
     if not name:
         return None
@@ -87,6 +93,8 @@ def write(
     modelship owns (or creates) is applied whole; in someone else's only the managed rule and
     modelship's header and session rules change, and only if the rules are still what this pass
     read. Returns whether anything was written. Nothing is read back: the next pass reads the route."""
+    if spec.traffic.router == "istio" and spec.traffic.virtual_service is not None:
+        return virtualservices.write(storage, owner, spec.traffic.virtual_service, route, seen.obj)
     wanted = dict(route.weights)
     affinity, pinned = spec.traffic.session_affinity, route.sessions
     current = seen.obj

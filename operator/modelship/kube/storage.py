@@ -2,7 +2,7 @@
 writes of a ModelDeployment, and what an error answer means.
 
 Everything in modelship that reads or writes the cluster (the reconciler, the kopf handlers, the
-smoke test, the gatewayAPI router, the kubectl plugin, the test helpers and the demo) goes
+smoke test, the gatewayAPI and istio routers, the kubectl plugin, the test helpers and the demo) goes
 through `Storage`; `modelship.kube.client` is only the transport under it.
 
 Errors: an answer outside 2xx raises a `KubeError`, as the subclass its status names
@@ -116,6 +116,12 @@ def service_path(namespace: str, name: str) -> str:
 
 def route_path(namespace: str, name: str = "") -> str:
     base = f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes"
+    return f"{base}/{name}" if name else base
+
+
+def virtualservice_path(namespace: str, name: str = "") -> str:
+    """An Istio VirtualService (the `istio` router's weights), or the list in `namespace`."""
+    base = f"/apis/networking.istio.io/v1/namespaces/{namespace}/virtualservices"
     return f"{base}/{name}" if name else base
 
 

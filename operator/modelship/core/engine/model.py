@@ -41,9 +41,9 @@ class ObservedDeployment:
 
 @dataclass(frozen=True)
 class RouteObservation:
-    """What the gatewayAPI router read back from the HTTPRoute before this pass."""
+    """What the router read back from its route object (an HTTPRoute, a VirtualService) before this pass."""
 
-    route: str  # spec.traffic.httpRoute
+    route: str  # spec.traffic.httpRoute or spec.traffic.virtualService.name
     # Backend Service -> weight in the rule modelship manages; None: no such rule (or no route yet).
     weights: Mapping[str, int] | None
     exists: bool = True  # False: the HTTPRoute itself is missing
@@ -57,6 +57,7 @@ class RouteObservation:
     # modelship wrote, which send to `<name>-canary` whatever the weights.
     headers: Mapping[str, frozenset[gateway.HeaderTriple]] = field(default_factory=dict)
     shadow: Shadow | None = None  # the shadow the weighted rule marks requests for (`shadow.read`)
+    kind: str = "HTTPRoute"  # the route object's kind, for messages (`traffic.ROUTE_KINDS`)
     # Backend Service -> the revision its session rule keeps (`gateway.read_sessions`; sticky sessions).
     sessions: Mapping[str, str] = field(default_factory=dict)
 

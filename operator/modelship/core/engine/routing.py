@@ -1,5 +1,8 @@
 """What the router read back, judged: is the weight a step asked for really in effect?
 
+The same judgement for every router with a route to read (an HTTPRoute, an Istio VirtualService):
+the shell reads either into one `RouteObservation`, whose `kind` names the object in messages.
+
 A setWeight step (and a blue/green switch) completes only once the route shows its weights,
 as Argo Rollouts does, and the gateways reporting on the route have accepted that version of it;
 until then the step holds and `TrafficRouted` says which backend has which weight. The
@@ -16,7 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from modelship import api
-from modelship.core import gateway, traffic
+from modelship.core import gateway, istio, traffic
 from modelship.core.engine.model import (
     ConditionValue,
     Event,
@@ -72,11 +75,11 @@ def headers_waiting(observations: Observations, routes: tuple[api.HeaderRoute, .
     seen = observations.route
     assert seen is not None
     if not seen.exists:
-        return f"waiting for HTTPRoute {seen.route} to exist"
+        return f"waiting for {seen.kind} {seen.route} to exist"
     if set(seen.headers) == {r.name for r in routes} and seen.accepted is False:
-        return f"waiting for the gateway to accept HTTPRoute {seen.route} as changed"
+        return f"waiting for the gateway to accept {seen.kind} {seen.route} as changed"
     asked = ", ".join(gateway.header_rule_name(observations.owner.name, r.name) for r in routes) or "none"
-    return f"waiting for HTTPRoute {seen.route} to show the header rules asked for ({asked})"
+    return f"waiting for {seen.kind} {seen.route} to show the header rules asked for ({asked})"
 
 
 def shadow_verified(observations: Observations, wanted: Shadow | None) -> bool:
@@ -202,20 +205,20 @@ def waiting(observations: Observations, weight: int, kept: Mapping[str, str]) ->
     assert seen is not None
     asked = gateway.weights(observations.owner.name, weight)
     if not seen.exists:
-        return f"waiting for HTTPRoute {seen.route} to exist"
+        return f"waiting for {seen.kind} {seen.route} to exist"
     if seen.weights is None:
-        return f"waiting for HTTPRoute {seen.route} to have a rule with a backendRef to {', '.join(asked)}"
+        return f"waiting for {seen.kind} {seen.route} to have a rule with a backendRef to {', '.join(asked)}"
     routes = gateway.shown(seen.weights)
     if dict(seen.weights) == asked and dict(seen.sessions) != dict(kept):
         name = observations.owner.name
         rules = ", ".join(f"{gateway.session_rule_name(name, b)} -> {r}" for b, r in kept.items())
-        return f"waiting for HTTPRoute {seen.route} to show the session rules asked for ({rules or 'none'})"
+        return f"waiting for {seen.kind} {seen.route} to show the session rules asked for ({rules or 'none'})"
     if dict(seen.weights) == asked and seen.accepted is False:
         return (
-            f"waiting for the gateway to accept HTTPRoute {seen.route} as changed ({routes}): "
+            f"waiting for the gateway to accept {seen.kind} {seen.route} as changed ({routes}): "
             "its status.parents do not show the route's current generation accepted"
         )
-    return f"waiting for HTTPRoute {seen.route} to route {gateway.shown(asked)} (it routes {routes})"
+    return f"waiting for {seen.kind} {seen.route} to route {gateway.shown(asked)} (it routes {routes})"
 
 
 def condition(
@@ -226,19 +229,27 @@ def condition(
     if seen is None:
         return None
     if not seen.exists:
-        if not spec.traffic.parent_refs:
-            return gateway.MISSING
-        return (
-            "False",
-            "HTTPRouteMissing",
-            f"HTTPRoute {seen.route} does not exist yet; modelship creates it",
-        )
+        return _missing(spec, seen)
     wanted = gateway.weights(observations.owner.name, weight)
     read = dict(seen.weights) if seen.weights is not None else None
     if read == wanted and seen.accepted is False:
         # TrafficRouted judges the weights; the sessions the route shows are taken as they are.
         return ("False", "GatewayPending", waiting(observations, weight, seen.sessions))
-    return gateway.traffic_condition(seen.route, wanted, read)
+    return gateway.traffic_condition(seen.route, wanted, read, seen.kind)
+
+
+def _missing(spec: api.ModelDeploymentSpec, seen: RouteObservation) -> ConditionValue:
+    """`TrafficRouted` while the route object does not exist: modelship creates it when the spec says
+    where it attaches (parentRefs, a VirtualService's hosts)."""
+    ref = spec.traffic.virtual_service
+    creatable = bool(ref.hosts) if ref is not None else bool(spec.traffic.parent_refs)
+    if not creatable:
+        return istio.MISSING if ref is not None else gateway.MISSING
+    return (
+        "False",
+        f"{seen.kind}Missing",
+        f"{seen.kind} {seen.route} does not exist yet; modelship creates it",
+    )
 
 
 def actual_weight(spec: api.ModelDeploymentSpec, observations: Observations, out: Outcome) -> int:

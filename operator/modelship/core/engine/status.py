@@ -173,7 +173,7 @@ def shadowing(out: Outcome) -> Shadow | None:
 
 
 def _routes(spec: api.ModelDeploymentSpec) -> bool:
-    return spec.traffic.router == "gatewayAPI" and bool(spec.traffic.http_route)
+    return traffic.route_of(spec) is not None
 
 
 def _traffic(

@@ -1,0 +1,230 @@
+"""The `istio` router, pure: VirtualService destination weights between `<name>-stable` and
+`<name>-canary`, as Argo Rollouts sets them.
+
+The destinations are the two Services themselves (no DestinationRule subsets): each revision
+already has a Service selecting its pods. Two cases (the shell, `kube/virtualservices.py`, does
+the I/O):
+- The VirtualService does not exist and `spec.traffic.virtualService.hosts` is set: modelship
+  creates it (owned by the ModelDeployment) with one HTTP route per name in `routes` (default:
+  `<name>`), each sending to the two Services.
+- It exists and belongs to someone else: modelship touches only the HTTP routes it manages,
+  those named in `routes`, or without `routes` the first with a destination `<name>`,
+  `<name>-stable` or `<name>-canary`, and replaces their destinations; other routes, matches,
+  retries, timeouts, hosts and gateways stay as the user wrote them.
+
+Header routes (`setHeaderRoute` steps) are HTTP routes of their own, named as the Gateway API
+router names its rules (`gateway.header_rule_name`) and placed just before the first managed
+route: Istio takes the first route that matches, so they must come first. Each repeats that
+route's matches with its headers added (`exact` or `regex`; header names lowercased, as Istio
+requires), and sends to `<name>-canary` alone.
+
+What "verified" means here: Istio has no per-gateway acceptance the way Gateway API's
+`status.parents` has. The read-back shows that the API server (and Istio's validating webhook,
+where installed) accepted and stored the weights. When istiod distributes status
+(`PILOT_ENABLE_STATUS`), a `Reconciled` condition says whether every proxy took the object's
+current generation; `reconciled` reads it like `gateway.accepted`, and without it there is
+nothing more to wait for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from modelship import api
+from modelship.api import ConditionValue
+from modelship.core import gateway, manifests
+from modelship.core.gateway import HeaderTriple
+from modelship.core.manifests import Manifest, Owner
+
+GROUP_VERSION = "networking.istio.io/v1"
+KIND = "VirtualService"
+
+# Istio's StringMatch kinds as the router-neutral header form names them (`gateway.header_triples`).
+_MATCH_KINDS = {"exact": "Exact", "regex": "RegularExpression", "prefix": "Prefix"}
+
+
+def destinations(wanted: dict[str, int]) -> list[dict[str, Any]]:
+    return [
+        {"destination": {"host": name, "port": {"number": manifests.SERVICE_PORT}}, "weight": weight}
+        for name, weight in wanted.items()
+    ]
+
+
+def _service(destination: dict[str, Any]) -> str:
+    """The Service a destination names: its host's first label (`fraud-canary`,
+    `fraud-canary.models.svc.cluster.local`)."""
+    return str((destination.get("destination") or {}).get("host", "")).split(".", 1)[0]
+
+
+def _ours(route: dict[str, Any], owner_name: str) -> bool:
+    """A header route modelship wrote (by its name)."""
+    return str(route.get("name", "")).startswith(gateway.header_rule_name(owner_name, ""))
+
+
+def _http(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((obj.get("spec") or {}).get("http") or [])
+
+
+def managed_routes(obj: dict[str, Any], owner_name: str, names: Sequence[str] | None) -> list[int] | None:
+    """Indexes of the HTTP routes whose destinations modelship sets: those named `names` (None if
+    one is missing), else the first with a destination to one of our Services (None without)."""
+    http = _http(obj)
+    if names:
+        by_name = {r.get("name"): i for i, r in enumerate(http) if not _ours(r, owner_name)}
+        found = [by_name.get(n) for n in names]
+        return [i for i in found if i is not None] if None not in found else None
+    ours = {owner_name, f"{owner_name}-stable", f"{owner_name}-canary"}
+    for index, route in enumerate(http):
+        if not _ours(route, owner_name) and any(_service(d) in ours for d in route.get("route") or []):
+            return [index]
+    return None
+
+
+def _route_weights(route: dict[str, Any]) -> dict[str, int]:
+    """A route's weights by Service; a lone destination without a weight gets all (Istio's rule)."""
+    dests = route.get("route") or []
+    default = 100 if len(dests) == 1 else 0
+    return {_service(d): int(d.get("weight", default)) for d in dests}
+
+
+def read_weights(obj: dict[str, Any], owner_name: str, names: Sequence[str] | None) -> dict[str, int] | None:
+    """The weights the managed routes give our Services; None without them. Routes that disagree
+    (someone edited one) are shown each by name (`primary/fraud-stable=80, ...`), which no step's
+    weights ever equal, so a step holds until they agree again."""
+    indexes = managed_routes(obj, owner_name, names)
+    if indexes is None:
+        return None
+    http = _http(obj)
+    each = [_route_weights(http[i]) for i in indexes]
+    if all(w == each[0] for w in each):
+        return each[0]
+    return {
+        f"{http[i].get('name', i)}/{svc}": w
+        for i, ws in zip(indexes, each, strict=True)
+        for svc, w in ws.items()
+    }
+
+
+def _triples(match: dict[str, Any]) -> frozenset[HeaderTriple]:
+    out = set()
+    for header, value in (match.get("headers") or {}).items():
+        for kind, shown in _MATCH_KINDS.items():
+            if kind in (value or {}):
+                out.add((shown, str(header).lower(), str(value[kind])))
+    return frozenset(out)
+
+
+def read_headers(
+    obj: dict[str, Any], owner_name: str, names: Sequence[str] | None
+) -> dict[str, frozenset[HeaderTriple]]:
+    """The header routes the VirtualService shows, by route name: the headers each of modelship's
+    header routes that sends to `<name>-canary` alone adds to the first managed route's first match
+    (one edited to send elsewhere is not ours any more)."""
+    prefix = gateway.header_rule_name(owner_name, "")
+    http = _http(obj)
+    indexes = managed_routes(obj, owner_name, names)
+    base = _triples((http[indexes[0]].get("match") or [{}])[0]) if indexes else frozenset()
+    canary = [f"{owner_name}-canary"]
+    return {
+        str(r["name"])[len(prefix) :]: _triples((r.get("match") or [{}])[0]) - base
+        for r in http
+        if _ours(r, owner_name) and [_service(d) for d in r.get("route") or []] == canary
+    }
+
+
+def header_routes(
+    owner_name: str, routes: Sequence[api.HeaderRoute], base: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """One HTTP route per header route: the managed route's matches (`base`) with the route's
+    headers added, and a single destination, `<name>-canary`."""
+    out = []
+    for route in routes:
+        ours = {
+            name: {"exact" if kind == "Exact" else "regex": value}
+            for kind, name, value in sorted(gateway.header_triples(route))
+        }
+        matches = [{**m, "headers": {**(m.get("headers") or {}), **ours}} for m in base] or [
+            {"headers": ours}
+        ]
+        out.append(
+            {
+                "name": gateway.header_rule_name(owner_name, route.name),
+                "match": matches,
+                "route": destinations({f"{owner_name}-canary": 100}),
+            }
+        )
+    return out
+
+
+def with_headers(
+    obj: dict[str, Any],
+    owner_name: str,
+    names: Sequence[str] | None,
+    wanted: dict[str, int],
+    routes: Sequence[api.HeaderRoute],
+) -> list[dict[str, Any]] | None:
+    """A user's VirtualService's HTTP routes with the managed routes' destinations set and
+    modelship's header routes (and only those) just before the first of them; None without a
+    managed route."""
+    http = [r for r in _http(obj) if not _ours(r, owner_name)]
+    indexes = managed_routes({"spec": {"http": http}}, owner_name, names)
+    if indexes is None:
+        return None
+    for i in indexes:
+        http[i] = {**http[i], "route": destinations(wanted)}
+    first = indexes[0]
+    ours = header_routes(owner_name, routes, http[first].get("match") or ())
+    return [*http[:first], *ours, *http[first:]]
+
+
+def virtual_service(
+    owner: Owner,
+    ref: api.VirtualServiceRef,
+    hosts: Sequence[str],
+    gateways: Sequence[str],
+    wanted: dict[str, int],
+    headers: Sequence[api.HeaderRoute] = (),
+) -> Manifest:
+    """The VirtualService modelship creates when none exists (or owns): the header routes, then one
+    weighted route per managed name."""
+    spec: dict[str, Any] = {
+        "hosts": list(hosts),
+        "http": [
+            *header_routes(owner.name, headers),
+            *({"name": name, "route": destinations(wanted)} for name in ref.routes or [owner.name]),
+        ],
+    }
+    if gateways:
+        spec["gateways"] = list(gateways)
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": ref.name,
+            "namespace": owner.namespace,
+            "labels": {**manifests.MANAGED_BY, manifests.MODEL_LABEL: owner.name},
+            "ownerReferences": [manifests.owner_reference(owner)],
+        },
+        "spec": spec,
+    }
+
+
+def reconciled(obj: dict[str, Any]) -> bool | None:
+    """Whether istiod reports the VirtualService's current generation pushed to every proxy (its
+    `Reconciled` condition, written only with status distribution on); None when it reports nothing."""
+    status = obj.get("status") or {}
+    condition = next((c for c in status.get("conditions") or [] if c.get("type") == "Reconciled"), None)
+    if condition is None:
+        return None
+    seen = condition.get("observedGeneration", status.get("observedGeneration"))
+    generation = obj.get("metadata", {}).get("generation")
+    return condition.get("status") == "True" and seen is not None and str(seen) == str(generation)
+
+
+MISSING: ConditionValue = (
+    "False",
+    "VirtualServiceMissing",
+    "spec.traffic.virtualService.name does not exist and spec.traffic.virtualService.hosts is not set, "
+    "so modelship cannot create it",
+)

@@ -1,0 +1,229 @@
+"""The istio router's pure rules: the VirtualService it creates, the HTTP routes it manages in a
+user's, header routes, reading weights and headers back, istiod's Reconciled status; and the engine
+driving it through the same steps as the gatewayAPI router."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from modelship import api
+from modelship.core import gateway, istio, traffic
+
+from .enginesim import OWNER
+from .test_canary import NEW_IMAGE, canary_spec, condition, stable_world
+from .test_header_routes import QA, STAFF
+
+pytestmark = pytest.mark.unit
+
+WEIGHTS = {"fraud-stable": 80, "fraud-canary": 20}
+
+
+def user_vs() -> dict[str, Any]:
+    """A user's VirtualService: a route for another service first, then the model's, with a retry
+    policy and a header match of its own."""
+    return {
+        "metadata": {"name": "shop", "generation": 3},
+        "spec": {
+            "hosts": ["shop.example.com"],
+            "gateways": ["istio-system/public"],
+            "http": [
+                {
+                    "name": "other",
+                    "match": [{"uri": {"prefix": "/other"}}],
+                    "route": [{"destination": {"host": "other"}}],
+                },
+                {
+                    "name": "primary",
+                    "match": [{"uri": {"prefix": "/fraud"}, "headers": {"x-tenant": {"exact": "a"}}}],
+                    "retries": {"attempts": 3},
+                    "route": [{"destination": {"host": "fraud-stable.models.svc.cluster.local"}}],
+                },
+            ],
+        },
+    }
+
+
+def ref(**fields: Any) -> api.VirtualServiceRef:
+    return api.VirtualServiceRef.model_validate({"name": "shop", **fields})
+
+
+def test_a_created_virtual_service_sends_each_named_route_to_both_services() -> None:
+    vs = istio.virtual_service(
+        OWNER, ref(routes=["primary"]), ["fraud.example.com"], ["istio-system/public"], WEIGHTS, [QA]
+    )
+    assert vs["apiVersion"] == "networking.istio.io/v1" and vs["kind"] == "VirtualService"
+    assert vs["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid
+    assert vs["spec"]["hosts"] == ["fraud.example.com"] and vs["spec"]["gateways"] == ["istio-system/public"]
+    header, weighted = vs["spec"]["http"]
+    assert header["name"] == "fraud-header-qa" and header["match"] == [
+        {"headers": {"x-canary": {"exact": "yes"}}}
+    ]
+    assert header["route"] == [
+        {"destination": {"host": "fraud-canary", "port": {"number": 80}}, "weight": 100}
+    ]
+    assert weighted["name"] == "primary"
+    assert [(d["destination"]["host"], d["weight"]) for d in weighted["route"]] == [
+        ("fraud-stable", 80),
+        ("fraud-canary", 20),
+    ]
+    assert istio.read_weights(vs, "fraud", ["primary"]) == WEIGHTS
+    assert istio.read_headers(vs, "fraud", ["primary"]) == gateway.headers_of([QA])
+
+
+def test_without_gateways_a_created_virtual_service_leaves_them_to_istio_and_its_route_is_the_models() -> (
+    None
+):
+    vs = istio.virtual_service(OWNER, ref(), ["fraud"], [], WEIGHTS)
+    assert "gateways" not in vs["spec"]
+    assert [r["name"] for r in vs["spec"]["http"]] == ["fraud"]
+    assert istio.read_weights(vs, "fraud", None) == WEIGHTS
+
+
+def test_in_a_users_virtual_service_only_managed_destinations_change_and_header_routes_go_first() -> None:
+    vs = user_vs()
+    before = copy.deepcopy(vs)
+    http = istio.with_headers(vs, "fraud", None, WEIGHTS, [QA])
+    assert http is not None and vs == before  # pure: the object read is not changed
+    other, header, primary = http
+    assert other == before["spec"]["http"][0]
+    assert primary["retries"] == {"attempts": 3} and primary["match"] == before["spec"]["http"][1]["match"]
+    assert [(d["destination"]["host"], d["weight"]) for d in primary["route"]] == [
+        ("fraud-stable", 80),
+        ("fraud-canary", 20),
+    ]
+    # The header route repeats the managed route's match (its path and its own header) with QA's added.
+    assert header["match"] == [
+        {"uri": {"prefix": "/fraud"}, "headers": {"x-tenant": {"exact": "a"}, "x-canary": {"exact": "yes"}}}
+    ]
+    written = {**vs, "spec": {**vs["spec"], "http": http}}
+    assert istio.read_weights(written, "fraud", None) == WEIGHTS
+    assert istio.read_headers(written, "fraud", None) == gateway.headers_of([QA])  # not x-tenant
+    # Written again without header routes: modelship's go, the user's stay.
+    again = istio.with_headers(written, "fraud", None, {"fraud-stable": 100, "fraud-canary": 0}, [])
+    assert again is not None and [r["name"] for r in again] == ["other", "primary"]
+
+
+def test_header_names_are_lowercased_as_istio_requires_and_compared_alike() -> None:
+    mixed = api.HeaderRoute.model_validate(
+        {"name": "qa", "match": [{"headerName": "X-Canary", "headerValue": "Yes"}]}
+    )
+    (route,) = istio.header_routes("fraud", [mixed])
+    assert route["match"] == [{"headers": {"x-canary": {"exact": "Yes"}}}]
+    (regex,) = istio.header_routes("fraud", [STAFF])
+    assert regex["match"][0]["headers"] == {"x-b": {"exact": "1"}, "x-user": {"regex": "^qa-.*"}}
+    vs = {"spec": {"http": [route, regex, *user_vs()["spec"]["http"]]}}
+    assert istio.read_headers(vs, "fraud", None) == gateway.headers_of([mixed, STAFF])
+
+
+def test_named_routes_are_managed_each_and_a_missing_one_means_no_managed_route() -> None:
+    vs = user_vs()
+    vs["spec"]["http"].append({"name": "mirror-path", "route": [{"destination": {"host": "fraud-stable"}}]})
+    http = istio.with_headers(vs, "fraud", ["primary", "mirror-path"], WEIGHTS, [])
+    assert http is not None
+    assert [istio._route_weights(r) for r in http[1:]] == [WEIGHTS, WEIGHTS]
+    assert istio.with_headers(vs, "fraud", ["primary", "absent"], WEIGHTS, []) is None
+    assert istio.read_weights(vs, "fraud", ["absent"]) is None
+
+
+def test_routes_that_disagree_are_shown_by_name_and_never_read_as_a_steps_weights() -> None:
+    vs = istio.virtual_service(OWNER, ref(routes=["a", "b"]), ["fraud"], [], WEIGHTS)
+    vs["spec"]["http"][1]["route"][0]["weight"] = 100
+    vs["spec"]["http"][1]["route"][1]["weight"] = 0
+    read = istio.read_weights(vs, "fraud", ["a", "b"])
+    assert read == {"a/fraud-stable": 80, "a/fraud-canary": 20, "b/fraud-stable": 100, "b/fraud-canary": 0}
+    assert read not in ({"fraud-stable": 100 - w, "fraud-canary": w} for w in range(101))
+
+
+def test_a_lone_destination_without_weight_takes_all_and_a_route_without_ours_is_not_managed() -> None:
+    vs = user_vs()
+    assert istio.read_weights(vs, "fraud", None) == {"fraud-stable": 100}
+    vs["spec"]["http"].pop()
+    assert istio.read_weights(vs, "fraud", None) is None
+    assert istio.with_headers(vs, "fraud", None, WEIGHTS, [QA]) is None
+
+
+def test_a_header_route_edited_to_send_elsewhere_is_not_read_as_ours() -> None:
+    http = istio.with_headers(user_vs(), "fraud", None, WEIGHTS, [QA])
+    assert http is not None
+    http[1]["route"] = [{"destination": {"host": "fraud-stable"}, "weight": 100}]
+    assert istio.read_headers({"spec": {"http": http}}, "fraud", None) == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (None, None),  # istiod distributes no status (its default): nothing to wait for
+        ({"conditions": [{"type": "Reconciled", "status": "True", "observedGeneration": 3}]}, True),
+        ({"observedGeneration": "3", "conditions": [{"type": "Reconciled", "status": "True"}]}, True),
+        ({"conditions": [{"type": "Reconciled", "status": "True", "observedGeneration": "2"}]}, False),
+        ({"conditions": [{"type": "Reconciled", "status": "False", "observedGeneration": 3}]}, False),
+    ],
+)
+def test_reconciled_reads_istiods_status_for_the_current_generation(
+    status: dict[str, Any] | None, expected: bool | None
+) -> None:
+    vs = user_vs() | ({"status": status} if status is not None else {})
+    assert istio.reconciled(vs) is expected
+
+
+# ---- the engine through the istio router -------------------------------------------------------
+
+
+def istio_spec(image: str | None = None, **vs: Any) -> api.ModelDeploymentSpec:
+    s: api.ModelDeploymentSpec = canary_spec(
+        image, traffic={"router": "istio", "virtualService": {"name": "shop", **vs}}
+    )
+    return s
+
+
+def test_route_of_names_the_object_each_router_writes_its_weights_into() -> None:
+    assert traffic.route_of(istio_spec()) == ("VirtualService", "shop")
+    assert traffic.route_of(canary_spec(router="gatewayAPI")) == ("HTTPRoute", "fraud")
+    assert traffic.route_of(canary_spec()) is None
+
+
+def test_weight_steps_wait_for_the_virtual_service_and_its_conditions_name_it() -> None:
+    old = istio_spec()
+    world = stable_world(old)
+    world.list_endpoints()
+    new = istio_spec(NEW_IMAGE)
+    world.route_stuck = True
+    for _ in range(4):
+        world.reconcile(new)
+        world.settle()
+        world.list_endpoints()
+    canary = world.status.canary
+    assert canary is not None and canary.step == 0 and canary.weight == 20
+    routed = condition(world.status, "TrafficRouted")
+    assert (routed.status, routed.reason) == ("False", "WeightMismatch")
+    assert routed.message.startswith("VirtualService shop routes fraud-stable=100, fraud-canary=0")
+    assert (
+        "waiting for VirtualService shop to route fraud-stable=80"
+        in condition(world.status, "Progressing").message
+    )
+    world.route_stuck = False
+    world.reconcile(new)
+    world.reconcile(new)
+    assert world.route == {"fraud-stable": 80, "fraud-canary": 20}
+    assert (
+        condition(world.status, "TrafficRouted").message
+        == "VirtualService shop: fraud-stable=80, fraud-canary=20"
+    )
+
+
+def test_a_missing_virtual_service_without_hosts_is_reported_naming_the_fields() -> None:
+    world = stable_world(istio_spec())
+    world.route = None
+    decision = world.decide(istio_spec(NEW_IMAGE))
+    routed = condition(decision.status, "TrafficRouted")
+    assert (routed.reason, routed.message) == (istio.MISSING[1], istio.MISSING[2])
+    assert "spec.traffic.virtualService.hosts" in routed.message
+    with_hosts = istio_spec(NEW_IMAGE, hosts=["fraud"])
+    routed = condition(world.decide(with_hosts).status, "TrafficRouted")
+    assert (routed.reason, routed.message) == (
+        "VirtualServiceMissing",
+        "VirtualService shop does not exist yet; modelship creates it",
+    )
