@@ -1,8 +1,11 @@
-"""The demo's models, generated (never downloaded): one data set, three revisions of a model.
+"""The demo's models, generated (never downloaded): one data set, revisions of a model.
 
 - `v1`: logistic regression, the good model in production;
 - `v2`: a k-nearest-neighbours model, a little more accurate on the same data;
 - `v3-inaccurate`: logistic regression trained on shuffled labels (serves fine, answers wrong);
+- `v3-disagrees`: a decision tree grown to purity, about as accurate as v1 (0.90) but predicting
+  another label than v1 on about 10% of the holdout: only a shadow's agreement metric tells;
+- `v1-again`: v1's bundle in an image of its own (another digest): predicts exactly as v1;
 - `v3-bad-errors`: v2's bundle in an image whose environment makes the server fail 30% of
   predictions (`MODELSERVER_FAULT_ERROR_RATIO`);
 - `v3-slow`: v2's bundle in an image that adds 0.5 s to every prediction
@@ -45,11 +48,13 @@ def analysis(interval: str = "5s", accuracy: bool = False, **fields: Any) -> dic
     return {"interval": interval, "metrics": metrics, **fields}
 
 
-TRAINED = ("v1", "v2", "v3-inaccurate")
-# Images that carry a trained bundle with fault injection in their default environment.
+TRAINED = ("v1", "v2", "v3-inaccurate", "v3-disagrees")
+# Images that carry another version's bundle with an environment of their own: fault injection, or
+# (v1-again) a variable that changes nothing but the digest.
 FAULTY: dict[str, tuple[str, dict[str, str]]] = {
     "v3-bad-errors": ("v2", {"MODELSERVER_FAULT_ERROR_RATIO": "0.3"}),
     "v3-slow": ("v2", {"MODELSERVER_FAULT_LATENCY": "0.5"}),
+    "v1-again": ("v1", {"MODELSHIP_DEMO_REBUILT": "v1-again"}),
 }
 VERSIONS = (*TRAINED, *FAULTY)
 
@@ -71,6 +76,7 @@ def train(version: str) -> Any:
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
 
     x, y = data()
     x, y = x[:TRAIN], y[:TRAIN]
@@ -81,6 +87,8 @@ def train(version: str) -> Any:
     if version == "v3-inaccurate":
         shuffled = np.random.default_rng(1).permutation(y)
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, shuffled)
+    if version == "v3-disagrees":
+        return DecisionTreeClassifier(random_state=0).fit(x, y)
     raise ValueError(f"unknown trained demo model {version!r}; known: {', '.join(TRAINED)}")
 
 

@@ -106,8 +106,13 @@ def test_demo_models_v2_beats_v1_and_v3_inaccurate_is_wrong_on_the_holdout(tmp_p
         accuracy[version] = float((model.predict(x) == y).mean())
     assert accuracy["v2"] > accuracy["v1"] + 0.01 > 0.85
     assert accuracy["v3-inaccurate"] < 0.4  # no better than guessing among three classes
-    # The faulty images carry v2's very bundle; only their environment differs.
-    assert {base for base, _ in demomodels.FAULTY.values()} == {"v2"}
+    # The shadow demo's candidate: as accurate as v1, yet another answer on about 10% of rows.
+    assert abs(accuracy["v3-disagrees"] - accuracy["v1"]) < 0.02
+    v1, disagrees = (joblib.load(tmp_path / v / "model.joblib").predict(x) for v in ("v1", "v3-disagrees"))
+    assert 0.08 <= float((v1 != disagrees).mean()) <= 0.12
+    # The faulty images carry v2's very bundle, v1-again v1's; only their environment differs.
+    assert demomodels.FAULTY["v1-again"][0] == "v1"
+    assert {base for name, (base, _) in demomodels.FAULTY.items() if name != "v1-again"} == {"v2"}
 
 
 def test_faulty_demo_images_set_the_fault_knobs_the_server_validates() -> None:
@@ -119,3 +124,4 @@ def test_faulty_demo_images_set_the_fault_knobs_the_server_validates() -> None:
     assert (errors.error_ratio, errors.latency_s) == (0.3, 0.0)
     assert (slow.error_ratio, slow.latency_s) == (0.0, 0.5)
     assert not from_env(base | demoimages.fault_env("v2")).faults.on
+    assert not from_env(base | demoimages.fault_env("v1-again")).faults.on
