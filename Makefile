@@ -26,6 +26,16 @@ tmux:
 	$$SUDO apt-get install -y --no-install-recommends tmux || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends tmux; }
 
 .PHONY: tmux
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (tests/integration/
+# test_dashboard.py): browser downloads are impossible here, so the system's, installed when missing.
+TEST_DEPS += chromium
+chromium:
+	command -v chromium >/dev/null && exit 0
+	SUDO=$$(test "$$(id -u)" = 0 || echo sudo)
+	$$SUDO apt-get install -y --no-install-recommends chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; }
+
+.PHONY: chromium
 .PHONY: help venv cluster-bins traefik lua gitops-tools lint typecheck test test-unit cluster-up reap clean chart-crds podschema operator-lock lint-operator-image \
 	bench bench-rollback bench-faults
 

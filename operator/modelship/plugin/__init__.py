@@ -3,7 +3,7 @@
 One concept a module: `args` (the command line, VERB_HELP, exit codes), `connect` (kubeconfig,
 context, namespace), `verbs` (the steering patches), `show` and `table` (list, get), `watch` (the
 watch stream), `view` (the status view and a CI gate's verdict), `status`, `setimage` and
-`completion`. This module dispatches.
+`completion`, and the web `dashboard` (a package). This module dispatches.
 """
 
 from __future__ import annotations
@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None, prog: str = "kubectl modelship") -> int:
                 model_sha256 = input("--model-sha256 (the sha256 of the model this image serves): ").strip()
             setimage.patch(a.image, model_sha256)
         kube, namespace = connect(a.kubeconfig, a.context, a.namespace)
+        if a.verb == "dashboard":
+            from modelship.plugin import dashboard
+
+            return dashboard.serve(kube, namespace, a.namespace is None, a.port)
         if a.verb == "list":
             text = show.list_(kube, namespace, a.all_namespaces, a.output)
             print(

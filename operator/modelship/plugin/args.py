@@ -52,6 +52,11 @@ VERB_HELP = {
         "image, model, env, ... to put in Git so it sticks (--apply: patch the spec here instead)",
         "kubectl modelship undo fraud-detector\nkubectl modelship undo fraud-detector --apply",
     ),
+    "dashboard": (
+        "serve a web dashboard on 127.0.0.1: every rollout you may see, live, and its steering buttons "
+        "(with your kubeconfig's credentials)",
+        "kubectl modelship dashboard\nkubectl modelship dashboard --port 3200 -n ml",
+    ),
     "completion": (
         "print a bash or zsh completion script (`source <(kubectl modelship completion bash)`)",
         "kubectl modelship completion bash > ~/.local/share/bash-completion/completions/kubectl-modelship",
@@ -59,6 +64,7 @@ VERB_HELP = {
 }
 
 OUTPUTS = ("wide", "json", "yaml", "name")
+DASHBOARD_PORT = 3110
 SHELLS = ("bash", "zsh")
 
 EXIT_CODES = """exit codes:
@@ -84,6 +90,17 @@ def timeout(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(
             f"must be a duration such as 30s, 5m or 1h30m, not {text!r}"
         ) from None
+
+
+def port(text: str) -> int:
+    """`--port`'s type: 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {text!r}")
+    return value
 
 
 def _connection(p: argparse.ArgumentParser, top: bool) -> None:
@@ -139,6 +156,16 @@ def parser(prog: str = "kubectl modelship") -> argparse.ArgumentParser:
         if verb == "list":
             p.add_argument("-A", "--all-namespaces", action="store_true", help="list in every namespace")
             _output(p)
+        elif verb == "dashboard":
+            p.add_argument(
+                "--port",
+                type=port,
+                default=DASHBOARD_PORT,
+                help=f"the port on 127.0.0.1 (default {DASHBOARD_PORT}; 0: any free one)",
+            )
+            p.description = (p.description or "") + (
+                " All namespaces you may list, or only -n's when given. Ctrl-C stops it."
+            )
         elif verb == "completion":
             p.add_argument("shell", choices=SHELLS, help="the shell to complete in")
         elif verb == "set":

@@ -47,3 +47,25 @@ def follow(
                     yield obj
         except Gone:
             version = None  # too old to watch from: list again
+
+
+def follow_all(kube: Storage, namespace: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every ModelDeployment in `namespace` (None: all namespaces), then each change, forever:
+    ("ADDED" | "MODIFIED" | "DELETED", object). Each list (the first, and again after 410 Gone)
+    begins with ("RESET", {}): a reader forgets what it had, as some objects may be gone."""
+    version: str | None = None
+    while True:
+        if version is None:
+            listed = kube.request("GET", md_path(namespace))
+            version = str(listed["metadata"]["resourceVersion"])
+            yield "RESET", {}
+            for item in listed.get("items") or []:
+                yield "ADDED", item
+        try:
+            for event in kube.watch(md_path(namespace), version, _MAX_WATCH_SECONDS):
+                obj = event["object"]
+                version = str(obj["metadata"]["resourceVersion"])
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                    yield event["type"], obj
+        except Gone:
+            version = None
