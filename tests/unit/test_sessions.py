@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from modelship import api
-from modelship.core import gateway
+from modelship.core import engine, gateway
+from modelship.core.engine.writes import ordered
 
 from .enginesim import OWNER, World, command
 from .test_canary import NEW_IMAGE, canary_spec, condition, name_of, stable_world
@@ -277,3 +278,14 @@ def test_without_affinity_no_sessions_are_asked_for() -> None:
     world = stable_world(s)
     decision = world.decide(s)
     assert decision.route is not None and dict(decision.route.sessions) == {}
+
+
+def test_dropping_the_canarys_session_rule_is_written_before_services_and_pods_change() -> None:
+    seen = engine.RouteObservation("fraud", {"fraud-stable": 50, "fraud-canary": 50}, sessions=BOTH)
+    observations = engine.Observations(OWNER, route=seen)
+    route = engine.Route({"fraud-stable": 50, "fraud-canary": 50}, sessions={"fraud-stable": "fraud-aaa"})
+    service = {"kind": "Service", "metadata": {"name": "fraud-canary"}, "spec": {"selector": {"a": "b"}}}
+    assert ordered([service], (), route, "fraud-canary", observations)[0] == route
+    # Keeping it (or adding it, with the canary's weight) goes after them.
+    kept = engine.Route({"fraud-stable": 50, "fraud-canary": 50}, sessions=BOTH)
+    assert ordered([service], (), kept, "fraud-canary", observations)[-1] == kept
