@@ -17,26 +17,36 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_testrun(*args: str) -> subprocess.CompletedProcess[str]:
+    """hack/testrun.py with `args`; its sessions load no installed plugin but pytest-timeout (the
+    ini's `timeout`): importing hypothesis and schemathesis is most of a session's start, ~5 s of
+    CPU each, and these tests start six."""
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "hack/testrun.py"),
+            *args,
+            "--disable-plugin-autoload",
+            "-p",
+            "pytest_timeout",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_every_test_runs_in_exactly_one_session_and_e2e_ones_on_the_real_node() -> None:
     # Selected by marker, not by directory: an e2e test outside tests/e2e (a killed run with a real
     # node, in tests/integration) must not make the other session's cluster take the real node.
     assert testrun.sessions() == {"e2e": ["-m", "e2e or images"], "others": ["-m", "not (e2e or images)"]}
 
 
-def test_a_failing_session_fails_the_run_and_each_line_names_its_session() -> None:
-    # `-k` that selects nothing makes pytest exit 5 in both sessions: the run must not pass.
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "hack/testrun.py"),
-            "tests/unit/test_testrun.py",
-            "-k",
-            "no_test_has_this_name",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_a_failing_session_fails_the_run_and_each_line_names_its_session(tmp_path: Path) -> None:
+    # `-k` that selects nothing makes pytest exit 5 in both sessions: the run must not pass. (A test
+    # file of its own: collecting one under tests/ would import the cluster harness's conftest.)
+    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
+    out = run_testrun(str(tmp_path), "-k", "no_test_has_this_name", "-p", "no:cacheprovider")
     assert out.returncode == 5
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     assert lines[-1].startswith("test sessions") and "e2e: exit 5" in lines[-1]
@@ -59,12 +69,7 @@ def test_the_failures_summary_is_pytests_from_its_header_to_its_counts() -> None
 def test_a_failed_sessions_failures_are_repeated_after_the_other_sessions_output(tmp_path: Path) -> None:
     failing = tmp_path / "test_fails.py"
     failing.write_text("def test_this_one_fails():\n    assert 1 == 2\n")
-    out = subprocess.run(
-        [sys.executable, str(REPO / "hack/testrun.py"), str(failing), "-p", "no:cacheprovider"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_testrun(str(failing), "-p", "no:cacheprovider")
     assert out.returncode == 1
     lines = out.stdout.splitlines()
     assert lines[-1].startswith("test sessions") and "others: exit 1" in lines[-1]
@@ -80,12 +85,7 @@ def test_the_other_session_runs_at_a_lower_priority_than_the_real_nodes(tmp_path
             f"import os, pathlib, pytest\n{marker}def test_niceness():\n"
             f"    (pathlib.Path({str(tmp_path)!r}) / {name!r}).write_text(str(os.nice(0)))\n"
         )
-    out = subprocess.run(
-        [sys.executable, str(REPO / "hack/testrun.py"), str(tmp_path), "-p", "no:cacheprovider"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_testrun(str(tmp_path), "-p", "no:cacheprovider")
     assert out.returncode == 0, out.stdout
     base = os.nice(0)
     assert int((tmp_path / "e2e").read_text()) == base
