@@ -1,19 +1,20 @@
 """The operator may die after any write of a pass: users stay on ready pods, and the next passes
 finish the move. Against the real API server, with reconcile passes driven in-process.
 
-For each scenario the test makes `K` ModelDeployments (each with its own HTTPRoute) and brings
-them all to the same point; then ModelDeployment k takes the pass that makes the move with a
-storage that crashes after its k-th write (`Storage(crash_after=k)`). After the crash, and again
-once the cluster has had a moment to act on what was written, no backendRef with a weight above
-0 may point at a Service that selects no Ready pod. Normal passes then must complete the move.
-One ModelDeployment whose pass makes fewer than k writes shows that every crash point was
-covered. Posting an Event is a write too; at the end every ModelDeployment's Events say each
-transition once, as the one that never crashed says them (`Fleet.check_events`;
-test_event_recovery.py walks more moves).
+For each move a test makes `K` ModelDeployments (each with its own HTTPRoute) and brings them
+all to the same point; then ModelDeployment k takes the pass that makes the move with a storage
+that crashes after its k-th write (`Storage(crash_after=k)`).
+After the crash, and again once the cluster has had a moment to act on what was written, no
+backendRef with a weight above 0 may point at a Service that selects no Ready pod. Normal passes
+then must complete the move. One ModelDeployment whose pass makes fewer than k writes shows that
+every crash point was covered. Posting an Event is a write too; at the end every ModelDeployment's
+Events say each transition once, as the one that never crashed says them (`Fleet.check_events`).
 
-Scenarios: a new digest mid-rollout (canary at 50% through the route, then the image changes),
-an abort, a promotion, and a blue/green switch. Manual verbs go through the kubectl plugin's
-`run_verb` (`modelship.core.control.patch_for`), as a person's command would.
+Moves: a blue/green switch here; the canary moves (a pause starting, a weight step, a promotion, a
+new digest mid-rollout with the canary at 50% through the route, an abort) in one walk of one
+fleet in test_event_recovery.py, which checks these same things at every crash point of each (a
+fleet is slow to set up: one walk instead of a fleet per move). Manual verbs go through the kubectl
+plugin's `run_verb` (`modelship.core.control.patch_for`), as a person's command would.
 """
 
 from __future__ import annotations
@@ -48,16 +49,13 @@ from .mdhelpers import crd_installed, example, kube
 __all__ = ["crd_installed", "kube"]
 pytestmark = pytest.mark.integration
 
-K = 13  # crash points tried per scenario; a pass of these moves makes fewer writes (at most 12)
+# Crash points tried per move: one more than the most writes a pass of these moves makes (11: a
+# blue/green switch, a new digest mid-rollout). Each ModelDeployment costs a pass per round of
+# every `drive`, so no more than that; `crash_every_point` says when a pass outgrows it.
+K = 12
 PHASES = set(get_args(api.Phase))  # a phase Event's reason is the new phase
 LOG = logging.getLogger("test-crash-points")
-IMAGES = {c: "registry.example/modelship/fraud-detector@sha256:" + c * 64 for c in "abc"}
-CANARY = {
-    "canary": {
-        "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}, {"pause": {}}],
-        "scaleDownDelay": "2s",
-    }
-}
+IMAGES = {c: "registry.example/modelship/fraud-detector@sha256:" + c * 64 for c in "abcd"}
 # The preview is full size, so the pass after `promote` is the switch itself.
 BLUE_GREEN = {"blueGreen": {"autoPromote": False, "previewReplicas": 2, "scaleDownDelay": "2s"}}
 
@@ -244,71 +242,6 @@ def canary_at(fleet: Fleet, name: str, image: str, step: int, weight: int) -> bo
         and shown == {f"{name}-stable": 100 - weight, f"{name}-canary": weight}
         and deployment.get("status", {}).get("availableReplicas", 0) == replicas
     )
-
-
-@pytest.fixture
-def canary_fleet(api_client: client.ApiClient, kube: Storage, namespace: str, crd_installed: None) -> Fleet:
-    """K ModelDeployments, each with a canary at 50% (verified on its route), paused at step 1."""
-    fleet = Fleet(api_client, kube, namespace, CANARY)
-    fleet.create()
-    fleet.set_image(IMAGES["b"])
-    fleet.drive("canaries at 50%", lambda name: canary_at(fleet, name, IMAGES["b"], 1, 50))
-    return fleet
-
-
-def test_a_new_digest_mid_rollout_is_safe_at_every_crash_point(canary_fleet: Fleet) -> None:
-    fleet = canary_fleet
-    fleet.set_image(IMAGES["c"])
-    fleet.crash_every_point()
-
-    def replaced(name: str) -> bool:
-        old = revision(fleet.manifest(name, IMAGES["b"]))
-        gone = fleet.kube.get(deployments_path(fleet.namespace, old)) is None
-        return gone and canary_at(fleet, name, IMAGES["c"], 1, 50)
-
-    fleet.drive("the new canaries at 50%, the old ones deleted", replaced)
-    assert fleet.check_events()[("Warning", "CanaryReplaced")] == 1
-
-
-def test_an_abort_is_safe_at_every_crash_point(canary_fleet: Fleet) -> None:
-    fleet = canary_fleet
-    fleet.verb("abort")
-    fleet.crash_every_point()
-
-    def aborted(name: str) -> bool:
-        status = fleet.status(name)
-        canary = revision(fleet.manifest(name, IMAGES["b"]))
-        shown = route_weights(fleet.kube, fleet.namespace, name)
-        return (
-            status.get("phase") == "Degraded"
-            and at(status, "rollout.aborted.revision") == canary
-            and shown == {f"{name}-stable": 100, f"{name}-canary": 0}
-        )
-
-    fleet.drive("aborted, all traffic on stable", aborted)
-    assert fleet.check_events()[("Warning", "Aborted")] == 1
-
-
-def test_a_promotion_is_safe_at_every_crash_point(canary_fleet: Fleet) -> None:
-    fleet = canary_fleet
-    fleet.verb("promote")  # to setWeight 100, then its pause: the canary at full size
-    fleet.drive("canaries at 100%", lambda name: canary_at(fleet, name, IMAGES["b"], 3, 100))
-    fleet.verb("promote")  # past the last step: the next pass promotes
-    fleet.crash_every_point()
-
-    def promoted(name: str) -> bool:
-        status = fleet.status(name)
-        new = revision(fleet.manifest(name, IMAGES["b"]))
-        shown = route_weights(fleet.kube, fleet.namespace, name)
-        return (
-            status.get("phase") == "Healthy"
-            and status.get("stableRevision") == new
-            and selects(fleet.kube, fleet.namespace, f"{name}-stable") == new
-            and shown.get(f"{name}-stable") == 100
-        )
-
-    fleet.drive("promoted, the stable Service and all traffic on the new revision", promoted)
-    assert fleet.check_events()[("Normal", "Promoted")] == 1
 
 
 def test_a_blue_green_switch_is_safe_at_every_crash_point(

@@ -13,9 +13,15 @@ ModelDeployment's Events (events.k8s.io/v1, listed by regarding uid) say each tr
 Events change the phase each time, nothing is there twice), and each recorded name is one of them.
 
 Each move starts from a hold point (a pause, a promoted or an aborted rollout) and is made by the
-first pass after a person's `modelship` verb: a pause starting (PauseStarted), a weight step
-(WeightChanged, Progressing), the promotion (Promoted, StableRevision, Healthy), and an abort of
-the next rollout (Aborted, Degraded).
+first pass after a person's `modelship` verb or a new image: a pause starting (PauseStarted), a
+weight step (WeightChanged, Progressing), the promotion (Promoted, StableRevision, Healthy), a new
+digest mid-rollout (CanaryReplaced, RolloutStarted) and an abort (Aborted, Degraded).
+
+The same walk carries test_crash_points.py's claim for these canary moves: after every crash, and
+again a moment later, no route weight points at a Service without a Ready pod
+(`Fleet.crash_every_point`), nor after any pass that finishes a move (`Fleet.drive`), and each move
+ends where it should (the new canary at its step with the old one deleted; all traffic on stable
+after the abort). One fleet walks all five: setting up a fleet is most of such a test's time.
 """
 
 from __future__ import annotations
@@ -28,7 +34,14 @@ from kubernetes import client
 
 from localworld.rollouts import at, revision
 from modelship.kube.reconciler import Reconciler
-from modelship.kube.storage import FIELD_MANAGER, Manifest, Storage, md_path, series_events_path
+from modelship.kube.storage import (
+    FIELD_MANAGER,
+    Manifest,
+    Storage,
+    deployments_path,
+    md_path,
+    series_events_path,
+)
 
 from .mdhelpers import crd_installed, kube
 from .test_crash_points import IMAGES, LOG, Fleet, canary_at, route_weights, selects
@@ -125,28 +138,48 @@ def test_every_transition_event_is_posted_once_whichever_write_the_operator_died
 
     fleet.drive("promoted", settled(fleet, promoted))
 
-    # An abort of the next rollout.
+    # The next rollout.
     fleet.set_image(IMAGES["c"])
     fleet.drive(
         "the next canaries at step 2", settled(fleet, lambda n: canary_at(fleet, n, IMAGES["c"], 2, 50))
     )
+
+    # A new digest mid-rollout: d's canaries replace c's, whose traffic goes back to stable first.
+    fleet.set_image(IMAGES["d"])
+    crash_every_point(fleet, names)
+
+    def replaced(name: str) -> bool:
+        old = revision(fleet.manifest(name, IMAGES["c"]))
+        gone = fleet.kube.get(deployments_path(fleet.namespace, old)) is None
+        return gone and canary_at(fleet, name, IMAGES["d"], 2, 50)
+
+    fleet.drive("d's canaries at step 2, c's deleted", settled(fleet, replaced))
+
+    # An abort of that rollout.
     fleet.verb("abort")
     crash_every_point(fleet, names)
 
     def aborted(name: str) -> bool:
         status: dict[str, Any] = fleet.status(name)
-        return status.get("phase") == "Degraded" and at(status, "rollout.aborted.revision") is not None
+        canary = revision(fleet.manifest(name, IMAGES["d"]))
+        shown = route_weights(fleet.kube, fleet.namespace, name)
+        return (
+            status.get("phase") == "Degraded"
+            and at(status, "rollout.aborted.revision") == canary
+            and shown == {f"{name}-stable": 100, f"{name}-canary": 0}
+        )
 
-    fleet.drive("aborted", aborted)
+    fleet.drive("aborted, all traffic on stable", aborted)
 
     counts = fleet.check_events()
     for reason, times in {
-        "RolloutStarted": 2,
-        "WeightChanged": 3,  # b: 0 -> 50 -> 60; c: 0 -> 50
-        "PauseStarted": 4,  # b: steps 2, 3 and 5; c: step 2
+        "RolloutStarted": 3,  # b, c, d
+        "WeightChanged": 4,  # b: 0 -> 50 -> 60; c: 0 -> 50; d: 0 -> 50
+        "PauseStarted": 5,  # b: steps 2, 3 and 5; c and d: step 2
         "Promoted": 1,
         "StableRevision": 2,  # a, then b
         "ScaledDown": 1,
+        "CanaryReplaced": 1,
         "Aborted": 1,
     }.items():
         assert sum(n for (_, r), n in counts.items() if r == reason) == times, (reason, counts)
