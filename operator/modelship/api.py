@@ -1542,12 +1542,13 @@ _HEADER_ROUTE_NEEDS_GATEWAY = Rule(
     ".strategy.canary.steps",
 )
 
-# The gateway marks the requests the stable pods copy (core/shadow.py): an HTTPRoute filter.
+# The gateway marks the requests the stable pods copy (core/shadow.py): an HTTPRoute filter, or a
+# VirtualService route's request headers.
 _SHADOW_NEEDS_GATEWAY = Rule(
     "!has(self.strategy.canary) || (has(self.traffic) && has(self.traffic.router) && "
-    "self.traffic.router == 'gatewayAPI') || !self.strategy.canary.steps.exists(s, has(s.shadow))",
-    "spec.strategy.canary.steps[].shadow needs spec.traffic.router gatewayAPI: the HTTPRoute marks the "
-    "requests the stable pods copy",
+    "self.traffic.router != 'service') || !self.strategy.canary.steps.exists(s, has(s.shadow))",
+    "spec.strategy.canary.steps[].shadow needs spec.traffic.router gatewayAPI or istio: the route marks "
+    "the requests the stable pods copy",
     ".strategy.canary.steps",
 )
 

@@ -12,6 +12,8 @@ import pytest
 
 from devcluster import istio as istio_crds
 from devcluster.cluster import ExistingCluster
+from modelship.core.shadow import PERCENT_HEADER as SHADOW_PERCENT
+from modelship.core.shadow import REVISION_HEADER as SHADOW_REVISION
 from modelship.kube.storage import Storage, virtualservice_path
 
 from .mdhelpers import Operator, crd_installed, create_md, example, kube, operator, refusal, wait_until
@@ -191,32 +193,43 @@ def test_a_bad_istio_traffic_spec_is_refused_naming_the_field(
     assert field in message and reason in message, message
 
 
-@pytest.mark.parametrize(
-    ("spec", "field"),
-    [
-        (
-            {
-                "traffic": {
-                    "router": "istio",
-                    "virtualService": {"name": VS},
-                    "sessionAffinity": {"cookie": {}},
-                }
-            },
-            "spec.traffic.sessionAffinity needs spec.traffic.router gatewayAPI",
+def test_a_shadow_step_marks_the_managed_route_and_the_mark_goes_at_abort(
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
+) -> None:
+    steps = [{"shadow": {"percent": 50}}, {"pause": {}}]
+    traffic = {"router": "istio", "virtualService": {"name": VS, "hosts": ["fraud"]}}
+    deploy_stable(kube, namespace, manifest(IMAGES["a"], steps, traffic=traffic))
+    wait_until("the VirtualService created", lambda: NAME in routes(kube, namespace))
+    request = routes(kube, namespace)[NAME]["headers"]["request"]
+    assert request == {"remove": [SHADOW_PERCENT, SHADOW_REVISION]}  # a client cannot ask for copies
+    set_image(kube, namespace, IMAGES["b"])
+    current = until_status(
+        kube, namespace, "at the pause after the shadow step", **{"rollout.canary.step": 1}
+    )
+    assert current["rollout"]["canary"]["shadowPercent"] == 50
+    candidate = current["rollout"]["canary"]["revision"]
+    managed = routes(kube, namespace)[NAME]
+    assert managed["headers"]["request"] == {"set": {SHADOW_PERCENT: "50", SHADOW_REVISION: candidate}}
+    assert weights(managed) == (100, 0)  # users see only stable
+    plugin(cluster, "abort", NAME, "-n", namespace)
+    until_status(kube, namespace, "aborted", phase="Degraded")
+    wait_until(
+        "the mark removed",
+        lambda: (
+            routes(kube, namespace)[NAME]["headers"]["request"]
+            == {"remove": [SHADOW_PERCENT, SHADOW_REVISION]}
         ),
-        (
-            {
-                "traffic": {"router": "istio", "virtualService": {"name": VS}},
-                "strategy": {"canary": {"steps": [{"shadow": {"percent": 50}}, {"pause": {}}]}},
-            },
-            "spec.strategy.canary.steps[].shadow needs spec.traffic.router gatewayAPI",
-        ),
-    ],
-    ids=["sticky-sessions", "shadow"],
-)
-def test_what_the_istio_router_does_not_map_yet_is_refused_naming_the_field(
-    kube: Storage, namespace: str, crd_installed: None, spec: dict[str, Any], field: str
+    )
+
+
+def test_sticky_sessions_are_not_mapped_onto_istio_yet_and_are_refused_naming_the_field(
+    kube: Storage, namespace: str, crd_installed: None
 ) -> None:
     doc = copy.deepcopy(example("basic.yaml"))
-    doc["spec"].update(spec)
-    assert field in refusal(kube, namespace, doc)
+    doc["spec"]["traffic"] = {
+        "router": "istio",
+        "virtualService": {"name": VS},
+        "sessionAffinity": {"cookie": {}},
+    }
+    message = refusal(kube, namespace, doc)
+    assert "spec.traffic.sessionAffinity needs spec.traffic.router gatewayAPI" in message, message

@@ -11,6 +11,7 @@ import pytest
 
 from modelship import api
 from modelship.core import gateway, istio, traffic
+from modelship.core.shadow import PERCENT_HEADER, REVISION_HEADER, Shadow
 
 from .enginesim import OWNER
 from .test_canary import NEW_IMAGE, canary_spec, condition, stable_world
@@ -169,6 +170,51 @@ def test_reconciled_reads_istiods_status_for_the_current_generation(
     assert istio.reconciled(vs) is expected
 
 
+def test_during_a_shadow_the_managed_routes_set_both_headers_and_otherwise_remove_them() -> None:
+    vs = user_vs()
+    vs["spec"]["http"][1]["headers"] = {
+        "request": {"set": {"x-team": "risk", PERCENT_HEADER: "7"}, "remove": ["cookie"]},
+        "response": {"add": {"x-served-by": "mesh"}},
+    }
+    shadow = Shadow(50, "fraud-abc1234")
+    http = istio.with_headers(vs, "fraud", None, WEIGHTS, [QA], shadow)
+    assert http is not None
+    primary = http[2]
+    assert primary["headers"] == {
+        "request": {
+            "set": {"x-team": "risk", PERCENT_HEADER: "50", REVISION_HEADER: "fraud-abc1234"},
+            "remove": ["cookie"],
+        },
+        "response": {"add": {"x-served-by": "mesh"}},  # the user's own stay
+    }
+    assert "headers" not in http[1]  # the header route is not marked: the candidate copies nothing
+    written = {"spec": {"http": http}}
+    assert istio.read_shadow(written, "fraud", None) == shadow
+    stopped = istio.with_headers(written, "fraud", None, WEIGHTS, [], None)
+    assert stopped is not None
+    assert stopped[1]["headers"]["request"] == {
+        "set": {"x-team": "risk"},
+        "remove": ["cookie", PERCENT_HEADER, REVISION_HEADER],  # a client cannot ask pods to copy
+    }
+    assert istio.read_shadow({"spec": {"http": stopped}}, "fraud", None) is None
+
+
+def test_a_created_virtual_service_marks_each_weighted_route_for_the_shadow() -> None:
+    shadow = Shadow(10, "fraud-abc1234")
+    vs = istio.virtual_service(OWNER, ref(routes=["a", "b"]), ["fraud"], [], WEIGHTS, (), shadow)
+    assert [r["headers"]["request"]["set"][PERCENT_HEADER] for r in vs["spec"]["http"]] == ["10", "10"]
+    assert istio.read_shadow(vs, "fraud", ["a", "b"]) == shadow
+    plain = istio.virtual_service(OWNER, ref(), ["fraud"], [], WEIGHTS)
+    assert plain["spec"]["http"][0]["headers"] == {"request": {"remove": [PERCENT_HEADER, REVISION_HEADER]}}
+
+
+@pytest.mark.parametrize("percent", ["0", "", "x"])
+def test_a_percent_of_0_or_not_a_number_is_no_shadow(percent: str) -> None:
+    vs = istio.virtual_service(OWNER, ref(), ["fraud"], [], WEIGHTS, (), Shadow(5, "fraud-abc1234"))
+    vs["spec"]["http"][0]["headers"]["request"]["set"][PERCENT_HEADER] = percent
+    assert istio.read_shadow(vs, "fraud", None) is None
+
+
 # ---- the engine through the istio router -------------------------------------------------------
 
 
@@ -227,3 +273,22 @@ def test_a_missing_virtual_service_without_hosts_is_reported_naming_the_fields()
         "VirtualServiceMissing",
         "VirtualService shop does not exist yet; modelship creates it",
     )
+
+
+def test_a_shadow_step_through_the_istio_router_completes_once_the_virtual_service_shows_the_mark() -> None:
+    steps = [{"shadow": {"percent": 50}}, {"pause": {}}]
+    old = canary_spec(
+        None,
+        traffic={"router": "istio", "virtualService": {"name": "shop"}},
+        strategy={"canary": {"steps": steps}},
+    )
+    world = stable_world(old)
+    world.list_endpoints()
+    new = old.model_copy(update={"image": NEW_IMAGE})
+    for _ in range(4):
+        world.reconcile(new)
+        world.settle()
+        world.list_endpoints()
+    canary = world.status.canary
+    assert canary is not None and (canary.step, canary.shadow_percent) == (1, 50)
+    assert world.route_shadow == Shadow(50, canary.revision)

@@ -18,6 +18,11 @@ route: Istio takes the first route that matches, so they must come first. Each r
 route's matches with its headers added (`exact` or `regex`; header names lowercased, as Istio
 requires), and sends to `<name>-canary` alone.
 
+A `shadow` step (core/shadow.py) marks requests the same way as through an HTTPRoute: the managed
+routes set the two `x-modelship-shadow-*` request headers during the shadow (Istio's
+`headers.request.set`) and remove them otherwise, so a client cannot ask a pod to copy; the
+user's own request header operations stay.
+
 What "verified" means here: Istio has no per-gateway acceptance the way Gateway API's
 `status.parents` has. The read-back shows that the API server (and Istio's validating webhook,
 where installed) accepted and stored the weights. When istiod distributes status
@@ -29,6 +34,7 @@ nothing more to wait for.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from copy import deepcopy
 from typing import Any
 
 from modelship import api
@@ -36,6 +42,9 @@ from modelship.api import ConditionValue
 from modelship.core import gateway, manifests
 from modelship.core.gateway import HeaderTriple
 from modelship.core.manifests import Manifest, Owner
+from modelship.core.shadow import PERCENT_HEADER, REVISION_HEADER, Shadow
+
+_SHADOW_HEADERS = (PERCENT_HEADER, REVISION_HEADER)
 
 GROUP_VERSION = "networking.istio.io/v1"
 KIND = "VirtualService"
@@ -157,22 +166,55 @@ def header_routes(
     return out
 
 
+def marked(route: dict[str, Any], shadow: Shadow | None) -> dict[str, Any]:
+    """A managed HTTP route with the shadow's request headers set (or removed without one), the
+    user's other request header operations kept."""
+    headers = deepcopy(route.get("headers") or {})
+    request = headers.get("request") or {}
+    kept = {k: v for k, v in (request.get("set") or {}).items() if k.lower() not in _SHADOW_HEADERS}
+    removed = [n for n in request.get("remove") or [] if n.lower() not in _SHADOW_HEADERS]
+    if shadow is not None:
+        kept |= {PERCENT_HEADER: str(shadow.percent), REVISION_HEADER: shadow.revision}
+    else:
+        removed += list(_SHADOW_HEADERS)
+    request = {k: v for k, v in request.items() if k not in ("set", "remove")}
+    request |= ({"set": kept} if kept else {}) | ({"remove": removed} if removed else {})
+    return {**route, "headers": {**headers, "request": request}}
+
+
+def read_shadow(obj: dict[str, Any], owner_name: str, names: Sequence[str] | None) -> Shadow | None:
+    """The shadow the first managed route marks requests for, or None (none set, or a percent of 0)."""
+    indexes = managed_routes(obj, owner_name, names)
+    if not indexes:
+        return None
+    route = _http(obj)[indexes[0]]
+    values = {
+        str(k).lower(): str(v)
+        for k, v in (((route.get("headers") or {}).get("request") or {}).get("set") or {}).items()
+    }
+    percent, revision = values.get(PERCENT_HEADER, ""), values.get(REVISION_HEADER, "")
+    if not percent.isdigit() or int(percent) == 0 or not revision:
+        return None
+    return Shadow(int(percent), revision)
+
+
 def with_headers(
     obj: dict[str, Any],
     owner_name: str,
     names: Sequence[str] | None,
     wanted: dict[str, int],
     routes: Sequence[api.HeaderRoute],
+    shadow: Shadow | None = None,
 ) -> list[dict[str, Any]] | None:
-    """A user's VirtualService's HTTP routes with the managed routes' destinations set and
-    modelship's header routes (and only those) just before the first of them; None without a
-    managed route."""
+    """A user's VirtualService's HTTP routes with the managed routes' destinations set (and marked
+    for `shadow`) and modelship's header routes (and only those) just before the first of them;
+    None without a managed route."""
     http = [r for r in _http(obj) if not _ours(r, owner_name)]
     indexes = managed_routes({"spec": {"http": http}}, owner_name, names)
     if indexes is None:
         return None
     for i in indexes:
-        http[i] = {**http[i], "route": destinations(wanted)}
+        http[i] = marked({**http[i], "route": destinations(wanted)}, shadow)
     first = indexes[0]
     ours = header_routes(owner_name, routes, http[first].get("match") or ())
     return [*http[:first], *ours, *http[first:]]
@@ -185,16 +227,14 @@ def virtual_service(
     gateways: Sequence[str],
     wanted: dict[str, int],
     headers: Sequence[api.HeaderRoute] = (),
+    shadow: Shadow | None = None,
 ) -> Manifest:
     """The VirtualService modelship creates when none exists (or owns): the header routes, then one
-    weighted route per managed name."""
-    spec: dict[str, Any] = {
-        "hosts": list(hosts),
-        "http": [
-            *header_routes(owner.name, headers),
-            *({"name": name, "route": destinations(wanted)} for name in ref.routes or [owner.name]),
-        ],
-    }
+    weighted route per managed name (marked for `shadow`)."""
+    weighted = [
+        marked({"name": n, "route": destinations(wanted)}, shadow) for n in ref.routes or [owner.name]
+    ]
+    spec: dict[str, Any] = {"hosts": list(hosts), "http": [*header_routes(owner.name, headers), *weighted]}
     if gateways:
         spec["gateways"] = list(gateways)
     return {

@@ -34,6 +34,7 @@ def read(
         endpoints=endpoints,
         accepted=istio.reconciled(obj) if obj is not None else None,
         headers=istio.read_headers(obj, owner.name, ref.routes) if obj is not None else {},
+        shadow=istio.read_shadow(obj, owner.name, ref.routes) if obj is not None else None,
         kind=istio.KIND,
     )
     return observation, obj
@@ -46,8 +47,8 @@ def write(
     route: engine.Route,
     current: dict[str, Any] | None,
 ) -> bool:
-    """Set the managed HTTP routes' destinations and the header routes. One modelship owns (or
-    creates) is applied whole; in someone else's only the managed routes' destinations and
+    """Set the managed HTTP routes' destinations and shadow mark, and the header routes. One
+    modelship owns (or creates) is applied whole; in someone else's only the managed routes and
     modelship's header routes change, and only if `spec.http` is still what this pass read.
     Returns whether anything was written."""
     wanted = dict(route.weights)
@@ -57,13 +58,13 @@ def write(
         if not hosts:
             return False  # the engine reports it (VirtualServiceMissing)
         gateways = ref.gateways or (spec.get("gateways") or [] if not ref.hosts else [])
-        manifest = istio.virtual_service(owner, ref, hosts, gateways, wanted, route.headers)
+        manifest = istio.virtual_service(owner, ref, hosts, gateways, wanted, route.headers, route.shadow)
         try:
             storage.apply(manifest)
         except NotFound:
             return False  # the API server does not serve networking.istio.io/v1: Istio's CRDs are absent
         return True
-    http = istio.with_headers(current, owner.name, ref.routes, wanted, route.headers)
+    http = istio.with_headers(current, owner.name, ref.routes, wanted, route.headers, route.shadow)
     if http is None or http == current["spec"].get("http"):
         return False  # no managed route (RuleNotFound), or nothing to change
     ops = [

@@ -96,8 +96,8 @@ def shadow_waiting(observations: Observations) -> str:
     seen = observations.route
     assert seen is not None
     if not seen.exists:
-        return f"waiting for HTTPRoute {seen.route} to exist"
-    return f"waiting for HTTPRoute {seen.route} to show the shadow asked for, and its gateway to accept it"
+        return f"waiting for {seen.kind} {seen.route} to exist"
+    return f"waiting for {seen.kind} {seen.route} to show the shadow asked for, and its gateway to accept it"
 
 
 def canary_unserved(observations: Observations, canary: str) -> str | None:

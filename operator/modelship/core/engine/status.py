@@ -136,7 +136,7 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     weight = out.weight or 0
     kept = routing.sessions(spec, owner.name, weight, out.stable, out.canary)
     route = Route(gateway.weights(owner.name, weight), out.header_routes, kept) if _routes(spec) else None
-    if route is not None and spec.traffic.router == "gatewayAPI":
+    if route is not None:  # both routers mark requests for a shadow (admission refuses it without one)
         route = dataclasses.replace(route, shadow=shadowing(out))
     stop = jobs.stale(owner, spec, new_status, observations.jobs)
     writes = ordered(desired, delete, route, f"{owner.name}-canary", observations, stop)
