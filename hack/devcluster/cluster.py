@@ -217,7 +217,7 @@ class LocalCluster(ExistingCluster):
 
     def stop(self, keep: bool | None = None) -> None:
         """Stop the real node (while the API server still runs, to drain it), then SIGTERM every
-        component (newest first), SIGKILL what is left after 10 s."""
+        component (newest first, etcd last), SIGKILL what is left after 10 s."""
         if self.node is not None:
             # Nothing may replace or place the pods the drain deletes.
             for name in ("kube-controller-manager", "kube-scheduler"):
@@ -225,7 +225,11 @@ class LocalCluster(ExistingCluster):
                     self.children[name].stop(timeout=10)
             self.node.stop()
             self.node = None
-        procs.stop_all(reversed(list(self.children.values())), timeout=10)
+        # etcd only once the rest has exited: an API server that loses etcd mid-shutdown waits
+        # ~10 s on it (SIGTERMed together, every stop took 11 s; one after the other, 1 s).
+        newest_first = list(reversed(self.children.values()))
+        procs.stop_all([c for c in newest_first if c.name != "etcd"], timeout=10)
+        procs.stop_all([c for c in newest_first if c.name == "etcd"], timeout=10)
         self.children.clear()
         if not (self.keep_state if keep is None else keep):
             shutil.rmtree(self.state_dir, ignore_errors=True)
