@@ -30,7 +30,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from devcluster.cluster import ExistingCluster
 from modelship.kube.storage import Storage
-from modelship.plugin.dashboard import guard
+from modelship.plugin.dashboard import charts, guard, rules
 from modelship.plugin.dashboard.server import Running, start
 
 from .mdhelpers import (
@@ -45,8 +45,12 @@ from .mdhelpers import (
     revision,
     wait_until,
 )
+from .test_analysis_prometheus import EXPECTED, exporter, idle_target, prom_url
+from .test_analysis_prometheus import NAME as PROM_NAME
+from .test_analysis_prometheus import NAMESPACE as PROM_NAMESPACE
 
-__all__ = ["crd_installed", "kube", "operator"]
+# prom_url: the analysis tests' Prometheus, scraping an exporter of two revisions with known values.
+__all__ = ["crd_installed", "exporter", "idle_target", "kube", "operator", "prom_url"]
 pytestmark = pytest.mark.integration
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -273,6 +277,38 @@ def test_a_user_bound_only_to_view_sees_the_list_and_gets_the_api_servers_refusa
     assert "aborted" not in (kube.get(md_path(namespace, NAME)) or {})["status"]["rollout"]
 
 
+def test_the_charts_read_each_revisions_series_from_the_prometheus_the_analysis_uses(
+    prom_url: str, kube: Storage
+) -> None:
+    obj = manifest(analysis={"prometheus": {"address": prom_url}, "metrics": [
+        {"name": "error-rate", "template": "error-rate", "max": 0.01}]})  # fmt: skip
+    obj["metadata"].update(namespace=PROM_NAMESPACE, name=PROM_NAME)
+    obj["status"] = {
+        "stableRevision": "fraud-a",
+        "rollout": {"canary": {"revision": "fraud-b", "step": 1, "weight": 20}},
+    }
+    doc = charts.read(kube, obj, [], default_address=None)
+    assert doc["problem"] is None and doc["address"] == prom_url
+    by_chart = {c["chart"]: {s["role"]: s for s in c["series"]} for c in doc["charts"]}
+    assert list(by_chart) == [chart for chart, _ in rules.CHARTS]
+    for chart in ("error-rate", "accuracy", "confidence-mean"):
+        for role, rev in (("stable", "fraud-a"), ("candidate", "fraud-b")):
+            series = by_chart[chart][role]
+            assert series["revision"] == rev and series["points"], (chart, role, series)
+            assert series["points"][-1][1] == pytest.approx(EXPECTED[rev][chart], rel=0.02)
+    assert by_chart["requests"]["candidate"]["points"][-1][1] > 0
+
+
+def test_without_a_prometheus_the_charts_say_which_field_or_flag_to_set(kube: Storage) -> None:
+    obj = manifest()
+    obj["metadata"]["namespace"] = "ml"
+    obj["status"] = {"stableRevision": "fraud-a"}
+    doc = charts.read(kube, obj, [], default_address=None)
+    assert doc["charts"] == [] and "--prometheus-address" in doc["problem"]
+    unreachable = charts.read(kube, obj, [], default_address="http://127.0.0.1:9")
+    assert "unreachable" in unreachable["problem"]
+
+
 # ---- in the browser ----------------------------------------------------------------------------
 
 
@@ -314,6 +350,8 @@ def test_the_list_shows_a_running_canary_and_its_page_the_weight_reached(
     expect(row).to_contain_text("fraud-detector-bbbbbbb")
     expect(row.locator("td.weight")).to_have_text("20%")
     expect(row).to_contain_text("1/4")
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENS / "dashboard-list.png"), full_page=True)
     row.get_by_role("link", name=NAME).click()
     expect(page.locator("#weights-chart")).to_contain_text("candidate 20%")
     # The next step's weight, pushed by the watch, reaches the open page's chart.
@@ -417,7 +455,6 @@ def test_the_promote_button_moves_a_paused_rollout_on(
     page.goto(dashboard.url)
     row = page.locator(f'#list tr[data-namespace="{namespace}"]')
     expect(row.locator("td.mono").first).to_have_text(canary)
-    page.screenshot(path=str(SCREENS / "dashboard-list.png"), full_page=True)
 
 
 def test_chromium_is_debians(browser: Browser) -> None:

@@ -4,8 +4,9 @@ timeline, the analysis marks with their limits, pods by revision, and which requ
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 import yaml
 
 from modelship import api
+from modelship.core.analysis import templates
 from modelship.plugin import args
-from modelship.plugin.dashboard import guard, rules
+from modelship.plugin.dashboard import guard, rules, server
 
 pytestmark = pytest.mark.unit
 
@@ -314,3 +316,51 @@ def test_a_bad_port_is_a_usage_error_naming_the_flag(text: str, capsys: pytest.C
 def test_the_dashboard_listens_on_3110_unless_told() -> None:
     assert args.parser().parse_args(["dashboard"]).port == 3110
     assert args.parser().parse_args(["dashboard", "--port", "0"]).port == 0
+
+
+def test_the_charts_are_the_analysis_templates_for_stable_and_candidate() -> None:
+    got = rules.chart_queries(md(CANARY))
+    assert [(q["chart"], q["role"], q["revision"]) for q in got[:2]] == [
+        ("requests", "stable", "recommender-a1"),
+        ("requests", "candidate", "recommender-b2"),
+    ]
+    assert [q["chart"] for q in got[::2]] == [chart for chart, _ in rules.CHARTS]
+    error_rate = next(q for q in got if q["chart"] == "error-rate" and q["role"] == "candidate")
+    assert error_rate["promql"] == templates.template_query(
+        "error-rate", namespace="ml", name="recommender", revision="recommender-b2", window="1m"
+    )
+
+
+def test_an_aborted_candidate_is_still_charted_and_no_rollout_charts_stable_only() -> None:
+    aborted = {"stableRevision": "recommender-a1", "rollout": {"aborted": {"revision": "recommender-b2"}}}
+    assert rules.revisions(md(aborted)) == [("stable", "recommender-a1"), ("candidate", "recommender-b2")]
+    assert rules.revisions(md({"stableRevision": "recommender-a1"})) == [("stable", "recommender-a1")]
+
+
+def test_the_chart_window_starts_at_the_rollouts_first_sign_within_15_minutes_and_6_hours() -> None:
+    assert rules.chart_window(md(CANARY), [], NOW) == (NOW - timedelta(minutes=15), NOW, 15)
+    early = {**CANARY, "analysis": [run()]}  # started 03:55, within the last 15 minutes
+    assert rules.chart_window(md(early), [], NOW)[0] == NOW - timedelta(minutes=15)
+    history = [{"at": "2026-12-02T02:00:00+00:00"}]
+    assert rules.chart_window(md(CANARY), history, NOW) == (NOW - timedelta(hours=2), NOW, 60)
+    history = [{"at": "2026-11-30T00:00:00+00:00"}]
+    assert rules.chart_window(md(CANARY), history, NOW)[0] == NOW - timedelta(hours=6)
+
+
+def test_the_hub_keeps_a_weight_point_per_change_and_tells_every_stream() -> None:
+    hub = server.Hub()
+    stream: asyncio.Queue[str | None] = asyncio.Queue()
+    hub.streams.add(stream)
+    at_20 = copy.deepcopy(CANARY)
+    at_20["rollout"]["canary"].update(weight=20, actualWeight=20)
+    for status in (CANARY, CANARY, at_20):  # the same weights twice: one point
+        hub.seen("MODIFIED", md(status))
+    key = ("ml", "recommender")
+    assert [(p["weight"], p["actualWeight"]) for p in hub.history[key]] == [(10, 9), (20, 20)]
+    assert [r["weight"] for r in hub.rows()] == [20]
+    hub.seen("DELETED", md(at_20))
+    assert key not in hub.objects and key not in hub.history
+    told = [stream.get_nowait() for _ in range(stream.qsize())]
+    assert [(m or "").split("\n")[0] for m in told] == ["event: row"] * 3 + ["event: gone"]
+    hub.close()
+    assert stream.get_nowait() is None

@@ -153,7 +153,8 @@ def reason(error: Exception) -> str:
 
 
 class Prometheus:
-    """Instant queries against one Prometheus. `query` returns one float, or None for no data."""
+    """Queries against one Prometheus. `query` returns one float, or None for no data; `query_range`
+    a series of points (the dashboard's charts)."""
 
     def __init__(self, config: PrometheusConfig) -> None:
         self.config = config
@@ -238,6 +239,27 @@ class Prometheus:
             raise QueryError("query returned a range vector; make it an instant one (rate(x[1m]), not x[1m])")
         value = series["value"]
         return _number(value[1] if isinstance(value, list) and len(value) == 2 else None)
+
+    def query_range(
+        self, promql: str, start: datetime, end: datetime, step_seconds: int
+    ) -> list[tuple[float, float]]:
+        """A range query's one series as (unix time, value) points, NaN points left out; [] when
+        there is no series (the dashboard's charts)."""
+        try:
+            result = self._client.custom_query_range(promql, start, end, f"{step_seconds}s")
+        except (requests.RequestException, PrometheusApiClientException, KeyError, TypeError) as e:
+            raise self._problem(e) from e
+        if not isinstance(result, list) or len(result) > 1:
+            raise QueryError(
+                f"range query returned {len(result) if isinstance(result, list) else result!r:.80} "
+                "series; aggregate it to one"
+            )
+        points = []
+        for at, text in (result[0].get("values") or []) if result else []:
+            number = _number(text)
+            if number is not None:
+                points.append((float(at), number))
+        return points
 
     def query_by(self, promql: str, label: str) -> dict[str, float]:
         """The instant query's series by their value of `label` (a histogram's `le`, say): one

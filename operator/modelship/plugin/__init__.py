@@ -9,6 +9,7 @@ watch stream), `view` (the status view and a CI gate's verdict), `status`, `seti
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -57,9 +58,11 @@ def main(argv: list[str] | None = None, prog: str = "kubectl modelship") -> int:
             setimage.patch(a.image, model_sha256)
         kube, namespace = connect(a.kubeconfig, a.context, a.namespace)
         if a.verb == "dashboard":
+            from modelship.analysis.prometheus import ENV_ADDRESS
             from modelship.plugin import dashboard
 
-            return dashboard.serve(kube, namespace, a.namespace is None, a.port)
+            prometheus = a.prometheus_address or os.environ.get(ENV_ADDRESS) or None
+            return dashboard.serve(kube, namespace, a.namespace is None, a.port, prometheus)
         if a.verb == "list":
             text = show.list_(kube, namespace, a.all_namespaces, a.output)
             print(

@@ -163,6 +163,12 @@ def parser(prog: str = "kubectl modelship") -> argparse.ArgumentParser:
                 default=DASHBOARD_PORT,
                 help=f"the port on 127.0.0.1 (default {DASHBOARD_PORT}; 0: any free one)",
             )
+            p.add_argument(
+                "--prometheus-address",
+                metavar="URL",
+                help="the Prometheus charts query for a ModelDeployment whose spec.analysis names "
+                "none, as the operator's flag (default: $MODELSHIP_PROMETHEUS_ADDRESS)",
+            )
             p.description = (p.description or "") + (
                 " All namespaces you may list, or only -n's when given. Ctrl-C stops it."
             )

@@ -14,12 +14,12 @@ from modelship.kube.storage import Storage
 from modelship.plugin import view
 
 
-def serve(kube: Storage, namespace: str, all_namespaces: bool, port: int) -> int:
+def serve(kube: Storage, namespace: str, all_namespaces: bool, port: int, prometheus: str | None) -> int:
     """Serve until Ctrl-C; the exit code."""
     from modelship.plugin.dashboard.server import start
 
     try:
-        running = start(kube, namespace, all_namespaces, port)
+        running = start(kube, namespace, all_namespaces, port, prometheus)
     except OSError as err:  # the port is taken, or not ours to bind
         print(
             f"error: --port {port}: cannot listen on 127.0.0.1:{port}: {err.strerror or err}", file=sys.stderr

@@ -5,10 +5,11 @@ each revision. Functions of the objects read and `now`; the server only fetches 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from modelship import api
+from modelship.core.analysis import templates
 from modelship.plugin.table import age
 
 Json = dict[str, Any]
@@ -234,3 +235,61 @@ def detail(
         "events": events(event_items),
         "pods": pods(pod_items),
     }
+
+
+# The per-revision charts: (builtin template, or "requests" for the request count, and title). The
+# PromQL is the analysis' own (modelship.core.analysis.templates), so a chart and a verdict agree.
+CHARTS: tuple[tuple[str, str], ...] = (
+    ("requests", "requests per minute"),
+    ("error-rate", "error rate"),
+    ("latency-p50", "p50 latency (s)"),
+    ("latency-p99", "p99 latency (s)"),
+    ("accuracy", "accuracy (feedback)"),
+    ("confidence-mean", "mean confidence"),
+)
+CHART_POINTS = 120  # at most this many points per series: a step of window / 120, at least 15 s
+_LONGEST = timedelta(hours=6)
+_SHORTEST = timedelta(minutes=15)
+
+
+def revisions(obj: Json) -> list[tuple[str, str]]:
+    """(role, revision) of the stable revision and the candidate (canary, preview, or the one
+    aborted or rolled back), those there are."""
+    _, status = _spec_status(obj)
+    candidate = status.canary or status.blue_green or status.aborted or status.rolled_back
+    out = [("stable", status.stable_revision)] if status.stable_revision else []
+    return out + ([("candidate", candidate.revision)] if candidate is not None else [])
+
+
+def chart_window(obj: Json, history: list[Json], now: datetime) -> tuple[datetime, datetime, int]:
+    """(start, end, step seconds) of the charts: from the rollout's first sign (its first analysis
+    run, or the first weight seen) to now; at least the last 15 minutes, at most the last 6 hours."""
+    _, status = _spec_status(obj)
+    starts = [r.started_at for r in status.analysis or []]
+    starts += [datetime.fromisoformat(p["at"]) for p in history[:1]]
+    start = min([*starts, now - _SHORTEST])
+    start = max(start, now - _LONGEST)
+    step = max(15, int((now - start).total_seconds()) // CHART_POINTS)
+    return start, now, step
+
+
+def chart_queries(obj: Json) -> list[Json]:
+    """One PromQL per chart and revision: {chart, title, role, revision, promql}."""
+    meta = obj["metadata"]
+    window = "1m"  # a per-minute count; rates over the last minute at each point
+    out = []
+    for chart, title in CHARTS:
+        for role, revision in revisions(obj):
+            where = {
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "revision": revision,
+                "window": window,
+            }
+            promql = (
+                templates.requests_query(**where)
+                if chart == "requests"
+                else templates.template_query(chart, **where)
+            )
+            out.append({"chart": chart, "title": title, "role": role, "revision": revision, "promql": promql})
+    return out

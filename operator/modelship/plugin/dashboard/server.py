@@ -26,7 +26,7 @@ from aiohttp import web
 from modelship.core import control
 from modelship.core.manifests import MODEL_LABEL
 from modelship.kube.storage import Forbidden, KubeError, Storage, pods_path
-from modelship.plugin.dashboard import guard, rules
+from modelship.plugin.dashboard import charts, guard, rules
 from modelship.plugin.verbs import run_verb
 from modelship.plugin.watch import follow_all
 
@@ -127,7 +127,7 @@ def _asset(name: str) -> bytes:
     return resources.files("modelship.plugin.dashboard").joinpath("static", name).read_bytes()
 
 
-def app(kube: Storage, hub: Hub, port: int, token: str) -> web.Application:
+def app(kube: Storage, hub: Hub, port: int, token: str, prometheus: str | None = None) -> web.Application:
     """The dashboard's routes, each behind `guard.refusal`."""
 
     @web.middleware
@@ -192,6 +192,16 @@ def app(kube: Storage, hub: Hub, port: int, token: str) -> web.Application:
         doc = rules.detail(obj, events, pods, list(hub.history.get(key, [])), datetime.now(UTC))
         return web.json_response({**doc, "unreadable": missing})
 
+    async def metrics(request: web.Request) -> web.Response:
+        key = (request.match_info["namespace"], request.match_info["name"])
+        obj = hub.objects.get(key)
+        if obj is None:
+            return web.json_response(
+                {"message": f'modeldeployment "{key[1]}" not found in "{key[0]}"'}, status=404
+            )
+        history = list(hub.history.get(key, []))
+        return web.json_response(await asyncio.to_thread(charts.read, kube, obj, history, prometheus))
+
     async def act(request: web.Request) -> web.Response:
         namespace, name, verb = (request.match_info[k] for k in ("namespace", "name", "verb"))
         if verb not in ACTIONS:
@@ -240,6 +250,7 @@ def app(kube: Storage, hub: Hub, port: int, token: str) -> web.Application:
     application.router.add_get("/api/list", listing)
     application.router.add_get("/api/stream", stream)
     application.router.add_get("/api/md/{namespace}/{name}", one)
+    application.router.add_get("/api/md/{namespace}/{name}/metrics", metrics)
     application.router.add_post("/api/md/{namespace}/{name}/{verb}", act)
     return application
 
@@ -258,8 +269,11 @@ class Running:
         return f"http://127.0.0.1:{self.port}/?{guard.TOKEN_QUERY}={self.token}"
 
 
-def start(kube: Storage, namespace: str, all_namespaces: bool, port: int) -> Running:
-    """Serve the dashboard in a thread of its own; returns once it listens. Port 0: any free port."""
+def start(
+    kube: Storage, namespace: str, all_namespaces: bool, port: int, prometheus: str | None = None
+) -> Running:
+    """Serve the dashboard in a thread of its own; returns once it listens. Port 0: any free port.
+    `prometheus`: the address charts use for a ModelDeployment that names none in its analysis."""
     token = secrets.token_urlsafe(24)
     ready: dict[str, Any] = {}
     started = threading.Event()
@@ -274,7 +288,7 @@ def start(kube: Storage, namespace: str, all_namespaces: bool, port: int) -> Run
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         bound = sock.getsockname()[1]
-        runner = web.AppRunner(app(kube, hub, bound, token), access_log=None, shutdown_timeout=5)
+        runner = web.AppRunner(app(kube, hub, bound, token, prometheus), access_log=None, shutdown_timeout=5)
         await runner.setup()
         await web.SockSite(runner, sock).start()
         threading.Thread(

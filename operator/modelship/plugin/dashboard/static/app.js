@@ -7,6 +7,8 @@ const SVG = "http://www.w3.org/2000/svg";
 const rows = new Map(); // "namespace/name" -> row
 let shown = null; // the rollout page's "namespace/name", or null on the list
 let refetch = null;
+let metricsDoc = null; // the shown rollout's Prometheus charts: {key, doc}, read on a timer
+const METRICS_EVERY_MS = 30000;
 let said = null; // the last action's answer on this page: {key, text, ok}; kept across redraws
 
 function h(tag, attrs, ...children) {
@@ -160,6 +162,63 @@ function fmt(v) {
   return v === null || v === undefined ? "-" : Number(v).toPrecision(4).replace(/\.?0+$/, "");
 }
 
+// One Prometheus chart: each revision's series over the chart window, stable and candidate told
+// apart by line, marker and label as in the weights chart.
+function metricChart(chart, doc) {
+  const width = Math.min(W, 600), height = 170, bottom = height - PAD.b, right = width - 90;
+  const start = Date.parse(doc.start), end = Date.parse(doc.end);
+  const x = (t) => PAD.l + ((t * 1000 - start) / (end - start)) * (right - PAD.l);
+  const values = chart.series.flatMap((s) => s.points.map((p) => p[1]));
+  const top = values.length ? Math.max(...values) * 1.1 || 1 : 1;
+  const y = (v) => PAD.t + (1 - v / top) * (bottom - PAD.t);
+  const svg = h("svg:svg", { class: "chart metric", "data-chart": chart.chart, viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": chart.title });
+  for (const v of [0, top / 2, top]) {
+    svg.append(h("svg:line", { x1: PAD.l, x2: right, y1: y(v), y2: y(v), stroke: "#e4e4e4" }));
+    svg.append(h("svg:text", { x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end" }, fmt(v)));
+  }
+  svg.append(h("svg:text", { x: PAD.l, y: height - 8 }, clock(start)));
+  svg.append(h("svg:text", { x: right, y: height - 8, "text-anchor": "end" }, clock(end)));
+  const labelled = [];
+  for (const s of chart.series) {
+    const look = s.role === "stable"
+      ? { colour: "var(--stable)", dash: null, shape: "circle" }
+      : { colour: "var(--candidate)", dash: "7 4", shape: "triangle" };
+    if (!s.points.length) continue;
+    const d = s.points.map((p, i) => `${i ? "L" : "M"}${x(p[0])},${y(p[1])}`).join(" ");
+    svg.append(h("svg:path", { d, fill: "none", stroke: look.colour, "stroke-width": 2, "stroke-dasharray": look.dash }));
+    const last = s.points[s.points.length - 1];
+    svg.append(marker(look.shape, x(last[0]), y(last[1]), look.colour));
+    let at = y(last[1]) + 4;
+    if (labelled.some((o) => Math.abs(o - at) < 13)) at += 14;
+    labelled.push(at);
+    svg.append(h("svg:text", { x: right + 6, y: at }, `${look.shape === "triangle" ? "▲" : "●"} ${s.role} ${fmt(last[1])}`));
+  }
+  const missing = chart.series.filter((s) => !s.points.length).map((s) => `${s.role}: ${s.problem || "no data"}`);
+  return h("figure", { class: "metric" }, h("figcaption", {}, chart.title), svg,
+    missing.length ? h("p", { class: "note" }, missing.join("; ")) : null);
+}
+
+function metricsSection(key) {
+  const doc = metricsDoc && metricsDoc.key === key ? metricsDoc.doc : null;
+  if (!doc) return h("p", { id: "metrics" }, "Reading Prometheus…");
+  return h("div", { id: "metrics" },
+    doc.problem ? h("p", { class: "refusal" }, doc.problem) : null,
+    doc.address ? h("p", { class: "note" }, `From ${doc.address}, every ${doc.step}s; refreshed every ${METRICS_EVERY_MS / 1000}s.`) : null,
+    h("div", { class: "grid2" }, doc.charts.map((c) => metricChart(c, doc))));
+}
+
+async function loadMetrics() {
+  if (!shown) return;
+  const key = shown;
+  const [ns, name] = key.split("/");
+  const r = await call("GET", `/api/md/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/metrics`);
+  if (key !== shown || !r.ok) return;
+  metricsDoc = { key, doc: r.data };
+  const old = document.getElementById("metrics");
+  if (old) old.replaceWith(metricsSection(key));
+}
+
 // ---- one rollout -------------------------------------------------------------------------------
 
 const ACTIONS = [
@@ -220,6 +279,8 @@ function drawRollout(d) {
     h("h2", {}, "Traffic weights"),
     h("div", { class: "legend" }, h("span", {}, "━ ● stable (solid, circles)"), h("span", {}, "╍ ▲ candidate (dashed, triangles)")),
     weightChart(d.weights, axis),
+    h("h2", {}, "Per revision (Prometheus)"),
+    metricsSection(`${d.namespace}/${d.name}`),
     h("h2", {}, "Analysis"),
     h("div", { class: "legend" }, h("span", {}, "✓ successful"), h("span", {}, "✗ failed"), h("span", {}, "? inconclusive"), h("span", {}, "! error")),
     d.marks.length ? marksChart(d.marks, axis) : h("p", {}, "No measurements yet."),
@@ -265,6 +326,7 @@ function route() {
   if (shown) {
     document.getElementById("rollout-page").replaceChildren(h("p", {}, "Loading…"));
     loadRollout();
+    loadMetrics();
   }
 }
 
@@ -305,6 +367,7 @@ function connect() {
 }
 
 window.addEventListener("hashchange", route);
+setInterval(loadMetrics, METRICS_EVERY_MS); // Prometheus has no watch: a timer, only for the charts
 window.addEventListener("resize", () => { if (shown) changed(shown); });
 window.addEventListener("DOMContentLoaded", async () => {
   history.replaceState(null, "", location.pathname + location.hash); // the token stays out of the address bar
