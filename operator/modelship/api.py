@@ -878,11 +878,11 @@ class Traffic(_Model):
                 "spec.traffic.virtualService is required when router is istio, and only then",
                 ".virtualService",
             ),
-            # Session rules are HTTPRoute rules: the service router has no route to put them in.
+            # Sessions are kept by route rules: the service router has no route to put them in.
             Rule(
-                "!has(self.sessionAffinity) || self.router == 'gatewayAPI'",
-                "spec.traffic.sessionAffinity needs spec.traffic.router gatewayAPI: sessions are kept "
-                "by HTTPRoute rules",
+                "!has(self.sessionAffinity) || self.router != 'service'",
+                "spec.traffic.sessionAffinity needs spec.traffic.router gatewayAPI or istio: sessions are "
+                "kept by HTTPRoute rules or VirtualService routes",
                 ".sessionAffinity",
             ),
         )
@@ -899,8 +899,8 @@ class Traffic(_Model):
     )
     session_affinity: SessionAffinity | None = Field(
         default=None,
-        description="gatewayAPI: keep each client on the revision that first served it, by cookie or "
-        "header; new sessions follow the weights.",
+        description="gatewayAPI or istio: keep each client on the revision that first served it, by "
+        "cookie or header; new sessions follow the weights.",
     )
 
 

@@ -222,14 +222,34 @@ def test_a_shadow_step_marks_the_managed_route_and_the_mark_goes_at_abort(
     )
 
 
-def test_sticky_sessions_are_not_mapped_onto_istio_yet_and_are_refused_naming_the_field(
-    kube: Storage, namespace: str, crd_installed: None
+def test_sticky_sessions_keep_each_revisions_route_and_stamp_and_the_canarys_go_at_abort(
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
-    doc = copy.deepcopy(example("basic.yaml"))
-    doc["spec"]["traffic"] = {
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    traffic = {
         "router": "istio",
-        "virtualService": {"name": VS},
-        "sessionAffinity": {"cookie": {}},
+        "virtualService": {"name": VS, "hosts": ["fraud"]},
+        "sessionAffinity": {"header": {"name": "x-model-revision"}},
     }
-    message = refusal(kube, namespace, doc)
-    assert "spec.traffic.sessionAffinity needs spec.traffic.router gatewayAPI" in message, message
+    stable = deploy_stable(kube, namespace, manifest(IMAGES["a"], steps, traffic=traffic))
+    set_image(kube, namespace, IMAGES["b"])
+    current = until_status(kube, namespace, "at the pause after 50%", **{"rollout.canary.step": 1})
+    candidate = current["rollout"]["canary"]["revision"]
+    by_name = routes(kube, namespace)
+    assert list(by_name) == [f"{NAME}-session-stable", f"{NAME}-session-canary", NAME]
+    for backend, revision in (("stable", stable), ("canary", candidate)):
+        session = by_name[f"{NAME}-session-{backend}"]
+        assert session["match"] == [{"headers": {"x-model-revision": {"exact": revision}}}]
+        (dest,) = session["route"]
+        assert dest["destination"]["host"] == f"{NAME}-{backend}"
+        assert dest["headers"] == {"response": {"set": {"x-model-revision": revision}}}
+    stamps = {d["destination"]["host"]: d["headers"] for d in by_name[NAME]["route"]}
+    assert stamps[f"{NAME}-canary"] == {"response": {"set": {"x-model-revision": candidate}}}
+    assert weights(by_name[NAME]) == (50, 50)
+    plugin(cluster, "abort", NAME, "-n", namespace)
+    until_status(kube, namespace, "aborted", phase="Degraded")
+    wait_until(
+        "the canary's session route gone",
+        lambda: list(routes(kube, namespace)) == [f"{NAME}-session-stable", NAME],
+    )
+    assert weights(routes(kube, namespace)[NAME]) == (100, 0)

@@ -292,3 +292,86 @@ def test_a_shadow_step_through_the_istio_router_completes_once_the_virtual_servi
     canary = world.status.canary
     assert canary is not None and (canary.step, canary.shadow_percent) == (1, 50)
     assert world.route_shadow == Shadow(50, canary.revision)
+
+
+# ---- sticky sessions ---------------------------------------------------------------------------
+
+COOKIE = api.SessionAffinity.model_validate({"cookie": {}})
+HEADER = api.SessionAffinity.model_validate({"header": {"name": "X-Model-Revision"}})
+PINNED = {"fraud-stable": "fraud-aaa1111", "fraud-canary": "fraud-bbb2222"}
+
+
+@pytest.mark.parametrize("affinity", [COOKIE, HEADER], ids=["cookie", "header"])
+def test_session_routes_follow_the_header_routes_and_read_back_as_written(
+    affinity: api.SessionAffinity,
+) -> None:
+    http = istio.with_headers(user_vs(), "fraud", None, WEIGHTS, [QA], None, affinity, PINNED)
+    assert http is not None
+    assert [r["name"] for r in http] == [
+        "other",
+        "fraud-header-qa",
+        "fraud-session-stable",
+        "fraud-session-canary",
+        "primary",
+    ]
+    stable_session = http[2]
+    (dest,) = stable_session["route"]
+    assert dest["destination"]["host"] == "fraud-stable" and dest["weight"] == 100
+    # The session route takes only what the managed route would (its path and header), plus the session.
+    assert stable_session["match"][0]["uri"] == {"prefix": "/fraud"}
+    assert stable_session["match"][0]["headers"]["x-tenant"] == {"exact": "a"}
+    # Each weighted destination stamps its answers, as its session route does.
+    stamped = {d["destination"]["host"]: d["headers"] for d in http[4]["route"]}
+    assert stamped["fraud-stable"] == dest["headers"]
+    written = {"spec": {"http": http}}
+    assert istio.read_sessions(written, "fraud", None, affinity) == PINNED
+    assert istio.read_headers(written, "fraud", None) == gateway.headers_of(
+        [QA]
+    )  # sessions are not header routes
+    # Without sessions asked for, modelship's session routes and stamps go; the user's routes stay.
+    plain = istio.with_headers(written, "fraud", None, WEIGHTS, [], None, affinity, {})
+    assert plain is not None and [r["name"] for r in plain] == ["other", "primary"]
+    assert all("headers" not in d for d in plain[1]["route"])
+
+
+def test_the_cookie_and_header_stamps_and_matches_are_istios_spelling_of_the_gateway_routers() -> None:
+    assert istio.stamp(COOKIE, "fraud-aaa1111") == {
+        "response": {"add": {"set-cookie": "modelship-revision=fraud-aaa1111; Path=/; HttpOnly"}}
+    }
+    assert istio.stamp(HEADER, "fraud-aaa1111") == {
+        "response": {"set": {"x-model-revision": "fraud-aaa1111"}}
+    }
+    (route,) = istio.session_routes("fraud", COOKIE, {"fraud-canary": "fraud-bbb2222"})
+    (pattern,) = route["match"][0]["headers"]["cookie"].values()
+    assert pattern == gateway.session_match(COOKIE, "fraud-bbb2222")["value"]
+    (route,) = istio.session_routes("fraud", HEADER, {"fraud-canary": "fraud-bbb2222"})
+    assert route["match"] == [{"headers": {"x-model-revision": {"exact": "fraud-bbb2222"}}}]
+
+
+def test_a_session_route_whose_stamp_disagrees_with_the_weighted_destinations_is_not_read_as_kept() -> None:
+    vs = istio.virtual_service(OWNER, ref(), ["fraud"], [], WEIGHTS, (), None, COOKIE, PINNED)
+    assert istio.read_sessions(vs, "fraud", None, COOKIE) == PINNED
+    weighted = vs["spec"]["http"][-1]
+    weighted["route"][1]["headers"] = istio.stamp(COOKIE, "fraud-ccc3333")  # someone re-stamped the canary
+    assert istio.read_sessions(vs, "fraud", None, COOKIE) == {"fraud-stable": "fraud-aaa1111"}
+    assert istio.read_sessions(vs, "fraud", None, None) == {}  # no affinity asked: none read
+
+
+def test_sticky_sessions_through_the_istio_router_keep_both_revisions_once_the_canary_has_weight() -> None:
+    old = canary_spec(
+        None,
+        traffic={"router": "istio", "virtualService": {"name": "shop"}, "sessionAffinity": {"cookie": {}}},
+    )
+    world = stable_world(old)
+    world.list_endpoints()
+    new = old.model_copy(update={"image": NEW_IMAGE})
+    for _ in range(4):
+        world.reconcile(new)
+        world.settle()
+        world.list_endpoints()
+    canary = world.status.canary
+    assert canary is not None and 0 < canary.weight < 100
+    assert world.route_sessions == {
+        "fraud-stable": world.status.stable_revision,
+        "fraud-canary": canary.revision,
+    }

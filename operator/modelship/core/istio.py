@@ -23,6 +23,12 @@ routes set the two `x-modelship-shadow-*` request headers during the shadow (Ist
 `headers.request.set`) and remove them otherwise, so a client cannot ask a pod to copy; the
 user's own request header operations stay.
 
+Sticky sessions (`spec.traffic.sessionAffinity`) are the Gateway API router's, in Istio's words:
+each weighted destination's answers are stamped with its revision (the destination's
+`headers.response`: `set-cookie` added, or the header set), and one HTTP route per weighted
+backend, `<name>-session-stable|canary`, placed after the header routes, sends the requests that
+carry that revision back to it (a `regex` match on `cookie`, or an `exact` one on the header).
+
 What "verified" means here: Istio has no per-gateway acceptance the way Gateway API's
 `status.parents` has. The read-back shows that the API server (and Istio's validating webhook,
 where installed) accepted and stored the weights. When istiod distributes status
@@ -33,7 +39,7 @@ nothing more to wait for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from copy import deepcopy
 from typing import Any
 
@@ -53,11 +59,95 @@ KIND = "VirtualService"
 _MATCH_KINDS = {"exact": "Exact", "regex": "RegularExpression", "prefix": "Prefix"}
 
 
-def destinations(wanted: dict[str, int]) -> list[dict[str, Any]]:
+def destinations(
+    wanted: Mapping[str, int], stamps: Mapping[str, dict[str, Any]] = {}
+) -> list[dict[str, Any]]:
+    """The destinations for `wanted` (Service -> weight), each with its session stamp if it has one."""
     return [
         {"destination": {"host": name, "port": {"number": manifests.SERVICE_PORT}}, "weight": weight}
+        | ({"headers": stamps[name]} if name in stamps else {})
         for name, weight in wanted.items()
     ]
+
+
+# ---- sticky sessions ---------------------------------------------------------------------------
+
+
+def stamp(affinity: api.SessionAffinity, revision: str) -> dict[str, Any]:
+    """A destination's `headers` that mark its answers with `revision`: the Gateway API router's
+    stamp (`gateway.stamp`), as Istio's header operations (a map of lowercase names)."""
+    modifier = gateway.stamp(affinity, revision)["responseHeaderModifier"]
+    return {"response": {verb: {h["name"].lower(): h["value"] for h in hs} for verb, hs in modifier.items()}}
+
+
+def stamps(affinity: api.SessionAffinity | None, pinned: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Backend -> its stamp (none without session affinity)."""
+    return {b: stamp(affinity, r) for b, r in pinned.items()} if affinity is not None else {}
+
+
+def _session_header(affinity: api.SessionAffinity, revision: str) -> dict[str, Any]:
+    """The header match of requests that carry `revision` (`gateway.session_match`), as Istio's."""
+    match = gateway.session_match(affinity, revision)
+    kind = "regex" if match["type"] == "RegularExpression" else "exact"
+    return {match["name"].lower(): {kind: match["value"]}}
+
+
+def session_routes(
+    owner_name: str,
+    affinity: api.SessionAffinity | None,
+    pinned: Mapping[str, str],
+    base: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """One HTTP route per pinned backend: the managed route's matches (`base`) with the session's
+    header added, and that backend alone, stamped (so the session's answers keep saying where it is)."""
+    if affinity is None:
+        return []
+    out = []
+    for backend, revision in pinned.items():
+        header = _session_header(affinity, revision)
+        matches = [{**m, "headers": {**(m.get("headers") or {}), **header}} for m in base] or [
+            {"headers": header}
+        ]
+        route = destinations({backend: 100}, stamps(affinity, {backend: revision}))
+        out.append({"name": gateway.session_rule_name(owner_name, backend), "match": matches, "route": route})
+    return out
+
+
+def _stamped(headers: dict[str, Any] | None, affinity: api.SessionAffinity) -> str | None:
+    """The revision a destination's `headers` stamp its answers with (as `stamp` writes them)."""
+    response = (headers or {}).get("response") or {}
+    if affinity.cookie is not None:
+        cookie = str((response.get("add") or {}).get("set-cookie", "")).partition(";")[0]
+        prefix = f"{affinity.cookie.name}="
+        return cookie.removeprefix(prefix) if cookie.startswith(prefix) else None
+    assert affinity.header is not None
+    found = (response.get("set") or {}).get(affinity.header.name.lower())
+    return str(found) if found else None
+
+
+def read_sessions(
+    obj: dict[str, Any], owner_name: str, names: Sequence[str] | None, affinity: api.SessionAffinity | None
+) -> dict[str, str]:
+    """The sessions the VirtualService keeps, backend -> revision: a session route that sends the
+    requests carrying a revision to one backend, whose answers (there and in the first managed route)
+    are stamped with that same revision."""
+    indexes = managed_routes(obj, owner_name, names)
+    if affinity is None or not indexes:
+        return {}
+    http = _http(obj)
+    stamped = {_service(d): d.get("headers") for d in http[indexes[0]].get("route") or []}
+    found = {}
+    for route in http:
+        dests = route.get("route") or []
+        if len(dests) != 1 or route.get("name") != gateway.session_rule_name(owner_name, _service(dests[0])):
+            continue
+        backend, headers = _service(dests[0]), dests[0].get("headers")
+        revision = _stamped(headers, affinity)
+        first = (route.get("match") or [{}])[0].get("headers") or {}
+        wanted = _session_header(affinity, revision) if revision is not None else {}
+        if revision is not None and stamped.get(backend) == headers and wanted.items() <= first.items():
+            found[backend] = revision
+    return found
 
 
 def _service(destination: dict[str, Any]) -> str:
@@ -67,8 +157,11 @@ def _service(destination: dict[str, Any]) -> str:
 
 
 def _ours(route: dict[str, Any], owner_name: str) -> bool:
-    """A header route modelship wrote (by its name)."""
-    return str(route.get("name", "")).startswith(gateway.header_rule_name(owner_name, ""))
+    """A header or session route modelship wrote (by its name)."""
+    name = str(route.get("name", ""))
+    return name.startswith(
+        (gateway.header_rule_name(owner_name, ""), gateway.session_rule_name(owner_name, ""))
+    )
 
 
 def _http(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -138,7 +231,7 @@ def read_headers(
     return {
         str(r["name"])[len(prefix) :]: _triples((r.get("match") or [{}])[0]) - base
         for r in http
-        if _ours(r, owner_name) and [_service(d) for d in r.get("route") or []] == canary
+        if str(r.get("name", "")).startswith(prefix) and [_service(d) for d in r.get("route") or []] == canary
     }
 
 
@@ -205,18 +298,21 @@ def with_headers(
     wanted: dict[str, int],
     routes: Sequence[api.HeaderRoute],
     shadow: Shadow | None = None,
+    affinity: api.SessionAffinity | None = None,
+    pinned: Mapping[str, str] = {},
 ) -> list[dict[str, Any]] | None:
-    """A user's VirtualService's HTTP routes with the managed routes' destinations set (and marked
-    for `shadow`) and modelship's header routes (and only those) just before the first of them;
-    None without a managed route."""
+    """A user's VirtualService's HTTP routes with the managed routes' destinations set (stamped for
+    sticky sessions, marked for `shadow`) and modelship's header and session routes (and only those)
+    just before the first of them; None without a managed route."""
     http = [r for r in _http(obj) if not _ours(r, owner_name)]
     indexes = managed_routes({"spec": {"http": http}}, owner_name, names)
     if indexes is None:
         return None
     for i in indexes:
-        http[i] = marked({**http[i], "route": destinations(wanted)}, shadow)
+        http[i] = marked({**http[i], "route": destinations(wanted, stamps(affinity, pinned))}, shadow)
     first = indexes[0]
-    ours = header_routes(owner_name, routes, http[first].get("match") or ())
+    base = http[first].get("match") or ()
+    ours = [*header_routes(owner_name, routes, base), *session_routes(owner_name, affinity, pinned, base)]
     return [*http[:first], *ours, *http[first:]]
 
 
@@ -228,13 +324,17 @@ def virtual_service(
     wanted: dict[str, int],
     headers: Sequence[api.HeaderRoute] = (),
     shadow: Shadow | None = None,
+    affinity: api.SessionAffinity | None = None,
+    pinned: Mapping[str, str] = {},
 ) -> Manifest:
-    """The VirtualService modelship creates when none exists (or owns): the header routes, then one
-    weighted route per managed name (marked for `shadow`)."""
+    """The VirtualService modelship creates when none exists (or owns): the header routes, the
+    session routes, then one weighted route per managed name (stamped, marked for `shadow`)."""
     weighted = [
-        marked({"name": n, "route": destinations(wanted)}, shadow) for n in ref.routes or [owner.name]
+        marked({"name": n, "route": destinations(wanted, stamps(affinity, pinned))}, shadow)
+        for n in ref.routes or [owner.name]
     ]
-    spec: dict[str, Any] = {"hosts": list(hosts), "http": [*header_routes(owner.name, headers), *weighted]}
+    ours = [*header_routes(owner.name, headers), *session_routes(owner.name, affinity, pinned)]
+    spec: dict[str, Any] = {"hosts": list(hosts), "http": [*ours, *weighted]}
     if gateways:
         spec["gateways"] = list(gateways)
     return {

@@ -41,7 +41,7 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
     ref = spec.traffic.virtual_service
     if spec.traffic.router == "istio" and ref is not None:
         endpoints = ready_endpoints(storage, owner.namespace, gateway.weights(owner.name, 0))
-        return Read(*virtualservices.read(storage, owner, ref, endpoints))
+        return Read(*virtualservices.read(storage, owner, ref, endpoints, spec.traffic.session_affinity))
     name = routed(spec)
     if not name:
         return None
@@ -94,7 +94,8 @@ def write(
     modelship's header and session rules change, and only if the rules are still what this pass
     read. Returns whether anything was written. Nothing is read back: the next pass reads the route."""
     if spec.traffic.router == "istio" and spec.traffic.virtual_service is not None:
-        return virtualservices.write(storage, owner, spec.traffic.virtual_service, route, seen.obj)
+        affinity = spec.traffic.session_affinity
+        return virtualservices.write(storage, owner, spec.traffic.virtual_service, route, seen.obj, affinity)
     wanted = dict(route.weights)
     affinity, pinned = spec.traffic.session_affinity, route.sessions
     current = seen.obj

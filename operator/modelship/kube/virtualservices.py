@@ -24,6 +24,7 @@ def read(
     owner: Owner,
     ref: api.VirtualServiceRef,
     endpoints: Mapping[str, frozenset[str]] | None,
+    affinity: api.SessionAffinity | None = None,
 ) -> tuple[engine.RouteObservation, dict[str, Any] | None]:
     """What the VirtualService shows (the observation), and the object a write starts from."""
     obj = storage.get(virtualservice_path(owner.namespace, ref.name))
@@ -35,6 +36,7 @@ def read(
         accepted=istio.reconciled(obj) if obj is not None else None,
         headers=istio.read_headers(obj, owner.name, ref.routes) if obj is not None else {},
         shadow=istio.read_shadow(obj, owner.name, ref.routes) if obj is not None else None,
+        sessions=istio.read_sessions(obj, owner.name, ref.routes, affinity) if obj is not None else {},
         kind=istio.KIND,
     )
     return observation, obj
@@ -46,11 +48,12 @@ def write(
     ref: api.VirtualServiceRef,
     route: engine.Route,
     current: dict[str, Any] | None,
+    affinity: api.SessionAffinity | None = None,
 ) -> bool:
-    """Set the managed HTTP routes' destinations and shadow mark, and the header routes. One
-    modelship owns (or creates) is applied whole; in someone else's only the managed routes and
-    modelship's header routes change, and only if `spec.http` is still what this pass read.
-    Returns whether anything was written."""
+    """Set the managed HTTP routes' destinations (stamped for `affinity`) and shadow mark, and the
+    header and session routes. One modelship owns (or creates) is applied whole; in someone else's
+    only the managed routes and modelship's header and session routes change, and only if
+    `spec.http` is still what this pass read. Returns whether anything was written."""
     wanted = dict(route.weights)
     if current is None or owned_by(current, owner.uid):
         spec = (current or {}).get("spec") or {}
@@ -58,13 +61,17 @@ def write(
         if not hosts:
             return False  # the engine reports it (VirtualServiceMissing)
         gateways = ref.gateways or (spec.get("gateways") or [] if not ref.hosts else [])
-        manifest = istio.virtual_service(owner, ref, hosts, gateways, wanted, route.headers, route.shadow)
+        manifest = istio.virtual_service(
+            owner, ref, hosts, gateways, wanted, route.headers, route.shadow, affinity, route.sessions
+        )
         try:
             storage.apply(manifest)
         except NotFound:
             return False  # the API server does not serve networking.istio.io/v1: Istio's CRDs are absent
         return True
-    http = istio.with_headers(current, owner.name, ref.routes, wanted, route.headers, route.shadow)
+    http = istio.with_headers(
+        current, owner.name, ref.routes, wanted, route.headers, route.shadow, affinity, route.sessions
+    )
     if http is None or http == current["spec"].get("http"):
         return False  # no managed route (RuleNotFound), or nothing to change
     ops = [
