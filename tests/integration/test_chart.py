@@ -274,6 +274,7 @@ def test_cluster_rbac_allows_what_the_operator_needs_and_nothing_more(
         ("delete", "deployments", "apps", elsewhere, None),
         ("patch", "services", "", elsewhere, None),
         ("patch", "httproutes", "gateway.networking.k8s.io", elsewhere, None),
+        ("patch", "virtualservices", "networking.istio.io", elsewhere, None),  # the istio router
         ("create", "events", "events.k8s.io", elsewhere, None),
         ("patch", "events", "events.k8s.io", elsewhere, None),  # a repeat bumps its series
         ("create", "secrets", "", elsewhere, None),  # feedback keys, never read back
@@ -296,6 +297,7 @@ def test_cluster_rbac_allows_what_the_operator_needs_and_nothing_more(
         ("get", "pods", "", namespace, "log"),
         ("patch", "nodes", "", None, None),
         ("delete", "modeldeployments", "modelship.io", namespace, None),
+        ("delete", "virtualservices", "networking.istio.io", namespace, None),  # never deleted, only patched
     ]
     for verb, resource, group, ns, sub in denied:
         assert not can(api_client, user, verb, resource, group, ns, sub), (verb, resource, ns, sub)
