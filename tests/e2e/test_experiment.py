@@ -1,0 +1,77 @@
+"""An experiment step through the real gateway (Traefik), the models' own pods and Prometheus: v1
+(logistic regression, 0.889 on the holdout) against v2 (k-nearest neighbours, 0.915), judged on
+the labels the load generator sends back through Traefik (feedback tokens take each to the pod that
+answered). With samples enough to see a 10-point difference v2 is promoted; with a sample far too
+small for the default 2 points the rollout pauses as ExperimentInconclusive, v2 at its weight and
+never promoted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from localworld.rollouts import at, model_deployment
+
+from .conftest import Rollout
+from .helpers import eventually
+
+pytestmark = pytest.mark.e2e
+
+NAME = "ab"
+RATE = 30  # predictions per second through Traefik, each labelled: about 15 rows/s per revision at 50%
+ENOUGH: dict[str, Any] = {
+    "weight": 50,
+    "duration": "15s",
+    "minSamples": 200,  # each revision: power about 0.9 for 10 points at accuracy 0.9
+    "metrics": [{"name": "accuracy", "minDetectableEffect": 0.1}],
+}
+TOO_FEW: dict[str, Any] = {"weight": 50, "duration": "10s", "minSamples": 5}  # 2 points need ~3500
+
+
+def experiment(rollout: Rollout, trial: dict[str, Any]) -> tuple[str, str]:
+    """v1 stable, then v2 under `trial` with labelled load running: (v1's revision, v2's)."""
+    steps = [{"experiment": trial}, {"setWeight": 100}]
+    rollout.create(model_deployment(NAME, rollout.world.image("v1"), "v1", steps, replicas=1))
+    v1 = rollout.mds.wait_phase(NAME, "Healthy")["stableRevision"]
+    rollout.load(rollout.endpoint(NAME), rate=RATE, duration=240, feedback_ratio=1)
+    rollout.set_image(NAME, "v2")
+    v2 = eventually(
+        "the candidate", lambda: at(rollout.mds.status(NAME), "rollout.canary.revision"), timeout=30
+    )
+    return v1, str(v2)
+
+
+def run_of(rollout: Rollout, revision: str) -> dict[str, Any]:
+    runs = rollout.mds.status(NAME).get("analysis") or []
+    return next(r for r in runs if r["kind"] == "experiment" and r["revision"] == revision)
+
+
+def test_with_samples_enough_the_more_accurate_v2_is_promoted(rollout: Rollout) -> None:
+    _, v2 = experiment(rollout, ENOUGH)
+    eventually("v2 promoted", lambda: rollout.mds.status(NAME).get("stableRevision") == v2, timeout=240)
+    run = run_of(rollout, v2)
+    assert run["phase"] == "Successful", run
+    found = run["metrics"][0]["measurements"][-1]
+    # Better, or no difference as big as 10 points: v2's 2.6 points more are not worse either way.
+    assert found["comparison"]["outcome"] in ("Better", "Equivalent"), found
+    assert found["comparison"]["samples"] >= ENOUGH["minSamples"], found
+    assert 0.8 <= found["value"] <= 1 and 0.8 <= found["stableValue"] <= 1, found
+
+
+def test_with_a_sample_too_small_to_decide_the_rollout_pauses_inconclusive(rollout: Rollout) -> None:
+    v1, v2 = experiment(rollout, TOO_FEW)
+
+    def inconclusive() -> dict[str, Any] | None:
+        status = rollout.mds.status(NAME)
+        paused = any(
+            c["type"] == "Paused" and c["reason"] == "ExperimentInconclusive"
+            for c in status.get("conditions") or []
+        )
+        return status if paused else None
+
+    status = eventually("the experiment inconclusive", inconclusive, timeout=180)
+    assert status["phase"] == "Paused" and status["stableRevision"] == v1, status
+    assert status["rollout"]["canary"]["weight"] == 50  # held, for a person to decide
+    run = run_of(rollout, v2)
+    assert run["phase"] == "Inconclusive" and "accuracy: not enough data" in run["message"], run
