@@ -33,6 +33,10 @@ from localworld.rollouts import (
 )
 from localworld.stack import start as start_stack
 from localworld.world import Endpoint, LocalWorld
+from modelship.kube.storage import Storage
+from modelship.plugin.args import DASHBOARD_PORT
+from modelship.plugin.dashboard import server as dashboard_server
+from modelship.plugin.dashboard.server import Running
 
 NAMESPACE = "modelship-demo"
 LOAD_BOUND_SECONDS = 6 * 3600  # the load's own time bound; the demo stops it long before
@@ -207,6 +211,17 @@ def play(
     return result
 
 
+def start_dashboard(api: client.ApiClient, prometheus: str) -> Running:
+    """The dashboard on the demo's namespace: on its usual port, or any free one when that is taken."""
+    kube = Storage(api)
+    try:
+        return dashboard_server.start(
+            kube, NAMESPACE, all_namespaces=False, port=DASHBOARD_PORT, prometheus=prometheus
+        )
+    except OSError:
+        return dashboard_server.start(kube, NAMESPACE, all_namespaces=False, port=0, prometheus=prometheus)
+
+
 def run(settings: Settings, out: Print = print) -> int:
     """0 when every act ended as expected, 1 when one did not, 130 when interrupted."""
     planned = acts(settings)
@@ -221,6 +236,9 @@ def run(settings: Settings, out: Print = print) -> int:
             cleanup.callback(cluster.stop)
             stack = start_stack(cluster, cleanup, NAMESPACE, in_cluster=settings.in_cluster, say=out)
             api, world = stack.api, stack.world
+            dashboard = start_dashboard(api, world.prometheus.url)
+            cleanup.callback(dashboard.stop)
+            out(f"dashboard: {dashboard.url} (kubectl modelship dashboard; up while the demo runs)")
             mds = ModelDeployments(api, NAMESPACE)
             first = world.image(FIRST)
             endpoint: Endpoint = world.expose(NAMESPACE, NAME)

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from modelship.core import control
 from modelship.core.manifests import MODEL_LABEL
-from modelship.kube.storage import Forbidden, KubeError, Storage, pods_path
+from modelship.kube.storage import Forbidden, KubeError, Storage, md_path, pods_path
 from modelship.plugin.dashboard import charts, guard, rules
 from modelship.plugin.verbs import run_verb
 from modelship.plugin.watch import follow_all
@@ -106,8 +106,6 @@ def scope_of(kube: Storage, namespace: str, all_namespaces: bool) -> str | None:
     """Where to watch: None (all namespaces) when asked and allowed, else `namespace`."""
     if not all_namespaces:
         return namespace
-    from modelship.kube.storage import md_path
-
     try:
         kube.request("GET", md_path(None), query={"limit": "1"})
     except Forbidden:
@@ -208,7 +206,10 @@ def app(kube: Storage, hub: Hub, port: int, token: str, prometheus: str | None =
             return web.json_response(
                 {"message": f"unknown action {verb!r}: one of {', '.join(ACTIONS)}"}, status=404
             )
-        body = await request.json() if request.can_read_body else {}
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return web.json_response({"message": 'the body must be JSON, such as {"full": true}'}, status=400)
         full = bool(body.get("full")) if isinstance(body, dict) else False
         try:
             said = await asyncio.to_thread(run_verb, kube, namespace, name, verb, full and verb == "promote")
