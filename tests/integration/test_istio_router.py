@@ -75,6 +75,27 @@ def pinned(kube: Storage, namespace: str, managed: str) -> None:
     assert (canary["weight"], canary["headerRoutes"]) == (0, [QA])
 
 
+def test_without_istios_crds_an_istio_model_deployment_says_so_and_other_rollouts_go_on(
+    kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
+) -> None:
+    cluster.kubectl("delete", "crd", "-l", "chart=istio", "--wait=true")
+    try:
+        create_md(kube, namespace, istio_manifest(hosts=["fraud"]))
+
+        def missing() -> dict[str, Any] | None:
+            found = [c for c in status(kube, namespace).get("conditions", []) if c["type"] == "TrafficRouted"]
+            return found[0] if found and found[0]["reason"] == "VirtualServiceMissing" else None
+
+        routed = wait_until("TrafficRouted=False VirtualServiceMissing", missing)
+        assert routed["message"] == f"VirtualService {VS} does not exist yet; modelship creates it"
+        other = copy.deepcopy(example("basic.yaml"))
+        other["metadata"]["name"] = "other-model"
+        deploy_stable(kube, namespace, other)  # the same operator goes on with everything else
+        assert "Traceback" not in operator.log_path.read_text()
+    finally:
+        istio_crds.install(cluster)  # for the tests after this one
+
+
 def test_a_created_virtual_service_carries_each_steps_weights_and_loses_the_header_route_at_promotion(
     kube: Storage, namespace: str, operator: Operator, cluster: ExistingCluster
 ) -> None:
