@@ -46,6 +46,11 @@ class KilledRun:
                     "-q",
                     "-p",
                     "no:cacheprovider",
+                    # No installed plugin but the ini's timeout: hypothesis's and schemathesis's
+                    # imports are ~5 s of CPU the child run has no use for.
+                    "--disable-plugin-autoload",
+                    "-p",
+                    "pytest_timeout",
                     f"{HERE / 'killed_run_session.py'}::{test}",
                 ],
                 cwd=REPO,
