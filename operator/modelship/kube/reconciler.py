@@ -7,8 +7,8 @@ so a stale body never overwrites a newer status.
 
 One pass (`step`):
 1. read the ModelDeployment, its revision Deployments, the accelerator capacity and, for the
-   gatewayAPI router, the HTTPRoute (what its managed rule routes is an observation: a weight
-   step completes only once the route shows it);
+   gatewayAPI router, the HTTPRoute, for the istio router the VirtualService (what its managed
+   rule routes is an observation: a weight step completes only once the route shows it);
 2. take the measurements, the smoke test and the Jobs the engine asks for (`engine.wants`; the
    Job I/O is `kube.jobs`), list the Jobs the ModelDeployment owns, then decide;
 3. write the status, guarded by the resourceVersion read in 1 (a change meanwhile, such as a
