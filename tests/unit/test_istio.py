@@ -13,8 +13,9 @@ from modelship import api
 from modelship.core import gateway, istio, traffic
 from modelship.core.shadow import PERCENT_HEADER, REVISION_HEADER, Shadow
 
-from .enginesim import OWNER
-from .test_canary import NEW_IMAGE, canary_spec, condition, stable_world
+from .enginesim import OWNER, command, spec
+from .test_bluegreen import bg_spec
+from .test_canary import NEW_IMAGE, canary_spec, condition, name_of, stable_world, step
 from .test_header_routes import QA, STAFF
 
 pytestmark = pytest.mark.unit
@@ -375,3 +376,30 @@ def test_sticky_sessions_through_the_istio_router_keep_both_revisions_once_the_c
         "fraud-stable": world.status.stable_revision,
         "fraud-canary": canary.revision,
     }
+
+
+def test_a_blue_green_swap_through_the_istio_router_waits_for_the_new_colours_service_to_list_its_pods() -> (
+    None
+):
+    route = {"traffic": {"router": "istio", "virtualService": {"name": "shop"}}}
+    old = spec(**{**api.dump(bg_spec()), **route})
+    world = stable_world(old)
+    new = spec(**{**api.dump(bg_spec(NEW_IMAGE)), **route})
+    step(world, new)
+    new, world.status = command("promote", new, world.status)
+    world.reconcile(new)
+    world.settle()
+    world.list_endpoints()  # the slices list the preview's first pod, not the three just added
+    world.slices = {**world.slices, "fraud-canary": frozenset(sorted(world.slices["fraud-canary"])[:1])}
+    world.reconcile(new)
+    assert world.route == {"fraud-stable": 100, "fraud-canary": 0}
+    waiting = condition(world.status, "Progressing").message
+    assert f"Service fraud-canary to list 4 ready pod(s) of {name_of(new)} (it lists 1)" in waiting, waiting
+    assert world.status.stable_revision == name_of(old)
+    world.list_endpoints()
+    world.reconcile(new)
+    assert world.status.stable_revision == name_of(new)  # the swap, behind the same VirtualService
+    assert (
+        condition(world.status, "TrafficRouted").message
+        == "VirtualService shop: fraud-stable=100, fraud-canary=0"
+    )
