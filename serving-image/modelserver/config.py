@@ -74,12 +74,18 @@ class Shadow:
 
 
 def _target(env: Mapping[str, str]) -> tuple[str, int] | None:
+    """The first of SHADOW_TARGET's comma-separated host:port whose host is not a Kubernetes
+    `$(VAR)` left unexpanded (the Service's variable is set only if it existed when the pod started)."""
     raw = env.get("SHADOW_TARGET", "").strip()
     if not raw:
         return None
-    host, _, port = raw.rpartition(":")
+    chosen = next((t.strip() for t in raw.split(",") if "$(" not in t), "")
+    host, _, port = chosen.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
-        raise ConfigError(f"SHADOW_TARGET={raw!r} must be host:port, e.g. fraud-detector-canary:80")
+        raise ConfigError(
+            f"SHADOW_TARGET={raw!r} must be host:port (or several, comma-separated: the first without "
+            "an unexpanded $(VAR) is used), e.g. fraud-detector-canary:80"
+        )
     return host.strip("[]"), int(port)
 
 

@@ -67,7 +67,7 @@ def test_the_shadow_is_marked_at_weight_0_and_unmarked_at_promotion(
     deployment = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{revision}")
     assert deployment is not None
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["SHADOW_TARGET"]["value"] == f"{NAME}-canary:80"
+    assert env["SHADOW_TARGET"]["value"].endswith(f",{NAME}-canary:80")
     assert f"Shadow:     50% of stable's requests copied to {NAME}-canary" in plugin(
         cluster, "status", NAME, "-n", namespace
     )

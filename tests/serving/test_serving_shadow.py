@@ -81,6 +81,7 @@ def test_an_answer_to_other_rows_is_no_comparison(theirs: object) -> None:
         ("http://canary:80", "must be host:port"),
         (":80", "must be host:port"),
         ("canary:70000", "must be host:port"),
+        ("$(RISK_CANARY_SERVICE_HOST):80", "must be host:port"),  # nothing expanded, nothing else
     ],
 )
 def test_a_bad_shadow_target_is_refused_naming_the_variable(
@@ -88,6 +89,14 @@ def test_a_bad_shadow_target_is_refused_naming_the_variable(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         from_env(sklearn_bundle.env() | {"SHADOW_TARGET": value})
+
+
+@pytest.mark.unit
+def test_the_first_shadow_target_whose_variable_was_expanded_is_used(sklearn_bundle: Bundle) -> None:
+    both = "$(RISK_CANARY_SERVICE_HOST):80,risk-canary:80"
+    assert from_env(sklearn_bundle.env() | {"SHADOW_TARGET": both}).shadow.target == ("risk-canary", 80)
+    expanded = "10.96.0.12:80,risk-canary:80"
+    assert from_env(sklearn_bundle.env() | {"SHADOW_TARGET": expanded}).shadow.target == ("10.96.0.12", 80)
 
 
 @pytest.mark.unit

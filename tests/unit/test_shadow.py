@@ -107,7 +107,8 @@ def test_pods_copy_to_the_canary_service_and_know_their_revision() -> None:
     template = revisions.template_of(s)
     manifest = deployment(OWNER, revisions.revision_name("fraud", template), template, 4)
     env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["SHADOW_TARGET"]["value"] == "fraud-canary:80"
+    # The Service's cluster IP from the variable Kubernetes sets (no cluster DNS needed), else DNS.
+    assert env["SHADOW_TARGET"]["value"] == "$(FRAUD_CANARY_SERVICE_HOST):80,fraud-canary:80"
     assert env["MODELSHIP_REVISION"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.labels['modelship.io/revision']"}
     }

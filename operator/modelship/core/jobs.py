@@ -132,8 +132,7 @@ def service_url(service: str) -> str:
     its namespace (`$(VAR)` is expanded in `args`): no cluster DNS needed. The Service must exist
     before the Job's pod: `<name>-stable` always, `<name>-canary` from the canary's first pass,
     `<name>-preview` from the preview's."""
-    variable = service.upper().replace("-", "_") + "_SERVICE_HOST"
-    return f"http://$({variable}):{manifests.SERVICE_PORT}"
+    return f"http://{manifests.service_host(service)}:{manifests.SERVICE_PORT}"
 
 
 def result(observed: JobObservation) -> JobResult | None:

@@ -72,7 +72,14 @@ def selector_string(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+def service_host(service: str) -> str:
+    """A Service's cluster IP as a `$(VAR)` reference to the variable Kubernetes gives pods for the
+    Services of their namespace that existed when they started (expanded in `env` and `args`)."""
+    return f"$({service.upper().replace('-', '_')}_SERVICE_HOST)"
+
+
 def _env(owner: Owner, template: api.RevisionTemplate) -> list[dict[str, Any]]:
+    canary = f"{owner.name}-canary"
     managed: list[dict[str, Any]] = [
         {"name": "MODEL_NAME", "value": template.model.name},
         {"name": "MODEL_VERSION", "value": template.model.version},
@@ -97,7 +104,8 @@ def _env(owner: Owner, template: api.RevisionTemplate) -> list[dict[str, Any]]:
         },
         # Shadow steps (core/shadow.py): the stable pods copy marked requests to the candidate's
         # Service, a fixed address; a pod knows its revision, so the candidate's never copy to themselves.
-        {"name": "SHADOW_TARGET", "value": f"{owner.name}-canary:{SERVICE_PORT}"},
+        # Through the Service's variable where the kubelet set it (no cluster DNS needed), else DNS.
+        {"name": "SHADOW_TARGET", "value": f"{service_host(canary)}:{SERVICE_PORT},{canary}:{SERVICE_PORT}"},
         {
             "name": "MODELSHIP_REVISION",
             "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{REVISION_LABEL}']"}},
