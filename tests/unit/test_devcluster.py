@@ -11,7 +11,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from devcluster import build, nodes, pki
+from devcluster import build, istio, nodes, pki
 from devcluster.cluster import LocalCluster, write_kubeconfig
 from devcluster.nodeconfig import NODE_IP
 
@@ -76,8 +76,10 @@ def test_cache_dir_is_keyed_by_every_pinned_version_it_builds(
     for key in build.BUILD_KEYS:
         bumped = {**versions, key: versions[key] + "-next"}
         assert build.cache_dir(bumped) != base, key
-    # Traefik has a cache of its own: a new Traefik does not rebuild Kubernetes.
+    # Traefik and Istio's CRDs have caches of their own: a new one does not rebuild Kubernetes.
     assert build.cache_dir({**versions, "TRAEFIK_VERSION": "v9"}) == base
+    assert build.cache_dir({**versions, "ISTIO_API_VERSION": "v9"}) == base
+    assert istio.cache_dir({**versions, "ISTIO_API_VERSION": "v9"}) != istio.cache_dir(versions)
 
 
 def test_versions_file_pins_every_component() -> None:
@@ -91,6 +93,7 @@ def test_versions_file_pins_every_component() -> None:
         "GATEWAY_API_VERSION",
         "PROMETHEUS_OPERATOR_VERSION",
         "TRAEFIK_VERSION",
+        "ISTIO_API_VERSION",
     }
     assert all(v.startswith("v") for v in versions.values())
 
