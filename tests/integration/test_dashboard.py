@@ -333,8 +333,12 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     p = context.new_page()
     p.set_default_timeout(20_000)
+    errors: list[str] = []  # the page's own script errors and refused loads (CSP) fail the test
+    p.on("pageerror", lambda err: errors.append(str(err)))
+    p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     try:
         yield p
+        assert errors == []
     finally:
         context.close()
 
