@@ -187,7 +187,10 @@ def app(kube: Storage, hub: Hub, port: int, token: str, prometheus: str | None =
             return events, pods, missing
 
         events, pods, missing = await asyncio.to_thread(read)
-        doc = rules.detail(obj, events, pods, list(hub.history.get(key, [])), datetime.now(UTC))
+        try:
+            doc = rules.detail(obj, events, pods, list(hub.history.get(key, [])), datetime.now(UTC))
+        except ValueError as err:  # a spec or status this version cannot read: say so
+            return web.json_response({"message": f"cannot read {key[0]}/{key[1]}: {err}"}, status=422)
         return web.json_response({**doc, "unreadable": missing})
 
     async def metrics(request: web.Request) -> web.Response:
