@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 STATE = re.compile(r"state and logs: (\S+)\)")
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENS = REPO / "build" / "screenshots"
 
 
 def demo(**env: str) -> subprocess.Popen[str]:
@@ -77,6 +80,35 @@ def test_the_demo_rolls_v1_to_v2_then_rolls_a_bad_model_back_and_leaves_nothing_
     assert not Path(state).exists()
 
 
+def look_at_the_dashboard(output: str) -> None:
+    """The demo's dashboard, at the address it printed, during the canary's first pause: the list
+    and the rollout page (with Prometheus' charts of both revisions), saved as screenshots for
+    docs/dashboard.md."""
+    found = re.search(r"dashboard: (http://127\.0\.0\.1:\d+/\?token=\S+)", output)
+    assert found, output
+    if not CHROMIUM.is_file():
+        raise RuntimeError(f"{CHROMIUM} is missing: `make chromium` installs Debian's (not skipped)")
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), chromium_sandbox=os.getuid() != 0)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(30_000)
+            page.goto(found[1])
+            row = page.locator('#list tr[data-namespace="modelship-demo"]')
+            expect(row.locator("td.weight")).to_have_text("20%")
+            page.screenshot(path=str(SCREENS / "demo-dashboard-list.png"), full_page=True)
+            row.get_by_role("link").click()
+            expect(page.locator("#weights-chart")).to_contain_text("candidate 20%")
+            # Prometheus' charts: both revisions' request rates drawn (a line each).
+            requests = page.locator('svg[data-chart="requests"]')
+            expect(requests).to_contain_text("stable")
+            expect(requests).to_contain_text("candidate", timeout=60_000)
+            page.screenshot(path=str(SCREENS / "demo-dashboard-rollout.png"), full_page=True)
+        finally:
+            browser.close()
+
+
 def test_ctrl_c_in_the_middle_tears_everything_down() -> None:
     proc = demo(DEMO_STEP_SECONDS="60")
     assert proc.stdout is not None
@@ -88,6 +120,7 @@ def test_ctrl_c_in_the_middle_tears_everything_down() -> None:
             break
     state = state_dir("".join(lines))
     assert processes_mentioning(state), "the demo should be running now"
+    look_at_the_dashboard("".join(lines))
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=120)
     output = "".join(lines) + rest

@@ -337,10 +337,13 @@ def test_an_aborted_candidate_is_still_charted_and_no_rollout_charts_stable_only
     assert rules.revisions(md({"stableRevision": "recommender-a1"})) == [("stable", "recommender-a1")]
 
 
-def test_the_chart_window_starts_at_the_rollouts_first_sign_within_15_minutes_and_6_hours() -> None:
-    assert rules.chart_window(md(CANARY), [], NOW) == (NOW - timedelta(minutes=15), NOW, 15)
-    early = {**CANARY, "analysis": [run()]}  # started 03:55, within the last 15 minutes
-    assert rules.chart_window(md(early), [], NOW)[0] == NOW - timedelta(minutes=15)
+def test_the_chart_window_starts_at_the_rollouts_first_sign_within_2_minutes_and_6_hours() -> None:
+    # 15 minutes in steps of 7 s: 129 steps back from now, so the last point is now.
+    assert rules.chart_window(md(CANARY), [], NOW) == (NOW - timedelta(seconds=129 * 7), NOW, 7)
+    early = {**CANARY, "analysis": [run()]}  # started 03:55
+    assert rules.chart_window(md(early), [], NOW) == (NOW - timedelta(minutes=5), NOW, 5)
+    seen = [{"at": "2026-12-02T03:59:30+00:00"}]  # half a minute ago: the last 2 minutes
+    assert rules.chart_window(md(CANARY), seen, NOW)[0] == NOW - timedelta(minutes=2)
     history = [{"at": "2026-12-02T02:00:00+00:00"}]
     assert rules.chart_window(md(CANARY), history, NOW) == (NOW - timedelta(hours=2), NOW, 60)
     history = [{"at": "2026-11-30T00:00:00+00:00"}]

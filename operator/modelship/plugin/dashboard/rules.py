@@ -5,6 +5,7 @@ each revision. Functions of the objects read and `now`; the server only fetches 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -247,9 +248,10 @@ CHARTS: tuple[tuple[str, str], ...] = (
     ("accuracy", "accuracy (feedback)"),
     ("confidence-mean", "mean confidence"),
 )
-CHART_POINTS = 120  # at most this many points per series: a step of window / 120, at least 15 s
+CHART_POINTS = 120  # at most this many points per series: a step of window / 120, at least 5 s
 _LONGEST = timedelta(hours=6)
-_SHORTEST = timedelta(minutes=15)
+_SHORTEST = timedelta(minutes=2)
+_NOTHING_YET = timedelta(minutes=15)  # no rollout seen: the recent past
 
 
 def revisions(obj: Json) -> list[tuple[str, str]]:
@@ -263,14 +265,17 @@ def revisions(obj: Json) -> list[tuple[str, str]]:
 
 def chart_window(obj: Json, history: list[Json], now: datetime) -> tuple[datetime, datetime, int]:
     """(start, end, step seconds) of the charts: from the rollout's first sign (its first analysis
-    run, or the first weight seen) to now; at least the last 15 minutes, at most the last 6 hours."""
+    run, or the first weight the dashboard saw) to now, else the last 15 minutes; at least the last
+    2 minutes (a minute of data would fill the chart), at most the last 6 hours."""
     _, status = _spec_status(obj)
     starts = [r.started_at for r in status.analysis or []]
     starts += [datetime.fromisoformat(p["at"]) for p in history[:1]]
-    start = min([*starts, now - _SHORTEST])
-    start = max(start, now - _LONGEST)
-    step = max(15, int((now - start).total_seconds()) // CHART_POINTS)
-    return start, now, step
+    start = min(starts) if starts else now - _NOTHING_YET
+    start = max(min(start, now - _SHORTEST), now - _LONGEST)
+    step = max(5, int((now - start).total_seconds()) // CHART_POINTS)
+    # A whole number of steps back from now: a range query's last point is then now itself.
+    steps = math.ceil((now - start).total_seconds() / step)
+    return now - timedelta(seconds=steps * step), now, step
 
 
 def chart_queries(obj: Json) -> list[Json]:

@@ -158,6 +158,11 @@ function marksChart(marks, axis) {
   return svg;
 }
 
+// Three significant digits, for chart labels: 0.00547, 198, 1.05e+4.
+function short(v) {
+  return Number(v).toPrecision(3).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
+}
+
 function fmt(v) {
   return v === null || v === undefined ? "-" : Number(v).toPrecision(4).replace(/\.?0+$/, "");
 }
@@ -165,19 +170,19 @@ function fmt(v) {
 // One Prometheus chart: each revision's series over the chart window, stable and candidate told
 // apart by line, marker and label as in the weights chart.
 function metricChart(chart, doc) {
-  const width = Math.min(W, 600), height = 170, bottom = height - PAD.b, right = width - 90;
+  const width = Math.min(W, 600), height = 170, bottom = height - PAD.b, right = width - 130, left = 52;
   const start = Date.parse(doc.start), end = Date.parse(doc.end);
-  const x = (t) => PAD.l + ((t * 1000 - start) / (end - start)) * (right - PAD.l);
+  const x = (t) => left + ((t * 1000 - start) / (end - start)) * (right - left);
   const values = chart.series.flatMap((s) => s.points.map((p) => p[1]));
   const top = values.length ? Math.max(...values) * 1.1 || 1 : 1;
   const y = (v) => PAD.t + (1 - v / top) * (bottom - PAD.t);
   const svg = h("svg:svg", { class: "chart metric", "data-chart": chart.chart, viewBox: `0 0 ${width} ${height}`, role: "img",
     "aria-label": chart.title });
   for (const v of [0, top / 2, top]) {
-    svg.append(h("svg:line", { x1: PAD.l, x2: right, y1: y(v), y2: y(v), stroke: "#e4e4e4" }));
-    svg.append(h("svg:text", { x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end" }, fmt(v)));
+    svg.append(h("svg:line", { x1: left, x2: right, y1: y(v), y2: y(v), stroke: "#e4e4e4" }));
+    svg.append(h("svg:text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, short(v)));
   }
-  svg.append(h("svg:text", { x: PAD.l, y: height - 8 }, clock(start)));
+  svg.append(h("svg:text", { x: left, y: height - 8 }, clock(start)));
   svg.append(h("svg:text", { x: right, y: height - 8, "text-anchor": "end" }, clock(end)));
   const labelled = [];
   for (const s of chart.series) {
@@ -192,7 +197,7 @@ function metricChart(chart, doc) {
     let at = y(last[1]) + 4;
     if (labelled.some((o) => Math.abs(o - at) < 13)) at += 14;
     labelled.push(at);
-    svg.append(h("svg:text", { x: right + 6, y: at }, `${look.shape === "triangle" ? "▲" : "●"} ${s.role} ${fmt(last[1])}`));
+    svg.append(h("svg:text", { x: right + 6, y: at }, `${look.shape === "triangle" ? "▲" : "●"} ${s.role} ${short(last[1])}`));
   }
   const missing = chart.series.filter((s) => !s.points.length).map((s) => `${s.role}: ${s.problem || "no data"}`);
   return h("figure", { class: "metric" }, h("figcaption", {}, chart.title), svg,
