@@ -1,7 +1,7 @@
 """An experiment step through the real gateway (Traefik), the models' own pods and Prometheus: v1
 (logistic regression, 0.889 on the holdout) against v2 (k-nearest neighbours, 0.915), judged on
 the labels the load generator sends back through Traefik (feedback tokens take each to the pod that
-answered). With samples enough to see a 10-point difference v2 is promoted; with a sample far too
+answered). With samples enough to see a 20-point difference v2 is promoted; with a sample far too
 small for the default 2 points the rollout pauses as ExperimentInconclusive, v2 at its weight and
 never promoted."""
 
@@ -23,8 +23,11 @@ RATE = 30  # predictions per second through Traefik, each labelled: about 15 row
 ENOUGH: dict[str, Any] = {
     "weight": 50,
     "duration": "15s",
-    "minSamples": 200,  # each revision: power about 0.9 for 10 points at accuracy 0.9
-    "metrics": [{"name": "accuracy", "minDetectableEffect": 0.1}],
+    # Each revision: power 0.94 for 20 points at accuracy 0.89 (abtest.proportions_power; 200 rows
+    # give 10 points only 0.78, below the 0.8 asked). Kept small: on a busy machine labelled rows
+    # reach Prometheus at a few a second per revision, not RATE / 2.
+    "minSamples": 100,
+    "metrics": [{"name": "accuracy", "minDetectableEffect": 0.2}],
 }
 TOO_FEW: dict[str, Any] = {"weight": 50, "duration": "10s", "minSamples": 5}  # 2 points need ~3500
 
@@ -49,11 +52,14 @@ def run_of(rollout: Rollout, revision: str) -> dict[str, Any]:
 
 def test_with_samples_enough_the_more_accurate_v2_is_promoted(rollout: Rollout) -> None:
     _, v2 = experiment(rollout, ENOUGH)
-    eventually("v2 promoted", lambda: rollout.mds.status(NAME).get("stableRevision") == v2, timeout=240)
+    try:
+        eventually("v2 promoted", lambda: rollout.mds.status(NAME).get("stableRevision") == v2, timeout=300)
+    except TimeoutError as err:
+        raise AssertionError(f"{err}; the experiment: {run_of(rollout, v2)}") from err
     run = run_of(rollout, v2)
     assert run["phase"] == "Successful", run
     found = run["metrics"][0]["measurements"][-1]
-    # Better, or no difference as big as 10 points: v2's 2.6 points more are not worse either way.
+    # Better, or no difference as big as 20 points: v2's 2.6 points more are not worse either way.
     assert found["comparison"]["outcome"] in ("Better", "Equivalent"), found
     assert found["comparison"]["samples"] >= ENOUGH["minSamples"], found
     assert 0.8 <= found["value"] <= 1 and 0.8 <= found["stableValue"] <= 1, found
