@@ -188,7 +188,8 @@ def test_during_a_shadow_the_managed_routes_set_both_headers_and_otherwise_remov
         },
         "response": {"add": {"x-served-by": "mesh"}},  # the user's own stay
     }
-    assert "headers" not in http[1]  # the header route is not marked: the candidate copies nothing
+    # The header route is marked too; its pods, the candidate's, ignore a mark naming themselves.
+    assert http[1]["headers"]["request"]["set"][REVISION_HEADER] == "fraud-abc1234"
     written = {"spec": {"http": http}}
     assert istio.read_shadow(written, "fraud", None) == shadow
     stopped = istio.with_headers(written, "fraud", None, WEIGHTS, [], None)
@@ -403,3 +404,21 @@ def test_a_blue_green_swap_through_the_istio_router_waits_for_the_new_colours_se
         condition(world.status, "TrafficRouted").message
         == "VirtualService shop: fraud-stable=100, fraud-canary=0"
     )
+
+
+def test_modelships_header_and_session_routes_carry_the_shadow_mark_or_strip_a_clients() -> None:
+    """A header or session route may reach a stable pod too: it sets or removes the mark like the
+    weighted routes, so no route of modelship's lets a client's own copy of the headers through."""
+    affinity = api.SessionAffinity.model_validate({"cookie": {}})
+    pinned = {"fraud-stable": "fraud-1111111", "fraud-canary": "fraud-2222222"}
+    for shadow in (Shadow(10, "fraud-2222222"), None):
+        created = istio.virtual_service(OWNER, ref(), ["fraud"], [], WEIGHTS, [QA], shadow, affinity, pinned)
+        edited = istio.with_headers(user_vs(), "fraud", None, WEIGHTS, [QA], shadow, affinity, pinned)
+        assert edited is not None
+        for http in (created["spec"]["http"], [r for r in edited if r.get("name") != "other"]):
+            marks = [r["headers"]["request"] for r in http]
+            assert len(marks) == 4  # header, two sessions, weighted
+            if shadow is None:
+                assert all(set(m["remove"]) >= {PERCENT_HEADER, REVISION_HEADER} for m in marks)
+            else:
+                assert all(m["set"][PERCENT_HEADER] == "10" for m in marks)

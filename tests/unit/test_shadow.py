@@ -191,3 +191,24 @@ def test_a_shadow_percent_is_0_to_100() -> None:
         api.ShadowStep.model_validate({"percent": 101})
     with pytest.raises(ValidationError, match="greater than or equal to 0"):
         api.ShadowStep.model_validate({"percent": -1})
+
+
+def test_modelships_header_and_session_rules_carry_the_mark_or_strip_a_clients() -> None:
+    """A header or session rule may reach a stable pod too: each sets or removes the mark like the
+    weighted rule, so no rule of modelship's lets a client's own copy of the headers through."""
+    affinity = api.SessionAffinity.model_validate({"cookie": {}})
+    pinned = {"fraud-stable": "fraud-1111111", "fraud-canary": "fraud-2222222"}
+    qa = api.HeaderRoute.model_validate({"name": "qa", "match": [{"headerName": "x-qa", "headerValue": "1"}]})
+    rules = gateway.with_headers(user_route(), "fraud", gateway.weights("fraud", 20), [qa], affinity, pinned)
+    assert rules is not None
+    ours = [r for r in rules if gateway.is_ours(r, "fraud")]
+    assert len(ours) == 3  # the header rule and two session rules
+    for mark in (HALF, None):
+        marked = shadow.mark(rules, "fraud", mark)
+        for rule in [*(r for r in marked if gateway.is_ours(r, "fraud")), weighted(marked)]:
+            (modifier,) = [f["requestHeaderModifier"] for f in rule["filters"] if f["type"] == shadow.FILTER]
+            if mark is None:
+                assert modifier == {"remove": [shadow.PERCENT_HEADER, shadow.REVISION_HEADER]}
+            else:
+                assert [h["value"] for h in modifier["set"]] == ["50", HALF.revision]
+        assert marked[0] == user_route()["spec"]["rules"][0]  # the user's other rule is not touched

@@ -215,7 +215,7 @@ def header_rules(
     return rules
 
 
-def _ours(rule: dict[str, Any], owner_name: str) -> bool:
+def is_ours(rule: dict[str, Any], owner_name: str) -> bool:
     """A header or session rule modelship wrote (by its name)."""
     name = str(rule.get("name", ""))
     return name.startswith((header_rule_name(owner_name, ""), session_rule_name(owner_name, "")))
@@ -258,7 +258,7 @@ def with_headers(
     """A user's route's rules with the managed rule's weights (and session stamps) set, and
     modelship's header rules, then its session rules (and only those) just before it; None without
     a managed rule."""
-    rules = [r for r in obj.get("spec", {}).get("rules") or [] if not _ours(r, owner_name)]
+    rules = [r for r in obj.get("spec", {}).get("rules") or [] if not is_ours(r, owner_name)]
     index = managed_rule({"spec": {"rules": rules}}, owner_name)
     if index is None:
         return None
@@ -303,7 +303,7 @@ def managed_rule(obj: dict[str, Any], owner_name: str) -> int | None:
     """Index of the weighted rule modelship manages in a route, or None (never a header rule)."""
     ours = {owner_name, f"{owner_name}-stable", f"{owner_name}-canary"}
     for index, rule in enumerate(obj.get("spec", {}).get("rules") or []):
-        if not _ours(rule, owner_name) and any(
+        if not is_ours(rule, owner_name) and any(
             ref.get("name") in ours for ref in rule.get("backendRefs") or []
         ):
             return index

@@ -313,7 +313,7 @@ def with_headers(
     first = indexes[0]
     base = http[first].get("match") or ()
     ours = [*header_routes(owner_name, routes, base), *session_routes(owner_name, affinity, pinned, base)]
-    return [*http[:first], *ours, *http[first:]]
+    return [*http[:first], *(marked(r, shadow) for r in ours), *http[first:]]
 
 
 def virtual_service(
@@ -334,7 +334,7 @@ def virtual_service(
         for n in ref.routes or [owner.name]
     ]
     ours = [*header_routes(owner.name, headers), *session_routes(owner.name, affinity, pinned)]
-    spec: dict[str, Any] = {"hosts": list(hosts), "http": [*ours, *weighted]}
+    spec: dict[str, Any] = {"hosts": list(hosts), "http": [*(marked(r, shadow) for r in ours), *weighted]}
     if gateways:
         spec["gateways"] = list(gateways)
     return {

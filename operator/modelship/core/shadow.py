@@ -1,9 +1,10 @@
-"""Shadow traffic through the `gatewayAPI` router, pure: the request headers that tell the stable
+"""Shadow traffic, pure: the request headers that tell the stable
 pods to copy a share of their requests to the candidate (docs/rollouts.md#shadow-traffic).
 
 A gateway's RequestMirror filter would discard the candidate's answer, and Traefik does not
 implement it; so the stable serving pods copy requests themselves (modelserver.shadow) and compare
-the answers. The gateway only marks the requests: the HTTPRoute's weighted rule carries one
+the answers. The gateway only marks the requests: the HTTPRoute's weighted rule, and each header
+or session rule modelship writes (any of them may reach a stable pod), carries one
 RequestHeaderModifier filter that, during a `shadow` step, sets
 
     x-modelship-shadow-percent: <percent>
@@ -69,12 +70,20 @@ def _merged(existing: dict[str, Any] | None, shadow: Shadow | None) -> dict[str,
 
 
 def mark(rules: list[dict[str, Any]], owner_name: str, shadow: Shadow | None) -> list[dict[str, Any]]:
-    """`rules` (a route's, as about to be written) with the weighted rule's filter for `shadow`."""
+    """`rules` (a route's, as about to be written) with the filter for `shadow` on the weighted rule
+    and on modelship's header and session rules: any of them can reach a stable pod or carry a
+    client's own copy of the headers, so each sets or strips them."""
     index = gateway.managed_rule({"spec": {"rules": rules}}, owner_name)
     if index is None:
         return rules
     out = deepcopy(rules)
-    rule = out[index]
+    for i, rule in enumerate(out):
+        if i == index or gateway.is_ours(rule, owner_name):
+            _mark_rule(rule, shadow)
+    return out
+
+
+def _mark_rule(rule: dict[str, Any], shadow: Shadow | None) -> None:
     filters = rule.get("filters") or []
     existing = next((f for f in filters if f.get("type") == FILTER), None)
     wanted = {
@@ -82,7 +91,6 @@ def mark(rules: list[dict[str, Any]], owner_name: str, shadow: Shadow | None) ->
         "requestHeaderModifier": _merged((existing or {}).get("requestHeaderModifier"), shadow),
     }
     rule["filters"] = [wanted if f is existing else f for f in filters] if existing else [*filters, wanted]
-    return out
 
 
 def read(obj: dict[str, Any], owner_name: str) -> Shadow | None:
