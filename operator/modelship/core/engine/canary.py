@@ -217,24 +217,12 @@ def _header_route(
     """A setHeaderRoute step: once the canary's pods are up and `<name>-canary` lists one, the
     route is added to (or, without `match`, removed from) the header routes in effect; the step
     completes once the HTTPRoute read back shows them. They stay until promotion or abort."""
-    spec, steps = ctx.spec, ctx.spec.strategy.steps
     kept = tuple(r for r in out.header_routes if r.name != route.name)
     wanted = (*kept, route) if route.match else kept
     if wanted != out.header_routes:
-        if route.match:
-            replicas = traffic.router_for(spec).replicas(
-                spec.replicas, weight, weight, _scale(steps, step), False
-            )
-            if not ready(ctx.observed(ctx.target), replicas.canary):
-                return (
-                    out.but(waiting=f"{label}: the header route waits for the canary's pods"),
-                    step,
-                    weight,
-                    False,
-                )
-            unserved = routing.canary_unserved(ctx.observations, ctx.target)
-            if unserved is not None:
-                return out.but(waiting=f"{label}: {unserved}"), step, weight, False
+        waiting = _canary_waiting(ctx, step, weight, "the header route") if route.match else None
+        if waiting is not None:
+            return out.but(waiting=f"{label}: {waiting}"), step, weight, False
         rule = gateway.header_rule_name(ctx.observations.owner.name, route.name)
         what = (
             f"requests with {route.shown} go to {ctx.observations.owner.name}-canary ({rule})"
@@ -248,6 +236,18 @@ def _header_route(
     return out, step + 1, weight, True
 
 
+def _canary_waiting(ctx: Context, step: int, weight: int, what: str) -> str | None:
+    """Why `what`, which sends requests to `<name>-canary` whatever the weight, must wait: the
+    canary's pods are not up, or the Service lists none yet; None once it may go on."""
+    spec = ctx.spec
+    replicas = traffic.router_for(spec).replicas(
+        spec.replicas, weight, weight, _scale(spec.strategy.steps, step), False
+    )
+    if not ready(ctx.observed(ctx.target), replicas.canary):
+        return f"{what} waits for the canary's pods"
+    return routing.canary_unserved(ctx.observations, ctx.target)
+
+
 def _shadow(
     ctx: Context, out: Outcome, step: int, weight: int, percent: int, label: str
 ) -> tuple[Outcome, int, int, bool]:
@@ -255,23 +255,11 @@ def _shadow(
     `percent`% of the stable pods' requests for copying to the candidate (0: none); the step
     completes once the HTTPRoute read back shows it. It stays until promotion, abort or a later
     shadow step."""
-    spec, steps = ctx.spec, ctx.spec.strategy.steps
     wanted = percent or None
     if wanted != out.shadow_percent:
-        if wanted:
-            replicas = traffic.router_for(spec).replicas(
-                spec.replicas, weight, weight, _scale(steps, step), False
-            )
-            if not ready(ctx.observed(ctx.target), replicas.canary):
-                return (
-                    out.but(waiting=f"{label}: the shadow waits for the canary's pods"),
-                    step,
-                    weight,
-                    False,
-                )
-            unserved = routing.canary_unserved(ctx.observations, ctx.target)
-            if unserved is not None:
-                return out.but(waiting=f"{label}: {unserved}"), step, weight, False
+        waiting = _canary_waiting(ctx, step, weight, "the shadow") if wanted else None
+        if waiting is not None:
+            return out.but(waiting=f"{label}: {waiting}"), step, weight, False
         name = ctx.observations.owner.name
         what = (
             f"the stable pods copy {percent}% of their requests to {name}-canary and compare its answers"
