@@ -675,9 +675,9 @@ class CanaryStep(_Model):
     )
     shadow: ShadowStep | None = Field(
         default=None,
-        description="gatewayAPI only: the stable pods copy this percent of their requests to `<name>-canary` "
-        "and compare its answers with theirs, until promotion, abort or a later shadow step; the step "
-        "completes once the route shows it.",
+        description="gatewayAPI or istio: the stable pods copy this percent of their requests to "
+        "`<name>-canary` and compare its answers with theirs, until promotion, abort or a later shadow "
+        "step; the step completes once the route shows it.",
     )
 
 
