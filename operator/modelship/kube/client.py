@@ -9,10 +9,11 @@ has and what an HTTP status means is `modelship.kube.storage`'s business, not th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from kubernetes import client, config
+from urllib3 import HTTPHeaderDict
 
 
 def load_api_client() -> client.ApiClient:
@@ -31,8 +32,10 @@ def call(
     query: dict[str, str] | None = None,
     body: Any = None,
     content_type: str | None = None,
+    extra_headers: Sequence[tuple[str, str]] = (),
 ) -> tuple[int, Any]:
-    """One request; the HTTP status and the decoded JSON answer (`{}` when empty), whatever the status."""
+    """One request; the HTTP status and the decoded JSON answer (`{}` when empty), whatever the status.
+    `extra_headers` may repeat a name (one Impersonate-Group header per group): sent as given."""
     headers = {"Accept": "application/json"}
     if content_type:
         headers["Content-Type"] = content_type
@@ -44,7 +47,7 @@ def call(
         body=body,
         auth_settings=["BearerToken"],
     )
-    response = api.call_api(*params)
+    response = api.call_api(*_with(params, extra_headers))
     raw = response.read()  # type: ignore[no-untyped-call]
     try:
         data = json.loads(raw) if raw else {}
@@ -54,7 +57,11 @@ def call(
 
 
 def stream(
-    api: client.ApiClient, path: str, query: dict[str, str], read_timeout: float
+    api: client.ApiClient,
+    path: str,
+    query: dict[str, str],
+    read_timeout: float,
+    extra_headers: Sequence[tuple[str, str]] = (),
 ) -> tuple[int, Iterator[bytes]]:
     """A GET whose answer is read line by line as it arrives (a watch): the HTTP status and the lines.
     `read_timeout` bounds the wait for the next bytes, not the whole answer."""
@@ -65,7 +72,7 @@ def stream(
         header_params={"Accept": "application/json"},
         auth_settings=["BearerToken"],
     )
-    response = api.call_api(*params, _request_timeout=(10.0, read_timeout))
+    response = api.call_api(*_with(params, extra_headers), _request_timeout=(10.0, read_timeout))
     raw = response.response  # urllib3's answer, not read yet (the client never preloads)
 
     def lines() -> Iterator[bytes]:
@@ -81,3 +88,15 @@ def stream(
             raw.release_conn()
 
     return response.status, lines()
+
+
+def _with(params: Any, extra_headers: Sequence[tuple[str, str]]) -> tuple[str, str, Any, Any, Any]:
+    """`param_serialize`'s request with `extra_headers` added: the client's own header dict holds one
+    value a name, urllib3's holds many (one Impersonate-Group header per group)."""
+    method, url, serialized, body, post = params
+    if not extra_headers:
+        return method, url, serialized, body, post
+    sent = HTTPHeaderDict(serialized)
+    for name, value in extra_headers:
+        sent.add(name, value)
+    return method, url, sent, body, post

@@ -163,6 +163,7 @@ def crd_path(name: str) -> str:
 
 
 NODES_PATH = "/api/v1/nodes"
+SUBJECT_ACCESS_REVIEWS_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 
 # ---- patches --------------------------------------------------------------------------------------
@@ -192,10 +193,22 @@ def merge_patch(old: Any, new: Any) -> Any:
 
 
 class Storage:
-    def __init__(self, api_client: k8s.ApiClient, crash_after: int | None = None) -> None:
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        crash_after: int | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.api = api_client
         self.crash_after = crash_after
+        self.headers = headers  # sent with every call (impersonation)
         self.writes = 0  # counted writes so far (see the module's docstring)
+
+    def impersonating(self, user: str, groups: tuple[str, ...]) -> Storage:
+        """The same cluster and credentials, every call made as `user` in `groups` (the API server
+        checks that these credentials may impersonate them, then authorizes and audits as them)."""
+        said = (("Impersonate-User", user), *(("Impersonate-Group", g) for g in groups))
+        return Storage(self.api, headers=said)
 
     @property
     def crashed(self) -> bool:
@@ -214,7 +227,7 @@ class Storage:
         write = method != "GET"
         if write and self.crashed:
             raise SimulatedCrash(f"the operator stopped after {self.writes} writes")
-        status, data = client.call(self.api, method, path, query, body, content_type)
+        status, data = client.call(self.api, method, path, query, body, content_type, self.headers)
         if not 200 <= status < 300:
             raise error_for(status, data)
         if write:
@@ -288,7 +301,7 @@ class Storage:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(seconds),
         }
-        status, lines = client.stream(self.api, path, query, read_timeout=seconds + 30)
+        status, lines = client.stream(self.api, path, query, seconds + 30, self.headers)
         if not 200 <= status < 300:
             body = b"".join(lines)
             raise error_for(status, json.loads(body) if body.startswith(b"{") else body.decode())
