@@ -264,7 +264,7 @@ def refusal(
     query: dict[str, str] | None = None,
     cookies: dict[str, str] | None = None,
 ) -> str | None:
-    return guard.refusal(path, headers, query or {}, cookies or {}, PORT, TOKEN)
+    return guard.refusal(path, headers, query or {}, cookies or {}, guard.local(PORT), TOKEN)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:3110", "localhost:3110"])
@@ -302,7 +302,7 @@ def test_static_assets_need_no_token_but_the_right_host() -> None:
 
 
 def test_hosts_are_the_loopback_address_and_localhost_at_the_port() -> None:
-    assert guard.hosts(8000) == {"127.0.0.1:8000", "localhost:8000"}
+    assert guard.local(8000).hosts == {"127.0.0.1:8000", "localhost:8000"}
 
 
 @pytest.mark.parametrize("text", ["99999", "-1", "web"])

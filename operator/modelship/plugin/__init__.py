@@ -45,11 +45,20 @@ def main(argv: list[str] | None = None, prog: str = "kubectl modelship") -> int:
 
     from modelship.core import control
     from modelship.kube.storage import KubeError
-    from modelship.plugin import setimage, show, status, view
+    from modelship.plugin import dashboard, setimage, show, status, view
     from modelship.plugin.connect import ConnectError, connect
+    from modelship.plugin.dashboard.incluster import InCluster
     from modelship.plugin.verbs import run_verb
 
     model_sha256 = getattr(a, "model_sha256", None)
+    mode: InCluster | None = None
+    if a.verb == "dashboard":  # checked before connecting: flags that do not fit are a usage error
+        try:
+            mode = dashboard.mode_of(a)
+        except dashboard.BadFlags as err:
+            cli.print_usage(sys.stderr)
+            print(f"error: {err}", file=sys.stderr)
+            return view.USAGE
     try:
         if a.verb == "set":
             # Checked before connecting: a wrong IMAGE is a usage error, whatever the cluster.
@@ -59,10 +68,9 @@ def main(argv: list[str] | None = None, prog: str = "kubectl modelship") -> int:
         kube, namespace = connect(a.kubeconfig, a.context, a.namespace)
         if a.verb == "dashboard":
             from modelship.analysis.prometheus import ENV_ADDRESS
-            from modelship.plugin import dashboard
 
             prometheus = a.prometheus_address or os.environ.get(ENV_ADDRESS) or None
-            return dashboard.serve(kube, namespace, a.namespace is None, a.port, prometheus)
+            return dashboard.serve(kube, namespace, a.namespace is None, a.port, prometheus, mode, a.listen)
         if a.verb == "list":
             text = show.list_(kube, namespace, a.all_namespaces, a.output)
             print(

@@ -65,6 +65,7 @@ VERB_HELP = {
 
 OUTPUTS = ("wide", "json", "yaml", "name")
 DASHBOARD_PORT = 3110
+DASHBOARD_LISTEN_PORT = 8080  # --in-cluster's default: the chart's container port
 SHELLS = ("bash", "zsh")
 
 EXIT_CODES = """exit codes:
@@ -101,6 +102,17 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {text!r}")
     return value
+
+
+def listen(text: str) -> tuple[str, int]:
+    """`--listen`'s type: ADDRESS:PORT (0.0.0.0:8080, 127.0.0.1:0)."""
+    address, colon, number = text.rpartition(":")
+    try:
+        return address, port(number) if colon and address else port("")
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be ADDRESS:PORT, such as 0.0.0.0:8080, not {text!r}"
+        ) from None
 
 
 def _connection(p: argparse.ArgumentParser, top: bool) -> None:
@@ -171,6 +183,51 @@ def parser(prog: str = "kubectl modelship") -> argparse.ArgumentParser:
             )
             p.description = (p.description or "") + (
                 " All namespaces you may list, or only -n's when given. Ctrl-C stops it."
+                " --in-cluster: installed by the chart (dashboard.enabled), behind an auth proxy."
+            )
+            incluster = p.add_argument_group(
+                "in-cluster mode (the chart's dashboard.*: docs/dashboard.md#in-cluster)"
+            )
+            incluster.add_argument(
+                "--in-cluster",
+                action="store_true",
+                help="serve behind an auth proxy: on --listen, for --public-host, read-only unless --actions",
+            )
+            incluster.add_argument(
+                "--listen",
+                type=listen,
+                default=("0.0.0.0", DASHBOARD_LISTEN_PORT),
+                metavar="ADDRESS:PORT",
+                help=f"where to listen (default 0.0.0.0:{DASHBOARD_LISTEN_PORT})",
+            )
+            incluster.add_argument(
+                "--public-host",
+                action="append",
+                default=[],
+                metavar="HOST",
+                help="a host people open (dash.example.com; repeat for more): Host and Origin must match",
+            )
+            incluster.add_argument(
+                "--actions",
+                action="store_true",
+                help="steering on: each action as the proxy's user (SubjectAccessReview, impersonation)",
+            )
+            incluster.add_argument(
+                "--user-header", metavar="NAME", help="the proxy's header naming the user (X-Forwarded-User)"
+            )
+            incluster.add_argument(
+                "--groups-header",
+                metavar="NAME",
+                help="the proxy's header listing the user's groups, comma-separated (X-Forwarded-Groups)",
+            )
+            incluster.add_argument(
+                "--user-prefix",
+                default="",
+                metavar="TEXT",
+                help="put before the user, as the API server's OIDC",
+            )
+            incluster.add_argument(
+                "--groups-prefix", default="", metavar="TEXT", help="put before each group, likewise"
             )
         elif verb == "completion":
             p.add_argument("shell", choices=SHELLS, help="the shell to complete in")

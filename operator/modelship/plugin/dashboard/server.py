@@ -1,6 +1,7 @@
 """The dashboard's HTTP server (aiohttp, already the operator's through kopf): the page and its
 assets, the list and rollout documents, the event stream, and the steering actions. A thin shell:
-what to show is `rules`, who may ask is `guard`, an action is the plugin's own `run_verb`.
+what to show is `rules`, who may ask is `guard` (and in-cluster `incluster`), an action is the
+plugin's own `run_verb`.
 
 One watch over the ModelDeployments (all namespaces when the caller may list them there, else the
 kubeconfig's namespace) runs in a thread; each change goes to every open event stream. Events and
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import secrets
 import socket
@@ -25,8 +27,15 @@ from aiohttp import web
 
 from modelship.core import control
 from modelship.core.manifests import MODEL_LABEL
-from modelship.kube.storage import Forbidden, KubeError, Storage, md_path, pods_path
-from modelship.plugin.dashboard import charts, guard, rules
+from modelship.kube.storage import (
+    SUBJECT_ACCESS_REVIEWS_PATH,
+    Forbidden,
+    KubeError,
+    Storage,
+    md_path,
+    pods_path,
+)
+from modelship.plugin.dashboard import charts, guard, incluster, rules
 from modelship.plugin.verbs import run_verb
 from modelship.plugin.watch import follow_all
 
@@ -125,14 +134,35 @@ def _asset(name: str) -> bytes:
     return resources.files("modelship.plugin.dashboard").joinpath("static", name).read_bytes()
 
 
-def app(kube: Storage, hub: Hub, port: int, token: str, prometheus: str | None = None) -> web.Application:
-    """The dashboard's routes, each behind `guard.refusal`."""
+def app(
+    kube: Storage,
+    hub: Hub,
+    site: guard.Site,
+    token: str,
+    prometheus: str | None = None,
+    mode: incluster.InCluster | None = None,
+) -> web.Application:
+    """The dashboard's routes, each behind `guard.refusal`. `mode`: in-cluster (behind an auth
+    proxy), where `token` is the secret each person's page token is made from."""
+
+    def who(request: web.Request) -> incluster.Identity | str:
+        return "" if mode is None else incluster.identity(request.headers, mode)
+
+    def token_of(request: web.Request) -> str:
+        return token if mode is None else incluster.session_token(token.encode(), who(request))
 
     @web.middleware
     async def guarded(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        why = guard.refusal(request.path, request.headers, request.query, request.cookies, port, token)
+        named = who(request)
+        # The proxy names everyone it lets through: a request it did not name did not come through it.
+        unnamed = mode is not None and mode.user_header is not None and isinstance(named, str)
+        public = request.path == guard.HEALTH or request.path.startswith("/static/")
+        why = str(named) if unnamed and not public else None
+        why = why or guard.refusal(
+            request.path, request.headers, request.query, request.cookies, site, token_of(request)
+        )
         if why is not None:
             return web.json_response({"message": why}, status=403)
         response = await handler(request)
@@ -144,11 +174,24 @@ def app(kube: Storage, hub: Hub, port: int, token: str, prometheus: str | None =
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
-    async def page(_: web.Request) -> web.Response:
-        html = _asset("index.html").decode().replace("{{TOKEN}}", token)
-        response = web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
-        response.set_cookie(guard.TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
+    async def page(request: web.Request) -> web.Response:
+        mine = token_of(request)
+        named = who(request)
+        actions = "on" if mode is None or incluster.action_refusal(mode, named) is None else "off"
+        text = (
+            _asset("index.html")
+            .decode()
+            .replace("{{TOKEN}}", mine)
+            .replace("{{ACTIONS}}", actions)
+            .replace("{{USER}}", html.escape(named.user if isinstance(named, incluster.Identity) else ""))
+        )
+        response = web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
+        if mode is None:  # a reload of the printed address's page; in-cluster every load gets its token
+            response.set_cookie(guard.TOKEN_COOKIE, mine, httponly=True, samesite="Strict", path="/")
         return response
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
 
     async def asset(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -214,8 +257,21 @@ def app(kube: Storage, hub: Hub, port: int, token: str, prometheus: str | None =
         except ValueError:
             return web.json_response({"message": 'the body must be JSON, such as {"full": true}'}, status=400)
         full = bool(body.get("full")) if isinstance(body, dict) else False
+        actor = kube
         try:
-            said = await asyncio.to_thread(run_verb, kube, namespace, name, verb, full and verb == "promote")
+            if mode is not None:
+                person = who(request)
+                why = incluster.action_refusal(mode, person)
+                if why is not None or not isinstance(person, incluster.Identity):
+                    return web.json_response({"message": why}, status=403)
+                review = await asyncio.to_thread(
+                    kube.create, SUBJECT_ACCESS_REVIEWS_PATH, incluster.access_review(person, namespace, name)
+                )
+                why = incluster.review_refusal(person, namespace, name, review.get("status") or {})
+                if why is not None:
+                    return web.json_response({"message": why}, status=403)
+                actor = kube.impersonating(person.user, person.groups)  # RBAC and audit see the person
+            said = await asyncio.to_thread(run_verb, actor, namespace, name, verb, full and verb == "promote")
         except Forbidden as err:  # the API server's own words: RBAC decided
             message = err.body.get("message", str(err)) if isinstance(err.body, dict) else str(err)
             return web.json_response({"message": message}, status=403)
@@ -250,6 +306,7 @@ def app(kube: Storage, hub: Hub, port: int, token: str, prometheus: str | None =
 
     application = web.Application(middlewares=[guarded])
     application.router.add_get("/", page)
+    application.router.add_get(guard.HEALTH, health)
     application.router.add_get("/static/{name}", asset)
     application.router.add_get("/api/list", listing)
     application.router.add_get("/api/stream", stream)
@@ -261,11 +318,13 @@ def app(kube: Storage, hub: Hub, port: int, token: str, prometheus: str | None =
 
 @dataclass
 class Running:
-    """A started dashboard: where it listens, its session token, and how to stop it."""
+    """A started dashboard: where it listens, its session token (in-cluster: the secret people's
+    tokens are made from), and how to stop it."""
 
     port: int
     token: str
     stop: Callable[[], None]
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
@@ -274,10 +333,17 @@ class Running:
 
 
 def start(
-    kube: Storage, namespace: str, all_namespaces: bool, port: int, prometheus: str | None = None
+    kube: Storage,
+    namespace: str,
+    all_namespaces: bool,
+    port: int,
+    prometheus: str | None = None,
+    mode: incluster.InCluster | None = None,
+    host: str = "127.0.0.1",
 ) -> Running:
-    """Serve the dashboard in a thread of its own; returns once it listens. Port 0: any free port.
-    `prometheus`: the address charts use for a ModelDeployment that names none in its analysis."""
+    """Serve the dashboard in a thread of its own; returns once it listens on `host`. Port 0: any
+    free port. `prometheus`: the address charts use for a ModelDeployment that names none in its
+    analysis. `mode`: in-cluster, behind an auth proxy (then `host` may be 0.0.0.0)."""
     token = secrets.token_urlsafe(24)
     ready: dict[str, Any] = {}
     started = threading.Event()
@@ -290,9 +356,11 @@ def start(
         # Bound first: the Host check needs the port, also when the system chose it (port 0).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
+        sock.bind((host, port))
         bound = sock.getsockname()[1]
-        runner = web.AppRunner(app(kube, hub, bound, token, prometheus), access_log=None, shutdown_timeout=5)
+        site = guard.local(bound) if mode is None else guard.public(mode.hosts)
+        served = app(kube, hub, site, token, prometheus, mode)
+        runner = web.AppRunner(served, access_log=None, shutdown_timeout=5)
         await runner.setup()
         await web.SockSite(runner, sock).start()
         threading.Thread(
@@ -327,4 +395,4 @@ def start(
             loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
 
-    return Running(ready["port"], token, stop)
+    return Running(ready["port"], token, stop, host)

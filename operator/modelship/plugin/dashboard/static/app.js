@@ -3,6 +3,9 @@
 "use strict";
 
 const TOKEN = document.querySelector('meta[name="modelship-token"]').content;
+// In-cluster and read-only: no buttons (the server refuses actions too, naming the chart value).
+const ACTIONS_ON = document.querySelector('meta[name="modelship-actions"]').content === "on";
+const USER = document.querySelector('meta[name="modelship-user"]').content; // in-cluster: the proxy's user
 const SVG = "http://www.w3.org/2000/svg";
 const rows = new Map(); // "namespace/name" -> row
 let shown = null; // the rollout page's "namespace/name", or null on the list
@@ -271,9 +274,11 @@ function drawRollout(d) {
         ["Step", d.step], ["Strategy", `${d.strategy} (${d.router} router)`], ["Paused by hand", d.paused ? "yes" : "no"],
         ["Last verdict", d.lastVerdict]]
         .map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", { class: "mono" }, v || "-")))),
-    h("div", { class: "actions" }, ACTIONS.map(([verb, label, body]) =>
-      h("button", { "data-verb": verb + (body.full ? "-full" : ""), class: verb === "abort" || verb === "undo" ? "danger" : null,
-        onclick: () => act(d.namespace, d.name, verb, body, label) }, label))),
+    ACTIONS_ON
+      ? h("div", { class: "actions" }, ACTIONS.map(([verb, label, body]) =>
+        h("button", { "data-verb": verb + (body.full ? "-full" : ""), class: verb === "abort" || verb === "undo" ? "danger" : null,
+          onclick: () => act(d.namespace, d.name, verb, body, label) }, label)))
+      : h("p", { class: "read-only", id: "read-only" }, "Read-only: this dashboard's actions are off (chart value dashboard.actions.enabled)."),
     keep,
     d.unreadable.length ? h("p", { class: "refusal" }, `Not shown (your access): ${d.unreadable.join("; ")}`) : null,
     h("h2", {}, "Steps"),
@@ -378,6 +383,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   history.replaceState(null, "", location.pathname + location.hash); // the token stays out of the address bar
   const r = await call("GET", "/api/list");
   if (r.ok) document.getElementById("scope").textContent = r.data.scope;
+  if (USER) document.getElementById("user").textContent = `signed in as ${USER}`;
   route();
   connect();
 });
