@@ -48,3 +48,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "modelship.replicas" -}}
 {{- if .Values.ha.enabled -}}{{ .Values.ha.replicas }}{{- else -}}{{ .Values.replicaCount }}{{- end -}}
 {{- end -}}
+
+{{/* The dashboard's objects (dashboard.enabled): their own name and selector, so neither the
+operator's Deployment nor its metrics Service ever selects the dashboard's pods. */}}
+{{- define "modelship.dashboard.fullname" -}}
+{{- printf "%s-dashboard" (include "modelship.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "modelship.dashboard.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-dashboard
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "modelship.dashboard.labels" -}}
+{{ include "modelship.dashboard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: dashboard
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
