@@ -12,6 +12,7 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from kubernetes import client
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from modelship import plugin
 from modelship.kube.storage import Storage
@@ -34,6 +35,18 @@ def test_the_identity_is_the_proxys_user_and_comma_separated_groups() -> None:
     headers = {"X-Forwarded-User": " alice@example.com ", "X-Forwarded-Groups": "ml-team, sre,,ml-team"}
     assert incluster.identity(headers, MODE) == Identity("alice@example.com", ("ml-team", "sre"))
     assert incluster.identity({"X-Forwarded-User": "bob"}, MODE) == Identity("bob", ())
+
+
+def test_groups_may_come_one_header_each_as_oauth2_proxy_sends_them() -> None:
+    headers = CIMultiDict([("X-Forwarded-User", "alice"), ("x-forwarded-groups", "ml-team")])
+    headers.add("X-Forwarded-Groups", "sre,qa")
+    assert incluster.identity(CIMultiDictProxy(headers), MODE) == Identity("alice", ("ml-team", "sre", "qa"))
+
+
+def test_two_user_headers_name_nobody() -> None:
+    headers = CIMultiDict([("X-Forwarded-User", "mallory"), ("X-Forwarded-User", "alice")])
+    why = incluster.identity(CIMultiDictProxy(headers), MODE)
+    assert isinstance(why, str) and "more than one X-Forwarded-User header" in why
 
 
 def test_prefixes_name_the_person_as_the_api_servers_oidc_does() -> None:

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from multidict import MultiMapping
+
 from modelship import api
 
 ACTIONS_VALUE = "dashboard.actions.enabled"  # the chart value (flag --actions) that turns actions on
@@ -67,16 +69,26 @@ class InCluster:
         return None
 
 
+def _values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of a header: oauth2-proxy sends one X-Forwarded-Groups header per group."""
+    if isinstance(headers, MultiMapping):
+        return [str(v) for v in headers.getall(name, [])]
+    return [headers[name]] if name in headers else []
+
+
 def identity(headers: Mapping[str, str], mode: InCluster) -> Identity | str:
     """The person the proxy names, or why there is none (the message names the header)."""
     if not mode.user_header:
         return f"no identity: the dashboard trusts no header for it ({ACTIONS_VALUE} needs userHeader)"
-    user = headers.get(mode.user_header, "").strip()
-    if not user:
+    users = [u.strip() for u in _values(headers, mode.user_header)]
+    if len(users) > 1:  # a client's own header beside the proxy's: trust neither
+        return f"more than one {mode.user_header} header: the proxy must replace, not add to, the client's"
+    if not users or not users[0]:
         return f"no {mode.user_header} header: the dashboard must be reached through its auth proxy"
+    user = users[0]
     groups: tuple[str, ...] = ()
     if mode.groups_header:
-        given = headers.get(mode.groups_header, "")
+        given = ",".join(_values(headers, mode.groups_header))  # one header per group, or a list
         groups = tuple(dict.fromkeys(g.strip() for g in given.split(",") if g.strip()))
     found = Identity(mode.user_prefix + user, tuple(mode.groups_prefix + g for g in groups))
     reserved = [n for n in (found.user, *found.groups) if n.startswith(RESERVED)]

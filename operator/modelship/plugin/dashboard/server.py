@@ -324,7 +324,6 @@ class Running:
     port: int
     token: str
     stop: Callable[[], None]
-    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
@@ -395,4 +394,4 @@ def start(
             loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
 
-    return Running(ready["port"], token, stop, host)
+    return Running(ready["port"], token, stop)
