@@ -186,7 +186,7 @@ def parser(prog: str = "kubectl modelship") -> argparse.ArgumentParser:
                 " --in-cluster: installed by the chart (dashboard.enabled), behind an auth proxy."
             )
             incluster = p.add_argument_group(
-                "in-cluster mode (the chart's dashboard.*: docs/dashboard.md#in-cluster)"
+                "in-cluster mode (the chart's dashboard.* values: see docs/dashboard.md)"
             )
             incluster.add_argument(
                 "--in-cluster",
@@ -224,10 +224,13 @@ def parser(prog: str = "kubectl modelship") -> argparse.ArgumentParser:
                 "--user-prefix",
                 default="",
                 metavar="TEXT",
-                help="put before the user, as the API server's OIDC",
+                help="put before the user (as the API server's --oidc-username-prefix)",
             )
             incluster.add_argument(
-                "--groups-prefix", default="", metavar="TEXT", help="put before each group, likewise"
+                "--groups-prefix",
+                default="",
+                metavar="TEXT",
+                help="put before each group (as its --oidc-groups-prefix)",
             )
         elif verb == "completion":
             p.add_argument("shell", choices=SHELLS, help="the shell to complete in")

@@ -1,5 +1,6 @@
 """The dashboard's in-cluster mode, pure: who the person behind the auth proxy is, whether they may
-steer, and the SubjectAccessReview that asks the API server (docs/dashboard.md#in-cluster).
+steer, and the SubjectAccessReview that asks the API server
+(docs/dashboard.md#in-the-cluster-dashboardenabled).
 
 Installed by the chart (`dashboard.enabled`), the dashboard sits behind an auth proxy (oauth2-proxy,
 say) that logs people in and names them in request headers. It reads with its own ServiceAccount
