@@ -73,16 +73,24 @@ def test_each_is_a_thin_layer_on_the_serving_image(
         assert base_size + bundle_bytes <= size <= base_size + bundle_bytes + 1_000_000, (name, size)
 
 
+def _env(ref: str) -> dict[str, str]:
+    config = inspect(ref)["Config"]
+    assert isinstance(config, dict)
+    return dict(e.split("=", 1) for e in config["Env"])
+
+
 def test_faulty_ones_bake_their_fault_knobs_and_each_is_labelled(
-    model_images: dict[str, ModelImage],
+    serving_image: Built, model_images: dict[str, ModelImage]
 ) -> None:
+    base = _env(serving_image.ref)
     for name, m in model_images.items():
         config = inspect(m.ref)["Config"]
         assert isinstance(config, dict)
-        env = dict(e.split("=", 1) for e in config["Env"])
-        faults = {k: v for k, v in env.items() if k.startswith("MODELSERVER_FAULT_")}
+        env = _env(m.ref)
+        # What the model image adds to the serving image's environment: its knobs, nothing else.
+        baked = {k: v for k, v in env.items() if base.get(k) != v}
         expected = demomodels.FAULTY[name][1] if name in demomodels.FAULTY else {}
-        assert faults == expected == m.env, name
+        assert baked == expected == m.env, name
         assert env["MODEL_PATH"] == "/models/model.joblib"  # the serving image's default, unchanged
         assert config["Labels"][VERSION_LABEL] == name
     assert model_images["v3-bad-errors"].env == {"MODELSERVER_FAULT_ERROR_RATIO": "0.3"}
