@@ -319,7 +319,12 @@ INVALID: list[tuple[str, Edit, str, str]] = [
         "spec.traffic.httpRoute",
         "required when router is gatewayAPI",
     ),
-    ("router-unknown", put("spec.traffic", {"router": "linkerd"}), "spec.traffic.router", "Unsupported value"),
+    (
+        "router-unknown",
+        put("spec.traffic", {"router": "linkerd"}),
+        "spec.traffic.router",
+        "Unsupported value",
+    ),
     (
         "env-reserved",
         put("spec.env", [{"name": "MODEL_SHA256", "value": "x"}]),
