@@ -81,3 +81,12 @@ def test_a_route_is_accepted_when_every_reporting_gateway_accepted_its_current_g
     assert gateway.accepted(route(4, ("True", 3))) is False  # changed since: not seen yet
     assert gateway.accepted(route(3, ("False", 3))) is False  # refused
     assert gateway.accepted(route(3, ("True", 3), ("True", 2))) is False  # one gateway behind
+
+
+def test_a_missing_managed_rule_is_named_as_each_kind_of_route_calls_it() -> None:
+    wanted = gateway.weights("fraud", 20)
+    http = gateway.traffic_condition("shop", wanted, None)[2]
+    vs = gateway.traffic_condition("shop", wanted, None, "VirtualService")[2]
+    assert http.startswith("HTTPRoute shop has no rule with a backendRef to fraud-stable")
+    assert vs.startswith("VirtualService shop has no managed HTTP route with a destination to fraud-stable")
+    assert gateway.rule_noun("VirtualService") in vs and gateway.rule_noun("HTTPRoute") in http

@@ -350,7 +350,7 @@ def traffic_condition(
         return (
             "False",
             "RuleNotFound",
-            f"{kind} {route_name} has no {_RULE.get(kind, 'rule')} to {', '.join(wanted)}",
+            f"{kind} {route_name} has no {rule_noun(kind)} to {', '.join(wanted)}",
         )
     if read != wanted:
         message = f"{kind} {route_name} routes {shown(read)}; modelship asked for {shown(wanted)}"
@@ -360,6 +360,11 @@ def traffic_condition(
 
 # What a route object calls the rule modelship manages, for messages.
 _RULE = {"HTTPRoute": "rule with a backendRef", "VirtualService": "managed HTTP route with a destination"}
+
+
+def rule_noun(kind: str) -> str:
+    """The managed rule of a route of this kind, as messages name it."""
+    return _RULE.get(kind, "rule")
 
 
 def shown(weights: Mapping[str, int]) -> str:

@@ -207,7 +207,8 @@ def waiting(observations: Observations, weight: int, kept: Mapping[str, str]) ->
     if not seen.exists:
         return f"waiting for {seen.kind} {seen.route} to exist"
     if seen.weights is None:
-        return f"waiting for {seen.kind} {seen.route} to have a rule with a backendRef to {', '.join(asked)}"
+        rule = gateway.rule_noun(seen.kind)
+        return f"waiting for {seen.kind} {seen.route} to have a {rule} to {', '.join(asked)}"
     routes = gateway.shown(seen.weights)
     if dict(seen.weights) == asked and dict(seen.sessions) != dict(kept):
         name = observations.owner.name
