@@ -8,6 +8,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# Debian packages the tests need, installed when missing (CI machines start fresh; without root,
+# sudo is asked for). The package index is refreshed only when the first try fails.
+apt_install = SUDO=$$(test "$$(id -u)" = 0 || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get install -y --no-install-recommends $(1) \
+	|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $(1); }
+
 # Component makefiles (e.g. serving-image/serving.mk) add to these:
 INSTALL_DEPS :=   # files whose change re-runs the install
 INSTALL_HOOKS :=  # targets run after the base install, inside the venv
@@ -22,8 +28,7 @@ TEST_DEPS += gitops-tools
 TEST_DEPS += tmux
 tmux:
 	command -v tmux >/dev/null && exit 0
-	SUDO=$$(test "$$(id -u)" = 0 || echo sudo)
-	$$SUDO apt-get install -y --no-install-recommends tmux || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends tmux; }
+	$(call apt_install,tmux)
 
 .PHONY: tmux
 
@@ -32,8 +37,7 @@ tmux:
 TEST_DEPS += chromium
 chromium:
 	command -v chromium >/dev/null && exit 0
-	SUDO=$$(test "$$(id -u)" = 0 || echo sudo)
-	$$SUDO apt-get install -y --no-install-recommends chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; }
+	$(call apt_install,chromium)
 
 .PHONY: chromium
 .PHONY: help venv cluster-bins traefik lua gitops-tools lint typecheck test test-unit cluster-up reap clean chart-crds podschema operator-lock lint-operator-image \
@@ -95,10 +99,7 @@ podschema: $(STAMP)  ## spec.template's schema matches k8s.io/kubernetes's OpenA
 # Debian's packages, for the tests of deploy/argocd (Argo CD runs Lua 5.1); a no-op when there.
 lua:  ## install lua5.1 and lua-dkjson (Debian), if missing
 	if command -v lua5.1 >/dev/null && test -f /usr/share/lua/5.1/dkjson.lua; then exit 0; fi
-	SUDO=$$(test "$$(id -u)" = 0 || echo sudo)
-	export DEBIAN_FRONTEND=noninteractive
-	$$SUDO apt-get install -y --no-install-recommends lua5.1 lua-dkjson \
-		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends lua5.1 lua-dkjson; }
+	$(call apt_install,lua5.1 lua-dkjson)
 
 gitops-tools: $(STAMP) lua  ## Lua (Argo CD's health check and actions) and kstatus (Flux's view), built or cached
 	$(PY) hack/devcluster/kstatus.py

@@ -9,10 +9,7 @@ TEST_DEPS += prometheus
 # no-op when it is there). Without root, sudo is asked for.
 prometheus:  ## install Prometheus (Debian's package) for the local world, if missing
 	if command -v prometheus >/dev/null || test -x /usr/bin/prometheus; then exit 0; fi
-	SUDO=$$(test "$$(id -u)" = 0 || echo sudo)
-	export DEBIAN_FRONTEND=noninteractive
-	$$SUDO apt-get install -y --no-install-recommends prometheus \
-		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends prometheus; }
+	$(call apt_install,prometheus)
 	/usr/bin/prometheus --version | head -1
 
 .PHONY: demo
