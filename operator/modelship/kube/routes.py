@@ -17,7 +17,7 @@ from modelship.core import engine, gateway, shadow
 from modelship.core.manifests import Owner
 from modelship.kube import virtualservices
 from modelship.kube.observe import owned_by
-from modelship.kube.storage import Conflict, Forbidden, Invalid, Storage, endpointslices_path, route_path
+from modelship.kube.storage import Forbidden, Storage, endpointslices_path, route_path
 
 # The label the EndpointSlice controller puts on a Service's slices.
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -120,13 +120,4 @@ def write(
     rules = shadow.mark(rules, owner.name, route.shadow) if rules is not None else None
     if rules is None or rules == current["spec"]["rules"]:
         return False  # no rule of ours (RuleNotFound), or nothing to change
-    ops = [
-        # Only if the rules are still what we read: never overwrite a concurrent edit blindly.
-        {"op": "test", "path": "/spec/rules", "value": current["spec"]["rules"]},
-        {"op": "replace", "path": "/spec/rules", "value": rules},
-    ]
-    try:
-        storage.json_patch(path, ops)
-    except (Conflict, Invalid):
-        return False  # edited meanwhile: the next pass reads it again
-    return True
+    return storage.replace_if_unchanged(path, "/spec/rules", current["spec"]["rules"], rules)

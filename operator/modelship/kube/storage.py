@@ -263,6 +263,20 @@ class Storage:
     def json_patch(self, path: str, ops: list[dict[str, Any]]) -> Manifest:
         return self.request("PATCH", path, body=ops, content_type=JSON_PATCH)
 
+    def replace_if_unchanged(self, path: str, pointer: str, read: Any, wanted: Any) -> bool:
+        """Set the field at `pointer` to `wanted` only if it still holds what was `read` (a JSON
+        patch `test`, then `replace`): a concurrent edit is never overwritten blindly. False when
+        it changed meanwhile; the next pass reads it again."""
+        ops = [
+            {"op": "test", "path": pointer, "value": read},
+            {"op": "replace", "path": pointer, "value": wanted},
+        ]
+        try:
+            self.json_patch(path, ops)
+        except (Conflict, Invalid):
+            return False
+        return True
+
     def delete(self, path: str) -> bool:
         """Delete in the background (dependents follow); False when it was already gone."""
         try:

@@ -16,7 +16,7 @@ from modelship import api
 from modelship.core import engine, istio
 from modelship.core.manifests import Owner
 from modelship.kube.observe import owned_by
-from modelship.kube.storage import Conflict, Invalid, NotFound, Storage, virtualservice_path
+from modelship.kube.storage import NotFound, Storage, virtualservice_path
 
 
 def read(
@@ -74,13 +74,5 @@ def write(
     )
     if http is None or http == current["spec"].get("http"):
         return False  # no managed route (RuleNotFound), or nothing to change
-    ops = [
-        # Only if the routes are still what we read: never overwrite a concurrent edit blindly.
-        {"op": "test", "path": "/spec/http", "value": current["spec"]["http"]},
-        {"op": "replace", "path": "/spec/http", "value": http},
-    ]
-    try:
-        storage.json_patch(virtualservice_path(owner.namespace, ref.name), ops)
-    except (Conflict, Invalid):
-        return False  # edited meanwhile: the next pass reads it again
-    return True
+    path = virtualservice_path(owner.namespace, ref.name)
+    return storage.replace_if_unchanged(path, "/spec/http", current["spec"]["http"], http)
