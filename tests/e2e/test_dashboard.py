@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 NAME = "dash"
 CHROMIUM = Path("/usr/bin/chromium")
 # A pause at the canary's weight so the page can be looked at, then the analysis that fails it.
-STEPS: list[dict[str, Any]] = [{"setWeight": 30}, {"pause": {"duration": "8s"}}, {"analysis": {}}]
+STEPS: list[dict[str, Any]] = [{"setWeight": 30}, {"pause": {"duration": "15s"}}, {"analysis": {}}]
 
 
 @pytest.fixture
@@ -66,7 +66,8 @@ def test_a_bad_canary_on_the_real_node_is_seen_at_its_weight_then_failed_on_the_
     row = page.locator(f'#list tr[data-namespace="{rollout.namespace}"][data-name="{NAME}"]')
     expect(row).to_contain_text("Healthy")
     rollout.set_image(NAME, "v3-bad-errors")
-    expect(row.locator("td.weight")).to_have_text("30%")  # the operator's own status, pushed live
+    # The operator's own status, pushed live; the canary's pods start first (slower on a busy node).
+    expect(row.locator("td.weight")).to_have_text("30%", timeout=150_000)
     row.get_by_role("link", name=NAME).click()
     expect(page.locator("#weights-chart")).to_contain_text("candidate 30%")
     # The analysis after the pause fails the canary: a mark with its value and limit.

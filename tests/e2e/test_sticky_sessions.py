@@ -30,9 +30,10 @@ REQUESTS = 10  # per kept session
 STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 90}, {"pause": {}}]
 
 
-def predict(endpoint: Endpoint, cookie: str | None = None) -> str:
+def predict(endpoint: Endpoint, cookie: str | None = None, waiting: bool = False) -> str | None:
     """One prediction through Traefik (answered 200), sending `cookie` if given; the revision the
-    answer's Set-Cookie names."""
+    answer's Set-Cookie names. `waiting` for the gateway to load a change: a 503 (its view of a
+    backend's endpoints not yet updated) is None, to ask again."""
     host, _, port = endpoint.url.removeprefix("http://").partition(":")
     conn = http.client.HTTPConnection(host, int(port or 80), timeout=10)
     headers = {"Host": endpoint.host, "Content-Type": "application/json"}
@@ -42,6 +43,8 @@ def predict(endpoint: Endpoint, cookie: str | None = None) -> str:
         conn.request("POST", "/predict", body=holdout_samples()[0].body, headers=headers)
         answer = conn.getresponse()
         answer.read()
+        if waiting and answer.status == 503:
+            return None
         assert answer.status == 200, answer.status
         stamps = [
             v for k, v in answer.getheaders() if k.lower() == "set-cookie" and v.startswith(f"{COOKIE}=")
@@ -96,12 +99,16 @@ def test_sessions_stay_on_their_revision_while_the_weight_moves_and_return_to_st
     rollout.create(manifest)
     stable = rollout.mds.wait_phase(NAME, "Healthy")["stableRevision"]
     endpoint = rollout.endpoint(NAME)
-    eventually("stable's answers to carry its cookie", lambda: predict(endpoint) == stable, timeout=30)
+    eventually(
+        "stable's answers to carry its cookie", lambda: predict(endpoint, waiting=True) == stable, timeout=30
+    )
     rollout.set_image(NAME, "v2")
     candidate = at_step(rollout, 1)["revision"]
 
     # New sessions follow the weights, each told where it landed.
-    eventually("a new session on the candidate", lambda: predict(endpoint) == candidate, timeout=30)
+    eventually(
+        "a new session on the candidate", lambda: predict(endpoint, waiting=True) == candidate, timeout=30
+    )
     before = rollout.served()
     landed = Counter(predict(endpoint) for _ in range(CLIENTS))
     assert landed == rollout.served() - before, landed
@@ -117,6 +124,8 @@ def test_sessions_stay_on_their_revision_while_the_weight_moves_and_return_to_st
     command(rollout, "abort")
     rollout.mds.wait_phase(NAME, "Degraded")
     eventually(
-        "the candidate's session on stable", lambda: predict(endpoint, candidate) == stable, timeout=30
+        "the candidate's session on stable",
+        lambda: predict(endpoint, candidate, waiting=True) == stable,
+        timeout=30,
     )
     assert kept(rollout, endpoint, candidate) == {stable: REQUESTS}
