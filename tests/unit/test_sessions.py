@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from modelship import api
+from modelship import api, plugin
 from modelship.core import engine, gateway
 from modelship.core.engine.writes import ordered
 
@@ -289,3 +289,18 @@ def test_dropping_the_canarys_session_rule_is_written_before_services_and_pods_c
     # Keeping it (or adding it, with the canary's weight) goes after them.
     kept = engine.Route({"fraud-stable": 50, "fraud-canary": 50}, sessions=BOTH)
     assert ordered([service], (), kept, "fraud-canary", observations)[-1] == kept
+
+
+@pytest.mark.parametrize(
+    ("affinity", "shown"),
+    [({"cookie": {}}, "cookie modelship-revision"), ({"header": {"name": "x-rev"}}, "header x-rev")],
+)
+def test_the_plugins_status_view_says_how_sessions_stick(affinity: dict[str, Any], shown: str) -> None:
+    md = {
+        "metadata": {"name": "fraud", "namespace": "ml"},
+        "spec": api.dump(sticky_spec(affinity=affinity)),
+        "status": {"phase": "Healthy", "stableRevision": "fraud-aaa"},
+    }
+    assert f"Sessions:   sticky by {shown} " in plugin.render(md, [])
+    del md["spec"]["traffic"]["sessionAffinity"]
+    assert "Sessions:" not in plugin.render(md, [])

@@ -28,6 +28,7 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
         f"Stable:     {status.stable_revision or '-'} "
         f"({status.available_replicas or 0}/{spec.replicas} available)",
     ]
+    lines += _sessions(spec.traffic.session_affinity)
     if status.pause is not None:
         at = f" at {_stamp(status.pause.at)}" if status.pause.at else ""
         lines.append(f"Paused:     by {status.pause.by}{at} (`kubectl modelship resume` continues)")
@@ -85,6 +86,16 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
         times = f" (x{e['count']})" if (e.get("count") or 1) > 1 else ""  # a repeat's series
         lines.append(f"  {stamp}  {kind}  {e.get('reason', '')}: {e.get('message', '')}{times}")
     return "\n".join(lines)
+
+
+def _sessions(affinity: api.SessionAffinity | None) -> list[str]:
+    """The sticky-sessions line, if the spec asks for them."""
+    if affinity is None:
+        return []
+    how = f"cookie {affinity.cookie.name}" if affinity.cookie is not None else None
+    if affinity.header is not None:
+        how = f"header {affinity.header.name}"
+    return [f"Sessions:   sticky by {how} (a client stays on the revision that first served it)"]
 
 
 def _stamp(moment: datetime) -> str:
