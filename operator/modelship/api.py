@@ -591,10 +591,29 @@ class ExperimentMetric(_Model):
     )
 
 
+ChallengerImage = Annotated[
+    str,
+    Field(max_length=512, description="The challenger's serving image, pinned by digest."),
+    *matches(
+        DIGEST_RE,
+        "spec.strategy.canary.steps[].experiment.challenger.image must pin the image by digest, as "
+        "<repository>@sha256:<64 lowercase hex digits>",
+    ),
+]
+
+
+class Challenger(_Model):
+    """A second candidate an experiment compares the spec's candidate with: a revision of the spec's
+    pods with this image (and model), run only while the experiment step runs."""
+
+    image: ChallengerImage
+    model: ModelRef | None = Field(default=None, description="Its model artifact (default: spec.model).")
+
+
 class Experiment(_Model):
-    """Serve the candidate at a fixed `weight` beside stable, then decide with a statistical test
-    (docs/analysis.md#experiments): worse on any metric aborts, too little data to tell pauses, better
-    or equivalent goes on."""
+    """Serve the candidate at a fixed `weight` beside stable (and a `challenger` at the same weight),
+    then decide with a statistical test (docs/analysis.md#experiments): worse on any metric aborts,
+    too little data to tell pauses, better or equivalent goes on."""
 
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -602,11 +621,24 @@ class Experiment(_Model):
                 "has(self.duration) || has(self.minSamples)",
                 "spec.strategy.canary.steps[].experiment: set duration, minSamples or both "
                 "(when the experiment is decided)",
-            )
+            ),
+            Rule(
+                "!has(self.challenger) || !has(self.weight) || self.weight <= 50",
+                "spec.strategy.canary.steps[].experiment.weight must be at most 50 with a challenger: "
+                "the candidate and the challenger each get it, stable the rest",
+                ".weight",
+            ),
         )
     )
     weight: Annotated[int, Field(ge=1, le=99)] = Field(
-        default=50, description="The candidate's share of traffic during the experiment, percent."
+        default=50,
+        description="The candidate's share of traffic during the experiment, percent; with a challenger, "
+        "the challenger's too (stable gets 100 - 2 x weight).",
+    )
+    challenger: Challenger | None = Field(
+        default=None,
+        description="gatewayAPI or istio: compare the candidate with this second candidate instead of "
+        "stable; it runs (`<name>-challenger`) only during the step and is never promoted.",
     )
     duration: Duration | None = Field(
         default=None, description="Decide no sooner than this after the weight took effect."
@@ -671,7 +703,7 @@ class CanaryStep(_Model):
     experiment: Experiment | None = Field(
         default=None,
         description="A/B test: the candidate at a fixed weight until duration and minSamples are reached, "
-        "then a statistical test against stable decides.",
+        "then a statistical test against stable (or the challenger) decides.",
     )
     shadow: ShadowStep | None = Field(
         default=None,
@@ -1544,6 +1576,24 @@ _HEADER_ROUTE_NEEDS_GATEWAY = Rule(
 
 # The gateway marks the requests the stable pods copy (core/shadow.py): an HTTPRoute filter, or a
 # VirtualService route's request headers.
+# The challenger is a third backend of the route: the service router splits by pods of one Service.
+_CHALLENGER_NEEDS_GATEWAY = Rule(
+    "!has(self.strategy.canary) || (has(self.traffic) && has(self.traffic.router) && "
+    "self.traffic.router != 'service') || "
+    "!self.strategy.canary.steps.exists(s, has(s.experiment) && has(s.experiment.challenger))",
+    "spec.strategy.canary.steps[].experiment.challenger needs spec.traffic.router gatewayAPI or istio: "
+    "the route splits traffic three ways",
+    ".strategy.canary.steps",
+)
+# A challenger the same as the candidate would be one Deployment compared with itself.
+_CHALLENGER_DIFFERS = Rule(
+    "!has(self.strategy.canary) || self.strategy.canary.steps.all(s, !has(s.experiment) || "
+    "!has(s.experiment.challenger) || s.experiment.challenger.image != self.image || "
+    "(has(s.experiment.challenger.model) && s.experiment.challenger.model != self.model))",
+    "spec.strategy.canary.steps[].experiment.challenger must differ from the candidate: another image, "
+    "or another model",
+    ".strategy.canary.steps",
+)
 _SHADOW_NEEDS_GATEWAY = Rule(
     "!has(self.strategy.canary) || (has(self.traffic) && has(self.traffic.router) && "
     "self.traffic.router != 'service') || !self.strategy.canary.steps.exists(s, has(s.shadow))",
@@ -1623,6 +1673,8 @@ class ModelDeploymentSpec(_Model):
             _CANARY_SCALE_NEEDS_ROUTE,
             _HEADER_ROUTE_NEEDS_GATEWAY,
             _SHADOW_NEEDS_GATEWAY,
+            _CHALLENGER_NEEDS_GATEWAY,
+            _CHALLENGER_DIFFERS,
             _CORAL_NODE_SELECTOR,
             _CORAL_AFFINITY,
             _CORAL_TOLERATION,
@@ -1744,6 +1796,11 @@ class AnalysisRun(_Model):
     data_since: datetime | None = None
     last_measured_at: datetime | None = None
     metrics: Annotated[list[MetricStatus], Field(max_length=16)] = []
+    baseline: Annotated[str, Field(max_length=63)] | None = Field(
+        default=None,
+        description="An experiment with a challenger: the challenger revision the candidate is compared "
+        "with (each measurement's stableValue and comparison.stableSamples are its); unset: stable.",
+    )
 
 
 class SmokeTestResult(_Model):
@@ -1768,6 +1825,16 @@ class RevisionTemplate(_Model):
 RevisionName = Annotated[str, Field(max_length=63)]
 BlueGreenPhase = Literal["Preview", "Promoted", "Switched", "Accepted"]
 SWITCHED: tuple[BlueGreenPhase, ...] = ("Switched", "Accepted")  # `<name>` serves the new colour
+
+
+class ChallengerRollout(_Model):
+    """The challenger revision an experiment step runs beside the candidate."""
+
+    revision: RevisionName = Field(description="Its revision (Deployment), behind `<name>-challenger`.")
+    weight: Annotated[int, Field(ge=0, le=50)] = Field(
+        default=0,
+        description="Percent of traffic the route is asked to give it (0 until its pods are ready).",
+    )
 
 
 class CanaryRollout(_Model):
@@ -1804,6 +1871,11 @@ class CanaryRollout(_Model):
         default=None,
         description="The shadow a shadow step set: this percent of the stable pods' requests is copied "
         "to `<name>-canary` until promotion, abort, a new revision or a shadow step of 0.",
+    )
+    challenger: ChallengerRollout | None = Field(
+        default=None,
+        description="An experiment step's challenger while it runs (its Deployment and "
+        "`<name>-challenger`); removed from the route once the step is over, then deleted.",
     )
     promote_full: bool | None = Field(
         default=None, description="Set by `modelship promote --full`: skip the remaining steps."

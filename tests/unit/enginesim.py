@@ -84,7 +84,9 @@ class World:
     stopped_jobs: list[str] = field(default_factory=list)  # the names `StopJob` writes deleted
 
     def observations(self, s: api.ModelDeploymentSpec | None = None) -> engine.Observations:
-        base = engine.Observations(self.owner, dict(self.deployments), scrape=self.scrape)
+        base = engine.Observations(
+            self.owner, dict(self.deployments), scrape=self.scrape, services=frozenset(self.services)
+        )
         if s is None:
             return base
         where = traffic.route_of(s)  # an HTTPRoute or a VirtualService: one observation for both
@@ -138,6 +140,8 @@ class World:
     def write(self, write: engine.Write) -> None:
         if isinstance(write, engine.Delete):
             self.deployments.pop(write.name, None)
+        elif isinstance(write, engine.DeleteService):
+            self.services.pop(write.name, None)
         elif isinstance(write, engine.StopJob):
             self.owned_jobs.pop(write.name, None)
             self.stopped_jobs.append(write.name)

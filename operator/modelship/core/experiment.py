@@ -1,5 +1,6 @@
 """The `experiment` canary step, pure: an analysis run of kind `experiment` that compares the
-candidate with the stable revision by a statistical test (`analysis.abtest`) instead of limits.
+candidate with the stable revision (or a challenger: a second candidate, `challenger_of`) by a
+statistical test (`analysis.abtest`) instead of limits.
 
 The step sets the candidate's weight as a setWeight step would; once the router shows it the run
 starts, and its start opens the window both revisions are counted over (feedback rows for
@@ -7,7 +8,8 @@ accuracy, request-duration buckets for latency: `templates.EXPERIMENT_*`). Every
 reads the counts of both revisions since then. The run is decided once, at the first look where
 `duration` has passed and each revision has `minSamples` of every metric:
 
-- a metric whose candidate is Worse: Failed (the rollout aborts, `ExperimentFailed`);
+- a metric whose candidate is Worse: Failed (the rollout aborts, `ExperimentFailed`; against a
+  challenger `ExperimentLost`, naming it: the spec's image is never swapped for it);
 - else a metric with NotEnoughData: Inconclusive (paused, `ExperimentInconclusive`: never promotes);
 - else (Better or Equivalent on every metric): Successful, the step completes.
 
@@ -22,6 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from modelship import api
+from modelship.core import revisions
 from modelship.core.analysis import abtest, runs
 from modelship.core.analysis.verdicts import RawMeasurement
 
@@ -38,6 +41,33 @@ _VERDICTS: dict[abtest.Outcome, api.Verdict] = {
 def step_of(spec: api.ModelDeploymentSpec, step: int | None) -> api.Experiment | None:
     steps = spec.strategy.steps
     return steps[step].experiment if step is not None and 0 <= step < len(steps) else None
+
+
+def challenger_template(
+    spec: api.ModelDeploymentSpec, experiment: api.Experiment
+) -> api.RevisionTemplate | None:
+    """The challenger's pods: the spec's revision with the challenger's image (and model)."""
+    rival = experiment.challenger
+    if rival is None:
+        return None
+    template = revisions.template_of(spec)
+    return template.model_copy(update={"image": rival.image, "model": rival.model or template.model})
+
+
+def challenger_of(
+    spec: api.ModelDeploymentSpec, owner_name: str, step: int | None
+) -> tuple[str, api.RevisionTemplate] | None:
+    """The challenger revision the experiment step `step` runs, and its pods; None: no such step, or
+    it has no challenger."""
+    trial = step_of(spec, step)
+    template = challenger_template(spec, trial) if trial is not None else None
+    return (revisions.revision_name(owner_name, template), template) if template is not None else None
+
+
+def lost(experiment: api.Experiment, run: api.AnalysisRun) -> str:
+    """Why a candidate lost to the challenger (`ExperimentLost`): the challenger that won and the tests."""
+    assert experiment.challenger is not None
+    return f"challenger {experiment.challenger.image} ({run.baseline}) is better: {run.message}"
 
 
 def analysis(spec: api.ModelDeploymentSpec, experiment: api.Experiment) -> api.Analysis:

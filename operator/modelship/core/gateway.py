@@ -43,8 +43,17 @@ from modelship.core.manifests import Manifest, Owner
 GROUP_VERSION = "gateway.networking.k8s.io/v1"
 
 
-def weights(owner_name: str, canary_weight: int) -> dict[str, int]:
-    return {f"{owner_name}-stable": 100 - canary_weight, f"{owner_name}-canary": canary_weight}
+def challenger_service(owner_name: str) -> str:
+    """The Service in front of an experiment's challenger revision (a third backend while it runs)."""
+    return f"{owner_name}-challenger"
+
+
+def weights(owner_name: str, canary_weight: int, challenger_weight: int = 0) -> dict[str, int]:
+    """The managed rule's backends: stable gets what the canary (and a challenger, a third backend
+    only while it has weight) leave."""
+    rest = 100 - canary_weight - challenger_weight
+    split = {f"{owner_name}-stable": rest, f"{owner_name}-canary": canary_weight}
+    return split | ({challenger_service(owner_name): challenger_weight} if challenger_weight else {})
 
 
 def backend_refs(

@@ -1,5 +1,6 @@
 """What a pass reads of the cluster, turned into the engine's Observations: the revision
-Deployments a ModelDeployment owns, the accelerator capacity, the HTTPRoute (`routes.read`)."""
+Deployments and the Services a ModelDeployment owns, the accelerator capacity, the HTTPRoute
+(`routes.read`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from modelship import api
 from modelship.core import devices, engine, manifests, revisions, sources
-from modelship.kube.storage import NODES_PATH, Forbidden, Storage, deployments_path, pods_path
+from modelship.kube.storage import NODES_PATH, Forbidden, Storage, deployments_path, pods_path, service_path
 
 
 def observe_deployment(obj: dict[str, Any]) -> engine.ObservedDeployment:
@@ -54,6 +55,14 @@ def observe_deployments(
         failure = model_failure(storage, owner, target, spec.model.sha256)
         observed[target] = dataclasses.replace(wanted, model_failure=failure)
     return observed
+
+
+def observe_services(storage: Storage, owner: manifests.Owner) -> frozenset[str]:
+    """The Services the ModelDeployment owns, by name (an experiment's challenger Service among them)."""
+    listed = storage.items(
+        service_path(owner.namespace), labelSelector=f"{manifests.MODEL_LABEL}={owner.name}"
+    )
+    return frozenset(obj["metadata"]["name"] for obj in listed if owned_by(obj, owner.uid))
 
 
 def model_failure(storage: Storage, owner: manifests.Owner, revision: str, sha256: str) -> str | None:

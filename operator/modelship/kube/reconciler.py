@@ -45,7 +45,7 @@ from modelship.analysis import measure
 from modelship.core import engine, evaluation, experiment, manifests
 from modelship.kube import jobs, routes, smoke
 from modelship.kube.feedbackkey import FeedbackKeys
-from modelship.kube.observe import observe_deployments, observe_devices
+from modelship.kube.observe import observe_deployments, observe_devices, observe_services
 from modelship.kube.storage import (
     EVENTS_API,
     Conflict,
@@ -56,6 +56,7 @@ from modelship.kube.storage import (
     md_path,
     merge_patch,
     series_events_path,
+    service_path,
 )
 from modelship.logs import Logger, object_logger
 from modelship.notify.delivery import Notifier
@@ -146,6 +147,7 @@ class Reconciler:
             route=route.observation if route is not None else None,
             resource_version=meta["resourceVersion"],
             notifications=self.notifier.results(owner, spec),
+            services=observe_services(self.storage, owner),
         )
         clock = self.clock()
         # Kubernetes timestamps have second precision; deciding on whole seconds makes a status
@@ -195,6 +197,9 @@ class Reconciler:
             elif isinstance(write, engine.Delete):
                 logger.info("deleting revision Deployment %s", write.name)
                 self.storage.delete(deployments_path(owner.namespace, write.name))
+            elif isinstance(write, engine.DeleteService):
+                logger.info("deleting Service %s: no route sends to it any more", write.name)
+                self.storage.delete(service_path(owner.namespace, write.name))
             elif isinstance(write, engine.StopJob):
                 jobs.stop(self.storage, owner.namespace, write.name, logger)
             elif route is not None and routes.write(self.storage, owner, spec, write, route):
@@ -235,7 +240,8 @@ class Reconciler:
         for run in (r for r in wants.runs if r.kind == experiment.KIND):
             trial = experiment.step_of(spec, run.step)
             if trial is not None:
-                stable = status.stable_revision or run.revision
+                # Against the challenger the run was started with, or stable.
+                stable = run.baseline or status.stable_revision or run.revision
                 metrics = [m.name for m in trial.metrics]
                 window = experiment.window(run, now)
                 measurements[run.kind] = measure.experiment(

@@ -36,11 +36,16 @@ def routed(spec: api.ModelDeploymentSpec) -> str | None:
     return spec.traffic.http_route if spec.traffic.router == "gatewayAPI" else None
 
 
+def backends(owner_name: str) -> list[str]:
+    """Every Service a route of ours may send to: stable, canary and an experiment's challenger."""
+    return [*gateway.weights(owner_name, 0), gateway.challenger_service(owner_name)]
+
+
 def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read | None:
     """The route and the weights of the rule modelship manages (None: no route to read)."""
     ref = spec.traffic.virtual_service
     if spec.traffic.router == "istio" and ref is not None:
-        endpoints = ready_endpoints(storage, owner.namespace, gateway.weights(owner.name, 0))
+        endpoints = ready_endpoints(storage, owner.namespace, backends(owner.name))
         return Read(*virtualservices.read(storage, owner, ref, endpoints, spec.traffic.session_affinity))
     name = routed(spec)
     if not name:
@@ -50,7 +55,7 @@ def read(storage: Storage, owner: Owner, spec: api.ModelDeploymentSpec) -> Read 
     headers = gateway.read_headers(obj, owner.name) if obj is not None else {}
     affinity = spec.traffic.session_affinity
     sessions = gateway.read_sessions(obj, owner.name, affinity) if obj is not None else {}
-    endpoints = ready_endpoints(storage, owner.namespace, gateway.weights(owner.name, 0))
+    endpoints = ready_endpoints(storage, owner.namespace, backends(owner.name))
     observation = engine.RouteObservation(
         route=name,
         weights=weights or None,

@@ -110,8 +110,9 @@ def deployments_path(namespace: str, name: str = "") -> str:
     return f"{base}/{name}" if name else base
 
 
-def service_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/services/{name}"
+def service_path(namespace: str, name: str = "") -> str:
+    base = f"/api/v1/namespaces/{namespace}/services"
+    return f"{base}/{name}" if name else base
 
 
 def route_path(namespace: str, name: str = "") -> str:

@@ -32,7 +32,8 @@ the events). Every rule lives here; `modelship.core.traffic` turns weights into 
   `analysis` step waits for its run; a background run watches the whole canary; a load
   test (a `loadTest` step, `blueGreen.prePromotionLoadTest`) waits until its Job runs
   (`modelship.core.loadtest`); an `experiment` step holds its weight until a statistical test of
-  the candidate against stable decides (`modelship.core.experiment`). The
+  the candidate against stable (or a challenger it runs beside them) decides
+  (`modelship.core.experiment`). The
   shell takes the measurements `wants` asks for and passes them in `Observations`. A Job that
   no longer belongs to the rollout (an abort, a promotion, a new digest) is stopped while it runs
   (`jobs.stale`): a load test's load ends with its rollout.
@@ -88,6 +89,7 @@ from modelship.core.engine.model import (
     Context,
     Decision,
     Delete,
+    DeleteService,
     Event,
     Observations,
     ObservedDeployment,
@@ -106,6 +108,7 @@ __all__ = [
     "Apply",
     "Decision",
     "Delete",
+    "DeleteService",
     "Event",
     "Observations",
     "ObservedDeployment",

@@ -14,6 +14,7 @@ promotion.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from modelship import api
@@ -25,6 +26,7 @@ from modelship.core.engine.moves import abort, apply, promote
 from modelship.core.shadow import Shadow
 
 SECOND = timedelta(seconds=1)
+LOST = "ExperimentLost"  # the abort reason when the challenger beat the candidate
 
 
 def advance(ctx: Context, out: Outcome) -> Outcome:
@@ -43,6 +45,13 @@ def advance(ctx: Context, out: Outcome) -> Outcome:
             return out
         blocked = not done
     out = out.but(step=step, weight=weight)
+    if (
+        out.challenger is not None
+        and experiment.challenger_of(spec, ctx.observations.owner.name, step) is None
+    ):
+        # The experiment is over (or was moved past): the challenger leaves the route; its Service
+        # and pods go once a gateway applied that (`status.finish`).
+        out = out.but(challenger=None, challenger_weight=0)
     out = _background(ctx, out, step)
 
     router = traffic.router_for(spec)
@@ -141,42 +150,64 @@ def _step(ctx: Context, out: Outcome, step: int, weight: int) -> tuple[Outcome, 
 
 
 def _weigh(
-    ctx: Context, out: Outcome, step: int, weight: int, wanted: int, label: str
+    ctx: Context, out: Outcome, step: int, weight: int, wanted: int, label: str, challenger: str | None = None
 ) -> tuple[Outcome, int, bool]:
-    """Move the canary's weight to `wanted` (a setWeight step, an experiment's): once the canary's
-    pods for it are ready and the router can serve it; (outcome, weight, whether the router shows it)."""
+    """Move the canary's weight to `wanted` (a setWeight step, an experiment's), and an experiment's
+    `challenger` to the same weight: once the pods of both for it are ready and the router can serve
+    them; (outcome, weight, whether the router shows it)."""
     spec, steps = ctx.spec, ctx.spec.strategy.steps
     replicas = traffic.router_for(spec).replicas(spec.replicas, weight, wanted, _scale(steps, step), False)
     if not ready(ctx.observed(ctx.target), replicas.canary):
         return out, weight, False
+    if challenger is not None and not ready(ctx.observed(challenger), replicas.canary):
+        return out.but(waiting=f"{label}: waiting for the challenger {challenger}'s pods"), weight, False
+    rival = wanted if challenger is not None else 0
+    moving = wanted != weight or rival != out.challenger_weight
     unserved = (
-        routing.unserved(ctx.observations, wanted, out.stable, ctx.target, replicas.canary)
-        if wanted != weight
+        routing.unserved(ctx.observations, wanted, out.stable, ctx.target, replicas.canary, challenger, rival)
+        if moving
         else None
     )
     if unserved is not None:
         return out.but(waiting=f"{label}: {unserved}"), weight, False
-    if wanted != weight:
-        out = out.said(Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%"))
+    if moving:
+        also = f", challenger {challenger} {rival}%" if challenger is not None else ""
+        out = out.said(
+            Event("Normal", "WeightChanged", f"{label}: canary weight {weight}% -> {wanted}%{also}")
+        ).but(challenger_weight=rival)
         weight = wanted
     kept = routing.sessions(spec, ctx.observations.owner.name, weight, out.stable, ctx.target)
-    if not routing.verified(ctx.observations, weight, kept):
-        return out.but(waiting=f"{label}: {routing.waiting(ctx.observations, weight, kept)}"), weight, False
+    if not routing.verified(ctx.observations, weight, kept, rival):
+        waiting = routing.waiting(ctx.observations, weight, kept, rival)
+        return out.but(waiting=f"{label}: {waiting}"), weight, False
     return out, weight, True
 
 
 def _experiment(
     ctx: Context, out: Outcome, step: int, weight: int, trial: api.Experiment, label: str
 ) -> tuple[Outcome, int, int, bool]:
-    """An experiment step: the candidate's weight as a setWeight step sets it; once the router shows
-    it, the experiment's run starts (its start opens the window both revisions are counted over)
-    and decides (`core.experiment`): Successful completes the step, Failed aborts, Inconclusive pauses."""
-    out, weight, shown = _weigh(ctx, out, step, weight, trial.weight, label)
+    """An experiment step: the candidate's weight as a setWeight step sets it (and a challenger's, the
+    same, once its pods are up); once the router shows it, the experiment's run starts (its start
+    opens the window both revisions are counted over) and decides (`core.experiment`): Successful
+    completes the step, Failed aborts (`ExperimentLost` against a challenger), Inconclusive pauses."""
+    found = experiment.challenger_of(ctx.spec, ctx.observations.owner.name, step)
+    rival = found[0] if found is not None else None
+    if rival != out.challenger:
+        # A new challenger (or another one: the spec changed it): the one before leaves the route
+        # first, and `<name>-challenger` moves to the new pods only once a gateway applied that.
+        out = out.but(challenger=rival, challenger_weight=0)
+    out, weight, shown = _weigh(ctx, out, step, weight, trial.weight, label, rival)
     if not shown:
         return out, step, weight, False
     settings = experiment.analysis(ctx.spec, trial)
     run = out.runs.get(experiment.KIND)
+    if run is not None and run.baseline != rival:
+        run = None  # a run against another baseline says nothing about this one
     gate = gates.analysis_gate(experiment.KIND, ctx.target, step, label, settings, run, ctx.now)
+    if gate.run is not None and gate.run.baseline != rival:
+        gate = dataclasses.replace(gate, run=gate.run.model_copy(update={"baseline": rival}))
+    if gate.state == "abort" and gate.run is not None and gate.run.phase == "Failed" and rival is not None:
+        gate = dataclasses.replace(gate, reason=LOST, message=f"{label}: {experiment.lost(trial, gate.run)}")
     out, state = apply(out, ctx, gate)
     return (out, step + 1, weight, True) if state == "pass" else (out, step, weight, False)
 

@@ -81,6 +81,9 @@ class Observations:
     # The Jobs the ModelDeployment owns, by name, with their labels: the one `wants` asked the shell
     # to run (a load test's) as read in full, the others as listed (`engine.jobs.stale` reads them).
     jobs: Mapping[str, JobObservation] = field(default_factory=dict)
+    # The Services the ModelDeployment owns, by name (an experiment's `<name>-challenger` is deleted
+    # once the route no longer sends to it); None: not read.
+    services: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,13 @@ class Delete:
 
 
 @dataclass(frozen=True)
+class DeleteService:
+    """Delete one Service (by name): an experiment's `<name>-challenger`, once nothing routes to it."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Route:
     """Set the weights of the HTTPRoute rule modelship manages (backend Service -> weight), and its
     header rules (`setHeaderRoute`: requests with these headers go to `<name>-canary`)."""
@@ -152,7 +162,7 @@ class StopJob:
     name: str
 
 
-Write = Apply | Delete | Route | StopJob
+Write = Apply | Delete | DeleteService | Route | StopJob
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,9 @@ class Outcome:
     weight: int | None = None  # the traffic the new revision is given
     header_routes: tuple[api.HeaderRoute, ...] = ()  # canary: what setHeaderRoute steps added
     shadow_percent: int | None = None  # canary: what the last shadow step set (None: no shadow)
+    # canary: an experiment step's challenger revision while it runs, and its weight in the route
+    challenger: str | None = None
+    challenger_weight: int = 0
     # canary: the pause or loadTest step's start; blue/green: when the preview was ready
     pause_start: datetime | None = None
     promote_full: bool | None = None

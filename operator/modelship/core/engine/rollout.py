@@ -138,6 +138,8 @@ def _rolling(ctx: Context, out: Outcome) -> Outcome:
             promote_full=walking.promote_full,
             header_routes=tuple(walking.header_routes or ()),
             shadow_percent=walking.shadow_percent,
+            challenger=walking.challenger.revision if walking.challenger else None,
+            challenger_weight=walking.challenger.weight if walking.challenger else 0,
         )
     elif rolling == target and status.blue_green is not None:
         blue_green = status.blue_green
@@ -181,7 +183,16 @@ def _started(ctx: Context, out: Outcome) -> Outcome:
     message = f"rolling out revision {ctx.target} {how}; revision {out.stable} stays stable"
     out = out.said(Event("Normal", "RolloutStarted", message))
     fresh = {"step": 0} if steps is not None else {"phase": "Preview"}
-    return out.but(weight=0, header_routes=(), shadow_percent=None, runs={}, smoke=None, **fresh)
+    return out.but(
+        weight=0,
+        header_routes=(),
+        shadow_percent=None,
+        challenger=None,
+        challenger_weight=0,
+        runs={},
+        smoke=None,
+        **fresh,
+    )
 
 
 def _tidy(ctx: Context, out: Outcome) -> Outcome:
@@ -202,6 +213,8 @@ def _tidy(ctx: Context, out: Outcome) -> Outcome:
             weight=None,
             header_routes=(),  # promoted, aborted, rolled back: the candidate is no longer pinned
             shadow_percent=None,  # ... nor shadowed
+            challenger=None,  # an experiment's challenger goes (`status.finish` drains it)
+            challenger_weight=0,
             pause_start=None,
             promote_full=None,
             runs=runs,

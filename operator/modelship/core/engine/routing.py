@@ -46,13 +46,14 @@ def sessions(
     return gateway.sessions(owner_name, gateway.weights(owner_name, weight), stable, canary)
 
 
-def verified(observations: Observations, weight: int, kept: Mapping[str, str]) -> bool:
-    """The route shows `weight` percent for the canary and the sessions `kept` (`sessions`), and no
-    gateway reporting on it is behind (always, without a route to read)."""
+def verified(observations: Observations, weight: int, kept: Mapping[str, str], challenger: int = 0) -> bool:
+    """The route shows `weight` percent for the canary (and `challenger` for an experiment's
+    challenger) and the sessions `kept` (`sessions`), and no gateway reporting on it is behind
+    (always, without a route to read)."""
     seen = observations.route
     if seen is None:
         return True
-    asked = gateway.weights(observations.owner.name, weight)
+    asked = gateway.weights(observations.owner.name, weight, challenger)
     return (
         seen.weights is not None
         and dict(seen.weights) == asked
@@ -131,8 +132,11 @@ def recheck_at(observations: Observations, now: datetime, draining: bool) -> dat
     return now + GATEWAY_RECHECK if behind or draining else None
 
 
-def draining(observations: Observations, revision: str, stable: str) -> str | None:
-    """The revision `<name>-canary` keeps selecting this pass instead of `revision`, or None: the
+def draining(
+    observations: Observations, revision: str, stable: str, backend: str | None = None
+) -> str | None:
+    """The revision `<name>-canary` (or `backend`: `<name>-challenger`) keeps selecting this pass
+    instead of `revision`, or None: the
     one its EndpointSlices list, while the route may still send it requests (`_sends`: a weight
     above 0, a header rule, or a gateway behind). Re-pointed
     then, the Service would hand those requests to a revision with no ready pod listed (503s), so a
@@ -141,12 +145,23 @@ def draining(observations: Observations, revision: str, stable: str) -> str | No
     seen = observations.route
     if seen is None or seen.endpoints is None or revision == stable:
         return None
-    backend = f"{observations.owner.name}-canary"
-    if not _sends(seen, backend, backend):
+    canary = f"{observations.owner.name}-canary"
+    backend = backend or canary
+    if not _sends(seen, backend, canary):
         return None
     pods = seen.endpoints.get(backend, frozenset())
     listed = _revisions(observations, pods)
     return None if revision in listed or not listed else listed[0]
+
+
+def challenger_sent(observations: Observations) -> bool:
+    """The route may still send requests to `<name>-challenger` (a weight above 0 as read, or a
+    gateway behind on it): its Service stays until a gateway applied its removal."""
+    seen = observations.route
+    if seen is None:
+        return False
+    backend = gateway.challenger_service(observations.owner.name)
+    return _sends(seen, backend, f"{observations.owner.name}-canary")
 
 
 def still_served(observations: Observations) -> frozenset[str]:
@@ -176,18 +191,28 @@ def _revisions(observations: Observations, pods: frozenset[str]) -> list[str]:
     return sorted(r for r in observations.deployments if any(_pod_of(r, pod) for pod in pods))
 
 
-def unserved(observations: Observations, weight: int, stable: str, canary: str, pods: int) -> str | None:
+def unserved(
+    observations: Observations,
+    weight: int,
+    stable: str,
+    canary: str,
+    pods: int,
+    challenger: str | None = None,
+    challenger_weight: int = 0,
+) -> str | None:
     """Why the route may not move to `weight` yet, or None. A gateway answers 503 for the share it
     sends to a backend whose EndpointSlices list no ready pod, and they list a pod a moment after
     its Deployment counts it available (and still list the old revision's pods a moment after a
     selector changes). So the canary backend gets weight only once its slices list `pods` pods of
-    revision `canary`, and the stable backend only while they list one of `stable`."""
+    revision `canary`, and the stable backend only while they list one of `stable`; an experiment's
+    `challenger` as the canary (`pods` of its own)."""
     seen = observations.route
     if seen is None or seen.endpoints is None:
         return None
     name = observations.owner.name
-    for backend, share in gateway.weights(name, weight).items():
-        revision, needed = (canary, pods) if backend == f"{name}-canary" else (stable, 1)
+    needs = {f"{name}-canary": (canary, pods), gateway.challenger_service(name): (challenger or "", pods)}
+    for backend, share in gateway.weights(name, weight, challenger_weight).items():
+        revision, needed = needs.get(backend, (stable, 1))
         if share == 0:
             continue
         listed = sum(1 for pod in seen.endpoints.get(backend, ()) if _pod_of(revision, pod))
@@ -199,11 +224,11 @@ def unserved(observations: Observations, weight: int, stable: str, canary: str, 
     return None
 
 
-def waiting(observations: Observations, weight: int, kept: Mapping[str, str]) -> str:
+def waiting(observations: Observations, weight: int, kept: Mapping[str, str], challenger: int = 0) -> str:
     """Why a step holds for the router, naming what each backend gets (and the sessions it keeps)."""
     seen = observations.route
     assert seen is not None
-    asked = gateway.weights(observations.owner.name, weight)
+    asked = gateway.weights(observations.owner.name, weight, challenger)
     if not seen.exists:
         return f"waiting for {seen.kind} {seen.route} to exist"
     if seen.weights is None:
@@ -223,19 +248,19 @@ def waiting(observations: Observations, weight: int, kept: Mapping[str, str]) ->
 
 
 def condition(
-    spec: api.ModelDeploymentSpec, observations: Observations, weight: int
+    spec: api.ModelDeploymentSpec, observations: Observations, weight: int, challenger: int = 0
 ) -> ConditionValue | None:
-    """`TrafficRouted`: does the route show the weight this pass routes? None without a route to read."""
+    """`TrafficRouted`: does the route show the weights this pass routes? None without a route to read."""
     seen = observations.route
     if seen is None:
         return None
     if not seen.exists:
         return _missing(spec, seen)
-    wanted = gateway.weights(observations.owner.name, weight)
+    wanted = gateway.weights(observations.owner.name, weight, challenger)
     read = dict(seen.weights) if seen.weights is not None else None
     if read == wanted and seen.accepted is False:
         # TrafficRouted judges the weights; the sessions the route shows are taken as they are.
-        return ("False", "GatewayPending", waiting(observations, weight, seen.sessions))
+        return ("False", "GatewayPending", waiting(observations, weight, seen.sessions, challenger))
     return gateway.traffic_condition(seen.route, wanted, read, seen.kind)
 
 

@@ -9,7 +9,7 @@ import dataclasses
 from datetime import datetime
 
 from modelship import api
-from modelship.core import evaluation, gateway, loadtest, manifests, notifications, traffic
+from modelship.core import evaluation, experiment, gateway, loadtest, manifests, notifications, traffic
 from modelship.core.analysis import cadence, runs
 from modelship.core.engine import jobs, routing
 from modelship.core.engine.accelerator import device_conditions, device_events, placement
@@ -69,6 +69,9 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     wanted = [(out.stable, out.stable_template, out.stable_replicas)]
     if out.mode == "rolling" and out.canary:
         wanted.append((out.canary, template, out.canary_replicas))
+        rival = experiment.challenger_of(spec, owner.name, out.step)
+        if out.challenger is not None and rival is not None and rival[0] == out.challenger:
+            wanted.append((out.challenger, rival[1], out.canary_replicas))  # as many pods as the canary
     elif out.mode == "aborted":
         # Kept (at 0 once `abortScaleDownDelay` is over) so `retry` only has to scale it up.
         aborted = observations.deployments.get(ctx.target)
@@ -129,17 +132,25 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     ]
     if spec.strategy.blue_green is not None:
         desired.append(manifests.service(owner, f"{owner.name}-preview", canary_selector))
-    keep = {name for name, _, _ in wanted} | {r for r in (out.scale_down, held) if r}
+    challenger, unrouted = _challenger_service(owner, out, observations)
+    desired += challenger
+    rival_held = routing.draining(
+        observations, out.challenger or out.stable, out.stable, gateway.challenger_service(owner.name)
+    )
+    keep = {name for name, _, _ in wanted} | {
+        r for r in (out.scale_down, held, out.challenger, rival_held) if r
+    }
     gone = {name for name in observations.deployments if name not in keep}
     served = gone & routing.still_served(observations)
     delete = tuple(sorted(gone - served))
     weight = out.weight or 0
     kept = routing.sessions(spec, owner.name, weight, out.stable, out.canary)
-    route = Route(gateway.weights(owner.name, weight), out.header_routes, kept) if _routes(spec) else None
+    routed_weights = gateway.weights(owner.name, weight, out.challenger_weight)
+    route = Route(routed_weights, out.header_routes, kept) if _routes(spec) else None
     if route is not None:  # both routers mark requests for a shadow (admission refuses it without one)
         route = dataclasses.replace(route, shadow=shadowing(out))
     stop = jobs.stale(owner, spec, new_status, observations.jobs)
-    writes = ordered(desired, delete, route, f"{owner.name}-canary", observations, stop)
+    writes = ordered(desired, delete, route, f"{owner.name}-canary", observations, stop, unrouted)
     events, record = recorded(
         status,
         tuple(out.events)
@@ -150,7 +161,27 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         now,
     )
     new_status = new_status.model_copy(update={"pending_events": record})
-    return Decision(new_status, writes, events, _wake_at(ctx, out, bool(held or served)), rolled_back)
+    lingering = not challenger and routing.challenger_sent(observations)  # its Service waits for the gateway
+    draining = bool(held or served or rival_held or lingering)
+    return Decision(new_status, writes, events, _wake_at(ctx, out, draining), rolled_back)
+
+
+def _challenger_service(
+    owner: manifests.Owner, out: Outcome, observations: Observations
+) -> tuple[list[manifests.Manifest], tuple[str, ...]]:
+    """`<name>-challenger` while an experiment runs a challenger: (the Service to apply, the Services
+    to delete). It selects the challenger (or, while the route may still send to it, the revision
+    whose pods it lists: `routing.draining`); once the experiment is over it is deleted, but only
+    when the route as read sends it nothing and no gateway is behind (a backend whose Service is gone
+    answers 503)."""
+    name = gateway.challenger_service(owner.name)
+    if out.mode == "rolling" and out.challenger is not None:
+        held = routing.draining(observations, out.challenger, out.stable, name)
+        return [
+            manifests.service(owner, name, manifests.revision_selector(owner, held or out.challenger))
+        ], ()
+    exists = observations.services is not None and name in observations.services
+    return [], ((name,) if exists and not routing.challenger_sent(observations) else ())
 
 
 def _scaled(
@@ -179,7 +210,7 @@ def _routes(spec: api.ModelDeploymentSpec) -> bool:
 def _traffic(
     spec: api.ModelDeploymentSpec, out: Outcome, observations: Observations
 ) -> dict[str, ConditionValue]:
-    routed = routing.condition(spec, observations, out.weight or 0)
+    routed = routing.condition(spec, observations, out.weight or 0, out.challenger_weight)
     return {"TrafficRouted": routed} if routed is not None else {}
 
 
@@ -213,6 +244,11 @@ def _rollout(out: Outcome, actual_weight: int) -> api.Rollout | None:
         actual_weight=actual_weight,
         header_routes=list(out.header_routes) or None,
         shadow_percent=out.shadow_percent,
+        challenger=(
+            api.ChallengerRollout(revision=out.challenger, weight=out.challenger_weight)
+            if out.challenger is not None
+            else None
+        ),
         pause_start_time=out.pause_start,
         promote_full=out.promote_full or None,
     )

@@ -13,7 +13,8 @@ weight only after its pods are ready and its Service points at them. So:
 4. the route, when it gives the canary weight (the engine asked for that weight only once the
    canary's pods were ready, and its Service points at them since they were created);
 5. Deployments that shrink (their pods lost their weight in 1 or 3);
-6. deletions of revision Deployments that no route or Service selects any more;
+6. deletions of revision Deployments that no route or Service selects any more, and of an
+   experiment's `<name>-challenger` Service once no route sends to it;
 7. Jobs stopped (`jobs.stale`): no Service selects a Job's pod, so whenever they go, users are
    not affected.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from modelship.core.engine.model import Apply, Delete, Observations, Route, StopJob, Write
+from modelship.core.engine.model import Apply, Delete, DeleteService, Observations, Route, StopJob, Write
 from modelship.core.manifests import Manifest
 
 
@@ -36,6 +37,7 @@ def ordered(
     canary_service: str,
     observations: Observations,
     stop: Sequence[str] = (),
+    delete_services: Sequence[str] = (),
 ) -> tuple[Write, ...]:
     grow: list[Write] = []
     shrink: list[Write] = []
@@ -55,6 +57,7 @@ def ordered(
         )
         (before if first else after).append(route)
     deletions: list[Write] = [Delete(name) for name in delete]
+    deletions += [DeleteService(name) for name in delete_services]
     stops: list[Write] = [StopJob(name) for name in stop]
     return (*before, *grow, *services, *after, *shrink, *deletions, *stops)
 
