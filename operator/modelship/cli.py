@@ -3,6 +3,7 @@
 modelship run [--namespace NS]... [--liveness URL] [--resync-seconds N] [--log-format json|text]
               [--metrics-port PORT] [--peering NAME [--priority N | --random-priority]]
               [--prometheus-address URL] [--prometheus-auth-secret SECRET] [--notifications JSON]
+              [--shard-selector SELECTOR]
 modelship crd [--check] [--output PATH]
 modelship version
 modelship list|get|status|set image|promote|pause|resume|abort|retry|undo ...   (as `kubectl modelship`)
@@ -24,6 +25,7 @@ from modelship import __version__, crd, logs, plugin
 if TYPE_CHECKING:
     from modelship.analysis.measure import Defaults
     from modelship.api import NotificationTarget
+    from modelship.core.shard import Selector
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
 
@@ -87,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         "every ModelDeployment's transitions; their Secrets are in the operator's namespace "
         "($POD_NAMESPACE) (default: $MODELSHIP_NOTIFICATIONS; docs/notifications.md)",
     )
+    run.add_argument(
+        "--shard-selector",
+        help="sharding: reconcile only ModelDeployments in namespaces whose labels match this label "
+        "selector, e.g. 'modelship.io/shard=a' (needs list/watch on namespaces; docs/scaling.md) "
+        "(default: $MODELSHIP_SHARD_SELECTOR, else every namespace)",
+    )
     run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -140,8 +148,28 @@ def notification_defaults(args: argparse.Namespace, env: Mapping[str, str]) -> l
     return targets
 
 
+ENV_SHARD_SELECTOR = "MODELSHIP_SHARD_SELECTOR"
+
+
+def shard_selector(args: argparse.Namespace, env: Mapping[str, str]) -> Selector | None:
+    """This operator's shard: the flag over the env; None (unsharded) when neither is set or the
+    selector is blank. ValueError names the flag when the selector does not parse."""
+    from modelship.core.shard import SelectorError, parse
+
+    text = args.shard_selector if args.shard_selector is not None else env.get(ENV_SHARD_SELECTOR, "")
+    if not text.strip():
+        return None
+    try:
+        return parse(text)
+    except SelectorError as e:
+        raise ValueError(f"--shard-selector (or ${ENV_SHARD_SELECTOR}) {text!r}: {e}") from None
+
+
 def run(
-    args: argparse.Namespace, prometheus: Defaults, notifications: list[NotificationTarget] | None = None
+    args: argparse.Namespace,
+    prometheus: Defaults,
+    notifications: list[NotificationTarget] | None = None,
+    shard: Selector | None = None,
 ) -> None:
     # Imported here: `modelship crd` and `version` should not pay for kopf and the client.
     import kopf
@@ -162,6 +190,7 @@ def run(
         priority,
         prometheus,
         notifications or [],
+        shard,
     )
     if args.metrics_port:
         metrics.serve(args.metrics_port, ready=handlers.readiness)  # /metrics and /readyz
@@ -191,11 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prometheus_defaults = prometheus_settings(args, os.environ)
         notifications = notification_defaults(args, os.environ)
+        shard = shard_selector(args, os.environ)
     except ValueError as e:
         print(f"modelship run: {e}", file=sys.stderr)
         return 2
     logs.setup(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
-    run(args, prometheus_defaults, notifications)
+    run(args, prometheus_defaults, notifications, shard)
     return 0
 
 

@@ -6,6 +6,11 @@ Triggers (level-triggered reconciliation):
   EndpointSlices (a weight step waits for them);
 - a resync loop that reconciles every ModelDeployment every `resync_seconds`.
 
+Sharded (`--shard-selector`): every trigger above is filtered to the namespaces whose labels
+match, which a watch of namespaces keeps current; objects elsewhere are never written to (the
+`when=` filters keep kopf from touching them too). A namespace that joins the shard has its
+ModelDeployments reconciled at once; one that leaves is forgotten.
+
 Why not `@kopf.timer` for the resync: kopf puts a finalizer on every object a timer
 serves, so a ModelDeployment (and its namespace) could not be deleted while the
 operator is down. Deletion needs no handler at all: ownerReferences let the garbage
@@ -27,6 +32,7 @@ import kopf
 from modelship import api, logs, metrics, peering
 from modelship.analysis.measure import Defaults
 from modelship.core import manifests
+from modelship.core.shard import Selector, Shard
 from modelship.kube.reconciler import Reconciler
 from modelship.kube.storage import Storage, md_path
 
@@ -46,6 +52,7 @@ class Runtime:
     peering: str | None = None
     identity: str = ""
     priority: int = 0
+    shard: Shard | None = None  # None: every namespace is ours
 
     def get(self) -> Reconciler:
         if self.reconciler is None:
@@ -101,39 +108,70 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     return RUNTIME.resync_passes > 0 and age <= _stale_after(), details
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+def _in_shard(namespace: str | None, **_: Any) -> bool:
+    return RUNTIME.shard is None or RUNTIME.shard.owns(namespace or "")
+
+
+def _reconcile(namespace: str, name: str) -> None:
+    """One pass. Sharded: a namespace that left the shard while the pass ran is let go after it,
+    so nothing the pass recorded or scheduled (a series, a wake-up) outlives the move."""
+    reconciler = RUNTIME.get()
+    reconciler.reconcile(namespace, name, logs.object_logger(namespace, name))
+    if not _in_shard(namespace):
+        _let_go(namespace, name)
+
+
+def _let_go(namespace: str, name: str) -> None:
+    RUNTIME.get().forget(namespace, name)
+    metrics.forget(namespace, name)
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, when=_in_shard)
 def modeldeployment_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
     namespace = namespace or ""
     if type == "DELETED":
-        RUNTIME.get().forget(namespace, name)
-        metrics.forget(namespace, name)
+        _let_go(namespace, name)
         return
-    RUNTIME.get().reconcile(namespace, name, logs.object_logger(namespace, name))
+    _reconcile(namespace, name)
 
 
 def _reconcile_owner(body: kopf.Body) -> None:
     for ref in body.metadata.get("ownerReferences", []):
         if ref.get("kind") == api.KIND and ref.get("apiVersion") == api.API_VERSION:
             namespace = body.metadata.namespace or ""
-            RUNTIME.get().reconcile(namespace, ref["name"], logs.object_logger(namespace, ref["name"]))
+            _reconcile(namespace, ref["name"])
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={manifests.MODEL_LABEL: kopf.PRESENT})
+@kopf.on.event("apps", "v1", "deployments", labels={manifests.MODEL_LABEL: kopf.PRESENT}, when=_in_shard)
 def deployment_event(body: kopf.Body, **_: Any) -> None:
     _reconcile_owner(body)
 
 
-@kopf.on.event("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT})
+@kopf.on.event("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT}, when=_in_shard)
 def service_event(body: kopf.Body, **_: Any) -> None:
     _reconcile_owner(body)
 
 
-@kopf.on.event("discovery.k8s.io", "v1", "endpointslices", labels={manifests.MODEL_LABEL: kopf.PRESENT})
+@kopf.on.event(
+    "discovery.k8s.io", "v1", "endpointslices", labels={manifests.MODEL_LABEL: kopf.PRESENT}, when=_in_shard
+)
 def endpointslice_event(body: kopf.Body, **_: Any) -> None:
     # A weight step waits for its Service's slices to list the pods (routing.unserved). Slices
     # are owned by the Service, but carry its labels, which name the ModelDeployment.
     namespace, name = body.metadata.namespace or "", body.metadata.labels[manifests.MODEL_LABEL]
-    RUNTIME.get().reconcile(namespace, name, logs.object_logger(namespace, name))
+    _reconcile(namespace, name)
+
+
+def namespace_event(type: str | None, name: str, labels: kopf.Labels, **_: Any) -> None:
+    """Sharded only (installed by `install`): a namespace's labels decide which shard owns it."""
+    assert RUNTIME.shard is not None
+    change = RUNTIME.shard.saw(name, None if type == "DELETED" else dict(labels))
+    if change is None:
+        return
+    log.info("namespace %s %s the shard (%s)", name, change, RUNTIME.shard.selector.text)
+    for item in RUNTIME.get().storage.items(md_path(name)):
+        # Joined: reconciled at once. Left: another shard's now, nothing of ours acts on it.
+        (_reconcile if change == "joined" else _let_go)(name, item["metadata"]["name"])
 
 
 def _standing_by() -> bool:
@@ -156,11 +194,13 @@ def _resync_once() -> int:
     count = 0
     for path in paths:
         for item in reconciler.storage.items(path):
-            count += 1
             namespace, name = item["metadata"]["namespace"], item["metadata"]["name"]
+            if not _in_shard(namespace):
+                continue
+            count += 1
             logger = logs.object_logger(namespace, name)
             try:
-                reconciler.reconcile(namespace, name, logger)
+                _reconcile(namespace, name)
             except Exception:  # one broken object must not stop the others' resync
                 logger.exception("resync failed")
     return count
@@ -187,8 +227,12 @@ def install(
     priority: int = 0,
     prometheus: Defaults | None = None,
     notifications: list[api.NotificationTarget] | None = None,
+    shard_selector: Selector | None = None,
 ) -> None:
     RUNTIME.reconciler = Reconciler(storage, prometheus=prometheus, notifications=notifications or ())
     RUNTIME.namespaces = namespaces
     RUNTIME.resync_seconds = resync_seconds
     RUNTIME.peering, RUNTIME.identity, RUNTIME.priority = peering_name, identity, priority
+    RUNTIME.shard = Shard(shard_selector) if shard_selector is not None else None
+    if RUNTIME.shard is not None:  # the namespace watch needs cluster-wide rights: only when sharded
+        kopf.on.event("v1", "namespaces")(namespace_event)
