@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from modelship import api
+from modelship import api, plugin
 from modelship.core import experiment, gateway, revisions
 from modelship.core.analysis import abtest
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.engine import routing
 from modelship.core.engine.canary import LOST
+from modelship.plugin.dashboard import rules
 
 from .enginesim import World, command, spec
 
@@ -264,3 +265,28 @@ def test_a_service_is_deleted_only_once_the_route_read_sends_it_nothing() -> Non
 def test_the_api_bounds_a_challenger_s_image() -> None:
     with pytest.raises(ValueError, match=r"experiment\.challenger\.image must pin the image by digest"):
         api.Experiment.model_validate({**TRIAL, "challenger": {"image": "registry.example/fraud:v2"}})
+
+
+def test_kubectl_modelship_status_shows_the_three_way_split_the_challenger_and_its_comparison() -> None:
+    world, new = started()
+    rival = rival_revision(new)
+
+    def shown() -> str:
+        obj = {"metadata": {"name": "fraud", "namespace": "ml"}, "spec": api.dump(new)}
+        return plugin.render({**obj, "status": api.dump(world.status)}, [])
+
+    assert "Weight:     30% canary / 30% challenger / 40% stable\n" in shown()
+    assert f"Challenger: {rival} (fraud-challenger, the experiment's second candidate)" in shown()
+    assert f"Analysis:   step 2 of {world.status.rolling} against challenger {rival}: Running" in shown()
+
+
+def test_the_dashboard_row_and_weight_chart_count_the_challenger_s_share() -> None:
+    world, new = started()
+    obj = {
+        "metadata": {"name": "fraud", "namespace": "ml", "creationTimestamp": "2026-01-01T00:00:00+00:00"},
+        "spec": api.dump(new),
+        "status": api.dump(world.status),
+    }
+    row = rules.row(obj, world.now)
+    assert row["challenger"] == {"revision": rival_revision(new), "weight": 30}
+    assert rules.weight_point(obj, world.now)["stable"] == 40

@@ -37,11 +37,17 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
         actual = status.new_revision_actual_weight
         asked = f" (steps ask for {weight}%)" if actual != weight else ""
         current = api.dump(steps[step]) if step < len(steps) else {"promote": "waiting for all replicas"}
+        rival = status.canary.challenger
+        beside = f" / {rival.weight}% challenger" if rival is not None else ""
+        rest = 100 - actual - (rival.weight if rival is not None else 0)
         lines += [
             f"Canary:     {status.canary.revision}",
-            f"Weight:     {actual}% canary / {100 - actual}% stable{asked}",
+            f"Weight:     {actual}% canary{beside} / {rest}% stable{asked}",
             f"Step:       {step}/{len(steps)}  {current}",  # steps done, as the STEP column
         ]
+        if rival is not None:
+            service = f"{obj['metadata']['name']}-challenger"
+            lines.append(f"Challenger: {rival.revision} ({service}, the experiment's second candidate)")
         for route in status.canary.header_routes or []:
             lines.append(f"Header route: {route.name}: {route.shown} -> {obj['metadata']['name']}-canary")
         if status.canary.shadow_percent:
@@ -57,7 +63,8 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
         lines.append(f"Smoke test: {verdict}: {status.smoke_test.message}")
     for run in status.analysis or []:
         what = f"step {run.step + 1}" if run.step is not None else run.kind
-        lines.append(f"Analysis:   {what} of {run.revision}: {run.phase}")
+        against = f" against challenger {run.baseline}" if run.baseline else ""
+        lines.append(f"Analysis:   {what} of {run.revision}{against}: {run.phase}")
         if run.kind == "experiment" and run.phase == "Running":  # what it has counted, when it decides
             lines.append(f"  {run.message}")
         for m in run.metrics:

@@ -123,6 +123,8 @@ def row(obj: Json, now: datetime) -> Json:
         "candidate": canary.revision if canary else bg.revision if bg else None,
         "weight": status.new_revision_weight,
         "actualWeight": status.new_revision_actual_weight,
+        # An experiment's second candidate while it runs: {revision, weight}.
+        "challenger": api.dump(canary.challenger) if canary and canary.challenger else None,
         "step": f"{canary.step}/{steps}" if canary else bg.phase if bg else None,
         "age": age(now - datetime.fromisoformat(meta["creationTimestamp"])),
         "lastVerdict": last_verdict(spec, status),
@@ -167,13 +169,14 @@ def timeline(obj: Json, now: datetime) -> list[Json]:
 
 def weight_point(obj: Json, at: datetime) -> Json:
     """The weights at `at` (when this version of the object was seen): the new revision's asked-for
-    and actual percent, the rest stable's."""
+    and actual percent, the rest stable's (less an experiment's challenger's)."""
     _, status = _spec_status(obj)
+    rival = status.canary.challenger if status.canary is not None else None
     return {
         "at": _stamp(at),
         "weight": status.new_revision_weight,
         "actualWeight": status.new_revision_actual_weight,
-        "stable": 100 - status.new_revision_actual_weight,
+        "stable": 100 - status.new_revision_actual_weight - (rival.weight if rival is not None else 0),
     }
 
 

@@ -43,7 +43,8 @@ async function call(method, path, body) {
 
 function weightText(r) {
   if (r.candidate === null || r.candidate === undefined) return "-";
-  return r.actualWeight === r.weight ? `${r.weight}%` : `${r.weight}% (${r.actualWeight}%)`;
+  const shown = r.actualWeight === r.weight ? `${r.weight}%` : `${r.weight}% (${r.actualWeight}%)`;
+  return r.challenger ? `${shown}, challenger ${r.challenger.weight}%` : shown;
 }
 
 function drawList() {
