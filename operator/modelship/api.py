@@ -1589,9 +1589,9 @@ _CHALLENGER_NEEDS_GATEWAY = Rule(
 _CHALLENGER_DIFFERS = Rule(
     "!has(self.strategy.canary) || self.strategy.canary.steps.all(s, !has(s.experiment) || "
     "!has(s.experiment.challenger) || s.experiment.challenger.image != self.image || "
-    "(has(s.experiment.challenger.model) && s.experiment.challenger.model != self.model))",
+    "(has(s.experiment.challenger.model) && s.experiment.challenger.model.sha256 != self.model.sha256))",
     "spec.strategy.canary.steps[].experiment.challenger must differ from the candidate: another image, "
-    "or another model",
+    "or another model (sha256)",
     ".strategy.canary.steps",
 )
 _SHADOW_NEEDS_GATEWAY = Rule(
