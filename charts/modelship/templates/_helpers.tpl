@@ -45,6 +45,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/* An operator Deployment's name, and its kopf peering's under HA (given root and shard): the
+release's full name, with the shard's name when sharded, so each shard elects its own active replica. */}}
+{{- define "modelship.operatorName" -}}
+{{- if .shard -}}
+{{- printf "%s-%s" (include "modelship.fullname" .root) .shard.name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- include "modelship.fullname" .root -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "modelship.replicas" -}}
 {{- if .Values.ha.enabled -}}{{ .Values.ha.replicas }}{{- else -}}{{ .Values.replicaCount }}{{- end -}}
 {{- end -}}
