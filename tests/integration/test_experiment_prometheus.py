@@ -22,6 +22,7 @@ from modelship import api
 from modelship.analysis import measure
 from modelship.analysis.prometheus import Prometheus, PrometheusConfig
 from modelship.core import experiment
+from modelship.kube import storage
 from modelship.kube.storage import Storage
 
 from .mdhelpers import (
@@ -33,6 +34,7 @@ from .mdhelpers import (
     md_path,
     md_status,
     operator_in,
+    refusal,
     revision,
     wait_until,
 )
@@ -244,3 +246,119 @@ def test_the_operator_pauses_an_experiment_with_too_few_samples_as_inconclusive(
     run = experiment_run(kube, namespace, canary)
     assert run is not None and run["phase"] == "Inconclusive"
     assert "accuracy: not enough data" in run["message"]
+
+
+# ---- an experiment between two candidates: the challenger, against the real API server ----------
+
+ROUTE = "fraud-route"
+CHALLENGER_IMAGE = "registry.example/modelship/fraud-detector@sha256:" + "c" * 64
+CHALLENGER = f"{MD}-challenger"
+
+
+def challenged(image: str, trial: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` behind an HTTPRoute modelship creates, its experiment against the challenger."""
+    doc = manifest(image, {**trial, "challenger": {"image": CHALLENGER_IMAGE}})
+    doc["spec"]["traffic"] = {"router": "gatewayAPI", "httpRoute": ROUTE, "parentRefs": [{"name": "gw"}]}
+    return doc
+
+
+def route_weights(kube: Storage, namespace: str) -> dict[str, int]:
+    route = kube.get(storage.route_path(namespace, ROUTE)) or {"spec": {"rules": [{}]}}
+    return {r["name"]: r.get("weight", 1) for r in route["spec"]["rules"][-1].get("backendRefs") or []}
+
+
+def challenger_revision(doc: dict[str, Any]) -> str:
+    spec = api.ModelDeploymentSpec.model_validate(doc["spec"])
+    found = experiment.challenger_of(spec, MD, 0)
+    assert found is not None
+    return found[0]
+
+
+def challenge(
+    kube: Storage, namespace: str, candidate: tuple[int, int], rival: tuple[int, int]
+) -> tuple[str, str]:
+    """Stable, then the candidate in an experiment against the challenger, each answering feedback
+    rows (correct, incorrect) per scrape; (candidate revision, challenger revision)."""
+    trial = {"weight": 30, "duration": "15s"}
+    old, new = challenged(IMAGES["a"], trial), challenged(IMAGES["b"], trial)
+    canary, rival_name = str(revision(new)), challenger_revision(new)
+    SERVED[(namespace, revision(old))] = ((80, 20), (5, 0, 0))
+    SERVED[(namespace, canary)] = (candidate, (5, 0, 0))
+    SERVED[(namespace, rival_name)] = (rival, (5, 0, 0))
+    deploy_stable(kube, namespace, old)
+    kube.merge(md_path(namespace, MD), {"spec": {"image": IMAGES["b"]}}, "modelship-tests")
+    return canary, rival_name
+
+
+def three_way(kube: Storage, namespace: str, rival: str) -> None:
+    """The challenger's Deployment and Service up, and the route split three ways, while it runs."""
+    wanted = {f"{MD}-stable": 40, f"{MD}-canary": 30, CHALLENGER: 30}
+    wait_until("the route split three ways", lambda: route_weights(kube, namespace) == wanted, timeout=90)
+    service = kube.get(storage.service_path(namespace, CHALLENGER))
+    assert service is not None and service["spec"]["selector"]["modelship.io/revision"] == rival
+    assert kube.get(storage.deployments_path(namespace, rival)) is not None
+    canary = md_status(kube, namespace, MD)["rollout"]["canary"]
+    assert canary["challenger"] == {"revision": rival, "weight": 30}
+
+
+def challenger_gone(kube: Storage, namespace: str, rival: str) -> bool:
+    return (
+        CHALLENGER not in route_weights(kube, namespace)
+        and kube.get(storage.service_path(namespace, CHALLENGER)) is None
+        and kube.get(storage.deployments_path(namespace, rival)) is None
+    )
+
+
+def test_a_challenger_that_beats_the_candidate_aborts_it_as_experiment_lost_and_is_removed(
+    kube: Storage, namespace: str, operator_with_prometheus: Operator
+) -> None:
+    canary, rival = challenge(kube, namespace, candidate=(80, 20), rival=(95, 5))
+    three_way(kube, namespace, rival)
+    wait_until(
+        "the rollout aborted", lambda: md_status(kube, namespace, MD)["rollout"].get("aborted"), timeout=120
+    )
+    status = md_status(kube, namespace, MD)
+    aborted = status["rollout"]["aborted"]
+    assert aborted["reason"] == "ExperimentLost", aborted
+    assert (
+        f"challenger {CHALLENGER_IMAGE} ({rival}) is better: accuracy: candidate worse" in aborted["message"]
+    )
+    assert "p = " in aborted["message"]
+    assert status["stableRevision"] != canary
+    run = experiment_run(kube, namespace, canary)
+    assert run is not None and run["baseline"] == rival and run["phase"] == "Failed"
+    assert run["metrics"][0]["measurements"][-1]["stableValue"] == pytest.approx(0.95, abs=0.01)
+    spec = kube.get(md_path(namespace, MD))["spec"]  # type: ignore[index]
+    assert spec["image"] == IMAGES["b"]  # never swapped for the challenger's
+    wait_until("no challenger left", lambda: challenger_gone(kube, namespace, rival), timeout=60)
+    assert route_weights(kube, namespace) == {f"{MD}-stable": 100, f"{MD}-canary": 0}
+
+
+def test_a_candidate_that_beats_the_challenger_is_promoted_and_the_challenger_removed(
+    kube: Storage, namespace: str, operator_with_prometheus: Operator
+) -> None:
+    canary, rival = challenge(kube, namespace, candidate=(95, 5), rival=(80, 20))
+    three_way(kube, namespace, rival)
+    wait_until(
+        "the candidate promoted",
+        lambda: md_status(kube, namespace, MD).get("stableRevision") == canary,
+        timeout=120,
+    )
+    run = experiment_run(kube, namespace, canary)
+    assert run is not None and run["phase"] == "Successful" and run["baseline"] == rival
+    wait_until("no challenger left", lambda: challenger_gone(kube, namespace, rival), timeout=60)
+
+
+def test_admission_refuses_a_challenger_without_a_route_or_above_half_the_traffic(
+    kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    heavy = challenged(IMAGES["b"], {"weight": 60, "duration": "15s"})
+    assert "experiment.weight must be at most 50 with a challenger" in refusal(kube, namespace, heavy)
+    plain = challenged(IMAGES["b"], {"weight": 30, "duration": "15s"})
+    plain["spec"]["traffic"] = {"router": "service"}
+    assert "experiment.challenger needs spec.traffic.router gatewayAPI or istio" in refusal(
+        kube, namespace, plain
+    )
+    same = manifest(IMAGES["b"], {"weight": 30, "duration": "15s", "challenger": {"image": IMAGES["b"]}})
+    same["spec"]["traffic"] = {"router": "gatewayAPI", "httpRoute": ROUTE}
+    assert "experiment.challenger must differ from the candidate" in refusal(kube, namespace, same)
