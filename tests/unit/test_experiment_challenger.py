@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from modelship import api, plugin
-from modelship.core import experiment, gateway, revisions
+from modelship.core import experiment, gateway, istio, revisions
 from modelship.core.analysis import abtest
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.engine import routing
 from modelship.core.engine.canary import LOST
 from modelship.plugin.dashboard import rules
 
-from .enginesim import World, command, spec
+from .enginesim import OWNER, World, command, spec
 
 pytestmark = pytest.mark.unit
 
@@ -290,3 +290,20 @@ def test_the_dashboard_row_and_weight_chart_count_the_challenger_s_share() -> No
     row = rules.row(obj, world.now)
     assert row["challenger"] == {"revision": rival_revision(new), "weight": 30}
     assert rules.weight_point(obj, world.now)["stable"] == 40
+
+
+def test_both_routers_write_the_three_way_split_and_read_it_back() -> None:
+    split = gateway.weights("fraud", 30, 30)
+    route = gateway.route(OWNER, "fraud", [api.ParentRef(name="gw")], split)
+    assert gateway.read_weights(route, "fraud") == split
+    ref = api.VirtualServiceRef(name="fraud", hosts=["fraud.example.com"])
+    vs = istio.virtual_service(OWNER, ref, ["fraud.example.com"], [], split)
+    assert istio.read_weights(vs, "fraud", None) == split
+    hosts = [d["destination"]["host"] for d in vs["spec"]["http"][-1]["route"]]
+    assert hosts == ["fraud-stable", "fraud-canary", CHALLENGER]
+    # Once the experiment is over the challenger is no backend at all (not one at weight 0).
+    after = gateway.with_headers(route, "fraud", gateway.weights("fraud", 30), [])
+    assert after is not None and [r["name"] for r in after[-1]["backendRefs"]] == [
+        "fraud-stable",
+        "fraud-canary",
+    ]
