@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from modelship import api, plugin
-from modelship.core import experiment, gateway, istio, revisions
+from modelship.core import experiment, gateway, istio, notifications, revisions
 from modelship.core.analysis import abtest
 from modelship.core.analysis.verdicts import RawMeasurement
 from modelship.core.engine import routing
@@ -307,3 +307,7 @@ def test_both_routers_write_the_three_way_split_and_read_it_back() -> None:
         "fraud-stable",
         "fraud-canary",
     ]
+
+
+def test_a_lost_experiment_is_notified_as_an_analysis_failure() -> None:
+    assert notifications.trigger(LOST) == "AnalysisFailed"

@@ -39,6 +39,7 @@ TRIGGERS: Mapping[str, api.NotificationTrigger] = {
     "AnalysisUnreachable": "AnalysisFailed",
     "EvaluationFailed": "AnalysisFailed",  # the offline evaluation step's abort
     "ExperimentFailed": "AnalysisFailed",  # an experiment step found the candidate worse
+    "ExperimentLost": "AnalysisFailed",  # ... than its challenger
     "Aborted": "Aborted",
     "SmokeTestFailed": "Aborted",
     "LoadTestFailed": "Aborted",
