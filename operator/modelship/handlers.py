@@ -209,7 +209,8 @@ def _resync_once() -> int:
 async def _resync_forever() -> None:
     while True:
         try:
-            count = await asyncio.to_thread(_resync_once)
+            with metrics.RESYNC_SECONDS.time():
+                count = await asyncio.to_thread(_resync_once)
             RUNTIME.last_resync = time.monotonic()
             RUNTIME.resync_passes += 1
             log.info("resync pass %d: %d ModelDeployments", RUNTIME.resync_passes, count)

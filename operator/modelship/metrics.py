@@ -59,6 +59,31 @@ ROLLBACKS = Counter(
     ["namespace", "name", "reason"],
     registry=REGISTRY,
 )
+# The operator's own load (docs/scaling.md says what to watch).
+IN_FLIGHT = Gauge(
+    "modelship_reconciles_in_flight",
+    "Reconcile passes running now (from watch events, timed passes and the resync loop).",
+    registry=REGISTRY,
+)
+RESYNC_SECONDS = Histogram(
+    "modelship_resync_pass_duration_seconds",
+    "Time of one resync pass over every ModelDeployment the operator watches.",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
+API_REQUESTS = Counter(
+    "modelship_api_requests",
+    "Requests of the operator's reconciler to the Kubernetes API, by verb and HTTP status code "
+    "(kopf's own watches and annotation patches are not counted).",
+    ["verb", "code"],
+    registry=REGISTRY,
+)
+SKIPPED = Counter(
+    "modelship_skipped_writes",
+    "Writes a pass left out because the object is still as the operator last wrote it, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
 NOTIFICATIONS = Counter(
     "modelship_notifications",
     "Notifications by target and result: delivered, failed (every attempt failed, or the target "
@@ -77,6 +102,10 @@ NAMES = tuple(
         RECONCILE_SECONDS,
         ROLLBACKS,
         NOTIFICATIONS,
+        IN_FLIGHT,
+        RESYNC_SECONDS,
+        API_REQUESTS,
+        SKIPPED,
     )
 )
 

@@ -125,7 +125,7 @@ class Reconciler:
             body = self.storage.get(md_path(namespace, name))
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return None  # gone or going: the garbage collector removes what it owned
-            with metrics.RECONCILE_SECONDS.time():
+            with metrics.RECONCILE_SECONDS.time(), metrics.IN_FLIGHT.track_inprogress():
                 return self._pass(body, logger)
 
     def _pass(self, body: dict[str, Any], logger: Logger) -> float | None:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from kubernetes import client as k8s
 
-from modelship import api
+from modelship import api, metrics
 from modelship.kube import client
 
 APPLY = "application/apply-patch+yaml"  # server-side apply; a JSON body is valid YAML
@@ -35,6 +35,10 @@ JSON_PATCH = "application/json-patch+json"  # RFC 6902: ops, including `test`
 FIELD_MANAGER = "modelship"
 
 Manifest = dict[str, Any]
+
+# A request's verb as the API server names it (apiserver_request_total), for the operator's own
+# request counter; a server-side apply and a collection's GET say what they are.
+_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 
 
 # ---- errors ---------------------------------------------------------------------------------------
@@ -223,12 +227,20 @@ class Storage:
         query: dict[str, str] | None = None,
         body: Any = None,
         content_type: str | None = None,
+        verb: str | None = None,
     ) -> Manifest:
-        """One call; a typed `KubeError` for an answer outside 2xx. Anything but GET is a write."""
+        """One call; a typed `KubeError` for an answer outside 2xx. Anything but GET is a write.
+        `verb`: what the request counter calls it (default: from `method`)."""
         write = method != "GET"
         if write and self.crashed:
             raise SimulatedCrash(f"the operator stopped after {self.writes} writes")
-        status, data = client.call(self.api, method, path, query, body, content_type, self.headers)
+        named = verb or _VERBS.get(method, method.lower())
+        try:
+            status, data = client.call(self.api, method, path, query, body, content_type, self.headers)
+        except Exception:  # no answer (connection refused, timeout): counted, then raised
+            metrics.API_REQUESTS.labels(named, "error").inc()
+            raise
+        metrics.API_REQUESTS.labels(named, str(status)).inc()
         if not 200 <= status < 300:
             raise error_for(status, data)
         if write:
@@ -245,7 +257,7 @@ class Storage:
 
     def items(self, path: str, **query: str) -> list[Manifest]:
         """The items of a list (a label or field selector in `query`)."""
-        items: list[Manifest] = self.request("GET", path, query=query).get("items") or []
+        items: list[Manifest] = self.request("GET", path, query=query, verb="list").get("items") or []
         return items
 
     def create(self, path: str, manifest: Manifest, **query: str) -> Manifest:
@@ -254,7 +266,9 @@ class Storage:
     def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER) -> Manifest:
         """Server-side apply, taking over fields others changed (drift is reverted)."""
         query = {"fieldManager": field_manager, "force": "true"}
-        return self.request("PATCH", object_path(manifest), query=query, body=manifest, content_type=APPLY)
+        return self.request(
+            "PATCH", object_path(manifest), query=query, body=manifest, content_type=APPLY, verb="apply"
+        )
 
     def merge(self, path: str, patch: Manifest, field_manager: str = FIELD_MANAGER) -> Manifest:
         """A merge patch without a resourceVersion guard (a person's edit of a spec, say)."""
@@ -317,6 +331,7 @@ class Storage:
             "timeoutSeconds": str(seconds),
         }
         status, lines = client.stream(self.api, path, query, seconds + 30, self.headers)
+        metrics.API_REQUESTS.labels("watch", str(status)).inc()
         if not 200 <= status < 300:
             body = b"".join(lines)
             raise error_for(status, json.loads(body) if body.startswith(b"{") else body.decode())
