@@ -1,5 +1,7 @@
 """Two shards on one cluster (issue #20): each ModelDeployment is reconciled by exactly one operator,
-chosen by its namespace's labels; an unlabelled namespace by neither; a relabelled namespace moves."""
+chosen by its namespace's labels; an unlabelled namespace by neither; a relabelled namespace moves.
+HA inside a shard: each shard has its own peering object, so shard a's standby stands by while
+shard b's one replica (of lower priority than both) is active."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ __all__ = ["crd_installed", "kube"]  # fixtures used by this module
 pytestmark = pytest.mark.integration
 
 SHARD = "modelship.io/shard"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -59,22 +62,44 @@ def test_each_model_deployment_is_reconciled_by_exactly_one_shard_and_moves_with
     a, b = f"a-{run}", f"b-{run}"
     label(kube, in_a, a)
     label(kube, in_b, b)
-    ports = {a: free_port(), b: free_port()}
-    # Cluster-wide, as the chart runs each shard: only the selector keeps them apart.
-    shards = {
-        value: Operator(
-            cluster.env,
-            tmp_path / f"shard-{value[0]}.log",
-            args=["--shard-selector", f"{SHARD}={value}", "--metrics-port", str(port)],
-        ).start()
-        for value, port in ports.items()
-    }
+    # As the chart makes them: a cluster-scoped peering object per shard, named after it.
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "charts/modelship/charts/kopf-peering/crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev")
+    peerings = {a: f"ms-{a}", b: f"ms-{b}"}
+    for name in peerings.values():
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=f"apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {{name: {name}}}\n",
+        )
+    ports = {a: free_port(), b: free_port(), "standby": free_port()}
+
+    def replica(shard: str, log: str, priority: int, port: int) -> Operator:
+        # Cluster-wide, as the chart runs each shard: only the selector keeps them apart.
+        flags = ["--shard-selector", f"{SHARD}={shard}", "--metrics-port", str(port)]
+        flags += ["--peering", peerings[shard], "--priority", str(priority)]
+        return Operator(cluster.env, tmp_path / f"{log}.log", args=flags)
+
+    # Shard b's replica has the lowest priority: were the peering shared, it would stand by.
+    shards = {a: replica(a, "shard-a", 20, ports[a]).start(), b: replica(b, "shard-b", 5, ports[b]).start()}
+    standby = replica(a, "shard-a-standby", 10, ports["standby"])
+
+    def peers(shard: str) -> int:
+        return len(
+            (kube.get(f"/apis/kopf.dev/v1/clusterkopfpeerings/{peerings[shard]}") or {}).get("status") or {}
+        )
 
     def weight_series(shard: str, namespace: str) -> bool:
-        """The shard's own per-object gauge: set by each of its passes, gone when it lets go."""
+        """The replica's own per-object gauge: set by each of its passes, gone when it lets go."""
         return metric(ports[shard], "modelship_canary_weight", namespace=namespace, name=NAME) is not None
 
     try:
+        # The standby joins once the active replica is in the peering, so it never starts alone.
+        wait_until("shard a's active replica in its peering", lambda: peers(a) == 1)
+        standby.start()
+        wait_until("shard a: two replicas in its peering", lambda: peers(a) == 2)
+        assert peers(b) == 1
         for namespace in namespaces:
             create_md(kube, namespace, example("basic.yaml"))
         untouched = kube.get(f"{md_path(unlabelled)}/{NAME}")
@@ -85,6 +110,9 @@ def test_each_model_deployment_is_reconciled_by_exactly_one_shard_and_moves_with
         assert weight_series(a, in_a) and not weight_series(b, in_a), "in_a: shard a alone"
         assert weight_series(b, in_b) and not weight_series(a, in_b), "in_b: shard b alone"
         assert not weight_series(a, unlabelled) and not weight_series(b, unlabelled)
+        assert metric(ports["standby"], "modelship_reconcile_duration_seconds_count") == 0, (
+            "a standby reconciled"
+        )
         # Nothing wrote to the unlabelled one: no status, no kopf annotation, not a byte.
         now = kube.get(f"{md_path(unlabelled)}/{NAME}")
         assert now is not None and "status" not in now
@@ -104,6 +132,8 @@ def test_each_model_deployment_is_reconciled_by_exactly_one_shard_and_moves_with
         wait_until("two more passes of shard a", lambda: shards[a].resync_passes() >= before + 2)
         assert not weight_series(a, in_a), "shard a reconciled in_a after it left the shard"
     finally:
-        for shard in shards.values():
-            shard.stop()
-        print(*(f"operator log: {s.log_path}" for s in shards.values()), sep="\n")
+        for operator in (*shards.values(), standby):
+            operator.stop()
+            print(f"operator log: {operator.log_path}")
+        for name in peerings.values():
+            cluster.kubectl("delete", "clusterkopfpeering", name, check=False)
