@@ -311,3 +311,18 @@ def test_both_routers_write_the_three_way_split_and_read_it_back() -> None:
 
 def test_a_lost_experiment_is_notified_as_an_analysis_failure() -> None:
     assert notifications.trigger(LOST) == "AnalysisFailed"
+
+
+def test_a_challenger_that_is_the_stable_revision_is_compared_as_stable_never_run_twice() -> None:
+    world = World()
+    old_image = trial_spec().image
+    same = {**TRIAL, "challenger": {"image": old_image}}
+    walk(world, trial_spec(), 2)  # strategy is no part of a revision: the same stable revision
+    stable = world.status.stable_revision
+    new = trial_spec(NEW_IMAGE, same)
+    assert rival_revision(new) == stable
+    walk(world, new, 6)
+    assert world.deployments[stable].spec_replicas == 4  # not sized as a challenger
+    assert world.route == {"fraud-stable": 70, "fraud-canary": 30}
+    assert world.status.canary is not None and world.status.canary.challenger is None
+    assert run_of(world).baseline is None and CHALLENGER not in world.services

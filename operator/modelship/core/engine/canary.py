@@ -191,7 +191,8 @@ def _experiment(
     opens the window both revisions are counted over) and decides (`core.experiment`): Successful
     completes the step, Failed aborts (`ExperimentLost` against a challenger), Inconclusive pauses."""
     found = experiment.challenger_of(ctx.spec, ctx.observations.owner.name, step)
-    rival = found[0] if found is not None else None
+    # A challenger that is the stable revision is stable: compared as such, never a second Deployment.
+    rival = found[0] if found is not None and found[0] not in (out.stable, ctx.target) else None
     if rival != out.challenger:
         # A new challenger (or another one: the spec changed it): the one before leaves the route
         # first, and `<name>-challenger` moves to the new pods only once a gateway applied that.
