@@ -5,9 +5,12 @@ Service and pods go, whatever ends the experiment (a win, a loss, an abort, a ne
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from modelship import api, plugin
 from modelship.core import experiment, gateway, istio, notifications, revisions
@@ -326,3 +329,14 @@ def test_a_challenger_that_is_the_stable_revision_is_compared_as_stable_never_ru
     assert world.route == {"fraud-stable": 70, "fraud-canary": 30}
     assert world.status.canary is not None and world.status.canary.challenger is None
     assert run_of(world).baseline is None and CHALLENGER not in world.services
+
+
+def test_the_docs_challenger_example_is_a_valid_experiment_within_the_weight_rule() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "analysis.md").read_text()
+    section = text.split("### Two candidates: a challenger", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    doc = yaml.safe_load(block.group(1))["spec"]
+    trial = api.Experiment.model_validate(doc["strategy"]["canary"]["steps"][0]["experiment"])
+    assert trial.challenger is not None and trial.challenger.image != doc["image"]
+    assert 2 * trial.weight <= 100 and doc["traffic"]["router"] == "gatewayAPI"
