@@ -33,8 +33,8 @@ from modelship import api, logs, metrics, peering
 from modelship.analysis.measure import Defaults
 from modelship.core import manifests
 from modelship.core.shard import Selector, Shard
-from modelship.kube.reconciler import Reconciler
-from modelship.kube.storage import Storage, md_path
+from modelship.kube.reconciler import WORKERS, Reconciler
+from modelship.kube.storage import Storage, md_path, object_path
 
 log = logging.getLogger("modelship")
 
@@ -70,7 +70,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.persistence.consistency_timeout = 10
     settings.posting.enabled = False  # the engine's events are the ones users should read
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = WORKERS
     # No scanning of CRDs and namespaces: it needs cluster-wide list/watch on both, and the
     # namespaced install grants nothing cluster-scoped. The CRD must exist at start (Helm
     # installs it first); namespaces are exact names, never globs.
@@ -135,7 +135,10 @@ def modeldeployment_event(type: str, namespace: str | None, name: str, **_: Any)
     _reconcile(namespace, name)
 
 
-def _reconcile_owner(body: kopf.Body) -> None:
+def _reconcile_owner(body: kopf.Body, type: str | None) -> None:
+    # What the watch says the child is at now: an apply that would change nothing is left out.
+    path = object_path({"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": body.metadata})
+    RUNTIME.get().applied.saw(path, None if type == "DELETED" else body.metadata.get("resourceVersion"))
     for ref in body.metadata.get("ownerReferences", []):
         if ref.get("kind") == api.KIND and ref.get("apiVersion") == api.API_VERSION:
             namespace = body.metadata.namespace or ""
@@ -143,13 +146,13 @@ def _reconcile_owner(body: kopf.Body) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={manifests.MODEL_LABEL: kopf.PRESENT}, when=_in_shard)
-def deployment_event(body: kopf.Body, **_: Any) -> None:
-    _reconcile_owner(body)
+def deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    _reconcile_owner(body, type)
 
 
 @kopf.on.event("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT}, when=_in_shard)
-def service_event(body: kopf.Body, **_: Any) -> None:
-    _reconcile_owner(body)
+def service_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    _reconcile_owner(body, type)
 
 
 @kopf.on.event(

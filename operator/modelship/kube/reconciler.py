@@ -43,7 +43,7 @@ from typing import Any
 from modelship import api, metrics
 from modelship.analysis import measure
 from modelship.core import engine, evaluation, experiment, manifests
-from modelship.kube import jobs, routes, smoke
+from modelship.kube import applied, jobs, routes, smoke, wakeups
 from modelship.kube.feedbackkey import FeedbackKeys
 from modelship.kube.observe import observe_deployments, observe_devices, observe_services
 from modelship.kube.storage import (
@@ -55,6 +55,7 @@ from modelship.kube.storage import (
     deployments_path,
     md_path,
     merge_patch,
+    object_path,
     series_events_path,
     service_path,
 )
@@ -67,6 +68,7 @@ ACTION = "Reconcile"  # what the operator was doing when it posted an Event
 ROUTE_READBACK_SECONDS = 0.2
 CLEAR_ATTEMPTS = 3  # tries at removing a posted Event record from an object that keeps changing
 TIMER_SLACK_SECONDS = 0.02
+WORKERS = 8  # kopf's handler workers (handlers.configure), and as many for the timed passes
 
 
 def utcnow() -> datetime:
@@ -90,13 +92,18 @@ class Reconciler:
             storage.read_secret, notifications, self.prometheus.namespace, on_change=self._notified
         )
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._timers: dict[tuple[str, str], tuple[float, threading.Timer]] = {}
+        # Objects with a pass running (`reconcile`), and those triggered again meanwhile.
+        self._running: set[tuple[str, str]] = set()
+        self._again: set[tuple[str, str]] = set()
+        self._wakeups: wakeups.Wakeups[tuple[str, str]] = wakeups.Wakeups(self._fire, WORKERS)
         self._guard = threading.Lock()
         self._instance = socket.gethostname()
         self._feedback_keys = FeedbackKeys(self.storage)
         self._scrapes = measure.ScrapeReader(time.monotonic)
         # (namespace, ModelDeployment, Event name) -> the count of that Event's series
         self._series: dict[tuple[str, str, str], int] = {}
+        # The last apply of each child; the handlers feed it the watch's resourceVersions (`saw`).
+        self.applied = applied.Applied()
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
@@ -105,19 +112,37 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:
             self._locks.pop((namespace, name), None)
-            timer = self._timers.pop((namespace, name), None)
             for key in list(self._series):  # a snapshot: other passes add series meanwhile
                 if key[:2] == (namespace, name):
                     self._series.pop(key, None)
         self.notifier.forget(namespace, name)
-        if timer is not None:
-            timer[1].cancel()
+        self.applied.forget((namespace, name))
+        self._wakeups.cancel((namespace, name))
 
     def reconcile(self, namespace: str, name: str, logger: Logger) -> None:
-        """One pass, and a timer for the next one when the pass asked for it."""
-        wake = self.step(namespace, name, logger)
-        if wake is not None:
-            self._wake(namespace, name, wake, logger)
+        """One pass, and a timer for the next one when the pass asked for it. A trigger while a
+        pass of the object runs does not wait for it: that pass runs once more when it ends (it
+        reads everything again), so ten watch events in a burst cost two passes, not ten, and
+        never hold a worker that other objects' events wait for."""
+        key = (namespace, name)
+        with self._guard:
+            if key in self._running:
+                self._again.add(key)
+                return
+            self._running.add(key)
+        try:
+            while True:
+                wake = self.step(namespace, name, logger)
+                if wake is not None:
+                    self._wake(namespace, name, wake, logger)
+                with self._guard:
+                    if key not in self._again:
+                        return
+                    self._again.discard(key)
+        finally:
+            with self._guard:
+                self._running.discard(key)
+                self._again.discard(key)
 
     def step(self, namespace: str, name: str, logger: Logger) -> float | None:
         """One pass; in how many seconds it wants the next one (None: at the next trigger)."""
@@ -193,7 +218,7 @@ class Reconciler:
         moved = False
         for write in writes:
             if isinstance(write, engine.Apply):
-                self.storage.apply(write.manifest)
+                self._apply(owner, write.manifest)
             elif isinstance(write, engine.Delete):
                 logger.info("deleting revision Deployment %s", write.name)
                 self.storage.delete(deployments_path(owner.namespace, write.name))
@@ -205,6 +230,15 @@ class Reconciler:
             elif route is not None and routes.write(self.storage, owner, spec, write, route):
                 moved = moved or write.moves(route.observation)
         return moved
+
+    def _apply(self, owner: manifests.Owner, manifest: dict[str, Any]) -> None:
+        """Server-side apply, left out when the object is still as the last apply left it."""
+        key, path, wanted = (owner.namespace, owner.name), object_path(manifest), applied.digest(manifest)
+        if self.applied.unchanged(key, path, wanted):
+            metrics.SKIPPED.labels(manifest["kind"]).inc()
+            return
+        written = self.storage.apply(manifest)
+        self.applied.applied(key, path, wanted, str(written["metadata"]["resourceVersion"]))
 
     def _observe(
         self,
@@ -279,28 +313,16 @@ class Reconciler:
 
     def _wake(self, namespace: str, name: str, seconds: float, logger: Logger) -> None:
         """Reconcile again when a timed step ends (a pause, a scale-down delay) or new weights
-        should show, not only at the next resync; one timer per object, the earliest wins."""
-        key, due = (namespace, name), time.monotonic() + max(seconds, 0.0)
-        with self._guard:
-            current = self._timers.get(key)
-            if current is not None and current[0] <= due and current[1].is_alive():
-                return
-            if current is not None:
-                current[1].cancel()
-            # Just after the moment: the pass then decides on a `now` (whole seconds) that has reached it.
-            timer = threading.Timer(
-                max(seconds, 0.0) + TIMER_SLACK_SECONDS, self._fire, (namespace, name, logger)
-            )
-            timer.daemon = True
-            self._timers[key] = (due, timer)
-        timer.start()
+        should show, not only at the next resync; one wakeup per object, the earliest wins. Just
+        after the moment: the pass then decides on a `now` (whole seconds) that has reached it."""
+        due = time.monotonic() + max(seconds, 0.0) + TIMER_SLACK_SECONDS
+        self._wakeups.at((namespace, name), due)
 
-    def _fire(self, namespace: str, name: str, logger: Logger) -> None:
-        with self._guard:
-            self._timers.pop((namespace, name), None)
+    def _fire(self, key: tuple[str, str]) -> None:
+        logger = object_logger(*key)
         try:
-            self.reconcile(namespace, name, logger)
-        except Exception:  # the resync loop retries; a timer must not die loudly
+            self.reconcile(*key, logger)
+        except Exception:  # the resync loop retries; a timed pass must not die loudly
             logger.exception("timed reconcile failed")
 
     def _post(
