@@ -1,5 +1,6 @@
-"""The shell's two helpers for many ModelDeployments: leaving out an apply that would change
-nothing (`kube.applied`), and one schedule for every object's timed pass (`kube.wakeups`)."""
+"""The shell's parts for many ModelDeployments: leaving out an apply that would change nothing
+(`kube.applied`), one schedule for every object's timed pass (`kube.wakeups`), and triggers that
+arrive during a pass folded into one more pass (`Reconciler.reconcile`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import threading
 import time
 
 import pytest
+from kubernetes.client import ApiClient
 
 from modelship.kube import applied, wakeups
+from modelship.kube.reconciler import Reconciler
+from modelship.kube.storage import Storage
+from modelship.logs import Logger, object_logger
 
 pytestmark = pytest.mark.unit
 
 OWNER = ("ns", "fraud")
+LOG = object_logger("ns", "fraud")
 PATH = "/api/v1/namespaces/ns/services/fraud"
 SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fraud", "namespace": "ns"}}
 
@@ -118,3 +124,35 @@ def test_wakeups_run_each_key_once_at_its_time_on_a_bounded_pool() -> None:
     assert min(t for _, t in ran) >= start + 0.2
     assert most == 2
     assert timers.pending() == 0
+
+
+class CountingReconciler(Reconciler):
+    """The reconciler's trigger handling, with a pass that waits until released."""
+
+    def __init__(self) -> None:
+        super().__init__(Storage(ApiClient()))
+        self.passes = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def step(self, namespace: str, name: str, logger: Logger) -> float | None:
+        self.passes += 1
+        self.entered.set()
+        assert self.release.wait(5)
+        return None
+
+
+def test_triggers_during_a_pass_return_at_once_and_cost_one_more_pass() -> None:
+    reconciler = CountingReconciler()
+    first = threading.Thread(target=reconciler.reconcile, args=("ns", "fraud", LOG))
+    first.start()
+    assert reconciler.entered.wait(5)
+    for _ in range(5):  # watch events of its Deployment, Services, slices: none waits
+        started = time.monotonic()
+        reconciler.reconcile("ns", "fraud", LOG)
+        assert time.monotonic() - started < 1
+    reconciler.release.set()
+    first.join(5)
+    assert reconciler.passes == 2, "the running pass ran once more, for all five"
+    reconciler.reconcile("ns", "fraud", LOG)
+    assert reconciler.passes == 3, "the next trigger after it runs its own pass"
