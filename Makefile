@@ -41,7 +41,7 @@ chromium:
 
 .PHONY: chromium
 .PHONY: help venv cluster-bins traefik lua gitops-tools lint typecheck test test-unit cluster-up reap clean chart-crds podschema operator-lock lint-operator-image \
-	bench bench-rollback bench-faults
+	bench bench-rollback bench-faults bench-scale
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -87,6 +87,9 @@ bench-rollback: cluster-bins traefik prometheus images  ## time from a bad canar
 
 bench-faults: cluster-bins traefik prometheus images  ## the fault suite's figures (kills, restarts, outages mid-rollout) -> bench/results/faults.json
 	$(PY) bench/faults.py --out bench/results/faults.json
+
+bench-scale: cluster-bins  ## one operator, N ModelDeployments on KWOK nodes (SCALE_N=100,300,1000,3000) -> bench/results/scale.json
+	$(PY) bench/scale.py --out bench/results/scale.json
 
 bench: bench-serving bench-rollback bench-faults bench-images  ## every benchmark; results in bench/results/
 
