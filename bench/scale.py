@@ -7,7 +7,8 @@ Measured at each N, printed and written to bench/results/scale.json:
 - `all_healthy_s`: from the first create to every object Healthy at its generation;
 - the operator's RSS, peak (VmHWM) and steady (VmRSS over the steady window), and its steady CPU
   seconds per minute, from /proc;
-- in the steady window (all Healthy, a resync pass done, then `STEADY_S`): the reconciler's API
+- in the steady window (all Healthy, two resync passes done, then `STEADY_PASSES` whole resync
+  cycles, from a pass's end to a pass's end): the reconciler's API
   requests per minute by verb (the operator's own `modelship_api_requests_total`: the API server's
   `apiserver_request_total` has no user agent label, so it cannot tell the operator from the
   controller manager, the scheduler and KWOK; kopf's watches and annotation patches are not in
@@ -53,13 +54,16 @@ from modelship.kube.storage import Gone, Storage, md_path
 NAMESPACE = "scale"
 DEFAULT_N = "100,300,1000,3000"
 RESYNC_S = 30.0  # the operator's default
-STEADY_S = 60.0  # two resync passes
+STEADY_PASSES = 2  # the steady window: this many whole resync cycles
 CHANGES = 20
 BURST = 100
 PODS_PER_NODE = 500
 CREATORS = 8  # threads creating and patching, as a GitOps sync would
 STEPS = [{"setWeight": 50}, {"pause": {"duration": "5s"}}, {"setWeight": 100}]
 TICK = os.sysconf("SC_CLK_TCK")
+# The operator's /metrics, polled for resync pass ends: a scrape costs the operator CPU too (at
+# 10 Hz, a good part of a steady operator's), so no faster than this.
+POLL_S = 0.5
 
 
 def digest(n: int) -> str:
@@ -160,7 +164,7 @@ class Cost:
 
 
 class Passes:
-    """Resync passes as they end, from the operator's metrics polled every 0.1 s: (start, end)."""
+    """Resync passes as they end, from the operator's metrics polled every POLL_S: (start, end)."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -178,7 +182,7 @@ class Passes:
 
     def _poll(self) -> None:
         count, total = -1.0, 0.0
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(POLL_S):
             with contextlib.suppress(OSError):
                 m = scrape(self.port)
                 c, s = (
@@ -376,9 +380,13 @@ def run(n: int, state: Path) -> dict[str, Any]:
         first = wait_for("a resync pass after all Healthy", lambda: passes.ended_after(done), timeout=settle)
         wait_for("a second resync pass", lambda: passes.ended_after(first), timeout=settle)
         result["settled_after_healthy_s"] = round(time.monotonic() - done, 1)
+        # The window: whole resync cycles (from a pass's end to the end of the STEADY_PASSES-th
+        # after it), so the rates per minute hold as many passes as the operator makes.
         before, m0, t0 = usage(pid), scrape(port), time.monotonic()
         rss: list[float] = []
-        while time.monotonic() - t0 < STEADY_S:
+        while sum(1 for _, e in passes.spans if e > t0) < STEADY_PASSES:
+            if time.monotonic() - t0 > STEADY_PASSES * (RESYNC_S + n):
+                raise TimeoutError(f"fewer than {STEADY_PASSES} resync passes in the steady window")
             time.sleep(1)
             rss.append(usage(pid).rss_mb)
         after, m1, t1 = usage(pid), scrape(port), time.monotonic()
@@ -501,7 +509,13 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": commit(),
         "machine": machine(),
-        "setup": {"resync_seconds": RESYNC_S, "steady_window_s": STEADY_S, "steps": STEPS, "replicas": 1},
+        "setup": {
+            "resync_seconds": RESYNC_S,
+            "steady_window_passes": STEADY_PASSES,
+            "metrics_poll_s": POLL_S,
+            "steps": STEPS,
+            "replicas": 1,
+        },
         "runs": [],
     }
     for n in (int(x) for x in args.n.split(",") if x.strip()):
