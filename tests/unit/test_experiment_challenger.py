@@ -20,7 +20,8 @@ from modelship.core.engine import routing
 from modelship.core.engine.canary import LOST
 from modelship.plugin.dashboard import rules
 
-from .enginesim import OWNER, World, command, spec
+from .enginesim import OWNER, World, command
+from .test_experiment_step import trial_spec as step_spec
 
 pytestmark = pytest.mark.unit
 
@@ -36,14 +37,8 @@ CHALLENGER = "fraud-challenger"
 
 
 def trial_spec(image: str | None = None, trial: dict[str, Any] = TRIAL) -> api.ModelDeploymentSpec:
-    fields: dict[str, Any] = {
-        "replicas": 4,
-        "strategy": {"canary": {"steps": [{"setWeight": 10}, {"experiment": trial}, {"pause": {}}]}},
-        "traffic": {"router": "gatewayAPI", "httpRoute": "fraud"},
-    }
-    if image:
-        fields["image"] = image
-    return spec(**fields)
+    """The experiment step's spec, with a challenger (`TRIAL`) by default."""
+    return step_spec(image, trial)
 
 
 def rival_revision(s: api.ModelDeploymentSpec) -> str:
