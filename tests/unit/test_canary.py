@@ -194,6 +194,15 @@ def test_gateway_router_keeps_stable_whole_and_sizes_the_canary_by_weight_or_set
     assert svc["spec"]["selector"]["modelship.io/revision"] == name_of(old)
 
 
+def test_a_step_sizes_the_canary_for_the_weight_it_moves_to_before_moving_it() -> None:
+    # setCanaryScale asks for fewer pods than 51% of 2 replicas needs: the canary is sized for the
+    # weight the step moves to while it still carries none, not only once it carries it.
+    scale = api.CanaryScale(replicas=0)
+    sized = traffic.Router("gatewayAPI").replicas(2, 0, 51, scale, False)
+    assert sized.canary == traffic.canary_pods_for(2, 51) == 2
+    assert traffic.Router("gatewayAPI").replicas(2, 51, 51, scale, False) == sized  # the pass after
+
+
 def test_gateway_router_moves_weight_only_once_the_canary_service_lists_its_ready_pods() -> None:
     old = canary_spec(router="gatewayAPI")
     world = stable_world(old)

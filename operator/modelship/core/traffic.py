@@ -111,8 +111,10 @@ class Router:
             canary = canary_pods_for(total, scale.weight)
         else:
             canary = canary_pods_for(total, max(routed, wanted))
-        # Never fewer canary pods than the traffic it carries needs, and always one to watch.
-        return Replicas(total, max(canary, canary_pods_for(total, routed), 1))
+        # Never fewer canary pods than the traffic it carries needs, and always one to watch; a
+        # step that moves the weight needs them before it moves it (else the pass after the move
+        # would size the canary up under traffic already sent to it).
+        return Replicas(total, max(canary, canary_pods_for(total, max(routed, wanted)), 1))
 
 
 def router_for(spec: api.ModelDeploymentSpec) -> Router:
