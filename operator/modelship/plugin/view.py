@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from modelship import api
+from modelship.core import gateway
 
 # Exit codes (documented in `modelship.plugin.args.EXIT_CODES` and docs/plugin.md).
 OK, FAILED, USAGE, TIMEOUT, ERROR = 0, 1, 2, 3, 4
@@ -46,7 +47,7 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
             f"Step:       {step}/{len(steps)}  {current}",  # steps done, as the STEP column
         ]
         if rival is not None:
-            service = f"{obj['metadata']['name']}-challenger"
+            service = gateway.challenger_service(obj["metadata"]["name"])
             lines.append(f"Challenger: {rival.revision} ({service}, the experiment's second candidate)")
         for route in status.canary.header_routes or []:
             lines.append(f"Header route: {route.name}: {route.shown} -> {obj['metadata']['name']}-canary")
@@ -97,11 +98,12 @@ def render(obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
 
 def _sessions(affinity: api.SessionAffinity | None) -> list[str]:
     """The sticky-sessions line, if the spec asks for them."""
-    if affinity is None:
-        return []
-    how = f"cookie {affinity.cookie.name}" if affinity.cookie is not None else None
-    if affinity.header is not None:
+    if affinity is not None and affinity.cookie is not None:
+        how = f"cookie {affinity.cookie.name}"
+    elif affinity is not None and affinity.header is not None:
         how = f"header {affinity.header.name}"
+    else:
+        return []
     return [f"Sessions:   sticky by {how} (a client stays on the revision that first served it)"]
 
 
