@@ -4,7 +4,15 @@ Triggers (level-triggered reconciliation):
 - watch events of ModelDeployments, and of the Deployments and Services they own
   (so a deleted or edited child is restored within seconds), and of those Services'
   EndpointSlices (a weight step waits for them);
-- a resync loop that reconciles every ModelDeployment every `resync_seconds`.
+- a resync loop that reconciles every ModelDeployment every `resync_seconds` (left out for one
+  whose inputs have not changed since its last pass: `kube.skips`).
+
+The watch cache (`kube.cache`): kopf indices of the ModelDeployments, Deployments and Services
+feed it each object as the watch delivers it, so a pass reads them without a request. kopf calls
+no handler before every index has its initial listing, so the first handler call marks the cache
+ready; the event handlers take deleted objects out. The indices keep nothing themselves (their
+functions return None), and are not limited to the shard: a namespace that joins it is read from
+the cache at once.
 
 Sharded (`--shard-selector`): every trigger above is filtered to the namespaces whose labels
 match, which a watch of namespaces keeps current; objects elsewhere are never written to (the
@@ -112,11 +120,11 @@ def _in_shard(namespace: str | None, **_: Any) -> bool:
     return RUNTIME.shard is None or RUNTIME.shard.owns(namespace or "")
 
 
-def _reconcile(namespace: str, name: str) -> None:
+def _reconcile(namespace: str, name: str, resync: bool = False) -> None:
     """One pass. Sharded: a namespace that left the shard while the pass ran is let go after it,
     so nothing the pass recorded or scheduled (a series, a wake-up) outlives the move."""
     reconciler = RUNTIME.get()
-    reconciler.reconcile(namespace, name, logs.object_logger(namespace, name))
+    reconciler.reconcile(namespace, name, logs.object_logger(namespace, name), resync)
     if not _in_shard(namespace):
         _let_go(namespace, name)
 
@@ -126,9 +134,45 @@ def _let_go(namespace: str, name: str) -> None:
     metrics.forget(namespace, name)
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, when=_in_shard)
-def modeldeployment_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+def _cached(path: str, body: kopf.Body) -> None:
+    RUNTIME.get().cache.saw(path, dict(body))
+
+
+def _event_seen(path: str, body: kopf.Body, type: str | None) -> None:
+    """Any handler call: every index has its initial listing; a deletion leaves the cache."""
+    cache = RUNTIME.get().cache
+    cache.ready()
+    if type == "DELETED":
+        cache.gone(path, dict(body))
+
+
+def _child_path(body: kopf.Body) -> str:
+    return object_path({"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": body.metadata})
+
+
+@kopf.index(api.GROUP, api.VERSION, api.PLURAL)
+def modeldeployment_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+    _cached(md_path(namespace or "", name), body)
+
+
+@kopf.index("apps", "v1", "deployments", labels={manifests.MODEL_LABEL: kopf.PRESENT})
+def deployment_index(body: kopf.Body, **_: Any) -> None:
+    _cached(_child_path(body), body)
+
+
+@kopf.index("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT})
+def service_index(body: kopf.Body, **_: Any) -> None:
+    _cached(_child_path(body), body)
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+def modeldeployment_event(
+    body: kopf.Body, type: str | None, namespace: str | None, name: str, **_: Any
+) -> None:
     namespace = namespace or ""
+    _event_seen(md_path(namespace, name), body, type)
+    if not _in_shard(namespace):
+        return
     if type == "DELETED":
         _let_go(namespace, name)
         return
@@ -136,8 +180,11 @@ def modeldeployment_event(type: str, namespace: str | None, name: str, **_: Any)
 
 
 def _reconcile_owner(body: kopf.Body, type: str | None) -> None:
+    path = _child_path(body)
+    _event_seen(path, body, type)
+    if not _in_shard(body.metadata.namespace):
+        return
     # What the watch says the child is at now: an apply that would change nothing is left out.
-    path = object_path({"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": body.metadata})
     RUNTIME.get().applied.saw(path, None if type == "DELETED" else body.metadata.get("resourceVersion"))
     for ref in body.metadata.get("ownerReferences", []):
         if ref.get("kind") == api.KIND and ref.get("apiVersion") == api.API_VERSION:
@@ -145,12 +192,12 @@ def _reconcile_owner(body: kopf.Body, type: str | None) -> None:
             _reconcile(namespace, ref["name"])
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={manifests.MODEL_LABEL: kopf.PRESENT}, when=_in_shard)
+@kopf.on.event("apps", "v1", "deployments", labels={manifests.MODEL_LABEL: kopf.PRESENT})
 def deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     _reconcile_owner(body, type)
 
 
-@kopf.on.event("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT}, when=_in_shard)
+@kopf.on.event("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT})
 def service_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     _reconcile_owner(body, type)
 
@@ -203,7 +250,7 @@ def _resync_once() -> int:
             count += 1
             logger = logs.object_logger(namespace, name)
             try:
-                _reconcile(namespace, name)
+                _reconcile(namespace, name, resync=True)
             except Exception:  # one broken object must not stop the others' resync
                 logger.exception("resync failed")
     return count

@@ -84,6 +84,11 @@ SKIPPED = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+SKIPPED_PASSES = Counter(
+    "modelship_skipped_passes",
+    "Resync passes left out because nothing a pass reads of the object changed since its last one.",
+    registry=REGISTRY,
+)
 NOTIFICATIONS = Counter(
     "modelship_notifications",
     "Notifications by target and result: delivered, failed (every attempt failed, or the target "
@@ -106,6 +111,7 @@ NAMES = tuple(
         RESYNC_SECONDS,
         API_REQUESTS,
         SKIPPED,
+        SKIPPED_PASSES,
     )
 )
 

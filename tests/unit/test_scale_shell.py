@@ -135,7 +135,7 @@ class CountingReconciler(Reconciler):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def step(self, namespace: str, name: str, logger: Logger) -> float | None:
+    def step(self, namespace: str, name: str, logger: Logger, resync: bool = False) -> float | None:
         self.passes += 1
         self.entered.set()
         assert self.release.wait(5)

@@ -36,13 +36,18 @@ def owned_by(obj: dict[str, Any], uid: str) -> bool:
 
 
 def observe_deployments(
-    storage: Storage, owner: manifests.Owner, spec: api.ModelDeploymentSpec | None = None
+    storage: Storage,
+    owner: manifests.Owner,
+    spec: api.ModelDeploymentSpec | None = None,
+    listed: list[dict[str, Any]] | None = None,
 ) -> dict[str, engine.ObservedDeployment]:
     """The revision Deployments the ModelDeployment owns, by name; with `spec`, the revision it asks
-    for says, while short of available pods, whether they refuse the model (`model_failure`)."""
-    listed = storage.items(
-        deployments_path(owner.namespace), labelSelector=f"{manifests.MODEL_LABEL}={owner.name}"
-    )
+    for says, while short of available pods, whether they refuse the model (`model_failure`).
+    `listed`: its Deployments as the watch cache holds them (None: list them)."""
+    if listed is None:
+        listed = storage.items(
+            deployments_path(owner.namespace), labelSelector=f"{manifests.MODEL_LABEL}={owner.name}"
+        )
     observed = {
         obj["metadata"]["name"]: observe_deployment(obj) for obj in listed if owned_by(obj, owner.uid)
     }
@@ -57,11 +62,15 @@ def observe_deployments(
     return observed
 
 
-def observe_services(storage: Storage, owner: manifests.Owner) -> frozenset[str]:
-    """The Services the ModelDeployment owns, by name (an experiment's challenger Service among them)."""
-    listed = storage.items(
-        service_path(owner.namespace), labelSelector=f"{manifests.MODEL_LABEL}={owner.name}"
-    )
+def observe_services(
+    storage: Storage, owner: manifests.Owner, listed: list[dict[str, Any]] | None = None
+) -> frozenset[str]:
+    """The Services the ModelDeployment owns, by name (an experiment's challenger Service among
+    them); `listed`: its Services as the watch cache holds them (None: list them)."""
+    if listed is None:
+        listed = storage.items(
+            service_path(owner.namespace), labelSelector=f"{manifests.MODEL_LABEL}={owner.name}"
+        )
     return frozenset(obj["metadata"]["name"] for obj in listed if owned_by(obj, owner.uid))
 
 

@@ -43,13 +43,14 @@ from typing import Any
 from modelship import api, metrics
 from modelship.analysis import measure
 from modelship.core import engine, evaluation, experiment, manifests
-from modelship.kube import applied, jobs, routes, smoke, wakeups
+from modelship.kube import applied, cache, jobs, routes, skips, smoke, wakeups
 from modelship.kube.feedbackkey import FeedbackKeys
 from modelship.kube.observe import observe_deployments, observe_devices, observe_services
 from modelship.kube.storage import (
     EVENTS_API,
     Conflict,
     KubeError,
+    Manifest,
     NotFound,
     Storage,
     deployments_path,
@@ -68,6 +69,8 @@ ACTION = "Reconcile"  # what the operator was doing when it posted an Event
 ROUTE_READBACK_SECONDS = 0.2
 CLEAR_ATTEMPTS = 3  # tries at removing a posted Event record from an object that keeps changing
 TIMER_SLACK_SECONDS = 0.02
+# The kinds the watch cache holds (`handlers`): a write of one of them is followed there.
+CACHED_KINDS = frozenset({api.KIND, "Deployment", "Service"})
 WORKERS = 8  # kopf's handler workers (handlers.configure), and as many for the timed passes
 
 
@@ -104,6 +107,10 @@ class Reconciler:
         self._series: dict[tuple[str, str, str], int] = {}
         # The last apply of each child; the handlers feed it the watch's resourceVersions (`saw`).
         self.applied = applied.Applied()
+        # What the watch delivered (fed by the handlers): a pass's reads; and the resync passes
+        # that may be left out because none of it changed.
+        self.cache = cache.Cache(manifests.MODEL_LABEL)
+        self.skips = skips.Skips()
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
@@ -117,13 +124,15 @@ class Reconciler:
                     self._series.pop(key, None)
         self.notifier.forget(namespace, name)
         self.applied.forget((namespace, name))
+        self.skips.forget((namespace, name))
         self._wakeups.cancel((namespace, name))
 
-    def reconcile(self, namespace: str, name: str, logger: Logger) -> None:
+    def reconcile(self, namespace: str, name: str, logger: Logger, resync: bool = False) -> None:
         """One pass, and a timer for the next one when the pass asked for it. A trigger while a
         pass of the object runs does not wait for it: that pass runs once more when it ends (it
         reads everything again), so ten watch events in a burst cost two passes, not ten, and
-        never hold a worker that other objects' events wait for."""
+        never hold a worker that other objects' events wait for. `resync`: the periodic safety
+        net's trigger, left out while nothing the object's last pass read has changed (`skips`)."""
         key = (namespace, name)
         with self._guard:
             if key in self._running:
@@ -132,7 +141,8 @@ class Reconciler:
             self._running.add(key)
         try:
             while True:
-                wake = self.step(namespace, name, logger)
+                wake = self.step(namespace, name, logger, resync)
+                resync = False  # a trigger meanwhile was not the resync's
                 if wake is not None:
                     self._wake(namespace, name, wake, logger)
                 with self._guard:
@@ -144,16 +154,39 @@ class Reconciler:
                 self._running.discard(key)
                 self._again.discard(key)
 
-    def step(self, namespace: str, name: str, logger: Logger) -> float | None:
+    def step(self, namespace: str, name: str, logger: Logger, resync: bool = False) -> float | None:
         """One pass; in how many seconds it wants the next one (None: at the next trigger)."""
+        key = (namespace, name)
         with self._lock(namespace, name):
-            body = self.storage.get(md_path(namespace, name))
+            inputs = self._inputs(namespace, name)
+            if resync and inputs is not None and self.skips.skip(key, inputs):
+                metrics.SKIPPED_PASSES.inc()
+                return None
+            self.skips.forget(key)  # until this pass has run to its end
+            body = self._read(md_path(namespace, name))
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return None  # gone or going: the garbage collector removes what it owned
             with metrics.RECONCILE_SECONDS.time(), metrics.IN_FLIGHT.track_inprogress():
-                return self._pass(body, logger)
+                wake, alone = self._pass(body, logger)
+            self.skips.passed(key, inputs if alone and wake is None else None)
+            return wake
 
-    def _pass(self, body: dict[str, Any], logger: Logger) -> float | None:
+    def _inputs(self, namespace: str, name: str) -> str | None:
+        """The digest of what a pass reads from the watch cache; None when the cache cannot say."""
+        paths = (md_path(namespace), deployments_path(namespace), service_path(namespace))
+        versions = self.cache.versions(paths, name)
+        if versions is None or md_path(namespace, name) not in (path for path, _ in versions):
+            return None
+        return skips.digest(versions)
+
+    def _read(self, path: str) -> Manifest | None:
+        """The object from the watch cache when it can answer, else from the API."""
+        known, obj = self.cache.get(path)
+        return obj if known else self.storage.get(path)
+
+    def _pass(self, body: dict[str, Any], logger: Logger) -> tuple[float | None, bool]:
+        """In how many seconds the pass wants the next one, and whether it read nothing but the
+        watch cache's objects (no route, node capacity or Job: a resync may skip it)."""
         meta = body["metadata"]
         owner = manifests.Owner(meta["name"], meta["namespace"], meta["uid"], meta.get("generation", 1))
         spec = api.ModelDeploymentSpec.model_validate(body["spec"])
@@ -165,14 +198,18 @@ class Reconciler:
             self._post(owner, spec, status, left, self.clock(), logger)
 
         route = routes.read(self.storage, owner, spec)
+        devices = observe_devices(self.storage, owner, spec)
+        cached = self.cache.items(deployments_path(owner.namespace), owner.name)
         observed = engine.Observations(
             owner,
-            observe_deployments(self.storage, owner, spec),
-            devices=observe_devices(self.storage, owner, spec),
+            observe_deployments(self.storage, owner, spec, cached),
+            devices=devices,
             route=route.observation if route is not None else None,
             resource_version=meta["resourceVersion"],
             notifications=self.notifier.results(owner, spec),
-            services=observe_services(self.storage, owner),
+            services=observe_services(
+                self.storage, owner, self.cache.items(service_path(owner.namespace), owner.name)
+            ),
         )
         clock = self.clock()
         # Kubernetes timestamps have second precision; deciding on whole seconds makes a status
@@ -188,10 +225,10 @@ class Reconciler:
         # Events (status.pendingEvents), which `_clear` removes once they are posted.
         patch = merge_patch(raw_status, api.dump(decision.status))
         read: str = meta["resourceVersion"]
-        version = self.storage.patch_md(owner.namespace, owner.name, "status", patch, read) if patch else read
+        version = self._patch_status(owner, patch, read) if patch else read
         if version is None:
             logger.info("the ModelDeployment changed during this pass; deciding again on the next one")
-            return None
+            return None, False
         metrics.record_pass(owner.namespace, owner.name, status, decision.status, decision.rolled_back)
         self._feedback_keys.ensure(owner, logger)  # before the pods that mount it
         moved = self._write(owner, spec, decision.writes, route, logger)
@@ -204,7 +241,14 @@ class Reconciler:
         wake = (decision.wake_at - clock).total_seconds() if decision.wake_at is not None else None
         if moved:  # new weights: read them back soon, the read-back completes the step
             wake = ROUTE_READBACK_SECONDS if wake is None else min(wake, ROUTE_READBACK_SECONDS)
-        return wake
+        return wake, route is None and devices is None and not observations.jobs
+
+    def _patch_status(self, owner: manifests.Owner, patch: dict[str, Any], version: str) -> str | None:
+        """`storage.patch_md` of the status; the cache waits for the watch to show the write."""
+        written = self.storage.patch_md(owner.namespace, owner.name, "status", patch, version)
+        if written is not None:
+            self.cache.wrote(md_path(owner.namespace, owner.name), written)
+        return written
 
     def _write(
         self,
@@ -221,10 +265,10 @@ class Reconciler:
                 self._apply(owner, write.manifest)
             elif isinstance(write, engine.Delete):
                 logger.info("deleting revision Deployment %s", write.name)
-                self.storage.delete(deployments_path(owner.namespace, write.name))
+                self._delete(deployments_path(owner.namespace, write.name))
             elif isinstance(write, engine.DeleteService):
                 logger.info("deleting Service %s: no route sends to it any more", write.name)
-                self.storage.delete(service_path(owner.namespace, write.name))
+                self._delete(service_path(owner.namespace, write.name))
             elif isinstance(write, engine.StopJob):
                 jobs.stop(self.storage, owner.namespace, write.name, logger)
             elif route is not None and routes.write(self.storage, owner, spec, write, route):
@@ -238,7 +282,15 @@ class Reconciler:
             metrics.SKIPPED.labels(manifest["kind"]).inc()
             return
         written = self.storage.apply(manifest)
-        self.applied.applied(key, path, wanted, str(written["metadata"]["resourceVersion"]))
+        version = str(written["metadata"]["resourceVersion"])
+        self.applied.applied(key, path, wanted, version)
+        if manifest["kind"] in CACHED_KINDS:
+            self.cache.wrote(path, version)
+
+    def _delete(self, path: str) -> None:
+        """Delete a child the cache holds; until the watch shows it gone, passes ask the API."""
+        self.storage.delete(path)
+        self.cache.wrote(path, None)
 
     def _observe(
         self,
@@ -374,7 +426,7 @@ class Reconciler:
             return
         record = api.dump(status).get("pendingEvents")
         for _ in range(CLEAR_ATTEMPTS):
-            if self.storage.patch_md(owner.namespace, owner.name, "status", patch, version) is not None:
+            if self._patch_status(owner, patch, version) is not None:
                 return
             body = self.storage.get(md_path(owner.namespace, owner.name))
             if body is None or (body.get("status") or {}).get("pendingEvents") != record:
