@@ -135,7 +135,9 @@ def _let_go(namespace: str, name: str) -> None:
 
 
 def _cached(path: str, body: kopf.Body) -> None:
-    RUNTIME.get().cache.saw(path, dict(body))
+    # Without managedFields, which no pass reads: most of a Deployment's size.
+    meta = {k: v for k, v in body.metadata.items() if k != "managedFields"}
+    RUNTIME.get().cache.saw(path, {**body, "metadata": meta})
 
 
 def _event_seen(path: str, body: kopf.Body, type: str | None) -> None:

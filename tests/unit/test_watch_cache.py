@@ -153,7 +153,7 @@ class PassCounter(Reconciler):
         self.cache.saw(MD, obj("fraud", "1", model=None))
         self.cache.saw(DEPLOYMENT, obj("fraud-abc", "2"))
 
-    def _pass(self, body: dict[str, Any], logger: Any) -> tuple[float | None, bool]:
+    def _pass(self, body: dict[str, Any], logger: Any, cached: bool) -> tuple[float | None, bool]:
         self.passes += 1
         return self.wake, True
 
@@ -175,17 +175,31 @@ def test_a_resync_pass_is_left_out_while_nothing_the_last_pass_read_changed() ->
     assert reconciler.passes == 4
 
 
-def test_a_resync_pass_runs_while_a_timer_is_due_or_the_operator_s_write_is_not_seen() -> None:
+def test_a_resync_pass_runs_while_a_timer_is_due_and_reads_the_api_when_it_runs() -> None:
     reconciler = PassCounter()
     reconciler.wake = 5.0
     reconciler.step("ns", "fraud", LOG, resync=True)
     reconciler.step("ns", "fraud", LOG, resync=True)
     assert reconciler.passes == 2
-    reconciler.wake = None
-    reconciler.step("ns", "fraud", LOG, resync=True)
+    assert reconciler.reads.got == [MD, MD], "the safety net does not trust the watch"
+
+
+def test_a_pass_after_the_operator_s_own_write_reads_the_api_until_the_watch_shows_it() -> None:
+    reconciler = PassCounter()
+    reconciler.step("ns", "fraud", LOG)
+    assert reconciler.reads.got == []
     reconciler.cache.wrote(MD, "9")  # its status patch, not delivered yet
     reconciler.cache.saw(MD, obj("fraud", "8", model=None))
-    assert reconciler.reads.got == []
-    reconciler.step("ns", "fraud", LOG, resync=True)
+    reconciler.step("ns", "fraud", LOG)
     assert reconciler.reads.got == [MD], "read from the API, not the cache's older version"
-    assert reconciler.passes == 4
+    reconciler.cache.saw(MD, obj("fraud", "9", model=None))
+    reconciler.step("ns", "fraud", LOG)
+    assert reconciler.reads.got == [MD]
+    assert reconciler.passes == 3
+
+
+def test_a_child_found_gone_by_its_deletion_leaves_the_cache_at_once() -> None:
+    found = ready_cache()
+    found.saw(DEPLOYMENT, obj("fraud-abc", "3"))
+    found.drop(DEPLOYMENT)  # the watch missed its deletion; a DELETE answered 404
+    assert found.items(DEPLOYMENTS, "fraud") == []

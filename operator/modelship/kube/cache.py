@@ -89,15 +89,26 @@ class Cache:
         """A watch event: the object was deleted (`obj`: its last state)."""
         with self._lock:
             old = self._objects.get(path)
-            if old is None or not newer(old, obj):
-                return
-            del self._objects[path]
-            group = self._groups.get(self._group(path, old))
-            if group is not None:
-                group.discard(path)
-                if not group:
-                    del self._groups[self._group(path, old)]
-            self._settle(path)
+            if old is not None and newer(old, obj):
+                self._remove(path, old)
+
+    def drop(self, path: str) -> None:
+        """The API says the object is gone (a deletion the watch missed)."""
+        with self._lock:
+            old = self._objects.get(path)
+            if old is not None:
+                self._remove(path, old)
+            self._written.pop(path, None)
+
+    def _remove(self, path: str, old: Manifest) -> None:
+        del self._objects[path]
+        group = self._group(path, old)
+        paths = self._groups.get(group)
+        if paths is not None:
+            paths.discard(path)
+            if not paths:
+                del self._groups[group]
+        self._settle(path)
 
     def wrote(self, path: str, written: str | None) -> None:
         """The operator wrote the object: the API answered `written` (None: deleted it)."""

@@ -163,11 +163,14 @@ class Reconciler:
                 metrics.SKIPPED_PASSES.inc()
                 return None
             self.skips.forget(key)  # until this pass has run to its end
-            body = self._read(md_path(namespace, name))
+            # A resync pass that runs reads the API: the safety net also for what the watch may
+            # have missed (a deletion while it was down or paused).
+            cached = not resync
+            body = self._read(md_path(namespace, name), cached)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return None  # gone or going: the garbage collector removes what it owned
             with metrics.RECONCILE_SECONDS.time(), metrics.IN_FLIGHT.track_inprogress():
-                wake, alone = self._pass(body, logger)
+                wake, alone = self._pass(body, logger, cached)
             self.skips.passed(key, inputs if alone and wake is None else None)
             return wake
 
@@ -179,14 +182,19 @@ class Reconciler:
             return None
         return skips.digest(versions)
 
-    def _read(self, path: str) -> Manifest | None:
-        """The object from the watch cache when it can answer, else from the API."""
-        known, obj = self.cache.get(path)
+    def _read(self, path: str, cached: bool) -> Manifest | None:
+        """The object from the watch cache when it can answer (and `cached`), else from the API."""
+        known, obj = self.cache.get(path) if cached else (False, None)
         return obj if known else self.storage.get(path)
 
-    def _pass(self, body: dict[str, Any], logger: Logger) -> tuple[float | None, bool]:
+    def _children(self, collection: str, name: str, cached: bool) -> list[Manifest] | None:
+        """The ModelDeployment's objects in `collection` from the watch cache; None: list them."""
+        return self.cache.items(collection, name) if cached else None
+
+    def _pass(self, body: dict[str, Any], logger: Logger, cached: bool) -> tuple[float | None, bool]:
         """In how many seconds the pass wants the next one, and whether it read nothing but the
-        watch cache's objects (no route, node capacity or Job: a resync may skip it)."""
+        watch cache's objects (no route, node capacity or Job: a resync may skip it). `cached`:
+        its Deployments and Services from the watch cache when it can answer."""
         meta = body["metadata"]
         owner = manifests.Owner(meta["name"], meta["namespace"], meta["uid"], meta.get("generation", 1))
         spec = api.ModelDeploymentSpec.model_validate(body["spec"])
@@ -199,16 +207,16 @@ class Reconciler:
 
         route = routes.read(self.storage, owner, spec)
         devices = observe_devices(self.storage, owner, spec)
-        cached = self.cache.items(deployments_path(owner.namespace), owner.name)
+        listed = self._children(deployments_path(owner.namespace), owner.name, cached)
         observed = engine.Observations(
             owner,
-            observe_deployments(self.storage, owner, spec, cached),
+            observe_deployments(self.storage, owner, spec, listed),
             devices=devices,
             route=route.observation if route is not None else None,
             resource_version=meta["resourceVersion"],
             notifications=self.notifier.results(owner, spec),
             services=observe_services(
-                self.storage, owner, self.cache.items(service_path(owner.namespace), owner.name)
+                self.storage, owner, self._children(service_path(owner.namespace), owner.name, cached)
             ),
         )
         clock = self.clock()
@@ -288,9 +296,12 @@ class Reconciler:
             self.cache.wrote(path, version)
 
     def _delete(self, path: str) -> None:
-        """Delete a child the cache holds; until the watch shows it gone, passes ask the API."""
-        self.storage.delete(path)
-        self.cache.wrote(path, None)
+        """Delete a child the cache holds; until the watch shows it gone, passes ask the API (one
+        that was gone already is dropped at once: no watch event will say so)."""
+        if self.storage.delete(path):
+            self.cache.wrote(path, None)
+        else:
+            self.cache.drop(path)
 
     def _observe(
         self,
