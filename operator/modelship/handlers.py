@@ -12,7 +12,8 @@ feed it each object as the watch delivers it, so a pass reads them without a req
 no handler before every index has its initial listing, so the first handler call marks the cache
 ready; the event handlers take deleted objects out. The indices keep nothing themselves (their
 functions return None), and are not limited to the shard: a namespace that joins it is read from
-the cache at once.
+the cache at once. They are async, so they run on kopf's event loop at once rather than wait for
+a thread that the passes hold: the cache lags the watch as little as it can.
 
 Sharded (`--shard-selector`): every trigger above is filtered to the namespaces whose labels
 match, which a watch of namespaces keeps current; objects elsewhere are never written to (the
@@ -153,17 +154,17 @@ def _child_path(body: kopf.Body) -> str:
 
 
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL)
-def modeldeployment_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+async def modeldeployment_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
     _cached(md_path(namespace or "", name), body)
 
 
 @kopf.index("apps", "v1", "deployments", labels={manifests.MODEL_LABEL: kopf.PRESENT})
-def deployment_index(body: kopf.Body, **_: Any) -> None:
+async def deployment_index(body: kopf.Body, **_: Any) -> None:
     _cached(_child_path(body), body)
 
 
 @kopf.index("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT})
-def service_index(body: kopf.Body, **_: Any) -> None:
+async def service_index(body: kopf.Body, **_: Any) -> None:
     _cached(_child_path(body), body)
 
 

@@ -71,7 +71,7 @@ def test_children_are_grouped_by_the_model_they_belong_to() -> None:
 def test_after_its_own_write_the_operator_reads_the_api_until_the_watch_shows_the_write() -> None:
     found = ready_cache()
     found.saw(MD, obj("fraud", "20", model=None))
-    found.wrote(MD, "22")  # a status patch the watch has not delivered yet
+    found.wrote(MD, "fraud", "22")  # a status patch the watch has not delivered yet
     assert found.get(MD) == (False, None)
     found.saw(MD, obj("fraud", "21", model=None))  # someone else's change, before ours
     assert found.get(MD) == (False, None)
@@ -81,20 +81,28 @@ def test_after_its_own_write_the_operator_reads_the_api_until_the_watch_shows_th
 
 def test_a_created_or_deleted_child_is_listed_from_the_api_until_the_watch_shows_it() -> None:
     found = ready_cache()
-    found.wrote(DEPLOYMENT, "30")  # created by an apply
+    found.wrote(DEPLOYMENT, "fraud", "30")  # created by an apply
     assert found.items(DEPLOYMENTS, "fraud") is None
     found.saw(DEPLOYMENT, obj("fraud-abc", "30"))
     assert found.items(DEPLOYMENTS, "fraud") == [obj("fraud-abc", "30")]
-    found.wrote(DEPLOYMENT, None)  # deleted
+    found.wrote(DEPLOYMENT, "fraud", None)  # deleted
     assert found.items(DEPLOYMENTS, "fraud") is None
     found.gone(DEPLOYMENT, obj("fraud-abc", "31"))
     assert found.items(DEPLOYMENTS, "fraud") == []
 
 
+def test_another_model_s_write_in_flight_does_not_send_this_model_s_reads_to_the_api() -> None:
+    found = ready_cache()
+    found.saw(DEPLOYMENT, obj("fraud-abc", "3"))
+    found.wrote(deployments_path("ns", "spam-abc"), "spam", "4")
+    assert found.items(DEPLOYMENTS, "fraud") == [obj("fraud-abc", "3")]
+    assert found.items(DEPLOYMENTS, "spam") is None
+
+
 def test_a_version_that_is_not_a_number_is_never_trusted_over_the_api() -> None:
     found = ready_cache()
     found.saw(SERVICE, obj("fraud", "abc"))
-    found.wrote(SERVICE, "abd")
+    found.wrote(SERVICE, "fraud", "abd")
     assert found.items(service_path("ns"), "fraud") is None
     assert found.versions((service_path("ns"),), "fraud") is None
 
@@ -188,7 +196,7 @@ def test_a_pass_after_the_operator_s_own_write_reads_the_api_until_the_watch_sho
     reconciler = PassCounter()
     reconciler.step("ns", "fraud", LOG)
     assert reconciler.reads.got == []
-    reconciler.cache.wrote(MD, "9")  # its status patch, not delivered yet
+    reconciler.cache.wrote(MD, "fraud", "9")  # its status patch, not delivered yet
     reconciler.cache.saw(MD, obj("fraud", "8", model=None))
     reconciler.step("ns", "fraud", LOG)
     assert reconciler.reads.got == [MD], "read from the API, not the cache's older version"

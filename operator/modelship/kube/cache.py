@@ -56,7 +56,8 @@ class Cache:
         self._label = model_label
         self._objects: dict[str, Manifest] = {}
         self._groups: dict[tuple[str, str], set[str]] = {}  # (collection, model) -> paths
-        self._written: dict[str, str | None] = {}  # path -> the version our write answered
+        # path -> the group it belongs to, and the version our write answered
+        self._written: dict[str, tuple[tuple[str, str], str | None]] = {}
         self._ready = False
         self._lock = threading.Lock()
 
@@ -110,14 +111,15 @@ class Cache:
                 del self._groups[group]
         self._settle(path)
 
-    def wrote(self, path: str, written: str | None) -> None:
-        """The operator wrote the object: the API answered `written` (None: deleted it)."""
+    def wrote(self, path: str, model: str, written: str | None) -> None:
+        """The operator wrote the object of `model` (the ModelDeployment it belongs to): the API
+        answered `written` (None: deleted it)."""
         with self._lock:
-            self._written[path] = written
+            self._written[path] = ((path.rsplit("/", 1)[0], model), written)
             self._settle(path)
 
     def _settle(self, path: str) -> None:
-        if path in self._written and caught_up(self._objects.get(path), self._written[path]):
+        if path in self._written and caught_up(self._objects.get(path), self._written[path][1]):
             del self._written[path]
 
     def get(self, path: str) -> tuple[bool, Manifest | None]:
@@ -133,7 +135,7 @@ class Cache:
         """The objects in `collection` (a list path, namespaced) that belong to `model`; None: ask
         the API. Shared, not copies: read them, never change them."""
         with self._lock:
-            if not self._ready or any(p.rsplit("/", 1)[0] == collection for p in self._written):
+            if not self._ready or any(group == (collection, model) for group, _ in self._written.values()):
                 return None
             return [self._objects[p] for p in sorted(self._groups.get((collection, model), ()))]
 

@@ -255,7 +255,7 @@ class Reconciler:
         """`storage.patch_md` of the status; the cache waits for the watch to show the write."""
         written = self.storage.patch_md(owner.namespace, owner.name, "status", patch, version)
         if written is not None:
-            self.cache.wrote(md_path(owner.namespace, owner.name), written)
+            self.cache.wrote(md_path(owner.namespace, owner.name), owner.name, written)
         return written
 
     def _write(
@@ -273,10 +273,10 @@ class Reconciler:
                 self._apply(owner, write.manifest)
             elif isinstance(write, engine.Delete):
                 logger.info("deleting revision Deployment %s", write.name)
-                self._delete(deployments_path(owner.namespace, write.name))
+                self._delete(owner, deployments_path(owner.namespace, write.name))
             elif isinstance(write, engine.DeleteService):
                 logger.info("deleting Service %s: no route sends to it any more", write.name)
-                self._delete(service_path(owner.namespace, write.name))
+                self._delete(owner, service_path(owner.namespace, write.name))
             elif isinstance(write, engine.StopJob):
                 jobs.stop(self.storage, owner.namespace, write.name, logger)
             elif route is not None and routes.write(self.storage, owner, spec, write, route):
@@ -293,13 +293,13 @@ class Reconciler:
         version = str(written["metadata"]["resourceVersion"])
         self.applied.applied(key, path, wanted, version)
         if manifest["kind"] in CACHED_KINDS:
-            self.cache.wrote(path, version)
+            self.cache.wrote(path, owner.name, version)
 
-    def _delete(self, path: str) -> None:
+    def _delete(self, owner: manifests.Owner, path: str) -> None:
         """Delete a child the cache holds; until the watch shows it gone, passes ask the API (one
         that was gone already is dropped at once: no watch event will say so)."""
         if self.storage.delete(path):
-            self.cache.wrote(path, None)
+            self.cache.wrote(path, owner.name, None)
         else:
             self.cache.drop(path)
 
