@@ -16,9 +16,10 @@ the cache at once. They are async, so they run on kopf's event loop at once rath
 a thread that the passes hold: the cache lags the watch as little as it can.
 
 Sharded (`--shard-selector`): every trigger above is filtered to the namespaces whose labels
-match, which a watch of namespaces keeps current; objects elsewhere are never written to (the
-`when=` filters keep kopf from touching them too). A namespace that joins the shard has its
-ModelDeployments reconciled at once; one that leaves is forgotten.
+match, which a watch of namespaces keeps current; objects elsewhere are never written to (event
+handlers make kopf write nothing; those of the cached kinds only feed the cache for them, the
+EndpointSlices' `when=` filter keeps kopf from calling for them at all). A namespace that joins
+the shard has its ModelDeployments reconciled at once; one that leaves is forgotten.
 
 Why not `@kopf.timer` for the resync: kopf puts a finalizer on every object a timer
 serves, so a ModelDeployment (and its namespace) could not be deleted while the
