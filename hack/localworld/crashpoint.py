@@ -79,13 +79,15 @@ def install(path: Path) -> None:
     original_pass = reconciler.Reconciler._pass
     original_request = storage.Storage.request
 
-    def counted_pass(self: reconciler.Reconciler, body: dict[str, Any], logger: Any) -> float | None:
+    def counted_pass(
+        self: reconciler.Reconciler, body: dict[str, Any], logger: Any, cached: bool
+    ) -> tuple[float | None, bool]:
         after = _armed(path, body)
         if after is None:
-            return original_pass(self, body, logger)
+            return original_pass(self, body, logger, cached)
         local.after, local.writes = after, []
         try:
-            return original_pass(self, body, logger)
+            return original_pass(self, body, logger, cached)
         finally:
             writes, local.after = local.writes, None
             if writes:  # a pass whose status write lost a race wrote nothing: the next one is it
