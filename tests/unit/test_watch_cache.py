@@ -126,15 +126,28 @@ def test_the_digest_ignores_order_and_sees_any_version_change() -> None:
 
 def test_skips_need_the_same_inputs_and_leave_every_nth_resync_whole() -> None:
     found = skips.Skips(full_every=3)
-    assert not found.skip("k", "d1"), "no pass recorded yet"
-    found.passed("k", "d1")
-    assert found.skip("k", "d1")
-    assert found.skip("k", "d1")
-    assert not found.skip("k", "d1"), "the third resync runs whole"
-    found.passed("k", "d1")
-    assert not found.skip("k", "d2")
-    found.passed("k", None)  # a pass that read more than the watch shows
-    assert not found.skip("k", "d1")
+    key = next(k for k in (f"k{i}" for i in range(100)) if skips.phase(k, 3) == 0)
+    assert not found.skip(key, "d1"), "no pass recorded yet"
+    found.passed(key, "d1")
+    assert found.skip(key, "d1")
+    assert found.skip(key, "d1")
+    assert not found.skip(key, "d1"), "the third resync runs whole"
+    found.passed(key, "d1")
+    assert not found.skip(key, "d2")
+    found.passed(key, None)  # a pass that read more than the watch shows
+    assert not found.skip(key, "d1")
+
+
+def test_objects_that_passed_together_run_their_whole_resync_passes_on_different_resyncs() -> None:
+    found, keys = skips.Skips(full_every=10), [("scale", f"md-{i:05d}") for i in range(100)]
+    for key in keys:
+        found.passed(key, "d")
+    whole_at: dict[int, int] = {}  # resync -> how many objects ran whole on it
+    for key in keys:
+        resync = next(r for r in range(1, 11) if not found.skip(key, "d"))
+        whole_at[resync] = whole_at.get(resync, 0) + 1
+    assert max(whole_at) <= 10, "each still runs whole within full_every resyncs"
+    assert max(whole_at.values()) <= 25, f"spread over the resyncs: {whole_at}"
 
 
 class Reads(Storage):

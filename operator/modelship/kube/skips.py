@@ -7,6 +7,8 @@ and its Deployments' and Services' resourceVersions), but only when the pass dep
 else: no timer due (it asked for no wake-up), no route object or node capacity read (router
 `service`, no counted accelerator), no Job. A resync pass whose digest matches is skipped, except
 every `FULL_EVERY`-th one, so what the watch cannot see (a Secret, a pod) is still looked at.
+Each object starts its count at its own `phase`: objects that passed together (created or rolled
+out at once) would otherwise all run whole on the same resync, a pass as long as an unskipped one.
 Watch events, timers and notifications always run the whole pass.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import zlib
 from collections.abc import Hashable, Sequence
 
 FULL_EVERY = 10  # at the default 30 s resync: a whole pass every 5 minutes per steady object
@@ -23,6 +26,12 @@ def digest(versions: Sequence[tuple[str, int | None]]) -> str:
     """Of the objects a pass reads, by path and resourceVersion, in any order."""
     text = "\n".join(f"{path}@{version}" for path, version in sorted(versions, key=lambda v: v[0]))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def phase(key: Hashable, full_every: int = FULL_EVERY) -> int:
+    """How many of its skips an object counts as done right after a whole pass: spread by its key
+    (stable across restarts), so the next whole pass comes 1 to `full_every` resyncs later."""
+    return zlib.crc32(repr(key).encode()) % full_every
 
 
 class Skips:
@@ -40,7 +49,7 @@ class Skips:
             if inputs is None:
                 self._last.pop(key, None)
             else:
-                self._last[key] = (inputs, 0)
+                self._last[key] = (inputs, phase(key, self._full_every))
 
     def skip(self, key: Hashable, inputs: str) -> bool:
         """Whether a resync pass on inputs of digest `inputs` may be left out (and count it)."""
