@@ -17,7 +17,11 @@ Measured at each N, printed and written to bench/results/scale.json:
   status at the new generation, seen by a watch) over `CHANGES` changes of random objects, each
   made while a resync pass was in flight (those made between passes are counted apart);
 - `burst`: `BURST` image changes at once: seconds until each started (its canary revision in the
-  status) and finished (Healthy on the new revision), the last and the per-object p50/p95.
+  status) and finished (Healthy on the new revision), the last and the per-object p50/p95 (at
+  N < BURST + CHANGES, N - CHANGES of them);
+- `spec_change_to_first_write_s.during_burst`: once the burst's changes are sent, `CHANGES`
+  changes of other objects, one every `BURST_CHANGE_EVERY_S`, while the burst's rollouts are in
+  flight (`in_flight`: how many were sent before the burst was all Healthy), each to its first write.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ RESYNC_S = 30.0  # the operator's default
 STEADY_PASSES = 2  # the steady window: this many whole resync cycles
 CHANGES = 20
 BURST = 100
+BURST_CHANGE_EVERY_S = 0.5  # CHANGES spec changes of other objects during the burst, this far apart
 PODS_PER_NODE = 500
 CREATORS = 8  # threads creating and patching, as a GitOps sync would
 STEPS = [{"setWeight": 50}, {"pause": {"duration": "5s"}}, {"setWeight": 100}]
@@ -294,6 +299,10 @@ def rolling_to(rev: str) -> Callable[[Seen], bool]:
     return lambda s: s.rolling == rev
 
 
+def observed(generation: int) -> Callable[[Seen], bool]:
+    return lambda s: s.observed >= generation
+
+
 def healthy_on(rev: str) -> Callable[[Seen], bool]:
     return lambda s: s.phase == "Healthy" and s.stable == rev
 
@@ -433,8 +442,10 @@ def run(n: int, state: Path) -> dict[str, Any]:
         print(f"N={n}: spec change {result['spec_change_to_first_write_s']}", flush=True)
         watch.wait("the changed objects Healthy", healthy_at(generation), timeout=300)
 
-        # A burst of simultaneous rollouts.
-        burst = rng.sample(names, min(BURST, n))
+        # A burst of simultaneous rollouts, and spec changes of other objects while it is in flight
+        # (at small N the burst leaves CHANGES objects out for them).
+        burst = rng.sample(names, min(BURST, n - CHANGES))
+        others = rng.sample([x for x in names if x not in set(burst)], CHANGES)
         for name in burst:
             images[name] += 1
             generation[name] += 1
@@ -443,6 +454,13 @@ def run(n: int, state: Path) -> dict[str, Any]:
         with ThreadPoolExecutor(CREATORS) as pool:
             list(pool.map(lambda name: mds.patch(name, image_spec(name, images[name])), burst))
         patched = time.monotonic()
+        amid: list[tuple[str, int, float]] = []  # (name, generation, sent)
+        for name in others:
+            time.sleep(BURST_CHANGE_EVERY_S)
+            images[name] += 1
+            generation[name] += 1
+            amid.append((name, generation[name], time.monotonic()))
+            mds.patch(name, image_spec(name, images[name]))
         end = watch.wait("the burst Healthy", healthy_at({n_: generation[n_] for n_ in burst}), timeout=600)
         starts = [watch.first(x, sent, rolling_to(wanted[x])) for x in burst]
         ends = [watch.first(x, sent, healthy_on(wanted[x])) for x in burst]
@@ -455,9 +473,19 @@ def run(n: int, state: Path) -> dict[str, Any]:
             "started_s": quantiles(start_s),
             "all_finished_s": round(end - sent, 2),
             "finished_s": quantiles(end_s),
-            "per_rollout": cost.per_object(len(burst)),
         }
+        amid_firsts = [watch.first(x, at, observed(g)) for x, g, at in amid]
+        amid_s = [f - at for (_, _, at), f in zip(amid, amid_firsts, strict=True) if f is not None]
+        result["spec_change_to_first_write_s"]["during_burst"] = {
+            "count": len(amid_s),
+            "in_flight": sum(1 for _, _, at in amid if at < end),
+            **quantiles(amid_s),
+        }
+        watch.wait("the changed objects Healthy", healthy_at(generation), timeout=300)
+        # The burst's and the changes' rollouts together: the passes of one cannot be told apart.
+        result["burst"]["per_rollout"] = cost.per_object(len(burst) + len(amid))
         print(f"N={n}: burst {result['burst']}", flush=True)
+        print(f"N={n}: spec change during the burst {result['spec_change_to_first_write_s']}", flush=True)
         final = usage(pid)
         result["rss_peak_mb"] = round(final.peak_mb, 1)
         result["threads_at_end"] = int(
