@@ -176,13 +176,14 @@ def run(
 
     from modelship import handlers, metrics
     from modelship.kube.client import load_api_client
+    from modelship.kube.reconciler import API_CONNECTIONS
     from modelship.kube.storage import Storage
 
     priority = random.randint(1, 2**31) if args.random_priority else args.priority
     # Our own identity, so the resync loop can find itself among kopf's peers.
     identity = f"{socket.gethostname()}/{os.getpid()}/{random.getrandbits(32):08x}"
     handlers.install(
-        Storage(load_api_client()),
+        Storage(load_api_client(API_CONNECTIONS)),
         args.namespace,
         args.resync_seconds,
         args.peering or None,

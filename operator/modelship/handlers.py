@@ -1,11 +1,18 @@
-"""kopf wiring, kept thin: every trigger ends in `Reconciler.reconcile(namespace, name)`.
+"""kopf wiring, kept thin: every trigger adds the ModelDeployment to the reconciler's work queue
+(`kube.workqueue`) and returns; the queue's workers run the passes, the most urgent first.
 
-Triggers (level-triggered reconciliation):
-- watch events of ModelDeployments, and of the Deployments and Services they own
+Triggers (level-triggered reconciliation), most urgent first:
+- a ModelDeployment's watch event with a spec change no pass has acted on yet (its generation is
+  above `status.observedGeneration`);
+- (the reconciler's own timers, `kube.wakeups`;)
+- other watch events of ModelDeployments, and of the Deployments and Services they own
   (so a deleted or edited child is restored within seconds), and of those Services'
   EndpointSlices (a weight step waits for them);
-- a resync loop that reconciles every ModelDeployment every `resync_seconds` (left out for one
-  whose inputs have not changed since its last pass: `kube.skips`).
+- a resync loop that queues every ModelDeployment every `resync_seconds` and waits for their
+  passes (left out for one whose inputs have not changed since its last pass: `kube.skips`).
+
+The event handlers are async: they only feed the cache and the queue, on kopf's event loop, so no
+event waits for a thread while passes run.
 
 The watch cache (`kube.cache`): kopf indices of the ModelDeployments, Deployments and Services
 feed it each object as the watch delivers it, so a pass reads them without a request. kopf calls
@@ -39,14 +46,18 @@ from typing import Any
 
 import kopf
 
-from modelship import api, logs, metrics, peering
+from modelship import api, metrics, peering
 from modelship.analysis.measure import Defaults
 from modelship.core import manifests
 from modelship.core.shard import Selector, Shard
-from modelship.kube.reconciler import WORKERS, Reconciler
+from modelship.kube.reconciler import Reconciler
 from modelship.kube.storage import Storage, md_path, object_path
+from modelship.kube.workqueue import Priority, event_priority
 
 log = logging.getLogger("modelship")
+
+# kopf's threads for sync handlers: the namespace watch's (sharded) and the liveness probe.
+SYNC_WORKERS = 2
 
 
 @dataclass
@@ -80,7 +91,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.persistence.consistency_timeout = 10
     settings.posting.enabled = False  # the engine's events are the ones users should read
-    settings.execution.max_workers = WORKERS
+    settings.execution.max_workers = SYNC_WORKERS
     # No scanning of CRDs and namespaces: it needs cluster-wide list/watch on both, and the
     # namespaced install grants nothing cluster-scoped. The CRD must exist at start (Helm
     # installs it first); namespaces are exact names, never globs.
@@ -122,18 +133,15 @@ def _in_shard(namespace: str | None, **_: Any) -> bool:
     return RUNTIME.shard is None or RUNTIME.shard.owns(namespace or "")
 
 
-def _reconcile(namespace: str, name: str, resync: bool = False) -> None:
-    """One pass. Sharded: a namespace that left the shard while the pass ran is let go after it,
-    so nothing the pass recorded or scheduled (a series, a wake-up) outlives the move."""
-    reconciler = RUNTIME.get()
-    reconciler.reconcile(namespace, name, logs.object_logger(namespace, name), resync)
-    if not _in_shard(namespace):
-        _let_go(namespace, name)
+def _reconcile(namespace: str, name: str, priority: Priority = Priority.EVENT) -> None:
+    """Queue a pass. Sharded: the reconciler lets go of an object whose namespace left the shard
+    while its pass ran, so nothing the pass recorded or scheduled (a series, a wake-up) outlives
+    the move."""
+    RUNTIME.get().queue.add((namespace, name), priority)
 
 
 def _let_go(namespace: str, name: str) -> None:
     RUNTIME.get().forget(namespace, name)
-    metrics.forget(namespace, name)
 
 
 def _cached(path: str, body: kopf.Body) -> None:
@@ -170,7 +178,7 @@ async def service_index(body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-def modeldeployment_event(
+async def modeldeployment_event(
     body: kopf.Body, type: str | None, namespace: str | None, name: str, **_: Any
 ) -> None:
     namespace = namespace or ""
@@ -180,7 +188,7 @@ def modeldeployment_event(
     if type == "DELETED":
         _let_go(namespace, name)
         return
-    _reconcile(namespace, name)
+    _reconcile(namespace, name, event_priority(body))
 
 
 def _reconcile_owner(body: kopf.Body, type: str | None) -> None:
@@ -197,19 +205,19 @@ def _reconcile_owner(body: kopf.Body, type: str | None) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={manifests.MODEL_LABEL: kopf.PRESENT})
-def deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+async def deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     _reconcile_owner(body, type)
 
 
 @kopf.on.event("v1", "services", labels={manifests.MODEL_LABEL: kopf.PRESENT})
-def service_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+async def service_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     _reconcile_owner(body, type)
 
 
 @kopf.on.event(
     "discovery.k8s.io", "v1", "endpointslices", labels={manifests.MODEL_LABEL: kopf.PRESENT}, when=_in_shard
 )
-def endpointslice_event(body: kopf.Body, **_: Any) -> None:
+async def endpointslice_event(body: kopf.Body, **_: Any) -> None:
     # A weight step waits for its Service's slices to list the pods (routing.unserved). Slices
     # are owned by the Service, but carry its labels, which name the ModelDeployment.
     namespace, name = body.metadata.namespace or "", body.metadata.labels[manifests.MODEL_LABEL]
@@ -241,23 +249,20 @@ def _standing_by() -> bool:
 
 
 def _resync_once() -> int:
+    """Queue every ModelDeployment at resync priority and wait until their passes have ended (one
+    a watch event queued meanwhile is its pass, not a resync's)."""
     reconciler = RUNTIME.get()
     if _standing_by():
         return 0
     paths = [md_path(ns) for ns in RUNTIME.namespaces] if RUNTIME.namespaces else [md_path(None)]
-    count = 0
-    for path in paths:
-        for item in reconciler.storage.items(path):
-            namespace, name = item["metadata"]["namespace"], item["metadata"]["name"]
-            if not _in_shard(namespace):
-                continue
-            count += 1
-            logger = logs.object_logger(namespace, name)
-            try:
-                _reconcile(namespace, name, resync=True)
-            except Exception:  # one broken object must not stop the others' resync
-                logger.exception("resync failed")
-    return count
+    keys = [
+        (item["metadata"]["namespace"], item["metadata"]["name"])
+        for path in paths
+        for item in reconciler.storage.items(path)
+        if _in_shard(item["metadata"]["namespace"])
+    ]
+    reconciler.queue.add_all(keys, Priority.RESYNC).wait()
+    return len(keys)
 
 
 async def _resync_forever() -> None:
@@ -284,7 +289,9 @@ def install(
     notifications: list[api.NotificationTarget] | None = None,
     shard_selector: Selector | None = None,
 ) -> None:
-    RUNTIME.reconciler = Reconciler(storage, prometheus=prometheus, notifications=notifications or ())
+    RUNTIME.reconciler = Reconciler(
+        storage, prometheus=prometheus, notifications=notifications or (), owns=lambda ns: _in_shard(ns)
+    )
     RUNTIME.namespaces = namespaces
     RUNTIME.resync_seconds = resync_seconds
     RUNTIME.peering, RUNTIME.identity, RUNTIME.priority = peering_name, identity, priority

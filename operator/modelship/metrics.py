@@ -71,6 +71,19 @@ RESYNC_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
     registry=REGISTRY,
 )
+QUEUE_DEPTH = Gauge(
+    "modelship_queue_depth",
+    "ModelDeployments waiting for a worker to start their pass, by priority (spec, timer, event, resync).",
+    ["priority"],
+    registry=REGISTRY,
+)
+QUEUE_WAIT = Histogram(
+    "modelship_queue_wait_seconds",
+    "Time from a pass's trigger (the one that gave it its priority) to its start, by priority.",
+    ["priority"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 API_REQUESTS = Counter(
     "modelship_api_requests",
     "Requests of the operator's reconciler to the Kubernetes API, by verb and HTTP status code "
@@ -109,6 +122,8 @@ NAMES = tuple(
         NOTIFICATIONS,
         IN_FLIGHT,
         RESYNC_SECONDS,
+        QUEUE_DEPTH,
+        QUEUE_WAIT,
         API_REQUESTS,
         SKIPPED,
         SKIPPED_PASSES,

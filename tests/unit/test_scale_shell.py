@@ -1,6 +1,6 @@
 """The shell's parts for many ModelDeployments: leaving out an apply that would change nothing
-(`kube.applied`), one schedule for every object's timed pass (`kube.wakeups`), and triggers that
-arrive during a pass folded into one more pass (`Reconciler.reconcile`)."""
+(`kube.applied`) and one schedule for every object's timed pass (`kube.wakeups`). Triggers that
+arrive during a pass are folded into one more pass by the work queue (test_workqueue.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ import threading
 import time
 
 import pytest
-from kubernetes.client import ApiClient
 
 from modelship.kube import applied, wakeups
-from modelship.kube.reconciler import Reconciler
-from modelship.kube.storage import Storage
-from modelship.logs import Logger, object_logger
+from modelship.logs import object_logger
 
 pytestmark = pytest.mark.unit
 
@@ -93,25 +90,16 @@ def test_a_cancelled_key_never_comes_out_and_can_be_added_again() -> None:
     assert schedule.pop_due(10.0) == ["b", "a"]
 
 
-def test_wakeups_run_each_key_once_at_its_time_on_a_bounded_pool() -> None:
+def test_wakeups_hand_each_key_over_once_at_its_time() -> None:
     ran: list[tuple[str, float]] = []
-    running, most = 0, 0
-    lock = threading.Lock()
     done = threading.Event()
 
     def run(key: str) -> None:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        time.sleep(0.05)
-        with lock:
-            running -= 1
-            ran.append((key, time.monotonic()))
-            if len(ran) == 10:
-                done.set()
+        ran.append((key, time.monotonic()))
+        if len(ran) == 10:
+            done.set()
 
-    timers: wakeups.Wakeups[str] = wakeups.Wakeups(run, workers=2)
+    timers: wakeups.Wakeups[str] = wakeups.Wakeups(run)
     start = time.monotonic()
     for i in range(10):
         timers.at(f"k{i}", start + 0.2)
@@ -122,37 +110,4 @@ def test_wakeups_run_each_key_once_at_its_time_on_a_bounded_pool() -> None:
     time.sleep(0.2)
     assert sorted(k for k, _ in ran) == sorted(f"k{i}" for i in range(10))
     assert min(t for _, t in ran) >= start + 0.2
-    assert most == 2
     assert timers.pending() == 0
-
-
-class CountingReconciler(Reconciler):
-    """The reconciler's trigger handling, with a pass that waits until released."""
-
-    def __init__(self) -> None:
-        super().__init__(Storage(ApiClient()))
-        self.passes = 0
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def step(self, namespace: str, name: str, logger: Logger, resync: bool = False) -> float | None:
-        self.passes += 1
-        self.entered.set()
-        assert self.release.wait(5)
-        return None
-
-
-def test_triggers_during_a_pass_return_at_once_and_cost_one_more_pass() -> None:
-    reconciler = CountingReconciler()
-    first = threading.Thread(target=reconciler.reconcile, args=("ns", "fraud", LOG))
-    first.start()
-    assert reconciler.entered.wait(5)
-    for _ in range(5):  # watch events of its Deployment, Services, slices: none waits
-        started = time.monotonic()
-        reconciler.reconcile("ns", "fraud", LOG)
-        assert time.monotonic() - started < 1
-    reconciler.release.set()
-    first.join(5)
-    assert reconciler.passes == 2, "the running pass ran once more, for all five"
-    reconciler.reconcile("ns", "fraud", LOG)
-    assert reconciler.passes == 3, "the next trigger after it runs its own pass"

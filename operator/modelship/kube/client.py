@@ -16,13 +16,18 @@ from kubernetes import client, config
 from urllib3 import HTTPHeaderDict
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+def load_api_client(connections: int | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config.
+    `connections`: the most requests in flight at once (the pool keeps that many connections open;
+    the client's default is 5 per CPU, fewer than the operator's threads on a small node)."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
 
 
 def call(

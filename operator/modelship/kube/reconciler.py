@@ -1,9 +1,10 @@
 """The shell around the engine: read the ModelDeployment and what it owns, decide, write.
 
-`Reconciler.reconcile(namespace, name)` is safe to call from any trigger (watch events of the
-ModelDeployment or of its children, the periodic resync, its own timers) and from several
-threads: one lock per ModelDeployment serialises the passes, and every pass re-reads the object
-so a stale body never overwrites a newer status.
+Every trigger (watch events of the ModelDeployment or of its children, the periodic resync, its
+own timers, a notification's outcome) adds the object to `Reconciler.queue` (`kube.workqueue`),
+whose workers run its passes, one at a time per object, the most urgent first. `step` is safe
+from several threads too: one lock per ModelDeployment serialises the passes, and every pass
+re-reads the object so a stale body never overwrites a newer status.
 
 One pass (`step`):
 1. read the ModelDeployment, its revision Deployments, the accelerator capacity and, for the
@@ -43,7 +44,7 @@ from typing import Any
 from modelship import api, metrics
 from modelship.analysis import measure
 from modelship.core import engine, evaluation, experiment, manifests
-from modelship.kube import applied, cache, jobs, routes, skips, smoke, wakeups
+from modelship.kube import applied, cache, jobs, routes, skips, smoke, wakeups, workqueue
 from modelship.kube.feedbackkey import FeedbackKeys
 from modelship.kube.observe import observe_deployments, observe_devices, observe_services
 from modelship.kube.storage import (
@@ -71,7 +72,11 @@ CLEAR_ATTEMPTS = 3  # tries at removing a posted Event record from an object tha
 TIMER_SLACK_SECONDS = 0.02
 # The kinds the watch cache holds (`handlers`): a write of one of them is followed there.
 CACHED_KINDS = frozenset({api.KIND, "Deployment", "Service"})
-WORKERS = 8  # kopf's handler workers (handlers.configure), and as many for the timed passes
+WORKERS = 8  # the work queue's threads: passes at once, whatever triggered them
+# Threads that may use the API client at once: the passes, the resync loop's reads, kopf's sync
+# handlers (`handlers.SYNC_WORKERS`) and a notification target's Secret read; its connection pool
+# is this large, so no burst opens and drops connections ("Connection pool is full").
+API_CONNECTIONS = WORKERS + 4
 
 
 def utcnow() -> datetime:
@@ -85,20 +90,23 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
         prometheus: measure.Defaults | None = None,
         notifications: Sequence[api.NotificationTarget] = (),
+        owns: Callable[[str], bool] = lambda namespace: True,
     ) -> None:
         """`notifications`: the operator-wide targets, with their Secrets in the operator's
-        namespace (`prometheus.namespace`)."""
+        namespace (`prometheus.namespace`). `owns`: whether a namespace is this operator's (its
+        shard's); an object in one it no longer owns is forgotten after its pass."""
         self.storage = storage
         self.clock = clock
         self.prometheus = prometheus or measure.Defaults()
         self.notifier = Notifier(
             storage.read_secret, notifications, self.prometheus.namespace, on_change=self._notified
         )
+        self._owns = owns
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        # Objects with a pass running (`reconcile`), and those triggered again meanwhile.
-        self._running: set[tuple[str, str]] = set()
-        self._again: set[tuple[str, str]] = set()
-        self._wakeups: wakeups.Wakeups[tuple[str, str]] = wakeups.Wakeups(self._fire, WORKERS)
+        self.queue: workqueue.WorkQueue[tuple[str, str]] = workqueue.WorkQueue(self._run, WORKERS)
+        self._wakeups: wakeups.Wakeups[tuple[str, str]] = wakeups.Wakeups(
+            lambda key: self.queue.add(key, workqueue.Priority.TIMER)
+        )
         self._guard = threading.Lock()
         self._instance = socket.gethostname()
         self._feedback_keys = FeedbackKeys(self.storage)
@@ -117,6 +125,10 @@ class Reconciler:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
     def forget(self, namespace: str, name: str) -> None:
+        """The object is gone, or no longer ours: nothing of it stays (its queued pass, its timer,
+        its metric series)."""
+        self.queue.discard((namespace, name))
+        metrics.forget(namespace, name)
         with self._guard:
             self._locks.pop((namespace, name), None)
             for key in list(self._series):  # a snapshot: other passes add series meanwhile
@@ -127,32 +139,20 @@ class Reconciler:
         self.skips.forget((namespace, name))
         self._wakeups.cancel((namespace, name))
 
-    def reconcile(self, namespace: str, name: str, logger: Logger, resync: bool = False) -> None:
-        """One pass, and a timer for the next one when the pass asked for it. A trigger while a
-        pass of the object runs does not wait for it: that pass runs once more when it ends (it
-        reads everything again), so ten watch events in a burst cost two passes, not ten, and
-        never hold a worker that other objects' events wait for. `resync`: the periodic safety
-        net's trigger, left out while nothing the object's last pass read has changed (`skips`)."""
-        key = (namespace, name)
-        with self._guard:
-            if key in self._running:
-                self._again.add(key)
-                return
-            self._running.add(key)
+    def _run(self, key: tuple[str, str], resync: bool) -> None:
+        """The work queue's pass of `key`, and a timer for the next one when the pass asked for it.
+        `resync`: the periodic safety net's trigger, left out while nothing the object's last pass
+        read has changed (`skips`)."""
+        namespace, name = key
+        logger = object_logger(namespace, name)
         try:
-            while True:
-                wake = self.step(namespace, name, logger, resync)
-                resync = False  # a trigger meanwhile was not the resync's
-                if wake is not None:
-                    self._wake(namespace, name, wake, logger)
-                with self._guard:
-                    if key not in self._again:
-                        return
-                    self._again.discard(key)
-        finally:
-            with self._guard:
-                self._running.discard(key)
-                self._again.discard(key)
+            wake = self.step(namespace, name, logger, resync)
+            if wake is not None:
+                self._wake(namespace, name, wake, logger)
+        except Exception:  # the resync retries; a worker must not die loudly
+            logger.exception("resync failed" if resync else "reconcile failed")
+        if not self._owns(namespace):  # sharded: it left the shard during the pass
+            self.forget(namespace, name)
 
     def step(self, namespace: str, name: str, logger: Logger, resync: bool = False) -> float | None:
         """One pass; in how many seconds it wants the next one (None: at the next trigger)."""
@@ -381,13 +381,6 @@ class Reconciler:
         due = time.monotonic() + max(seconds, 0.0) + TIMER_SLACK_SECONDS
         self._wakeups.at((namespace, name), due)
 
-    def _fire(self, key: tuple[str, str]) -> None:
-        logger = object_logger(*key)
-        try:
-            self.reconcile(*key, logger)
-        except Exception:  # the resync loop retries; a timed pass must not die loudly
-            logger.exception("timed reconcile failed")
-
     def _post(
         self,
         owner: manifests.Owner,
@@ -418,11 +411,7 @@ class Reconciler:
 
     def _notified(self, namespace: str, name: str) -> None:
         """A notification target's outcome changed: a pass shows it (NotificationsDelivered)."""
-        logger = object_logger(namespace, name)
-        try:
-            self.reconcile(namespace, name, logger)
-        except Exception:  # the resync loop retries
-            logger.exception("reconcile after a notification failed")
+        self.queue.add((namespace, name), workqueue.Priority.EVENT)
 
     def _clear(
         self, owner: manifests.Owner, status: api.ModelDeploymentStatus, version: str, logger: Logger

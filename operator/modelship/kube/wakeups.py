@@ -1,7 +1,7 @@
 """Timed passes: one heap and one thread for every ModelDeployment that asked to be decided again
 at a moment (a pause that ends, a scale-down delay, a route read back), instead of a thread per
-object. The due passes run on a pool as large as kopf's handler workers, so a burst of timers
-cannot start more passes at once than the watch events can.
+object. A due key is handed to `run`, which only queues its pass (`kube.workqueue`): the passes
+run on the work queue's workers, as every other trigger's do.
 
 `Schedule` is the ordering alone (no clock, no threads); `Wakeups` runs it.
 """
@@ -13,7 +13,6 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -63,16 +62,13 @@ class Schedule(Generic[K]):
 
 
 class Wakeups(Generic[K]):
-    """Calls `run(key)` once each key's time has come, on at most `workers` threads at a time."""
+    """Calls `run(key)` once each key's time has come, on its one thread (`run` must be quick)."""
 
-    def __init__(
-        self, run: Callable[[K], None], workers: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, run: Callable[[K], None], clock: Callable[[], float] = time.monotonic) -> None:
         self._run = run
         self._clock = clock
         self._schedule: Schedule[K] = Schedule()
         self._changed = threading.Condition()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="wakeup")
         self._thread: threading.Thread | None = None
 
     def at(self, key: K, due: float) -> None:
@@ -101,4 +97,4 @@ class Wakeups(Generic[K]):
                     self._changed.wait(None if following is None else max(following - self._clock(), 0))
                     continue
             for key in due:
-                self._pool.submit(self._run, key)
+                self._run(key)

@@ -1,0 +1,243 @@
+"""The work queue's rules (`kube.workqueue`), with real threads and no cluster: the most urgent
+key first and first in first out within a priority, a key never queued twice, a trigger during
+its pass folded into one more pass, never two passes of a key at once, at most `workers` passes,
+and a resync that waits for its own passes."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from modelship import metrics
+from modelship.kube.workqueue import Priority, WorkQueue, event_priority
+
+pytestmark = pytest.mark.unit
+
+WAIT = 5.0
+
+
+class Passes:
+    """A pass function that records its calls; a pass of a key in `held` waits until released."""
+
+    def __init__(self, held: set[str] | None = None, seconds: float = 0.0) -> None:
+        self.held = held or set()
+        self.seconds = seconds
+        self.ran: list[tuple[str, bool]] = []
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.running: dict[str, int] = {}
+        self.most_per_key = 0
+        self.most = 0
+        self._lock = threading.Lock()
+        self.done = threading.Condition(self._lock)
+
+    def __call__(self, key: str, resync: bool) -> None:
+        with self._lock:
+            self.running[key] = self.running.get(key, 0) + 1
+            self.most_per_key = max(self.most_per_key, self.running[key])
+            self.most = max(self.most, sum(self.running.values()))
+        if key in self.held:
+            self.entered.set()
+            assert self.release.wait(WAIT)
+        time.sleep(self.seconds)
+        with self._lock:
+            self.running[key] -= 1
+            self.ran.append((key, resync))
+            self.done.notify_all()
+
+    def wait_for(self, count: int) -> list[tuple[str, bool]]:
+        with self._lock:
+            assert self.done.wait_for(lambda: len(self.ran) >= count, WAIT), self.ran
+            return list(self.ran)
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return [k for k, _ in self.ran]
+
+
+@pytest.fixture
+def held() -> Iterator[tuple[WorkQueue[str], Passes]]:
+    """One worker, busy with the pass of "busy" until released."""
+    passes = Passes({"busy"})
+    queue: WorkQueue[str] = WorkQueue(passes, workers=1)
+    queue.add("busy", Priority.EVENT)
+    assert passes.entered.wait(WAIT)
+    yield queue, passes
+    passes.release.set()
+    queue.close()
+
+
+def test_the_most_urgent_priority_runs_first_and_each_priority_in_the_order_queued(
+    held: tuple[WorkQueue[str], Passes],
+) -> None:
+    queue, passes = held
+    for key, priority in [
+        ("resync-1", Priority.RESYNC),
+        ("event-1", Priority.EVENT),
+        ("timer-1", Priority.TIMER),
+        ("spec-1", Priority.SPEC),
+        ("event-2", Priority.EVENT),
+        ("spec-2", Priority.SPEC),
+        ("resync-2", Priority.RESYNC),
+    ]:
+        queue.add(key, priority)
+    passes.release.set()
+    passes.wait_for(8)
+    assert passes.keys() == [
+        "busy",
+        "spec-1",
+        "spec-2",
+        "timer-1",
+        "event-1",
+        "event-2",
+        "resync-1",
+        "resync-2",
+    ]
+
+
+def test_a_queued_key_is_never_queued_twice_and_a_more_urgent_trigger_moves_it_up(
+    held: tuple[WorkQueue[str], Passes],
+) -> None:
+    queue, passes = held
+    for key in ["a", "b", "a", "c", "a", "a"]:
+        queue.add(key, Priority.EVENT)
+    assert queue.depth()[Priority.EVENT] == 3
+    queue.add("c", Priority.RESYNC)  # less urgent: c keeps its place
+    queue.add("c", Priority.SPEC)  # its spec changed: ahead of the events
+    assert queue.depth() == {Priority.SPEC: 1, Priority.TIMER: 0, Priority.EVENT: 2, Priority.RESYNC: 0}
+    passes.release.set()
+    passes.wait_for(4)
+    time.sleep(0.1)
+    assert passes.keys() == ["busy", "c", "a", "b"], "one pass each"
+
+
+def test_triggers_during_a_pass_return_at_once_and_cost_one_more_pass_at_their_priority(
+    held: tuple[WorkQueue[str], Passes],
+) -> None:
+    queue, passes = held
+    queue.add("other", Priority.EVENT)
+    for priority in (Priority.EVENT, Priority.RESYNC, Priority.SPEC, Priority.EVENT):
+        started = time.monotonic()
+        queue.add("busy", priority)  # its Deployment, Services, a spec change: none waits
+        assert time.monotonic() - started < 0.5
+    assert queue.depth()[Priority.SPEC] == 0, "not queued while its pass runs"
+    passes.release.set()
+    passes.wait_for(3)
+    time.sleep(0.1)
+    # once more for all four, as a spec change's pass: ahead of the event queued before
+    assert passes.ran == [("busy", False), ("busy", False), ("other", False)]
+
+
+def test_a_key_never_runs_twice_at_once_and_at_most_workers_passes_run() -> None:
+    passes = Passes(seconds=0.005)
+    queue: WorkQueue[str] = WorkQueue(passes, workers=3)
+    rng = random.Random(1)
+    keys = [f"k{i}" for i in range(6)]
+
+    def trigger() -> None:
+        for _ in range(100):
+            queue.add(rng.choice(keys), rng.choice(list(Priority)))
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=trigger) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batch = queue.add_all(keys, Priority.RESYNC)  # the last triggers' passes end before it is done
+    assert batch.wait(WAIT)
+    queue.close()
+    assert passes.most_per_key == 1
+    assert passes.most == 3, "three workers, all busy at some point"
+    assert len(passes.ran) < 400, "triggers while queued or running were folded"
+
+
+def test_at_most_workers_passes_run_at_once_and_every_key_runs() -> None:
+    passes = Passes(seconds=0.05)
+    queue: WorkQueue[str] = WorkQueue(passes, workers=3)
+    for i in range(12):
+        queue.add(f"k{i}", Priority.EVENT)
+    passes.wait_for(12)
+    queue.close()
+    assert passes.most == 3
+    assert sorted(passes.keys()) == sorted(f"k{i}" for i in range(12))
+
+
+def test_the_resync_waits_for_its_own_passes_and_only_a_pass_no_event_asked_for_is_a_resync(
+    held: tuple[WorkQueue[str], Passes],
+) -> None:
+    queue, passes = held
+    queue.add("evented", Priority.EVENT)
+    batch = queue.add_all(["quiet", "evented", "busy", "quiet"], Priority.RESYNC)
+    assert not batch.wait(0.2), "the passes have not run"
+    passes.release.set()
+    assert batch.wait(WAIT)
+    ran = passes.wait_for(4)
+    assert ran[0] == ("busy", False)
+    # busy ran once more after its running pass (the resync's, flagged so), evented as an event's
+    assert sorted(ran[1:]) == [("busy", True), ("evented", False), ("quiet", True)]
+
+
+def test_the_resync_batch_is_not_done_by_the_pass_running_when_it_was_queued(
+    held: tuple[WorkQueue[str], Passes],
+) -> None:
+    queue, passes = held
+    batch = queue.add_all(["busy"], Priority.RESYNC)
+    passes.held.clear()  # the next pass of busy does not wait
+    passes.release.set()
+    assert batch.wait(WAIT)
+    assert passes.wait_for(2) == [("busy", False), ("busy", True)]
+
+
+def test_a_discarded_key_does_not_run_and_releases_its_waiters(
+    held: tuple[WorkQueue[str], Passes],
+) -> None:
+    queue, passes = held
+    batch = queue.add_all(["gone", "kept"], Priority.RESYNC)
+    queue.discard("gone")
+    assert queue.depth()[Priority.RESYNC] == 1
+    passes.release.set()
+    assert batch.wait(WAIT)
+    time.sleep(0.1)
+    assert passes.keys() == ["busy", "kept"]
+
+
+def test_depth_and_wait_are_published_by_priority(held: tuple[WorkQueue[str], Passes]) -> None:
+    queue, passes = held
+
+    def waits(priority: str) -> float:
+        value = metrics.REGISTRY.get_sample_value(
+            "modelship_queue_wait_seconds_count", {"priority": priority}
+        )
+        return value or 0.0
+
+    before = waits("spec")
+    queue.add("a", Priority.SPEC)
+    queue.add("b", Priority.RESYNC)
+    queue.add("c", Priority.RESYNC)
+    assert metrics.REGISTRY.get_sample_value("modelship_queue_depth", {"priority": "spec"}) == 1
+    assert metrics.REGISTRY.get_sample_value("modelship_queue_depth", {"priority": "resync"}) == 2
+    passes.release.set()
+    passes.wait_for(4)
+    time.sleep(0.1)
+    assert metrics.REGISTRY.get_sample_value("modelship_queue_depth", {"priority": "resync"}) == 0
+    assert waits("spec") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "priority"),
+    [
+        ({"metadata": {"generation": 3}, "status": {"observedGeneration": 2}}, Priority.SPEC),
+        ({"metadata": {"generation": 1}}, Priority.SPEC),  # created, no pass yet
+        ({"metadata": {"generation": 3}, "status": {"observedGeneration": 3}}, Priority.EVENT),
+        ({"metadata": {"generation": 3}, "status": {"observedGeneration": 4}}, Priority.EVENT),
+    ],
+)
+def test_a_spec_change_not_acted_on_yet_is_the_most_urgent_event(
+    body: dict[str, dict[str, int]], priority: Priority
+) -> None:
+    assert event_priority(body) == priority
