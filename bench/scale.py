@@ -19,9 +19,10 @@ Measured at each N, printed and written to bench/results/scale.json:
 - `burst`: `BURST` image changes at once: seconds until each started (its canary revision in the
   status) and finished (Healthy on the new revision), the last and the per-object p50/p95 (at
   N < BURST + CHANGES, N - CHANGES of them);
-- `spec_change_to_first_write_s.during_burst`: once the burst's changes are sent, `CHANGES`
-  changes of other objects, one every `BURST_CHANGE_EVERY_S`, while the burst's rollouts are in
-  flight (`in_flight`: how many were sent before the burst was all Healthy), each to its first write.
+- `spec_change_to_first_write_s.during_burst`: once every rollout of the burst has started,
+  `CHANGES` changes of other objects, one every `BURST_CHANGE_EVERY_S`, while the burst's rollouts
+  are in flight (`in_flight`: how many were sent before the burst was all Healthy), each to its
+  first write.
 """
 
 from __future__ import annotations
@@ -454,6 +455,14 @@ def run(n: int, state: Path) -> dict[str, Any]:
         with ThreadPoolExecutor(CREATORS) as pool:
             list(pool.map(lambda name: mds.patch(name, image_spec(name, images[name])), burst))
         patched = time.monotonic()
+        # In flight: every rollout of the burst has started (a change sent before would queue
+        # behind the burst's own spec changes, as it should) and most have not finished.
+        wait_for(
+            "the burst started",
+            lambda: all(watch.first(x, sent, rolling_to(wanted[x])) is not None for x in burst),
+            timeout=300,
+            interval=0.1,
+        )
         amid: list[tuple[str, int, float]] = []  # (name, generation, sent)
         for name in others:
             time.sleep(BURST_CHANGE_EVERY_S)
