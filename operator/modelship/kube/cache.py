@@ -15,13 +15,17 @@ trusted, and says "ask the API" (None) otherwise:
 resourceVersions are compared as numbers, as the API server (etcd) issues them: a watch event
 never replaces a newer object with an older one. A version that is not a number cannot be
 ordered, so it is never trusted over the API.
+
+Each object is kept as its compact JSON text and parsed when a pass reads it: a parsed manifest
+takes about ten times the memory of its JSON, and the cache holds every watched object while a
+pass reads a handful. Parsing also hands every reader its own copy.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 Manifest = dict[str, Any]
 
@@ -32,20 +36,28 @@ def version(obj: Manifest) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def newer(old: Manifest | None, new: Manifest) -> bool:
+class _Entry(NamedTuple):
+    version: int | None
+    group: tuple[str, str]  # (collection, model)
+    text: str  # the object's compact JSON
+
+    def object(self) -> Manifest:
+        parsed: Manifest = json.loads(self.text)
+        return parsed
+
+
+def newer(old: _Entry | None, new: Manifest) -> bool:
     """Whether `new` may replace `old`: it is not older (unordered versions: the later event wins)."""
-    if old is None:
-        return True
-    before, after = version(old), version(new)
-    return before is None or after is None or after >= before
+    after = version(new)
+    return old is None or old.version is None or after is None or after >= old.version
 
 
-def caught_up(cached: Manifest | None, written: str | None) -> bool:
+def caught_up(cached: _Entry | None, written: str | None) -> bool:
     """Whether the cached object shows the operator's write (`written`: the version it answered,
     None: the object was deleted)."""
     if written is None:
         return cached is None
-    return cached is not None and written.isdigit() and (version(cached) or -1) >= int(written)
+    return cached is not None and written.isdigit() and (cached.version or -1) >= int(written)
 
 
 class Cache:
@@ -54,7 +66,7 @@ class Cache:
 
     def __init__(self, model_label: str) -> None:
         self._label = model_label
-        self._objects: dict[str, Manifest] = {}
+        self._objects: dict[str, _Entry] = {}
         self._groups: dict[tuple[str, str], set[str]] = {}  # (collection, model) -> paths
         # path -> the group it belongs to, and the version our write answered
         self._written: dict[str, tuple[tuple[str, str], str | None]] = {}
@@ -77,13 +89,14 @@ class Cache:
     def saw(self, path: str, obj: Manifest) -> None:
         """A watch event: the object as it is now (an older one than cached is ignored)."""
         with self._lock:
-            if not newer(self._objects.get(path), obj):
-                return
             old = self._objects.get(path)
+            if not newer(old, obj):
+                return
             if old is not None:
-                self._groups.get(self._group(path, old), set()).discard(path)
-            self._objects[path] = obj
-            self._groups.setdefault(self._group(path, obj), set()).add(path)
+                self._groups.get(old.group, set()).discard(path)
+            entry = _Entry(version(obj), self._group(path, obj), json.dumps(obj, separators=(",", ":")))
+            self._objects[path] = entry
+            self._groups.setdefault(entry.group, set()).add(path)
             self._settle(path)
 
     def gone(self, path: str, obj: Manifest) -> None:
@@ -101,14 +114,13 @@ class Cache:
                 self._remove(path, old)
             self._written.pop(path, None)
 
-    def _remove(self, path: str, old: Manifest) -> None:
+    def _remove(self, path: str, old: _Entry) -> None:
         del self._objects[path]
-        group = self._group(path, old)
-        paths = self._groups.get(group)
+        paths = self._groups.get(old.group)
         if paths is not None:
             paths.discard(path)
             if not paths:
-                del self._groups[group]
+                del self._groups[old.group]
         self._settle(path)
 
     def wrote(self, path: str, model: str, written: str | None) -> None:
@@ -128,24 +140,28 @@ class Cache:
         with self._lock:
             if not self._ready or path in self._written:
                 return False, None
-            obj = self._objects.get(path)
-            return True, copy.deepcopy(obj) if obj is not None else None
+            entry = self._objects.get(path)
+        return True, entry.object() if entry is not None else None
 
-    def items(self, collection: str, model: str) -> list[Manifest] | None:
-        """The objects in `collection` (a list path, namespaced) that belong to `model`; None: ask
-        the API. Shared, not copies: read them, never change them."""
+    def _entries(self, collection: str, model: str) -> list[tuple[str, _Entry]] | None:
         with self._lock:
             if not self._ready or any(group == (collection, model) for group, _ in self._written.values()):
                 return None
-            return [self._objects[p] for p in sorted(self._groups.get((collection, model), ()))]
+            return [(p, self._objects[p]) for p in sorted(self._groups.get((collection, model), ()))]
+
+    def items(self, collection: str, model: str) -> list[Manifest] | None:
+        """The objects in `collection` (a list path, namespaced) that belong to `model`, each the
+        caller's own copy; None: ask the API."""
+        entries = self._entries(collection, model)
+        return None if entries is None else [entry.object() for _, entry in entries]
 
     def versions(self, collections: tuple[str, ...], model: str) -> tuple[tuple[str, int | None], ...] | None:
         """The resourceVersions of `model`'s objects in `collections`, by path: what a pass reads
         of them; None when the cache cannot answer for one of the collections."""
         found: list[tuple[str, int | None]] = []
         for collection in collections:
-            listed = self.items(collection, model)
-            if listed is None:
+            entries = self._entries(collection, model)
+            if entries is None:
                 return None
-            found += [(f"{collection}/{o['metadata']['name']}", version(o)) for o in listed]
+            found += [(path, entry.version) for path, entry in entries]
         return tuple(found)
