@@ -256,10 +256,10 @@ def _resync_once() -> int:
         return 0
     paths = [md_path(ns) for ns in RUNTIME.namespaces] if RUNTIME.namespaces else [md_path(None)]
     keys = [
-        (item["metadata"]["namespace"], item["metadata"]["name"])
+        (namespace, name)
         for path in paths
-        for item in reconciler.storage.items(path)
-        if _in_shard(item["metadata"]["namespace"])
+        for namespace, name in reconciler.storage.keys(path)
+        if _in_shard(namespace)
     ]
     reconciler.queue.add_all(keys, Priority.RESYNC).wait()
     return len(keys)

@@ -89,3 +89,24 @@ def test_crash_after_k_performs_k_writes_then_stops_and_an_event_is_a_write(
     with pytest.raises(SimulatedCrash):  # a dead operator writes nothing more
         crashing.apply(service(namespace, "third"))
     assert kube.get(object_path(service(namespace, "third"))) is None
+
+
+def test_keys_reads_a_list_a_page_at_a_time_and_misses_nothing(kube: Storage, namespace: str) -> None:
+    names = [f"page-{i}" for i in range(5)]
+    for name in names:
+        kube.apply(service(namespace, name))
+    collection = f"/api/v1/namespaces/{namespace}/services"
+    pages: list[str] = []
+    request = kube.request
+
+    def counted(method: str, path: str, **kwargs: object) -> object:
+        pages.append(path)
+        return request(method, path, **kwargs)  # type: ignore[arg-type]
+
+    kube.request = counted  # type: ignore[method-assign]
+    try:
+        keys = kube.keys(collection, page=2)
+    finally:
+        del kube.request
+    assert sorted(keys) == [(namespace, name) for name in names]
+    assert len(pages) == 3, "five items two at a time: three pages"

@@ -260,6 +260,21 @@ class Storage:
         items: list[Manifest] = self.request("GET", path, query=query, verb="list").get("items") or []
         return items
 
+    def keys(self, path: str, page: int = 250) -> list[tuple[str, str]]:
+        """(namespace, name) of each item of a list, read `page` items at a time: a list of
+        thousands of objects is never held whole (its parse, freed at once, would set the
+        process's peak memory)."""
+        found: list[tuple[str, str]] = []
+        query = {"limit": str(page)}
+        while True:
+            data = self.request("GET", path, query=query, verb="list")
+            metas = [item["metadata"] for item in data.get("items") or []]
+            found += [(meta.get("namespace", ""), meta["name"]) for meta in metas]
+            token = (data.get("metadata") or {}).get("continue")
+            if not token:
+                return found
+            query = {"limit": str(page), "continue": token}
+
     def create(self, path: str, manifest: Manifest, **query: str) -> Manifest:
         return self.request("POST", path, query=query, body=manifest)
 
