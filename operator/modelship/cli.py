@@ -174,11 +174,12 @@ def run(
     # Imported here: `modelship crd` and `version` should not pay for kopf and the client.
     import kopf
 
-    from modelship import handlers, metrics
+    from modelship import handlers, heap, metrics
     from modelship.kube.client import load_api_client
     from modelship.kube.reconciler import API_CONNECTIONS
     from modelship.kube.storage import Storage
 
+    heap.limit_arenas()  # before kopf and the client start their threads
     priority = random.randint(1, 2**31) if args.random_priority else args.priority
     # Our own identity, so the resync loop can find itself among kopf's peers.
     identity = f"{socket.gethostname()}/{os.getpid()}/{random.getrandbits(32):08x}"

@@ -46,7 +46,7 @@ from typing import Any
 
 import kopf
 
-from modelship import api, metrics, peering
+from modelship import api, heap, metrics, peering
 from modelship.analysis.measure import Defaults
 from modelship.core import manifests
 from modelship.core.shard import Selector, Shard
@@ -270,6 +270,7 @@ async def _resync_forever() -> None:
         try:
             with metrics.RESYNC_SECONDS.time():
                 count = await asyncio.to_thread(_resync_once)
+            heap.trim()  # a pass parses and frees every object it reads
             RUNTIME.last_resync = time.monotonic()
             RUNTIME.resync_passes += 1
             log.info("resync pass %d: %d ModelDeployments", RUNTIME.resync_passes, count)
