@@ -2,8 +2,9 @@
 
 A pass or a watch event parses JSON into many small objects and frees them soon after; with glibc's
 default of one malloc arena per thread (up to eight per core), each of the operator's threads
-keeps its own arenas, and the freed memory stays in the process. Measured at 300
-ModelDeployments, the live Python objects were about a third of the resident memory. So:
+keeps its own arenas, and the freed memory stays in the process (at 300 ModelDeployments, before
+the work queue bounded the events held at once, the steady RSS was 247 MB without these two calls
+and 217 MB with them). So:
 - `limit_arenas` (at start, before threads) caps the arenas, so the threads share their free
   memory;
 - `trim` (after each resync pass) hands the free pages at the top of the heap and in whole free
