@@ -162,7 +162,7 @@ class Reconciler:
             if resync and inputs is not None and self.skips.skip(key, inputs):
                 metrics.SKIPPED_PASSES.inc()
                 return None
-            self.skips.forget(key)  # until this pass has run to its end
+            self.skips.running(key)
             # A resync pass that runs reads the API: the safety net also for what the watch may
             # have missed (a deletion while it was down or paused).
             cached = not resync

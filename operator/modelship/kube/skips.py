@@ -7,8 +7,8 @@ and its Deployments' and Services' resourceVersions), but only when the pass dep
 else: no timer due (it asked for no wake-up), no route object or node capacity read (router
 `service`, no counted accelerator), no Job. A resync pass whose digest matches is skipped, except
 every `FULL_EVERY`-th one, so what the watch cannot see (a Secret, a pod) is still looked at.
-Each object starts its count at its own `phase`: objects that passed together (created or rolled
-out at once) would otherwise all run whole on the same resync, a pass as long as an unskipped one.
+Each object counts its resyncs from its own `phase`, so the objects' whole passes are spread over
+the resyncs (about one in `FULL_EVERY` at each), whenever they were created or last changed.
 Watch events, timers and notifications always run the whole pass.
 """
 
@@ -29,17 +29,18 @@ def digest(versions: Sequence[tuple[str, int | None]]) -> str:
 
 
 def phase(key: Hashable, full_every: int = FULL_EVERY) -> int:
-    """How many of its skips an object counts as done right after a whole pass: spread by its key
-    (stable across restarts), so the next whole pass comes 1 to `full_every` resyncs later."""
+    """Which of every `full_every` resyncs runs the object's whole pass: spread by its key (stable
+    across restarts), so about one object in `full_every` runs whole at each resync."""
     return zlib.crc32(repr(key).encode()) % full_every
 
 
 class Skips:
-    """Per object, the digest of its last whole pass and how many resyncs skipped since."""
+    """Per object, the digest of its last whole pass, and how many resyncs asked about it."""
 
     def __init__(self, full_every: int = FULL_EVERY) -> None:
         self._full_every = full_every
-        self._last: dict[Hashable, tuple[str, int]] = {}
+        self._last: dict[Hashable, str] = {}
+        self._resyncs: dict[Hashable, int] = {}
         self._lock = threading.Lock()
 
     def passed(self, key: Hashable, inputs: str | None) -> None:
@@ -49,17 +50,22 @@ class Skips:
             if inputs is None:
                 self._last.pop(key, None)
             else:
-                self._last[key] = (inputs, phase(key, self._full_every))
+                self._last[key] = inputs
 
     def skip(self, key: Hashable, inputs: str) -> bool:
-        """Whether a resync pass on inputs of digest `inputs` may be left out (and count it)."""
+        """Whether a resync pass on inputs of digest `inputs` may be left out. Every
+        `full_every`-th resync of the object (counted from its `phase`) runs whole all the same."""
         with self._lock:
-            last = self._last.get(key)
-            if last is None or last[0] != inputs or last[1] + 1 >= self._full_every:
-                return False
-            self._last[key] = (inputs, last[1] + 1)
-            return True
+            resyncs = self._resyncs[key] = self._resyncs.get(key, phase(key, self._full_every)) + 1
+            return self._last.get(key) == inputs and resyncs % self._full_every != 0
 
-    def forget(self, key: Hashable) -> None:
+    def running(self, key: Hashable) -> None:
+        """A whole pass starts: nothing is left out until it has run to its end (`passed`)."""
         with self._lock:
             self._last.pop(key, None)
+
+    def forget(self, key: Hashable) -> None:
+        """The object is gone."""
+        with self._lock:
+            self._last.pop(key, None)
+            self._resyncs.pop(key, None)
