@@ -20,7 +20,7 @@ from localworld.rollouts import at, canary_weight, model_deployment, rolling_rev
 from localworld.world import Endpoint, LocalWorld
 
 from .conftest import Rollout
-from .helpers import eventually
+from .helpers import eventually, until_served
 
 pytestmark = pytest.mark.e2e
 
@@ -246,6 +246,7 @@ def blue_green(r: Rollout, image: str, **gates: bool) -> str:
 
 def test_blue_green_with_a_failing_pre_promotion_analysis_never_switches(rollout: Rollout) -> None:
     v1 = blue_green(rollout, "v1", prePromotionAnalysis=True)
+    until_served(rollout.endpoint(NAME))
     active = rollout.load(rollout.endpoint(NAME), rate=10, duration=240)
     # Test traffic for the preview, as a prober would send, through a route of its own.
     rollout.load(rollout.expose_service(f"{NAME}-preview"), rate=RATE, duration=240)

@@ -18,7 +18,7 @@ from localworld.rollouts import OperatorProcess, model_deployment
 from localworld.world import Endpoint
 
 from .conftest import Rollout
-from .helpers import eventually
+from .helpers import eventually, until_served
 
 pytestmark = pytest.mark.e2e
 
@@ -96,6 +96,7 @@ def test_at_50_percent_half_the_requests_are_copied_users_see_stable_and_an_iden
     rollout.create(manifest)
     stable = str(rollout.mds.wait_phase(NAME, "Healthy")["stableRevision"])
     endpoint = rollout.endpoint(NAME)
+    until_served(endpoint)
     # The same pods, no shadow; a client's own mark is removed by the gateway: no copies (outside a
     # rollout `<name>-canary` is stable's pods, so a copy would show as a stable answer more).
     before = rollout.served()
