@@ -199,14 +199,6 @@ class Passes:
                         now = time.monotonic()
                         self.spans.append((now - float(message.rsplit(" ", 2)[1]), now))
 
-
-def _json_or_empty(line: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(line)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
     def in_flight_now(self) -> bool:
         """A pass has started (the loop sleeps RESYNC_S after each) and not ended yet."""
         return bool(self.spans) and time.monotonic() >= self.spans[-1][1] + RESYNC_S
@@ -216,6 +208,14 @@ def _json_or_empty(line: str) -> dict[str, Any]:
 
     def ended_after(self, moment: float) -> float | None:
         return next((end for _, end in self.spans if end > moment), None)
+
+
+def _json_or_empty(line: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 # ---- what the ModelDeployments' statuses say, from a watch ---------------------------------------
