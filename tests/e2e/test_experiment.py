@@ -33,6 +33,11 @@ ENOUGH: dict[str, Any] = {
 # significant at 0.999. A faster load once gave 261 and 68 rows by the decision, and a fluke gap
 # between v1 and v2 (0.81 vs 0.92) was real evidence at 0.95: the test, not the rule, was wrong.
 TOO_FEW_RATE = 4
+# Half the answers labelled. One client labelling every answer sends predict, feedback, predict,
+# feedback... on one connection, and Traefik's weighted round robin between two equal backends is
+# deterministic: every prediction went to stable and every label to the canary (which forwards it
+# to stable, the replica that answered), so the canary had no samples at all.
+FEEDBACK_RATIO = 0.5
 TOO_FEW: dict[str, Any] = {"weight": 50, "duration": "10s", "minSamples": 5, "confidence": 0.999}
 
 
@@ -41,7 +46,7 @@ def experiment(rollout: Rollout, trial: dict[str, Any], rate: int = RATE) -> tup
     steps = [{"experiment": trial}, {"setWeight": 100}]
     rollout.create(model_deployment(NAME, rollout.world.image("v1"), "v1", steps, replicas=1))
     v1 = rollout.mds.wait_phase(NAME, "Healthy")["stableRevision"]
-    rollout.load(rollout.endpoint(NAME), rate=rate, duration=240, feedback_ratio=1)
+    rollout.load(rollout.endpoint(NAME), rate=rate, duration=240, feedback_ratio=FEEDBACK_RATIO)
     rollout.set_image(NAME, "v2")
     v2 = eventually(
         "the candidate", lambda: at(rollout.mds.status(NAME), "rollout.canary.revision"), timeout=30
