@@ -19,7 +19,7 @@ from .helpers import eventually
 pytestmark = pytest.mark.e2e
 
 NAME = "ab"
-RATE = 30  # predictions per second through Traefik, each labelled: about 15 rows/s per revision at 50%
+RATE = 30  # predictions per second through Traefik, half labelled: about 7 rows/s per revision at 50%
 ENOUGH: dict[str, Any] = {
     "weight": 50,
     "duration": "15s",
