@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
-
-log = logging.getLogger("modelship")
 
 ARENAS = 2  # shared by every thread
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number

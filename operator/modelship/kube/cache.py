@@ -77,10 +77,6 @@ class Cache:
         """Every watched kind's initial listing is in: from now on the cache answers."""
         self._ready = True
 
-    @property
-    def is_ready(self) -> bool:
-        return self._ready
-
     def _group(self, path: str, obj: Manifest) -> tuple[str, str]:
         meta = obj["metadata"]
         collection = path.rsplit("/", 1)[0]
@@ -88,13 +84,14 @@ class Cache:
 
     def saw(self, path: str, obj: Manifest) -> None:
         """A watch event: the object as it is now (an older one than cached is ignored)."""
+        # Serialised before the lock: passes on other threads read the cache meanwhile.
+        entry = _Entry(version(obj), self._group(path, obj), json.dumps(obj, separators=(",", ":")))
         with self._lock:
             old = self._objects.get(path)
             if not newer(old, obj):
                 return
             if old is not None:
                 self._groups.get(old.group, set()).discard(path)
-            entry = _Entry(version(obj), self._group(path, obj), json.dumps(obj, separators=(",", ":")))
             self._objects[path] = entry
             self._groups.setdefault(entry.group, set()).add(path)
             self._settle(path)
