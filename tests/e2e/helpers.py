@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import http.client
 from typing import Any
 
 from kubernetes import client
 
 from devcluster.cluster import wait_for
-from loadgen.mix import holdout_samples
 from localworld.demoimages import ModelImage
 from localworld.podmetrics import PORT, REVISION_LABEL
 from localworld.world import Endpoint, LocalWorld
@@ -17,26 +15,10 @@ from localworld.world import Endpoint, LocalWorld
 eventually = wait_for  # polls until truthy, naming what it waited for
 
 
-def _served(endpoint: Endpoint) -> bool | None:
-    host, _, port = endpoint.url.removeprefix("http://").partition(":")
-    conn = http.client.HTTPConnection(host, int(port or 80), timeout=10)
-    try:
-        headers = {"Host": endpoint.host, "Content-Type": "application/json"}
-        conn.request("POST", "/predict", body=holdout_samples()[0].body, headers=headers)
-        response = conn.getresponse()
-        payload = response.read()
-        if response.status == 503:
-            return None
-        assert response.status == 200, payload
-        return True
-    finally:
-        conn.close()
-
-
 def until_served(endpoint: Endpoint, timeout: float = 30) -> None:
-    """Wait until the gateway answers a prediction on `endpoint` (a 503 meanwhile: it has not loaded
-    the route's endpoints yet; a first deploy is Healthy a moment before that)."""
-    eventually(f"the gateway to serve {endpoint.host}", lambda: _served(endpoint), timeout=timeout)
+    """Wait until a model answers through the gateway on `endpoint` (a 503 meanwhile: it has not
+    loaded the route's endpoints yet; a first deploy is Healthy a moment before that)."""
+    eventually(f"the gateway to serve {endpoint.host}", endpoint.answers, timeout=timeout)
 
 
 # What Pod Security `restricted` asks of every container (the e2e namespaces enforce it).
