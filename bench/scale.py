@@ -160,9 +160,22 @@ class Cost:
         by_verb: dict[str, float] = {}
         for verb, count in requests.items():
             by_verb[verb] = by_verb.get(verb, 0) + count
+
+        def mean(name: str, labels: str = "") -> float | None:
+            count = now.get(f"{name}_count{labels}", 0) - self.metrics.get(f"{name}_count{labels}", 0)
+            total = now.get(f"{name}_sum{labels}", 0) - self.metrics.get(f"{name}_sum{labels}", 0)
+            return round(total / count, 3) if count else None
+
+        waits = {
+            p: mean("modelship_queue_wait_seconds", f'{{priority="{p}"}}')
+            for p in ("spec", "timer", "event", "resync")
+        }
         return {
             "cpu_s": round((cpu - self.cpu_s) / n, 3),
             "passes": round(passes / n, 1),
+            # Where a pass's seconds went: waiting for a worker, by priority, and the pass itself.
+            "pass_mean_s": mean("modelship_reconcile_duration_seconds"),
+            "queue_wait_mean_s": {p: w for p, w in waits.items() if w is not None},
             "requests": {v: round(c / n, 1) for v, c in sorted(by_verb.items()) if c},
             "load_average": [round(self.load, 1), round(os.getloadavg()[0], 1)],
         }

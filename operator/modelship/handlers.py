@@ -69,6 +69,7 @@ class Runtime:
     resync_seconds: float = 30.0
     last_resync: float = field(default_factory=time.monotonic)
     resync_passes: int = 0
+    listed: bool = False  # the resync has read the ModelDeployments (or the peering) once
     # HA: the kopf peering this replica takes part in (None: standalone).
     peering: str | None = None
     identity: str = ""
@@ -110,23 +111,36 @@ def _stale_after() -> float:
     return max(3 * RUNTIME.resync_seconds, 60)
 
 
+def _idle_for() -> float:
+    """Seconds since the operator last showed it works: a resync pass ended or, while one waits
+    behind a backlog (thousands of ModelDeployments created at once), any queued pass ended."""
+    passed = RUNTIME.reconciler.queue.last_ended if RUNTIME.reconciler is not None else 0.0
+    return time.monotonic() - max(RUNTIME.last_resync, passed)
+
+
 @kopf.on.probe(id="resync")
-def resync_probe(**_: Any) -> dict[str, float]:
-    """Liveness: fails (HTTP 500) when the resync loop has stopped making passes."""
-    age = time.monotonic() - RUNTIME.last_resync
+def resync_probe(**_: Any) -> dict[str, Any]:
+    """Liveness: fails (HTTP 500) when the resync loop and the work queue have stopped."""
+    age = _idle_for()
     if age > _stale_after():
-        raise kopf.PermanentError(f"no resync pass for {age:.0f}s")
-    return {"passes": RUNTIME.resync_passes, "secondsSinceLastPass": round(age, 1)}
+        raise kopf.PermanentError(f"no resync pass and no reconcile for {age:.0f}s")
+    return _progress()
+
+
+def _progress() -> dict[str, Any]:
+    return {
+        "passes": RUNTIME.resync_passes,
+        "secondsSinceLastPass": round(time.monotonic() - RUNTIME.last_resync, 1),
+    }
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:
-    """Readiness (the metrics port's /readyz): ready to reconcile. kopf's startup is done and a
-    resync pass has completed recently, so the credentials, the RBAC and the CRD work: the pass
-    listed the ModelDeployments or, on an HA standby, read the peering object. A standby is ready:
-    it takes over without a restart, and a rolling update (maxUnavailable 0) waits for it."""
-    age = time.monotonic() - RUNTIME.last_resync
-    details = {"passes": RUNTIME.resync_passes, "secondsSinceLastPass": round(age, 1)}
-    return RUNTIME.resync_passes > 0 and age <= _stale_after(), details
+    """Readiness (the metrics port's /readyz): ready to reconcile. kopf's startup is done, the
+    resync has listed the ModelDeployments or, on an HA standby, read the peering object, so the
+    credentials, the RBAC and the CRD work, and the operator is live (`resync_probe`). A standby
+    is ready: it takes over without a restart, and a rolling update (maxUnavailable 0) waits for
+    it. Not the first resync pass's end: behind a large backlog that can take minutes."""
+    return RUNTIME.listed and _idle_for() <= _stale_after(), _progress()
 
 
 def _in_shard(namespace: str | None, **_: Any) -> bool:
@@ -253,6 +267,7 @@ def _resync_once() -> int:
     a watch event queued meanwhile is its pass, not a resync's)."""
     reconciler = RUNTIME.get()
     if _standing_by():
+        RUNTIME.listed = True
         return 0
     paths = [md_path(ns) for ns in RUNTIME.namespaces] if RUNTIME.namespaces else [md_path(None)]
     keys = [
@@ -261,6 +276,7 @@ def _resync_once() -> int:
         for namespace, name in reconciler.storage.keys(path)
         if _in_shard(namespace)
     ]
+    RUNTIME.listed = True
     reconciler.queue.add_all(keys, Priority.RESYNC).wait()
     return len(keys)
 

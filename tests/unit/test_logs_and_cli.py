@@ -71,5 +71,6 @@ def test_liveness_probe_reports_resync_passes_and_fails_when_the_loop_stalls(
     monkeypatch.setattr(handlers.RUNTIME, "last_resync", time.monotonic() - 5)
     assert handlers.resync_probe()["passes"] == 7
     monkeypatch.setattr(handlers.RUNTIME, "last_resync", time.monotonic() - 61)
+    monkeypatch.setattr(handlers.RUNTIME, "reconciler", None)
     with pytest.raises(kopf.PermanentError, match="no resync pass"):
         handlers.resync_probe()

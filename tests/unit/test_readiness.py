@@ -1,5 +1,6 @@
-"""The operator's readiness (/readyz on the metrics port, the chart's readiness probe): ready once a
-resync pass has completed recently, and /metrics served beside it as before."""
+"""The operator's readiness (/readyz on the metrics port, the chart's readiness probe): ready once the
+resync has listed the ModelDeployments and while the operator is live (a resync pass or, behind a
+backlog, a queued pass ended recently), and /metrics served beside it as before."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
+import kopf
 import pytest
+from kubernetes.client import ApiClient
 
 from modelship import handlers, metrics
+from modelship.kube.storage import Storage
 
 pytestmark = pytest.mark.unit
 
@@ -39,21 +43,40 @@ def test_metrics_are_still_served_on_the_same_port() -> None:
 
 @pytest.fixture
 def runtime() -> Iterator[handlers.Runtime]:
-    saved = (handlers.RUNTIME.resync_passes, handlers.RUNTIME.last_resync, handlers.RUNTIME.resync_seconds)
-    yield handlers.RUNTIME
-    handlers.RUNTIME.resync_passes, handlers.RUNTIME.last_resync, handlers.RUNTIME.resync_seconds = saved
+    r = handlers.RUNTIME
+    saved = (r.resync_passes, r.last_resync, r.resync_seconds, r.listed, r.reconciler)
+    r.resync_seconds, r.reconciler = 30, None
+    yield r
+    r.resync_passes, r.last_resync, r.resync_seconds, r.listed, r.reconciler = saved
 
 
-def test_not_ready_before_the_first_resync_pass(runtime: handlers.Runtime) -> None:
-    runtime.resync_passes, runtime.last_resync = 0, time.monotonic()
+def test_not_ready_before_the_resync_has_listed_the_modeldeployments(runtime: handlers.Runtime) -> None:
+    runtime.resync_passes, runtime.last_resync, runtime.listed = 0, time.monotonic(), False
     ready, details = handlers.readiness()
     assert not ready and details["passes"] == 0
+    runtime.listed = True  # listed: the credentials, RBAC and CRD work, though no pass ended yet
+    assert handlers.readiness()[0]
 
 
 def test_ready_after_a_recent_pass_and_not_once_passes_stop(runtime: handlers.Runtime) -> None:
-    runtime.resync_seconds = 30
-    runtime.resync_passes, runtime.last_resync = 1, time.monotonic() - 5
+    runtime.resync_passes, runtime.last_resync, runtime.listed = 1, time.monotonic() - 5, True
     assert handlers.readiness()[0]
     runtime.last_resync = time.monotonic() - 91  # three resync periods without a completed pass
     ready, details = handlers.readiness()
     assert not ready and details["secondsSinceLastPass"] >= 91
+    with pytest.raises(kopf.PermanentError, match=r"no resync pass and no reconcile for 9[0-9]s"):
+        handlers.resync_probe()
+
+
+def test_live_and_ready_while_a_resync_waits_behind_a_backlog_whose_passes_end(
+    runtime: handlers.Runtime,
+) -> None:
+    """Thousands created at once: the resync's own passes wait behind them for minutes, but the
+    queue moves, so the operator is neither restarted nor taken out of service."""
+    runtime.reconciler = handlers.Reconciler(Storage(ApiClient()))  # no request is made
+    runtime.resync_passes, runtime.last_resync, runtime.listed = 1, time.monotonic() - 600, True
+    runtime.reconciler.queue.last_ended = time.monotonic() - 600
+    assert not handlers.readiness()[0], "neither a resync pass nor a queued pass for ten minutes"
+    runtime.reconciler.queue.last_ended = time.monotonic() - 2  # a queued pass ended just now
+    assert handlers.readiness()[0]
+    assert handlers.resync_probe()["secondsSinceLastPass"] >= 600

@@ -1,5 +1,6 @@
 """The work queue's rules (`kube.workqueue`), with real threads and no cluster: the most urgent
-key first and first in first out within a priority, a key never queued twice, a trigger during
+key first and first in first out within a priority, a priority a head start that a long enough
+wait overtakes, a key never queued twice, a trigger during
 its pass folded into one more pass, never two passes of a key at once, at most `workers` passes,
 and a resync that waits for its own passes."""
 
@@ -96,6 +97,38 @@ def test_the_most_urgent_priority_runs_first_and_each_priority_in_the_order_queu
         "event-2",
         "resync-1",
         "resync-2",
+    ]
+
+
+def test_a_priority_is_a_head_start_so_a_long_waiting_trigger_runs_before_newer_urgent_ones() -> None:
+    """Thousands created at once are spec changes not acted on yet: the events and the resync
+    queued behind them run once they have waited their priority's delay longer."""
+    now = [1000.0]
+    passes = Passes({"busy"})
+    queue: WorkQueue[str] = WorkQueue(passes, workers=1, clock=lambda: now[0])
+    queue.add("busy", Priority.EVENT)
+    assert passes.entered.wait(WAIT)
+    queue.add("resync", Priority.RESYNC)  # due at 1060
+    queue.add("event", Priority.EVENT)  # due at 1010
+    now[0] += 9.0
+    queue.add("spec-9s-later", Priority.SPEC)  # 1009: ahead of the event
+    now[0] += 2.0
+    queue.add("spec-11s-later", Priority.SPEC)  # 1011: behind it
+    queue.add("timer-11s-later", Priority.TIMER)  # 1012
+    now[0] += 50.0
+    queue.add("spec-61s-later", Priority.SPEC)  # 1061: behind the resync
+    queue.add("event", Priority.SPEC)  # raised, never moved back: still due at 1010
+    passes.release.set()
+    passes.wait_for(7)
+    queue.close()
+    assert passes.keys() == [
+        "busy",
+        "spec-9s-later",
+        "event",
+        "spec-11s-later",
+        "timer-11s-later",
+        "resync",
+        "spec-61s-later",
     ]
 
 

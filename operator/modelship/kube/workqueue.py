@@ -1,8 +1,12 @@
 """The work queue of reconcile passes: ModelDeployment keys served by a bounded set of worker threads.
 
 Every trigger (a watch event, a due timer, a notification, the resync) adds the object's key with
-a priority; `workers` threads take the most urgent key, first in first out within a priority, and
-run its pass. Per key:
+a priority; `workers` threads take the most urgent key and run its pass. A priority is a head
+start, not a wall: keys run by their trigger's time plus their priority's `delay`, earliest first
+(first in first out within a priority), so a spec change goes ahead of every event queued less
+than `EVENT.delay` seconds before it, and no trigger waits for ever behind a flood of more urgent
+ones (thousands of ModelDeployments created at once, each a spec change not acted on yet, hold up
+the resync only as long as they took to queue and `RESYNC.delay`). Per key:
 - at most one pass at a time;
 - a trigger while the key is queued raises its priority if it is more urgent (the key is never
   queued twice, so ten watch events in a burst cost one pass);
@@ -44,6 +48,15 @@ class Priority(enum.IntEnum):
     def label(self) -> str:
         return self.name.lower()
 
+    @property
+    def delay(self) -> float:
+        """Seconds added to a trigger's time to order it: how long it may be passed by more urgent
+        triggers queued after it."""
+        return _DELAYS[self]
+
+
+_DELAYS = {Priority.SPEC: 0.0, Priority.TIMER: 1.0, Priority.EVENT: 10.0, Priority.RESYNC: 60.0}
+
 
 def event_priority(body: Mapping[str, Any]) -> Priority:
     """A ModelDeployment's watch event: SPEC when its generation is above the one its status says
@@ -75,17 +88,28 @@ class Batch:
 @dataclass
 class _Item:
     priority: Priority
-    order: int  # first in first out within a priority
+    order: int  # first in first out among equal places
     since: float  # when it got its priority: the wait is measured from then
     resync: bool  # only the resync asked for it
     batches: list[Batch] = field(default_factory=list)
+    due: float = field(init=False)  # its trigger's time plus its priority's delay
+
+    def __post_init__(self) -> None:
+        self.due = self.since + self.priority.delay
+
+    @property
+    def place(self) -> tuple[float, int]:
+        """Its place in line: the earliest first."""
+        return self.due, self.order
 
     def merge(self, priority: Priority, now: float, order: Callable[[], int]) -> bool:
-        """Another trigger; whether it raised the priority (then the item moved in line)."""
+        """Another trigger; whether it raised the priority (then the item moved in line, never
+        back)."""
         self.resync = self.resync and priority == Priority.RESYNC
         if priority >= self.priority:
             return False
         self.priority, self.order, self.since = priority, order(), now
+        self.due = min(self.due, now + priority.delay)
         return True
 
 
@@ -100,7 +124,7 @@ class WorkQueue(Generic[K]):
         self._workers = workers
         self._clock = clock
         self._changed = threading.Condition()
-        self._heap: list[tuple[Priority, int, K]] = []
+        self._heap: list[tuple[tuple[float, int], K]] = []  # (place, key)
         self._queued: dict[K, _Item] = {}
         self._running: set[K] = set()
         self._again: dict[K, _Item] = {}  # triggered while running: queued again once it ends
@@ -108,6 +132,7 @@ class WorkQueue(Generic[K]):
         self._depth = dict.fromkeys(Priority, 0)  # of `_queued`
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self.last_ended = clock()  # when a pass last ended (the clock's time): the queue moves
 
     def add(self, key: K, priority: Priority) -> None:
         """Run a pass of `key` (once more after the running one, if one runs)."""
@@ -157,7 +182,7 @@ class WorkQueue(Generic[K]):
         elif (item := self._queued.get(key)) is not None:
             before = item.priority
             if item.merge(priority, now, lambda: next(self._order)):
-                heapq.heappush(self._heap, (item.priority, item.order, key))
+                heapq.heappush(self._heap, (item.place, key))
                 self._count(before, -1)
                 self._count(item.priority, 1)
         else:
@@ -177,9 +202,9 @@ class WorkQueue(Generic[K]):
                 if self._closed:
                     return None
                 while self._heap:
-                    priority, order, key = heapq.heappop(self._heap)
+                    place, key = heapq.heappop(self._heap)
                     item = self._queued.get(key)
-                    if item is None or (item.priority, item.order) != (priority, order):
+                    if item is None or item.place != place:
                         continue  # raised or discarded since it was pushed
                     del self._queued[key]
                     self._count(item.priority, -1)
@@ -200,6 +225,7 @@ class WorkQueue(Generic[K]):
 
     def _ended(self, key: K, item: _Item) -> None:
         with self._changed:
+            self.last_ended = self._clock()
             self._running.discard(key)
             self._release(item)
             again = self._again.pop(key, None)
@@ -214,7 +240,7 @@ class WorkQueue(Generic[K]):
 
     def _enqueue(self, key: K, item: _Item) -> None:
         self._queued[key] = item
-        heapq.heappush(self._heap, (item.priority, item.order, key))
+        heapq.heappush(self._heap, (item.place, key))
         self._count(item.priority, 1)
         self._changed.notify()
 
