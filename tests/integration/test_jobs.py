@@ -8,20 +8,23 @@ into the Job's Complete or Failed condition.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from modelship.core import jobs as core_jobs
 from modelship.core.manifests import Owner
 from modelship.kube import jobs
+from modelship.kube.reconciler import Reconciler
 from modelship.kube.storage import Storage, pods_path
 
-from .mdhelpers import kube
+from .mdhelpers import crd_installed, create_md, example, kube
 
-__all__ = ["kube"]
+__all__ = ["crd_installed", "kube"]
 pytestmark = pytest.mark.integration
 
 # On no node: KWOK's fake nodes would complete the pod themselves; here the test plays the kubelet.
@@ -119,3 +122,40 @@ def test_a_job_that_fails(kube: Storage, namespace: str) -> None:
     assert (seen.state, seen.exit_code) == ("Failed", 6)
     assert "BackoffLimitExceeded" in seen.reason
     assert core_jobs.result(seen) == core_jobs.JobResult(False, error="POST http://m-canary/predict failed")
+
+
+class JobLists(Storage):
+    """Counts the Jobs lists sent through it."""
+
+    lists = 0
+
+    def items(self, path: str, **query: str) -> list[dict[str, Any]]:
+        if path.startswith("/apis/batch/v1/") and path.endswith("/jobs"):
+            self.lists += 1
+        return super().items(path, **query)
+
+
+def test_passes_list_a_modeldeployments_jobs_only_while_it_may_have_some(
+    api_client: client.ApiClient, kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    """Its first pass lists them; while the last list found none and a pass wants no Job (no
+    analysis run, no load test), that pass lists nothing; the resync's whole pass always lists
+    (the safety net: here it finds a Job made behind the operator's back), and then every pass
+    lists until one finds none again."""
+    made = create_md(kube, namespace, example("basic.yaml"))
+    meta = made["metadata"]
+    storage, log = JobLists(api_client), logging.getLogger("test-jobs")
+    reconciler = Reconciler(storage)
+    reconciler.step(namespace, meta["name"], log)
+    assert storage.lists == 1, "nothing known yet: listed"
+    reconciler.step(namespace, meta["name"], log)
+    reconciler.step(namespace, meta["name"], log)
+    assert storage.lists == 1, "none found, none wanted: not listed again"
+    owner = Owner(meta["name"], namespace, meta["uid"])
+    manifest = core_jobs.render(owner, core_jobs.job_name(owner.name, "metric", "x"), "metric", POD, 600, {})
+    assert jobs.create(kube, manifest)
+    reconciler.step(namespace, meta["name"], log, resync=True)
+    assert storage.lists == 2, "the resync's whole pass lists"
+    reconciler.step(namespace, meta["name"], log)
+    assert storage.lists == 3, "one found: the next pass lists again"
+    jobs.delete(kube, namespace, manifest["metadata"]["name"])

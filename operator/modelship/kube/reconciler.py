@@ -113,6 +113,9 @@ class Reconciler:
         self._scrapes = measure.ScrapeReader(time.monotonic)
         # (namespace, ModelDeployment, Event name) -> the count of that Event's series
         self._series: dict[tuple[str, str, str], int] = {}
+        # Objects whose last Jobs list found none: no Job can be theirs until a pass that wants
+        # one (a run, a load test) creates it, so passes that want none need not list.
+        self._jobless: set[tuple[str, str]] = set()
         # The last apply of each child; the handlers feed it the watch's resourceVersions (`saw`).
         self.applied = applied.Applied()
         # What the watch delivered (fed by the handlers): a pass's reads; and the resync passes
@@ -137,6 +140,7 @@ class Reconciler:
         self.notifier.forget(namespace, name)
         self.applied.forget((namespace, name))
         self.skips.forget((namespace, name))
+        self._jobless.discard((namespace, name))
         self._wakeups.cancel((namespace, name))
 
     def _run(self, key: tuple[str, str], resync: bool) -> None:
@@ -223,7 +227,7 @@ class Reconciler:
         # Kubernetes timestamps have second precision; deciding on whole seconds makes a status
         # read back from the API compare equal to the one we wrote.
         now = clock.replace(microsecond=0)
-        observations = self._observe(owner, spec, status, observed, now, clock, logger)
+        observations = self._observe(owner, spec, status, observed, now, clock, logger, cached)
         decision = engine.decide(spec, status, observations, now)
 
         # Status first, with the resourceVersion we decided on: a manual command that patched
@@ -312,9 +316,11 @@ class Reconciler:
         now: datetime,
         clock: datetime,
         logger: Logger,
+        cached: bool,
     ) -> engine.Observations:
         """Take the measurements and the smoke test the engine asks for (`clock`: `now` to the
-        microsecond, for timing probes)."""
+        microsecond, for timing probes), and list the Jobs unless `cached` (not a resync's whole
+        pass: the safety net always lists) and none can be there (`_jobless`)."""
         config: Any = None
         running = [r for r in status.analysis or [] if r.phase == "Running" and r.revision == status.rolling]
         # An experiment without spec.analysis asks the operator's default Prometheus.
@@ -371,7 +377,14 @@ class Reconciler:
                 self.storage, owner.namespace, wants.smoke_revision, spec.port, spec.smoke_test
             )
         # Listed last, after the reads above: a Job they saw finish is seen finished here too.
-        seen = jobs.owned(self.storage, owner, jobs.load_test(self.storage, wants.load_job, logger), logger)
+        key = (owner.namespace, owner.name)
+        none = cached and key in self._jobless and not wants.runs and wants.load_job is None
+        seen = (
+            {}
+            if none
+            else jobs.owned(self.storage, owner, jobs.load_test(self.storage, wants.load_job, logger), logger)
+        )
+        (self._jobless.discard if seen else self._jobless.add)(key)
         return dataclasses.replace(observations, measurements=measurements, smoke=found, jobs=seen)
 
     def _wake(self, namespace: str, name: str, seconds: float, logger: Logger) -> None:
