@@ -225,3 +225,28 @@ def test_a_pass_clears_the_events_it_posted_even_when_the_object_changed_just_be
     assert "RolloutStarted" in {e["reason"] for e in fleet.transitions(name)}
     # Nothing else would clear the record: a paused, steady object may see no pass for long.
     assert not fleet.status(name).get("pendingEvents"), fleet.status(name)
+
+
+class Busy(Reconciler):
+    """A reconciler whose queue has spec changes waiting, as in a burst of rollouts."""
+
+    def _spec_waiting(self) -> bool:
+        return True
+
+
+def test_while_spec_changes_wait_a_pass_leaves_its_events_to_the_next_which_posts_them_first(
+    api_client: client.ApiClient, kube: Storage, namespace: str, crd_installed: None
+) -> None:
+    fleet = Fleet(api_client, kube, namespace, CANARY)
+    fleet.names = fleet.names[:1]
+    name = fleet.names[0]
+    fleet.create()
+    fleet.set_image(IMAGES["b"])
+    Busy(Storage(api_client)).step(namespace, name, LOG)  # starts the rollout
+    recorded = [p["reason"] for p in fleet.status(name).get("pendingEvents") or []]
+    assert "RolloutStarted" in recorded, fleet.status(name)
+    assert "RolloutStarted" not in {e["reason"] for e in fleet.transitions(name)}, "left, not posted"
+    Reconciler(Storage(api_client)).step(namespace, name, LOG)  # the pass its status write triggers
+    posted = [e["reason"] for e in fleet.transitions(name)]
+    assert set(recorded) <= set(posted)
+    assert not fleet.status(name).get("pendingEvents"), fleet.status(name)

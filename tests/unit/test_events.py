@@ -65,6 +65,7 @@ class Shell:
     posted: dict[str, engine.Event] = field(default_factory=dict)  # the API server's Events
     recorded: list[str] = field(default_factory=list)  # names in every status record written
     refused: int = 0  # posts of a name already there (AlreadyExists)
+    leave: bool = False  # spec changes wait: a pass leaves what it recorded to the next one
 
     def post(self, event: engine.Event) -> None:
         if event.series is not None:
@@ -90,9 +91,12 @@ class Shell:
             *(partial(self.post, e) for e in left),  # before anything new
             partial(self.write_status, decision.status),
             *(partial(self.world.write, w) for w in decision.writes),
-            *(partial(self.post, e) for e in decision.events),
-            partial(self.write_status, events.posted(decision.status)),  # the clear
         ]
+        if not (self.leave and events.all_recorded(decision.events, decision.status)):
+            steps += [
+                *(partial(self.post, e) for e in decision.events),
+                partial(self.write_status, events.posted(decision.status)),  # the clear
+            ]
         for run in steps[:stop]:
             run()
         return decision
@@ -113,10 +117,12 @@ def stable_shell() -> Shell:
     return shell
 
 
-def roll_out(stops: Iterator[int | None]) -> Shell:
+def roll_out(stops: Iterator[int | None], leave: bool = False) -> Shell:
     """A canary rollout to its promotion and the old revision's scale-down, each pass stopping where
-    `stops` says (at most 30 of them), then passes that run to their end."""
+    `stops` says (at most 30 of them), then passes that run to their end; with `leave`, each pass
+    leaves the Events it recorded to the next."""
     shell = stable_shell()
+    shell.leave = leave
     s = canary_spec(NEW_IMAGE)
     for _ in range(60):
         shell.step(s, next(stops, None))
@@ -231,6 +237,29 @@ def test_a_rollout_without_crashes_posts_each_transition_once_and_leaves_no_reco
     assert reasons["RolloutStarted"] == reasons["Promoted"] == reasons["ScaledDown"] == 1
     assert reasons["WeightChanged"] == 2 and reasons["PauseStarted"] == 2
     assert sorted(shell.recorded) == sorted(shell.posted)
+
+
+def test_only_a_pass_whose_record_holds_all_its_events_may_leave_them_to_the_next() -> None:
+    said = [engine.Event("Normal", "PauseStarted", f"step {i}: paused for 0s") for i in range(20)]
+    named, record = events.recorded(api.ModelDeploymentStatus(), said[:3], OBSERVED, T0)
+    assert events.all_recorded(named, api.ModelDeploymentStatus(pending_events=record))
+    assert not events.all_recorded((), api.ModelDeploymentStatus(pending_events=record)), "nothing to leave"
+    many, bounded = events.recorded(api.ModelDeploymentStatus(), said, OBSERVED, T0)
+    assert not events.all_recorded(many, api.ModelDeploymentStatus(pending_events=bounded)), "past the bound"
+    round_ = engine.Event("Normal", "AnalysisMeasured", "step analysis measured x", series="step/r")
+    mixed, kept = events.recorded(api.ModelDeploymentStatus(), [round_, said[0]], OBSERVED, T0)
+    assert not events.all_recorded(mixed, api.ModelDeploymentStatus(pending_events=kept)), "a repeat"
+
+
+def test_a_rollout_whose_passes_leave_their_events_to_the_next_posts_each_transition_once() -> None:
+    calm = roll_out(iter(()))
+    shell = roll_out(iter(()), leave=True)
+    assert shell.world.status.stable_revision == calm.world.status.stable_revision
+    assert shell.world.status.pending_events is None, "the pass with nothing new cleared the last"
+    assert set(shell.recorded) == set(shell.posted) and shell.refused == 0
+    order = [e.reason for e in shell.posted.values()]  # as posted
+    assert Counter(order) == Counter(e.reason for e in calm.posted.values())
+    assert order.index("RolloutStarted") < order.index("Promoted") < order.index("ScaledDown")
 
 
 def test_every_pass_stopping_after_its_kth_step_loses_and_repeats_no_transition() -> None:

@@ -19,6 +19,8 @@ One pass (`step`):
    a crash between any two leaves users on ready pods;
 5. post the events and clear their record from the status, and say when to decide again. The
    transitions a post created are notified (`modelship.notify`: queued, sent by other threads).
+   While spec changes wait for a worker, the events stay recorded instead: the pass the status
+   write triggers posts them in 1, and the worker is free for the spec changes sooner.
 
 Events survive a crash (`modelship.core.engine.events`): the status written in 3 records the
 pass's transition Events, each under its own name, and the pass clears that record in 5 once it
@@ -247,13 +249,22 @@ class Reconciler:
         for event in decision.events:
             level = logging.WARNING if event.type == "Warning" else logging.INFO
             logger.log(level, "%s: %s", event.reason, event.message)
-        self._post(owner, spec, decision.status, decision.events, now, logger)
-        self._clear(owner, decision.status, version, logger)
+        if engine.events.all_recorded(decision.events, decision.status) and self._spec_waiting():
+            # Left recorded: the pass its status write triggers posts and clears them first.
+            logger.debug("%d Event(s) left to the next pass: spec changes wait", len(decision.events))
+        else:
+            self._post(owner, spec, decision.status, decision.events, now, logger)
+            self._clear(owner, decision.status, version, logger)
         # From the clock, not `now` (whole seconds): a probe is timed to just after a scrape.
         wake = (decision.wake_at - clock).total_seconds() if decision.wake_at is not None else None
         if moved:  # new weights: read them back soon, the read-back completes the step
             wake = ROUTE_READBACK_SECONDS if wake is None else min(wake, ROUTE_READBACK_SECONDS)
         return wake, route is None and devices is None and not observations.jobs
+
+    def _spec_waiting(self) -> bool:
+        """Whether spec changes wait for a worker (a burst of rollouts): a pass then leaves posting
+        its Events to the object's next pass (`engine.events`), so they get one sooner."""
+        return self.queue.depth()[workqueue.Priority.SPEC] > 0
 
     def _patch_status(self, owner: manifests.Owner, patch: dict[str, Any], version: str) -> str | None:
         """`storage.patch_md` of the status; the cache waits for the watch to show the write."""
@@ -376,16 +387,14 @@ class Reconciler:
             found = smoke.smoke_test(
                 self.storage, owner.namespace, wants.smoke_revision, spec.port, spec.smoke_test
             )
-        # Listed last, after the reads above: a Job they saw finish is seen finished here too.
+        observations = dataclasses.replace(observations, measurements=measurements, smoke=found)
         key = (owner.namespace, owner.name)
-        none = cached and key in self._jobless and not wants.runs and wants.load_job is None
-        seen = (
-            {}
-            if none
-            else jobs.owned(self.storage, owner, jobs.load_test(self.storage, wants.load_job, logger), logger)
-        )
+        if cached and key in self._jobless and not wants.runs and wants.load_job is None:
+            return observations  # no Job can be there: the last list found none, none was made
+        # Listed last, after the reads above: a Job they saw finish is seen finished here too.
+        seen = jobs.owned(self.storage, owner, jobs.load_test(self.storage, wants.load_job, logger), logger)
         (self._jobless.discard if seen else self._jobless.add)(key)
-        return dataclasses.replace(observations, measurements=measurements, smoke=found, jobs=seen)
+        return dataclasses.replace(observations, jobs=seen)
 
     def _wake(self, namespace: str, name: str, seconds: float, logger: Logger) -> None:
         """Reconcile again when a timed step ends (a pause, a scale-down delay) or new weights

@@ -15,6 +15,10 @@ Event's place in the pass. The shell, in one pass:
 3. carries out the writes, then posts the Decision's Events in their order;
 4. clears the record (`posted`): one more status write, only when there is a record.
 
+While spec changes wait for a worker, the shell leaves 3's posts and 4 to the object's next pass
+when the record holds them all (`all_recorded`): that pass, which the status write in 2 triggers,
+posts them in its step 1, and the spec changes get the worker sooner.
+
 A crash before 2 posted and recorded nothing: the next pass decides the same transitions again.
 A crash after it leaves a record that the next pass posts in its step 1, each Event once. A repeat
 (`series`: an analysis round) is not recorded: it bumps the count of one Event per series, and a
@@ -70,6 +74,13 @@ def left(status: api.ModelDeploymentStatus) -> tuple[Event, ...]:
     """The Events `status` records and a pass that stopped early may not have posted: the shell
     posts them before anything new."""
     return tuple(Event(p.type, p.reason, p.note, name=p.name, at=p.time) for p in status.pending_events or [])
+
+
+def all_recorded(events: Sequence[Event], status: api.ModelDeploymentStatus) -> bool:
+    """Whether `status` records every one of `events` (none a repeat, none past the record's
+    size), so the next pass's `left` would post them all: the shell may leave them to it."""
+    names = {p.name for p in status.pending_events or []}
+    return bool(events) and all(e.series is None and e.name in names for e in events)
 
 
 def posted(status: api.ModelDeploymentStatus) -> api.ModelDeploymentStatus:
