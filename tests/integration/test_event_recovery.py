@@ -211,14 +211,19 @@ class Interloper(Storage):
         return super().patch_md(namespace, name, part, patch, resource_version, field_manager)
 
 
+def _one_new_image(api_client: client.ApiClient, kube: Storage, namespace: str) -> tuple[Fleet, str]:
+    """One stable ModelDeployment given a new image: its next pass starts the rollout."""
+    fleet = Fleet(api_client, kube, namespace, CANARY)
+    fleet.names = fleet.names[:1]
+    fleet.create()
+    fleet.set_image(IMAGES["b"])
+    return fleet, fleet.names[0]
+
+
 def test_a_pass_clears_the_events_it_posted_even_when_the_object_changed_just_before(
     api_client: client.ApiClient, kube: Storage, namespace: str, crd_installed: None
 ) -> None:
-    fleet = Fleet(api_client, kube, namespace, CANARY)
-    fleet.names = fleet.names[:1]
-    name = fleet.names[0]
-    fleet.create()
-    fleet.set_image(IMAGES["b"])
+    fleet, name = _one_new_image(api_client, kube, namespace)
     storage = Interloper(api_client)
     Reconciler(storage).step(namespace, name, LOG)  # starts the rollout: Events recorded, posted
     assert storage.touched == 1
@@ -237,11 +242,7 @@ class Busy(Reconciler):
 def test_while_spec_changes_wait_a_pass_leaves_its_events_to_the_next_which_posts_them_first(
     api_client: client.ApiClient, kube: Storage, namespace: str, crd_installed: None
 ) -> None:
-    fleet = Fleet(api_client, kube, namespace, CANARY)
-    fleet.names = fleet.names[:1]
-    name = fleet.names[0]
-    fleet.create()
-    fleet.set_image(IMAGES["b"])
+    fleet, name = _one_new_image(api_client, kube, namespace)
     Busy(Storage(api_client)).step(namespace, name, LOG)  # starts the rollout
     recorded = [p["reason"] for p in fleet.status(name).get("pendingEvents") or []]
     assert "RolloutStarted" in recorded, fleet.status(name)
