@@ -19,6 +19,9 @@ Measured at each N, printed and written to bench/results/scale.json:
 - `burst`: `BURST` image changes at once: seconds until each started (its canary revision in the
   status) and finished (Healthy on the new revision), the last and the per-object p50/p95 (at
   N < BURST + CHANGES, N - CHANGES of them);
+- per created object and per rollout (`creation_per_object`, `burst.per_rollout`): the operator's
+  CPU seconds, passes and requests by verb, the mean pass (`pass_mean_s`) and the mean wait for a
+  worker by priority (`queue_wait_mean_s`);
 - `spec_change_to_first_write_s.during_burst`: once every rollout of the burst has started,
   `CHANGES` changes of other objects, one every `BURST_CHANGE_EVERY_S`, while the burst's rollouts
   are in flight (`in_flight`: how many were sent before the burst was all Healthy), each to its
