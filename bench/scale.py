@@ -58,6 +58,7 @@ from devcluster.cluster import LocalCluster, wait_for
 from devcluster.net import free_port
 from localworld.rollouts import ModelDeployments, OperatorProcess, install_crd, revision, rolling_revision
 from modelship.kube.storage import Gone, Storage, md_path
+from modelship.kube.workqueue import Priority
 
 NAMESPACE = "scale"
 DEFAULT_N = "100,300,1000,3000"
@@ -169,10 +170,7 @@ class Cost:
             total = now.get(f"{name}_sum{labels}", 0) - self.metrics.get(f"{name}_sum{labels}", 0)
             return round(total / count, 3) if count else None
 
-        waits = {
-            p: mean("modelship_queue_wait_seconds", f'{{priority="{p}"}}')
-            for p in ("spec", "timer", "event", "resync")
-        }
+        waits = {p.label: mean("modelship_queue_wait_seconds", f'{{priority="{p.label}"}}') for p in Priority}
         return {
             "cpu_s": round((cpu - self.cpu_s) / n, 3),
             "passes": round(passes / n, 1),
