@@ -2,7 +2,7 @@
 key first and first in first out within a priority, a priority a head start that a long enough
 wait overtakes, a key never queued twice, a trigger during
 its pass folded into one more pass, never two passes of a key at once, at most `workers` passes,
-and a resync that waits for its own passes."""
+workers kept for spec changes, and a resync that waits for its own passes."""
 
 from __future__ import annotations
 
@@ -198,6 +198,86 @@ def test_at_most_workers_passes_run_at_once_and_every_key_runs() -> None:
     queue.close()
     assert passes.most == 3
     assert sorted(passes.keys()) == sorted(f"k{i}" for i in range(12))
+
+
+def test_a_kept_worker_runs_a_spec_change_while_the_other_passes_hold_the_rest() -> None:
+    passes = Passes({"busy", "spec"})
+    queue: WorkQueue[str] = WorkQueue(passes, workers=2, kept_for_spec=1)
+    queue.add("busy", Priority.EVENT)
+    assert passes.entered.wait(WAIT)
+    passes.entered.clear()
+    queue.add("event", Priority.EVENT)
+    queue.add("timer", Priority.TIMER)
+    time.sleep(0.2)
+    assert passes.running == {"busy": 1}, "the other worker is kept for spec changes"
+    assert queue.depth()[Priority.EVENT] == 1
+    queue.add("spec", Priority.SPEC)
+    assert passes.entered.wait(WAIT), "the kept worker runs the spec change"
+    assert passes.running == {"busy": 1, "spec": 1}
+    passes.release.set()
+    passes.wait_for(4)
+    queue.close()
+    assert passes.keys()[2:] == ["timer", "event"]
+
+
+def test_a_queued_key_raised_to_a_spec_change_is_taken_by_the_kept_worker() -> None:
+    passes = Passes({"busy"})
+    queue: WorkQueue[str] = WorkQueue(passes, workers=2, kept_for_spec=1)
+    queue.add("busy", Priority.EVENT)
+    assert passes.entered.wait(WAIT)
+    queue.add("later", Priority.EVENT)
+    queue.add("raised", Priority.RESYNC)
+    queue.add("raised", Priority.SPEC)
+    assert passes.wait_for(1) == [("raised", False)]
+    assert queue.depth()[Priority.EVENT] == 1, "the event still waits for a worker of its own"
+    passes.release.set()
+    passes.wait_for(3)
+    queue.close()
+    assert passes.keys() == ["raised", "busy", "later"]
+
+
+def test_other_passes_never_take_the_kept_workers_and_spec_changes_may_use_all() -> None:
+    lock = threading.Lock()
+    running: dict[str, int] = {"spec": 0, "other": 0}
+    most: dict[str, int] = {"spec": 0, "other": 0, "all": 0}
+
+    def run(key: str, resync: bool) -> None:
+        kind = "spec" if key.startswith("s") else "other"
+        with lock:
+            running[kind] += 1
+            most[kind] = max(most[kind], running[kind])
+            most["all"] = max(most["all"], running["spec"] + running["other"])
+        time.sleep(0.02)
+        with lock:
+            running[kind] -= 1
+
+    queue: WorkQueue[str] = WorkQueue(run, workers=4, kept_for_spec=2)
+    batch = queue.add_all([f"o{i}" for i in range(40)], Priority.EVENT)
+    time.sleep(0.05)
+    specs = queue.add_all([f"s{i}" for i in range(40)], Priority.SPEC)
+    assert specs.wait(WAIT) and batch.wait(WAIT)
+    queue.close()
+    assert most["other"] == 2, "two workers are kept for spec changes"
+    assert most["spec"] == 4, "spec changes may use every worker"
+    assert most["all"] == 4
+
+
+def test_the_spec_changes_kept_list_does_not_grow_with_passes_taken_elsewhere() -> None:
+    """Spec changes one after another on an idle queue are taken from the main line, each leaving
+    its entry in the kept workers' own; a long-running operator must not keep them all."""
+    passes = Passes()
+    queue: WorkQueue[str] = WorkQueue(passes, workers=3, kept_for_spec=1)
+    for i in range(300):
+        queue.add(f"s{i}", Priority.SPEC)
+        passes.wait_for(i + 1)
+    queue.close()
+    assert len(queue._spec_heap) <= 64 + 1
+
+
+@pytest.mark.parametrize("kept", [-1, 3])
+def test_kept_workers_are_fewer_than_all(kept: int) -> None:
+    with pytest.raises(ValueError, match="kept_for_spec"):
+        WorkQueue(Passes(), workers=3, kept_for_spec=kept)
 
 
 def test_the_resync_waits_for_its_own_passes_and_only_a_pass_no_event_asked_for_is_a_resync(

@@ -75,6 +75,8 @@ TIMER_SLACK_SECONDS = 0.02
 # The kinds the watch cache holds (`handlers`): a write of one of them is followed there.
 CACHED_KINDS = frozenset({api.KIND, "Deployment", "Service"})
 WORKERS = 8  # the work queue's threads: passes at once, whatever triggered them
+# Of them, kept for spec changes: a user's change starts at once amid a burst of rollouts.
+KEPT_FOR_SPEC = 1
 # Threads that may use the API client at once: the passes, the resync loop's reads, kopf's sync
 # handlers (`handlers.SYNC_WORKERS`) and a notification target's Secret read; its connection pool
 # is this large, so no burst opens and drops connections ("Connection pool is full").
@@ -105,7 +107,9 @@ class Reconciler:
         )
         self._owns = owns
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self.queue: workqueue.WorkQueue[tuple[str, str]] = workqueue.WorkQueue(self._run, WORKERS)
+        self.queue: workqueue.WorkQueue[tuple[str, str]] = workqueue.WorkQueue(
+            self._run, WORKERS, kept_for_spec=KEPT_FOR_SPEC
+        )
         self._wakeups: wakeups.Wakeups[tuple[str, str]] = wakeups.Wakeups(
             lambda key: self.queue.add(key, workqueue.Priority.TIMER)
         )

@@ -13,6 +13,11 @@ the resync only as long as they took to queue and `RESYNC.delay`). Per key:
 - a trigger while its pass runs makes it run once more afterwards, queued again at the trigger's
   priority: the running pass may have read the object before the change the trigger reports.
 
+`kept_for_spec` workers are kept for spec changes: passes of any other priority never hold more
+than the rest, so a spec change finds a worker free at once even while every other worker is busy
+with a burst of rollouts (passes that mostly wait on a saturated API server: more workers would
+not finish them sooner, but a spec change waiting for one of them to end would wait longer).
+
 A resync pass is flagged to the pass (`resync=True`, so the reconciler may leave it out) only when
 nothing but the resync queued the key: one an event queued stays an event's pass.
 """
@@ -115,18 +120,30 @@ class _Item:
 
 class WorkQueue(Generic[K]):
     """Runs `run(key, resync)` for the keys added, on at most `workers` threads at a time (started
-    with the first key). `run` should not raise; what it raises is logged. Safe from any thread."""
+    with the first key), `kept_for_spec` of them only for spec changes. `run` should not raise;
+    what it raises is logged. Safe from any thread."""
 
     def __init__(
-        self, run: Callable[[K, bool], None], workers: int, clock: Callable[[], float] = time.monotonic
+        self,
+        run: Callable[[K, bool], None],
+        workers: int,
+        clock: Callable[[], float] = time.monotonic,
+        kept_for_spec: int = 0,
     ) -> None:
+        if not 0 <= kept_for_spec < workers:
+            raise ValueError(f"kept_for_spec must be from 0 to workers - 1 ({workers - 1}): {kept_for_spec}")
         self._run = run
         self._workers = workers
+        self._others_limit = workers - kept_for_spec  # passes not of a spec change, at most at once
+        self._others_running = 0
         self._clock = clock
         self._changed = threading.Condition()
         self._heap: list[tuple[tuple[float, int], K]] = []  # (place, key)
+        # The SPEC items again, so a kept worker finds them: an entry stays when its item is taken
+        # from `_heap` (or raised, or discarded) until it is popped or the heap is rebuilt.
+        self._spec_heap: list[tuple[tuple[float, int], K]] = []
         self._queued: dict[K, _Item] = {}
-        self._running: set[K] = set()
+        self._running: dict[K, bool] = {}  # key -> whether its pass counts against `_others_limit`
         self._again: dict[K, _Item] = {}  # triggered while running: queued again once it ends
         self._order = itertools.count()
         self._depth = dict.fromkeys(Priority, 0)  # of `_queued`
@@ -182,9 +199,10 @@ class WorkQueue(Generic[K]):
         elif (item := self._queued.get(key)) is not None:
             before = item.priority
             if item.merge(priority, now, lambda: next(self._order)):
-                heapq.heappush(self._heap, (item.place, key))
+                self._push(key, item)
                 self._count(before, -1)
                 self._count(item.priority, 1)
+                self._changed.notify()  # raised to SPEC: a kept worker may take it
         else:
             item = _Item(priority, next(self._order), now, priority == Priority.RESYNC)
             self._enqueue(key, item)
@@ -196,19 +214,23 @@ class WorkQueue(Generic[K]):
             thread.start()
 
     def _next(self) -> tuple[K, _Item] | None:
-        """The most urgent queued key, taken out of the queue and marked running (None: closed)."""
+        """The most urgent queued key, taken out of the queue and marked running (None: closed);
+        only a spec change's while the other passes hold all the workers they may."""
         with self._changed:
             while True:
                 if self._closed:
                     return None
-                while self._heap:
-                    place, key = heapq.heappop(self._heap)
+                heap = self._heap if self._others_running < self._others_limit else self._spec_heap
+                while heap:
+                    place, key = heapq.heappop(heap)
                     item = self._queued.get(key)
                     if item is None or item.place != place:
-                        continue  # raised or discarded since it was pushed
+                        continue  # taken, raised or discarded since it was pushed
                     del self._queued[key]
                     self._count(item.priority, -1)
-                    self._running.add(key)
+                    counted = item.priority != Priority.SPEC
+                    self._others_running += counted
+                    self._running[key] = counted
                     return key, item
                 self._changed.wait()
 
@@ -226,7 +248,9 @@ class WorkQueue(Generic[K]):
     def _ended(self, key: K, item: _Item) -> None:
         with self._changed:
             self.last_ended = self._clock()
-            self._running.discard(key)
+            if self._running.pop(key, False):
+                self._others_running -= 1
+                self._changed.notify()  # a worker waiting for that room may take any key now
             self._release(item)
             again = self._again.pop(key, None)
             if again is not None:
@@ -240,9 +264,20 @@ class WorkQueue(Generic[K]):
 
     def _enqueue(self, key: K, item: _Item) -> None:
         self._queued[key] = item
-        heapq.heappush(self._heap, (item.place, key))
+        self._push(key, item)
         self._count(item.priority, 1)
         self._changed.notify()
+
+    def _push(self, key: K, item: _Item) -> None:
+        heapq.heappush(self._heap, (item.place, key))
+        if item.priority != Priority.SPEC or self._others_limit == self._workers:
+            return
+        heapq.heappush(self._spec_heap, (item.place, key))
+        if len(self._spec_heap) > 2 * self._depth[Priority.SPEC] + 64:
+            # Mostly entries taken from `_heap` meanwhile: rebuilt from the queued SPEC items (this
+            # one among them), so it never grows past a multiple of them.
+            self._spec_heap = [(i.place, k) for k, i in self._queued.items() if i.priority == Priority.SPEC]
+            heapq.heapify(self._spec_heap)
 
     def _count(self, priority: Priority, change: int) -> None:
         self._depth[priority] += change
