@@ -12,7 +12,8 @@ Measured at each N, printed and written to bench/results/scale.json:
   requests per minute by verb (the operator's own `modelship_api_requests_total`: the API server's
   `apiserver_request_total` has no user agent label, so it cannot tell the operator from the
   controller manager, the scheduler and KWOK; kopf's watches and annotation patches are not in
-  it), and the resync passes' durations (`modelship_resync_pass_duration_seconds`);
+  it), the resync passes' durations (`modelship_resync_pass_duration_seconds`) and the
+  operator's garbage collections by generation (`python_gc_collections_total`);
 - `spec_change`: from a spec change (a new image: a rollout) to the operator's first write (the
   status at the new generation, seen by a watch) over `CHANGES` changes of random objects, each
   made while a resync pass was in flight (those made between passes are counted apart);
@@ -125,6 +126,16 @@ def scrape(port: int) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
     return out
+
+
+def gc_collections(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    """The operator's garbage collections between two scrapes, by generation (a generation 2 one
+    walks every object the process holds: CPU that grows with N)."""
+    return {
+        gen: int(after.get(key, 0) - before.get(key, 0))
+        for gen in ("0", "1", "2")
+        if (key := f'python_gc_collections_total{{generation="{gen}"}}') in after
+    }
 
 
 def requests_by_verb(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
@@ -429,6 +440,7 @@ def run(n: int, state: Path) -> dict[str, Any]:
             "cpu_s_per_min": round((after.cpu_s - before.cpu_s) * 60 / window, 2),
             "api_requests_per_min": requests_by_verb(m0, m1, window),
             "resync_pass_s": [round(d, 2) for d in steady_passes],
+            "gc_collections": gc_collections(m0, m1),
         }
         print(f"N={n}: steady {result['steady']}", flush=True)
 

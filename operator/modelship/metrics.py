@@ -16,11 +16,24 @@ from socketserver import ThreadingMixIn
 from typing import Any, get_args
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+    make_wsgi_app,
+)
 
 from modelship import api
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# prometheus_client's standard process and garbage-collector metrics (process_*, python_gc_*): the
+# operator's CPU seconds and resident memory from inside, and how often Python's collector walks
+# every object the watch cache and kopf hold (generation 2).
+ProcessCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
 
 ROLLOUTS = Gauge(
     "modelship_rollouts",

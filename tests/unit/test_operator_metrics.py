@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,11 @@ def test_docs_list_every_operator_metric() -> None:
     section = doc[doc.index("## The operator's metrics") :]
     for name in metrics.NAMES:
         assert f"`{name}`" in section, name
+
+
+def test_the_process_cpu_memory_and_garbage_collections_are_served_beside_the_operators_own() -> None:
+    before = sample("python_gc_collections_total", generation="2") or 0.0
+    gc.collect()
+    assert sample("python_gc_collections_total", generation="2") == before + 1
+    assert (sample("process_resident_memory_bytes") or 0) > 10_000_000
+    assert sample("process_cpu_seconds_total") is not None
