@@ -1,10 +1,13 @@
 """Run the whole test suite as two pytest sessions side by side: `make test`'s runner.
 
 Most of the suite's time is spent waiting (for rollouts' steps, scrapes, pods), not computing, so
-two sessions on two cores finish in about the time of the longer one. The tests marked `e2e` hold
-the machine's one real node (their session's cluster runs it, wherever the test file is); every
-other test goes to a second session, whose control plane needs no real node (the image tests,
-which need no cluster, run in the first: the second is the longer one without them). Each session's lines
+sessions side by side on two cores finish in about the time of the longest. The tests marked `e2e`
+hold the machine's one real node (their session's cluster runs it, wherever the test file is);
+every other test goes to a second session, whose control plane needs no real node (the image
+tests, which need no cluster, run in the first: the second is the longer one without them). The
+second spreads its test files over `OTHERS_WORKERS` processes (pytest-xdist, `--dist loadfile`:
+a file's tests stay together, with their module fixtures), each with a control plane of its own
+once it runs a test that needs one: alone it took twice as long as the first. Each session's lines
 are printed as they come, prefixed with its name; the exit status is the first failing session's
 (a session that selected no test fails the run only if the other did not select any either).
 A failing session's summary of failures is printed again at the end, so the run's last lines say
@@ -36,13 +39,17 @@ NO_TESTS = 5  # pytest's exit status when no test was selected
 # busy cores their reactions lag by seconds (the gateway sees a pod's endpoint late: 503s); the
 # other tests only wait longer.
 OTHERS_NICENESS = 10
+# The second session's processes: its tests wait far more than they compute, as the first's do.
+OTHERS_WORKERS = 2
 
 
 def sessions() -> dict[str, list[str]]:
     """The two sessions' pytest arguments: the `e2e` tests with the image tests (which need no
-    cluster: they even out the sessions' lengths), and every other test."""
+    cluster: they even out the sessions' lengths), and every other test, on `OTHERS_WORKERS`
+    processes."""
     first = f"{REAL_NODE} or {IMAGES}"
-    return {REAL_NODE: ["-m", first], "others": ["-m", f"not ({first})"]}
+    spread = ["-n", str(OTHERS_WORKERS), "--dist", "loadfile"]
+    return {REAL_NODE: ["-m", first], "others": ["-m", f"not ({first})", *spread]}
 
 
 def command(name: str, pytest: str) -> list[str]:

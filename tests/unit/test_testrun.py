@@ -1,5 +1,5 @@
-"""`make test`'s runner: every test runs in exactly one of its two sessions, and a failing
-session fails the run."""
+"""`make test`'s runner: every test runs in exactly one of its two sessions, the second spread over
+processes, and a failing session fails the run."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_testrun(*args: str) -> subprocess.CompletedProcess[str]:
     """hack/testrun.py with `args`; its sessions load no installed plugin but pytest-timeout (the
-    ini's `timeout`): importing hypothesis and schemathesis is most of a session's start, ~5 s of
-    CPU each, and these tests start six."""
+    ini's `timeout`) and pytest-xdist (the second session's processes): importing hypothesis and
+    schemathesis is most of a session's start, ~5 s of CPU each, and each of these tests starts four."""
     return subprocess.run(
         [
             sys.executable,
@@ -29,6 +29,8 @@ def run_testrun(*args: str) -> subprocess.CompletedProcess[str]:
             "--disable-plugin-autoload",
             "-p",
             "pytest_timeout",
+            "-p",
+            "xdist.plugin",
         ],
         capture_output=True,
         text=True,
@@ -39,7 +41,31 @@ def run_testrun(*args: str) -> subprocess.CompletedProcess[str]:
 def test_every_test_runs_in_exactly_one_session_and_e2e_ones_on_the_real_node() -> None:
     # Selected by marker, not by directory: an e2e test outside tests/e2e (a killed run with a real
     # node, in tests/integration) must not make the other session's cluster take the real node.
-    assert testrun.sessions() == {"e2e": ["-m", "e2e or images"], "others": ["-m", "not (e2e or images)"]}
+    spread = ["-n", str(testrun.OTHERS_WORKERS), "--dist", "loadfile"]
+    assert testrun.sessions() == {
+        "e2e": ["-m", "e2e or images"],
+        "others": ["-m", "not (e2e or images)", *spread],
+    }
+
+
+def test_the_second_session_spreads_its_files_over_processes_and_keeps_each_file_in_one(
+    tmp_path: Path,
+) -> None:
+    # Each test writes its process's pid under its file's name: two files of two tests each.
+    for name in ("a", "b"):
+        (tmp_path / f"test_{name}.py").write_text(
+            "import os, pathlib\n"
+            + "".join(
+                f"def test_{i}():\n"
+                f"    (pathlib.Path({str(tmp_path)!r}) / '{name}{i}').write_text(str(os.getpid()))\n"
+                for i in range(2)
+            )
+        )
+    out = run_testrun(str(tmp_path), "-p", "no:cacheprovider")
+    assert out.returncode == 0, out.stdout
+    pids = {name: {(tmp_path / f"{name}{i}").read_text() for i in range(2)} for name in ("a", "b")}
+    assert all(len(p) == 1 for p in pids.values()), f"a file's tests in one process: {pids}"
+    assert pids["a"] != pids["b"], "the two files in two processes"
 
 
 def test_a_failing_session_fails_the_run_and_each_line_names_its_session(tmp_path: Path) -> None:
