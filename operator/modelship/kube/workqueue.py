@@ -135,7 +135,6 @@ class WorkQueue(Generic[K]):
         self._run = run
         self._workers = workers
         self._others_limit = workers - kept_for_spec  # passes not of a spec change, at most at once
-        self._others_running = 0
         self._clock = clock
         self._changed = threading.Condition()
         self._heap: list[tuple[tuple[float, int], K]] = []  # (place, key)
@@ -202,7 +201,8 @@ class WorkQueue(Generic[K]):
                 self._push(key, item)
                 self._count(before, -1)
                 self._count(item.priority, 1)
-                self._changed.notify()  # raised to SPEC: a kept worker may take it
+                if item.priority == Priority.SPEC:
+                    self._changed.notify()  # a kept worker may take it
         else:
             item = _Item(priority, next(self._order), now, priority == Priority.RESYNC)
             self._enqueue(key, item)
@@ -220,7 +220,8 @@ class WorkQueue(Generic[K]):
             while True:
                 if self._closed:
                     return None
-                heap = self._heap if self._others_running < self._others_limit else self._spec_heap
+                others = sum(self._running.values())  # at most `workers` entries
+                heap = self._heap if others < self._others_limit else self._spec_heap
                 while heap:
                     place, key = heapq.heappop(heap)
                     item = self._queued.get(key)
@@ -228,9 +229,7 @@ class WorkQueue(Generic[K]):
                         continue  # taken, raised or discarded since it was pushed
                     del self._queued[key]
                     self._count(item.priority, -1)
-                    counted = item.priority != Priority.SPEC
-                    self._others_running += counted
-                    self._running[key] = counted
+                    self._running[key] = item.priority != Priority.SPEC
                     return key, item
                 self._changed.wait()
 
@@ -249,7 +248,6 @@ class WorkQueue(Generic[K]):
         with self._changed:
             self.last_ended = self._clock()
             if self._running.pop(key, False):
-                self._others_running -= 1
                 self._changed.notify()  # a worker waiting for that room may take any key now
             self._release(item)
             again = self._again.pop(key, None)
