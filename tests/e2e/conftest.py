@@ -114,9 +114,12 @@ class Rollout:
     def endpoint(self, name: str) -> Endpoint:
         return self.endpoints[name]
 
-    def gateway_errors(self) -> list[str]:
-        """What Traefik answered with a 5xx on this namespace's routes so far."""
-        return self.world.gateway_errors(self.namespace)
+    def errors_report(self, *lines: str) -> str:
+        """`lines` (a load's summary, say), then Traefik's 5xx on this namespace's routes, one per
+        line: an assertion message as a string, which pytest prints whole (a tuple's repr it cuts
+        at 240 characters, and a gateway error's time is at the end)."""
+        heading = "Traefik's 5xx (UTC time, status, origin, router, service):"
+        return "\n".join([*lines, heading, *self.world.gateway_errors(self.namespace)])
 
     def expose_service(self, service: str) -> Endpoint:
         """A route of its own to one Service (a preview, say), as a prober's entry point."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,6 +29,11 @@ STEPS: list[dict[str, Any]] = [
 ]
 
 
+def utc_now() -> str:
+    """The time of day in UTC to the millisecond, as Traefik's access log has it."""
+    return datetime.now(UTC).strftime("%H:%M:%S.%f")[:12]
+
+
 def shares_by_weight(samples: list[tuple[int, Counter[str]]], canary: str) -> dict[int, tuple[float, int]]:
     """canary weight -> (canary share of requests, requests), over intervals the weight held."""
     totals: dict[int, Counter[str]] = {}
@@ -43,20 +49,27 @@ def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
     rollout.apply(NAME, "v1", STEPS)
     first = rollout.mds.wait_phase(NAME, "Healthy")
     v1 = first["stableRevision"]
+    # Healthy once the Service's EndpointSlices list a ready pod; Traefik loads them a moment later
+    # (its own watch, then a reload): the zero-errors count below starts once it routes.
+    eventually("Traefik to route to v1", rollout.endpoint(NAME).answers, timeout=30)
     load = rollout.load(rollout.endpoint(NAME), rate=40, duration=180)
     eventually("v1 to answer through Traefik", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
 
     rollout.set_image(NAME, "v2")
     samples: list[tuple[int, Counter[str]]] = []
+    timeline = [f"{utc_now()} image set to v2"]  # then when each canary weight was first read back
     canary = None
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
         status = rollout.mds.status(NAME)
         canary = rolling_revision(status) or canary
         samples.append((canary_weight(status), rollout.served()))
+        if len(samples) == 1 or samples[-2][0] != samples[-1][0]:
+            timeline.append(f"{utc_now()} canary weight {samples[-1][0]}, phase {status.get('phase')}")
         if status.get("phase") == "Healthy" and status.get("stableRevision") != v1:
             break
         time.sleep(0.5)
+    timeline.append(f"{utc_now()} Healthy on {status.get('stableRevision')}")
     final = rollout.mds.wait_phase(NAME, "Healthy", timeout=5)
     v2 = final["stableRevision"]
     assert v2 != v1 and v2 == canary and not rolling_revision(final)
@@ -80,7 +93,8 @@ def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
 
     summary = load.stop()
     # Not one error: a weight moves to a Service only once its EndpointSlices list the pods.
-    assert summary.errors == 0 and set(summary.codes) == {200}, (summary.lines(), rollout.gateway_errors())
+    report = rollout.errors_report(*summary.lines(), *timeline)
+    assert summary.errors == 0 and set(summary.codes) == {200}, report
     # Labels reach any pod through Traefik and are forwarded to the one that answered (feedback
     # tokens); a label for a v1 pod going away may be lost (410, or the gateway's 5xx), but none is
     # refused as malformed, forged or misrouted.

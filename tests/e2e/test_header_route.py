@@ -50,7 +50,7 @@ def served(rollout: Rollout, endpoint: Endpoint, headers: dict[str, str]) -> Cou
     """REQUESTS predictions with `headers` (each answered 200); which revision served them."""
     before = rollout.served()
     codes = Counter(predict(endpoint, headers) for _ in range(REQUESTS))
-    assert codes == {200: REQUESTS}, (codes, rollout.gateway_errors())
+    assert codes == {200: REQUESTS}, rollout.errors_report(str(codes))
     return rollout.served() - before
 
 

@@ -54,6 +54,9 @@ def test_a_secret_env_var_a_sidecar_and_a_service_account_roll_out_by_canary(
     manifest["spec"]["template"] = template(images.sandbox_image())
     rollout.create(manifest)
     v1 = rollout.mds.wait_phase(NAME, "Healthy", timeout=180)["stableRevision"]
+    # Healthy once the Service's EndpointSlices list a ready pod; Traefik loads them a moment later
+    # (its own watch, then a reload): the zero-errors count below starts once it routes.
+    eventually("Traefik to route to v1", rollout.endpoint(NAME).answers, timeout=30)
     load = rollout.load(rollout.endpoint(NAME), rate=20, duration=120)
     eventually("v1 to answer through Traefik", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
 
@@ -63,7 +66,7 @@ def test_a_secret_env_var_a_sidecar_and_a_service_account_roll_out_by_canary(
     assert v2 != v1
     eventually("v2 to serve", lambda: rollout.served()[v2] > 0, timeout=30)
     summary = load.stop()
-    assert summary.errors == 0 and set(summary.codes) == {200}, (summary.lines(), rollout.gateway_errors())
+    assert summary.errors == 0 and set(summary.codes) == {200}, rollout.errors_report(*summary.lines())
 
     pods = core.list_namespaced_pod(ns, label_selector=f"modelship.io/revision={v2}").items
     assert len(pods) == 2

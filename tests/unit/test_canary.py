@@ -219,6 +219,36 @@ def test_gateway_router_moves_weight_only_once_the_canary_service_lists_its_read
     assert world.status.canary is not None and world.status.canary.weight == 20
 
 
+def test_a_first_deploy_behind_a_route_is_healthy_only_once_its_service_lists_a_ready_pod() -> None:
+    # The slices list a pod a moment after its Deployment counts it available; until then a
+    # gateway answers 503 on the route, so the revision does not serve yet.
+    s = canary_spec(router="gatewayAPI")
+    world = World(route={"fraud-stable": 100, "fraud-canary": 0}, slices={})
+    world.reconcile(s)
+    world.settle()
+    world.reconcile(s)
+    assert world.status.phase == "Progressing" and world.status.stable_revision is None
+    routed = condition(world.status, "TrafficRouted")
+    assert (routed.status, routed.reason) == ("False", routing.ENDPOINTS_PENDING)
+    assert f"Service fraud-stable to list 1 ready pod(s) of {name_of(s)} (it lists 0)" in routed.message
+    assert condition(world.status, "Ready").status == "False"
+    assert condition(world.status, "Progressing").reason == "DeployingRevision"
+    world.list_endpoints()
+    world.reconcile(s)
+    assert world.status.phase == "Healthy" and world.status.stable_revision == name_of(s)
+    assert condition(world.status, "TrafficRouted").status == "True"
+    assert condition(world.status, "Ready").status == "True"
+
+
+def test_a_first_deploy_is_healthy_on_its_pods_alone_when_the_slices_cannot_be_read() -> None:
+    s = canary_spec(router="gatewayAPI")
+    world = World(route={"fraud-stable": 100, "fraud-canary": 0}, slices=None)
+    world.reconcile(s)
+    world.settle()
+    world.reconcile(s)
+    assert world.status.phase == "Healthy" and world.status.stable_revision == name_of(s)
+
+
 def test_a_new_digest_mid_rollout_replaces_the_canary_and_restarts_from_step_zero() -> None:
     old = canary_spec()
     world = stable_world(old)

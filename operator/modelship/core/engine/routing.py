@@ -34,6 +34,8 @@ from modelship.core.shadow import Shadow
 # While a gateway has not accepted the route's current weights, look again this soon: nothing
 # else (no watch of the route) starts the next pass, and the resync may be 30 s away.
 GATEWAY_RECHECK = timedelta(seconds=1)
+# `TrafficRouted`'s reason while the route is right but its backend lists no ready pod yet.
+ENDPOINTS_PENDING = "EndpointsPending"
 
 
 def sessions(
@@ -222,6 +224,14 @@ def unserved(
                 f"(it lists {listed})"
             )
     return None
+
+
+def first_served(observations: Observations, stable: str) -> ConditionValue | None:
+    """`TrafficRouted` False (`ENDPOINTS_PENDING`) while a first deploy's route shows all traffic to
+    `<name>-stable` but its EndpointSlices list no ready pod of `stable` yet, or None: they list
+    one a moment after the Deployment counts it available, and a gateway answers 503 until then."""
+    why = unserved(observations, 0, stable, stable, 0)
+    return ("False", ENDPOINTS_PENDING, why) if why is not None else None
 
 
 def waiting(observations: Observations, weight: int, kept: Mapping[str, str], challenger: int = 0) -> str:

@@ -46,8 +46,12 @@ def finish(ctx: Context, out: Outcome) -> Decision:
     stable: str | None = out.stable
     stable_template: api.RevisionTemplate | None = out.stable_template
     phase: api.Phase
+    routed = _traffic(spec, out, observations)
     if out.mode == "first":
         phase = _PHASES[health] if observed is not None else "Pending"
+        _, routed_why, _ = routed.get("TrafficRouted", ("True", "", ""))
+        if phase == "Healthy" and routed_why == routing.ENDPOINTS_PENDING:
+            phase = "Progressing"  # ready pods, but none the route's backend lists: requests would fail
         if phase != "Healthy":
             stable = stable_template = None
     elif health in ("Missing", "Stuck") or out.mode == "aborted":
@@ -79,7 +83,6 @@ def finish(ctx: Context, out: Outcome) -> Decision:
         wanted.append((ctx.target, template, aborted.spec_replicas if aborted and inspect else 0))
     placements = {name: placement(name, t.accelerator, spec, observations) for name, t, _ in wanted}
     on_cpu = [name for name, t, n in wanted if t.accelerator and placements[name] == "cpu" and n]
-    routed = _traffic(spec, out, observations)
     conditions = _conditions(
         status,
         owner.generation,
@@ -211,6 +214,8 @@ def _traffic(
     spec: api.ModelDeploymentSpec, out: Outcome, observations: Observations
 ) -> dict[str, ConditionValue]:
     routed = routing.condition(spec, observations, out.weight or 0, out.challenger_weight)
+    if routed is not None and routed[0] == "True" and out.mode == "first":
+        routed = routing.first_served(observations, out.stable) or routed
     return {"TrafficRouted": routed} if routed is not None else {}
 
 
@@ -349,6 +354,8 @@ def _progressing(
         return ("False", "RolledBack", f"rolled back to revision {out.stable}; the canary was removed")
     if health != "Ready":
         return ("True", "ReplicasStarting" if has_stable else "DeployingRevision", counts)
+    if not has_stable:  # a first deploy, ready, whose route's backend lists none of its pods yet
+        return ("True", "DeployingRevision", f"{counts}; waiting for its Service to list a ready pod")
     return ("False", "RolloutComplete", f"revision {out.stable} is stable and fully available")
 
 
