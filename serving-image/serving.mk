@@ -13,10 +13,14 @@ TEST_DEPS += lint-docker serving-typecheck
 .PHONY: serving-install lint-docker serving-typecheck bench-serving serving-lock serving-check
 
 # Into the dev venv: the image's exact, hashed runtime deps; test tools; modelserver itself (editable).
-# Separate pip calls, because hash-checking mode refuses editable installs in the same run.
+# Separate pip calls, because hash-checking mode refuses editable installs in the same run. The test
+# tools are installed under the lock's pins (without hashes: pip would want hashes for the tools
+# too), so a tool that needs another version of a runtime package fails the install instead of
+# quietly changing it: the tests run what the image runs.
 serving-install:
 	$(PY) -m pip install --quiet --require-hashes -r $(SERVING_DIR)/requirements.lock
-	$(PY) -m pip install --quiet -r $(SERVING_DIR)/requirements-test.txt
+	sed -n 's/^\([A-Za-z0-9_.-]*==[^ ]*\).*/\1/p' $(SERVING_DIR)/requirements.lock > $(VENV)/serving-pins.txt
+	$(PY) -m pip install --quiet -r $(SERVING_DIR)/requirements-test.txt -c $(VENV)/serving-pins.txt
 	$(PY) -m pip install --quiet --no-deps -e $(SERVING_DIR)
 
 lint-docker: $(STAMP)  ## hadolint every Dockerfile of the serving image (any finding fails)
