@@ -17,7 +17,8 @@ eventually = wait_for  # polls until truthy, naming what it waited for
 
 def until_served(endpoint: Endpoint, timeout: float = 30) -> None:
     """Wait until a model answers through the gateway on `endpoint` (a 503 meanwhile: it has not
-    loaded the route's endpoints yet; a first deploy is Healthy a moment before that)."""
+    loaded the route's endpoints yet; a first deploy is Healthy once its Service's EndpointSlices
+    list a ready pod, and the gateway loads them a moment later: its own watch, then a reload)."""
     eventually(f"the gateway to serve {endpoint.host}", endpoint.answers, timeout=timeout)
 
 

@@ -16,7 +16,7 @@ from localworld.prometheus import Prometheus
 from localworld.rollouts import OperatorProcess, canary_weight, rolling_revision
 
 from .conftest import Rollout
-from .helpers import eventually
+from .helpers import eventually, until_served
 
 pytestmark = pytest.mark.e2e
 
@@ -49,9 +49,7 @@ def test_canary_from_v1_to_v2_under_load_splits_by_step_and_ends_healthy_on_v2(
     rollout.apply(NAME, "v1", STEPS)
     first = rollout.mds.wait_phase(NAME, "Healthy")
     v1 = first["stableRevision"]
-    # Healthy once the Service's EndpointSlices list a ready pod; Traefik loads them a moment later
-    # (its own watch, then a reload): the zero-errors count below starts once it routes.
-    eventually("Traefik to route to v1", rollout.endpoint(NAME).answers, timeout=30)
+    until_served(rollout.endpoint(NAME))  # the zero-errors count below starts once Traefik routes
     load = rollout.load(rollout.endpoint(NAME), rate=40, duration=180)
     eventually("v1 to answer through Traefik", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
 

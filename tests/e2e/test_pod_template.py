@@ -14,7 +14,7 @@ from devcluster.cluster import LocalCluster
 from localworld.rollouts import model_deployment
 
 from .conftest import Rollout
-from .helpers import eventually
+from .helpers import eventually, until_served
 
 pytestmark = pytest.mark.e2e
 
@@ -54,9 +54,7 @@ def test_a_secret_env_var_a_sidecar_and_a_service_account_roll_out_by_canary(
     manifest["spec"]["template"] = template(images.sandbox_image())
     rollout.create(manifest)
     v1 = rollout.mds.wait_phase(NAME, "Healthy", timeout=180)["stableRevision"]
-    # Healthy once the Service's EndpointSlices list a ready pod; Traefik loads them a moment later
-    # (its own watch, then a reload): the zero-errors count below starts once it routes.
-    eventually("Traefik to route to v1", rollout.endpoint(NAME).answers, timeout=30)
+    until_served(rollout.endpoint(NAME))  # the zero-errors count below starts once Traefik routes
     load = rollout.load(rollout.endpoint(NAME), rate=20, duration=120)
     eventually("v1 to answer through Traefik", lambda: load.summary().codes.get(200, 0) >= 20, timeout=60)
 
